@@ -1,0 +1,18 @@
+"""ucag — Unfold and Conquer Attribution Guidance (Hong et al., AAAI 2023).
+
+This package owns the public API. The kernels live in the Rust extension ``ucag._core``:
+
+- :class:`Grid` — the patch geometry (SPEC section 1),
+- :func:`unfold` — images -> bicubically upsampled patches,
+- :func:`confidence` — logits -> per-patch confidence weights (section 3),
+- :func:`fold` — weighted partial maps -> full-resolution raw UCAG maps (section 4).
+
+Each kernel takes torch tensors (computed by libtorch on the tensor's own device) or
+numpy arrays (computed by an ndarray + rayon kernel with the GIL released).
+"""
+
+import torch  # noqa: F401  (libtorch must be loaded before the extension module)
+
+from ._core import Grid, __version__, confidence, fold, unfold
+
+__all__ = ["Grid", "__version__", "confidence", "fold", "unfold"]

@@ -1,0 +1,445 @@
+//! The UCAG kernels on `ndarray` views, parallelised with rayon: bicubic unfold
+//! (SPEC section 1), confidence weights (section 3) and the fold (section 4).
+//! They check shapes and finiteness and return `UcagError`s naming the argument.
+
+use crate::error::UcagError;
+use crate::grid::Grid;
+use crate::resample::{cubic_taps, linear_taps, Taps};
+use ndarray::{
+    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis,
+};
+use num_traits::Float;
+use rayon::prelude::*;
+use std::str::FromStr;
+
+/// Floating element types the kernels accept.
+pub trait Real: Float + Send + Sync + 'static {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// How a patch's target probability becomes its weight (SPEC section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weighting {
+    /// `exp(p)`, the paper's choice.
+    Exp,
+    /// `p`.
+    Prob,
+    /// `1`.
+    Uniform,
+}
+
+impl FromStr for Weighting {
+    type Err = UcagError;
+    fn from_str(s: &str) -> Result<Self, UcagError> {
+        match s {
+            "exp" => Ok(Weighting::Exp),
+            "prob" => Ok(Weighting::Prob),
+            "uniform" => Ok(Weighting::Uniform),
+            other => Err(UcagError::value(
+                "mode",
+                format!("must be one of 'exp', 'prob', 'uniform', got {other:?}"),
+            )),
+        }
+    }
+}
+
+impl Weighting {
+    pub fn apply(self, probability: f64) -> f64 {
+        match self {
+            Weighting::Exp => probability.exp(),
+            Weighting::Prob => probability,
+            Weighting::Uniform => 1.0,
+        }
+    }
+}
+
+fn ensure_finite<'a, T: Real>(
+    argument: &'static str,
+    values: impl IntoParallelIterator<Item = &'a T>,
+) -> Result<(), UcagError> {
+    if values.into_par_iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(UcagError::value(argument, "contains NaN or Inf values"))
+    }
+}
+
+fn ensure_nonempty(argument: &'static str, shape: &[usize]) -> Result<(), UcagError> {
+    if shape.contains(&0) {
+        Err(UcagError::value(
+            argument,
+            format!("is empty (shape {shape:?})"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks that a (B, C, H, W) image batch matches the grid; returns B.
+pub fn check_images(shape: &[usize], grid: &Grid) -> Result<usize, UcagError> {
+    if shape.len() != 4 {
+        return Err(UcagError::value(
+            "images",
+            format!(
+                "must have shape (B, C, H, W), got {} dimensions {shape:?}",
+                shape.len()
+            ),
+        ));
+    }
+    ensure_nonempty("images", shape)?;
+    let (h, w) = grid.image_size();
+    if (shape[2], shape[3]) != (h, w) {
+        return Err(UcagError::value(
+            "images",
+            format!(
+                "spatial size ({}, {}) does not match the grid's image_size ({h}, {w}); build the \
+                 grid for this size",
+                shape[2], shape[3]
+            ),
+        ));
+    }
+    Ok(shape[0])
+}
+
+/// Shape checks shared by both fold paths. `maps_shape` is (rows, h', w') or
+/// (rows, 1, h', w'); returns (B, h', w').
+pub fn check_fold_inputs(
+    maps_shape: &[usize],
+    weights_shape: &[usize],
+    grid: &Grid,
+) -> Result<(usize, usize, usize), UcagError> {
+    let (rows, mh, mw) = match *maps_shape {
+        [rows, mh, mw] => (rows, mh, mw),
+        [rows, 1, mh, mw] => (rows, mh, mw),
+        _ => {
+            return Err(UcagError::value(
+                "maps",
+                format!("must have shape (B*N, h, w) or (B*N, 1, h, w), got {maps_shape:?}"),
+            ))
+        }
+    };
+    ensure_nonempty("maps", maps_shape)?;
+    if weights_shape.len() != 1 {
+        return Err(UcagError::value(
+            "weights",
+            format!("must have shape (B*N,), got {weights_shape:?}"),
+        ));
+    }
+    if weights_shape[0] != rows {
+        return Err(UcagError::value(
+            "weights",
+            format!(
+                "has {} rows but maps has {rows}; give one weight per partial map",
+                weights_shape[0]
+            ),
+        ));
+    }
+    let n = grid.num_patches();
+    if rows % n != 0 {
+        return Err(UcagError::value(
+            "maps",
+            format!("has {rows} rows, not a multiple of the grid's {n} patches"),
+        ));
+    }
+    Ok((rows / n, mh, mw))
+}
+
+/// Checks (rows, K) logits against `targets`; returns K.
+pub fn check_confidence_inputs(
+    logits_shape: &[usize],
+    targets: &[i64],
+) -> Result<usize, UcagError> {
+    if logits_shape.len() != 2 {
+        return Err(UcagError::value(
+            "logits",
+            format!("must have shape (rows, K), got {logits_shape:?}"),
+        ));
+    }
+    ensure_nonempty("logits", logits_shape)?;
+    let (rows, classes) = (logits_shape[0], logits_shape[1]);
+    if targets.len() != rows {
+        return Err(UcagError::value(
+            "targets",
+            format!(
+                "has {} entries but logits has {rows} rows; give one target per row",
+                targets.len()
+            ),
+        ));
+    }
+    if let Some(bad) = targets.iter().find(|&&t| t < 0 || t >= classes as i64) {
+        return Err(UcagError::value(
+            "targets",
+            format!("class {bad} is out of range for {classes} classes"),
+        ));
+    }
+    Ok(classes)
+}
+
+/// Bicubic unfold: (B, C, H, W) -> (B*N, C, S_h, S_w); row b*N + p holds patch p of image b.
+pub fn unfold<T: Real>(images: ArrayView4<T>, grid: &Grid) -> Result<Array4<T>, UcagError> {
+    check_images(images.shape(), grid)?;
+    ensure_finite("images", images.view())?;
+    let (batch, channels) = (images.shape()[0], images.shape()[1]);
+    let n = grid.num_patches();
+    let (ph, pw) = grid.patch_size();
+    let (sh, sw) = grid.scaled_size();
+    let rows = cubic_taps::<T>(ph, sh);
+    let cols = cubic_taps::<T>(pw, sw);
+    let mut out = Array4::<T>::zeros((batch * n, channels, sh, sw));
+    // One task per output plane (patch row k, channel c); planes are disjoint.
+    out.as_slice_mut()
+        .expect("fresh array is contiguous")
+        .par_chunks_mut(sh * sw)
+        .enumerate()
+        .for_each_init(
+            || Array2::<f64>::zeros((ph, sw)),
+            |across, (plane, dst)| {
+                let (k, c) = (plane / channels, plane % channels);
+                let (b, p) = (k / n, k % n);
+                let (oy, ox) = grid.patch_origin(p);
+                let src = images.index_axis(Axis(0), b);
+                let src = src.index_axis(Axis(0), c);
+                resize_cubic_plane(src, (oy, ox), &rows, &cols, across, dst);
+            },
+        );
+    Ok(out)
+}
+
+/// Separable bicubic resize of the patch of `src` at `origin`: first along columns into
+/// `across` (patch rows x S_w), then along rows into `dst` (S_h x S_w).
+fn resize_cubic_plane<T: Real>(
+    src: ArrayView2<T>,
+    origin: (usize, usize),
+    rows: &[Taps<4>],
+    cols: &[Taps<4>],
+    across: &mut Array2<f64>,
+    dst: &mut [T],
+) {
+    let (oy, ox) = origin;
+    for (r, mut line) in across.outer_iter_mut().enumerate() {
+        let src_row = src.row(oy + r);
+        for (out, tap) in line.iter_mut().zip(cols) {
+            *out = (0..4)
+                .map(|k| tap.weight[k] * src_row[ox + tap.index[k]].to_f64().unwrap_or(f64::NAN))
+                .sum();
+        }
+    }
+    let sw = cols.len();
+    for (line, tap) in dst.chunks_mut(sw).zip(rows) {
+        let taps = tap.index.map(|i| across.row(i));
+        for (x, out) in line.iter_mut().enumerate() {
+            let v: f64 = (0..4).map(|k| tap.weight[k] * taps[k][x]).sum();
+            *out = T::from(v).unwrap_or_else(T::nan);
+        }
+    }
+}
+
+/// Softmax probability of each row's target class, turned into a weight.
+pub fn confidence<T: Real>(
+    logits: ArrayView2<T>,
+    targets: &[i64],
+    mode: Weighting,
+) -> Result<Array1<T>, UcagError> {
+    check_confidence_inputs(logits.shape(), targets)?;
+    ensure_finite("logits", logits.view())?;
+    let weights: Vec<T> = logits
+        .axis_iter(Axis(0))
+        .into_par_iter()
+        .zip(targets.par_iter())
+        .map(|(row, &t)| {
+            let max = row.iter().fold(f64::NEG_INFINITY, |m, v| {
+                m.max(v.to_f64().unwrap_or(f64::NAN))
+            });
+            let norm: f64 = row
+                .iter()
+                .map(|v| (v.to_f64().unwrap_or(f64::NAN) - max).exp())
+                .sum();
+            let p = (row[t as usize].to_f64().unwrap_or(f64::NAN) - max).exp() / norm;
+            T::from(mode.apply(p)).unwrap_or_else(T::nan)
+        })
+        .collect();
+    Ok(Array1::from(weights))
+}
+
+/// Fold: `M_b = sum_p w_{bN+p} * place_p(bilinear(E_{bN+p}, patch size)) / D`.
+/// `maps` is (B*N, h', w'), `weights` (B*N,); returns the raw UCAG maps (B, H, W).
+pub fn fold<T: Real>(
+    maps: ArrayView3<T>,
+    weights: ArrayView1<T>,
+    grid: &Grid,
+) -> Result<Array3<T>, UcagError> {
+    let (batch, mh, mw) = check_fold_inputs(maps.shape(), weights.shape(), grid)?;
+    ensure_finite("maps", maps.view())?;
+    ensure_finite("weights", weights.view())?;
+    let (height, width) = grid.image_size();
+    let (ph, pw) = grid.patch_size();
+    let units = grid.units();
+    let n = grid.num_patches();
+    let rows = linear_taps::<T>(mh, ph);
+    let cols = linear_taps::<T>(mw, pw);
+    let row_cov = grid.row_coverage();
+    let col_cov = grid.column_coverage();
+    let mut out = Array3::<T>::zeros((batch, height, width));
+    // One task per output row: each row gathers from the patches that cover it, in patch
+    // order, so the sum runs in the same order as the SPEC's loop over p.
+    out.as_slice_mut()
+        .expect("fresh array is contiguous")
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(row_index, line)| {
+            let (b, y) = (row_index / height, row_index % height);
+            for (i, &oy) in grid.offsets_y().iter().enumerate() {
+                if y < oy || y >= oy + ph {
+                    continue;
+                }
+                let tap = rows[y - oy];
+                let wy = tap.weight.map(|w| T::from(w).unwrap_or_else(T::nan));
+                for (j, &ox) in grid.offsets_x().iter().enumerate() {
+                    let k = b * n + i * units + j;
+                    let weight = weights[k];
+                    let map = maps.index_axis(Axis(0), k);
+                    let (top, bottom) = (map.row(tap.index[0]), map.row(tap.index[1]));
+                    for (out, ctap) in line[ox..ox + pw].iter_mut().zip(&cols) {
+                        let (c0, c1) = (ctap.index[0], ctap.index[1]);
+                        let wx0 = T::from(ctap.weight[0]).unwrap_or_else(T::nan);
+                        let wx1 = T::from(ctap.weight[1]).unwrap_or_else(T::nan);
+                        let value = wy[0] * (wx0 * top[c0] + wx1 * top[c1])
+                            + wy[1] * (wx0 * bottom[c0] + wx1 * bottom[c1]);
+                        *out = *out + weight * value;
+                    }
+                }
+            }
+            for (x, out) in line.iter_mut().enumerate() {
+                *out = *out / T::from(row_cov[y] * col_cov[x]).unwrap_or_else(T::nan);
+            }
+        });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use approx::assert_relative_eq;
+    use ndarray::Array;
+
+    #[test]
+    fn fold_of_constant_maps_is_constant() {
+        for (image, units, map) in [
+            ((224, 224), 6, (11, 11)),
+            ((57, 101), 4, (7, 9)),
+            ((30, 30), 3, (30, 30)),
+        ] {
+            let grid = Grid::new(image, units, None, 2.6, None).unwrap();
+            let rows = 2 * grid.num_patches();
+            let maps = Array3::<f64>::from_elem((rows, map.0, map.1), 0.7);
+            let weights = Array1::<f64>::from_elem(rows, 2.0);
+            let out = fold(maps.view(), weights.view(), &grid).unwrap();
+            assert_eq!(out.shape(), &[2, image.0, image.1]);
+            // sum over covering patches of 2 * 0.7, divided by their count
+            out.iter()
+                .for_each(|&v| assert_relative_eq!(v, 1.4, max_relative = 1e-12));
+        }
+    }
+
+    #[test]
+    fn fold_places_each_patch_at_its_offset() {
+        // One patch non-zero: the output is its value over that patch's area divided by D.
+        let grid = Grid::new((10, 12), 2, Some((6, 8)), 1.0, None).unwrap();
+        let mut maps = Array3::<f32>::zeros((4, 6, 8));
+        maps.index_axis_mut(Axis(0), 3).fill(1.0); // patch (1, 1) at offset (4, 4)
+        let weights = Array1::from(vec![1.0f32, 1.0, 1.0, 3.0]);
+        let out = fold(maps.view(), weights.view(), &grid).unwrap();
+        let d = grid.coverage();
+        for y in 0..10 {
+            for x in 0..12 {
+                let inside = y >= 4 && x >= 4;
+                let expected = if inside { 3.0 / d[(y, x)] as f32 } else { 0.0 };
+                assert_relative_eq!(out[(0, y, x)], expected);
+            }
+        }
+    }
+
+    #[test]
+    fn unfold_of_constant_image_is_constant_and_units_one_is_resize() {
+        let grid = Grid::new((20, 16), 3, None, 2.6, None).unwrap();
+        let images = Array4::<f32>::from_elem((2, 3, 20, 16), -0.25);
+        let out = unfold(images.view(), &grid).unwrap();
+        let (sh, sw) = grid.scaled_size();
+        assert_eq!(out.shape(), &[18, 3, sh, sw]);
+        // float32 weights (as in PyTorch) sum to 1 only within a few ulp
+        out.iter()
+            .for_each(|&v| assert_relative_eq!(v, -0.25, max_relative = 4e-6));
+
+        // A scaled size equal to the patch size is the identity crop.
+        let grid = Grid::new((8, 8), 2, Some((5, 5)), 1.0, None).unwrap();
+        let images = Array::from_shape_fn((1, 1, 8, 8), |(_, _, y, x)| (y * 8 + x) as f64);
+        let out = unfold(images.view(), &grid).unwrap();
+        for p in 0..4 {
+            let (oy, ox) = grid.patch_origin(p);
+            for y in 0..5 {
+                for x in 0..5 {
+                    assert_eq!(out[(p, 0, y, x)], images[(0, 0, oy + y, ox + x)]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn confidence_modes() {
+        let logits = Array2::from_shape_vec((2, 3), vec![1.0f64, 2.0, 3.0, 0.0, 0.0, 0.0]).unwrap();
+        let z: f64 = [1.0f64, 2.0, 3.0].iter().map(|v| v.exp()).sum();
+        let p = confidence(logits.view(), &[2, 1], Weighting::Prob).unwrap();
+        assert_relative_eq!(p[0], 3.0f64.exp() / z, max_relative = 1e-14);
+        assert_relative_eq!(p[1], 1.0 / 3.0, max_relative = 1e-14);
+        let e = confidence(logits.view(), &[2, 1], Weighting::Exp).unwrap();
+        assert_relative_eq!(e[1], (1.0f64 / 3.0).exp(), max_relative = 1e-14);
+        let u = confidence(logits.view(), &[0, 0], Weighting::Uniform).unwrap();
+        assert_eq!(u.to_vec(), vec![1.0, 1.0]);
+        // large logits do not overflow
+        let big = Array2::from_shape_vec((1, 2), vec![1000.0f32, 0.0]).unwrap();
+        assert_relative_eq!(
+            confidence(big.view(), &[0], Weighting::Prob).unwrap()[0],
+            1.0
+        );
+    }
+
+    #[test]
+    fn bad_inputs_name_their_argument() {
+        let grid = Grid::new((8, 8), 2, Some((5, 5)), 1.0, None).unwrap();
+        let maps = Array3::<f32>::zeros((4, 3, 3));
+        let err = fold(maps.view(), Array1::<f32>::zeros(3).view(), &grid).unwrap_err();
+        assert_eq!(err.argument(), "weights");
+        let err = fold(
+            Array3::<f32>::zeros((6, 3, 3)).view(),
+            Array1::zeros(6).view(),
+            &grid,
+        )
+        .unwrap_err();
+        assert_eq!(err.argument(), "maps");
+        let mut nan = maps.clone();
+        nan[(1, 1, 1)] = f32::NAN;
+        let err = fold(nan.view(), Array1::zeros(4).view(), &grid).unwrap_err();
+        assert_eq!(err.argument(), "maps");
+        let err = unfold(Array4::<f32>::zeros((1, 1, 9, 8)).view(), &grid).unwrap_err();
+        assert_eq!(err.argument(), "images");
+        let err = unfold(Array4::<f32>::zeros((0, 1, 8, 8)).view(), &grid).unwrap_err();
+        assert_eq!(err.argument(), "images");
+        let logits = Array2::<f32>::zeros((2, 3));
+        assert_eq!(
+            confidence(logits.view(), &[0], Weighting::Exp)
+                .unwrap_err()
+                .argument(),
+            "targets"
+        );
+        assert_eq!(
+            confidence(logits.view(), &[0, 3], Weighting::Exp)
+                .unwrap_err()
+                .argument(),
+            "targets"
+        );
+        assert_eq!(
+            "softmax".parse::<Weighting>().unwrap_err().argument(),
+            "mode"
+        );
+    }
+}
