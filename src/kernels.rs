@@ -11,6 +11,7 @@ use ndarray::{
 use num_traits::Float;
 use rayon::prelude::*;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Floating element types the kernels accept.
 pub trait Real: Float + Send + Sync + 'static {}
@@ -53,11 +54,20 @@ impl Weighting {
     }
 }
 
-fn ensure_finite<'a, T: Real>(
+/// Rejects NaN/Inf in `values` (any layout). Contiguous data is scanned in parallel chunks
+/// with a branch-free loop the compiler vectorises: on a 0.5 GB batch of maps this check
+/// would otherwise cost as much as the fold itself.
+fn ensure_finite<T: Real, D: ndarray::Dimension>(
     argument: &'static str,
-    values: impl IntoParallelIterator<Item = &'a T>,
+    values: ndarray::ArrayView<'_, T, D>,
 ) -> Result<(), UcagError> {
-    if values.into_par_iter().all(|v| v.is_finite()) {
+    let finite = match values.as_slice_memory_order() {
+        Some(slice) => slice
+            .par_chunks(1 << 15)
+            .all(|chunk| chunk.iter().fold(true, |ok, v| ok & v.is_finite())),
+        None => values.into_par_iter().all(|v| v.is_finite()),
+    };
+    if finite {
         Ok(())
     } else {
         Err(UcagError::value(argument, "contains NaN or Inf values"))
@@ -269,51 +279,93 @@ pub fn fold<T: Real>(
     grid: &Grid,
 ) -> Result<Array3<T>, UcagError> {
     let (batch, mh, mw) = check_fold_inputs(maps.shape(), weights.shape(), grid)?;
-    ensure_finite("maps", maps.view())?;
     ensure_finite("weights", weights.view())?;
+    // NaN/Inf in `maps` are found while folding: every map row the bilinear resize reads is
+    // checked as it is read (a separate pass over 0.5 GB of maps would cost half the fold).
+    // Row-major maps let the inner loops read map rows as plain slices (borrowed when the
+    // caller's array already is row-major, copied once otherwise).
+    let maps = maps.as_standard_layout();
+    let data = maps.as_slice().expect("standard layout is contiguous");
     let (height, width) = grid.image_size();
     let (ph, pw) = grid.patch_size();
-    let units = grid.units();
     let n = grid.num_patches();
     let rows = linear_taps::<T>(mh, ph);
-    let cols = linear_taps::<T>(mw, pw);
+    let cols: Vec<(usize, usize, T, T)> = linear_taps::<T>(mw, pw)
+        .into_iter()
+        .map(|t| (t.index[0], t.index[1], real(t.weight[0]), real(t.weight[1])))
+        .collect();
     let row_cov = grid.row_coverage();
     let col_cov = grid.column_coverage();
+    let plane = mh * mw;
+    let all_finite = AtomicBool::new(true);
     let mut out = Array3::<T>::zeros((batch, height, width));
-    // One task per output row: each row gathers from the patches that cover it, in patch
-    // order, so the sum runs in the same order as the SPEC's loop over p.
+    // Tasks are horizontal bands of one image (enough of them to keep every thread busy
+    // even for B = 1). A band adds the patches in the SPEC's order p = 0..N, streaming each
+    // map's rows top to bottom (one sequential read per map, which the prefetcher follows),
+    // into band rows that stay in cache. Per patch row: blend the two map rows (contiguous,
+    // so it vectorises), then gather the columns.
+    let bands_per_image = (4 * rayon::current_num_threads())
+        .div_ceil(batch)
+        .clamp(1, height);
+    let band_rows = height.div_ceil(bands_per_image);
     out.as_slice_mut()
         .expect("fresh array is contiguous")
-        .par_chunks_mut(width)
+        .par_chunks_mut(height * width)
         .enumerate()
-        .for_each(|(row_index, line)| {
-            let (b, y) = (row_index / height, row_index % height);
-            for (i, &oy) in grid.offsets_y().iter().enumerate() {
-                if y < oy || y >= oy + ph {
-                    continue;
-                }
-                let tap = rows[y - oy];
-                let wy = tap.weight.map(|w| T::from(w).unwrap_or_else(T::nan));
-                for (j, &ox) in grid.offsets_x().iter().enumerate() {
-                    let k = b * n + i * units + j;
+        .flat_map(|(b, image)| {
+            image
+                .par_chunks_mut(band_rows * width)
+                .enumerate()
+                .map(move |(band, rows)| (b, band, rows))
+        })
+        .for_each_init(
+            || vec![T::zero(); mw],
+            |blend, (b, band, band_data)| {
+                let y0 = band * band_rows;
+                let y1 = y0 + band_data.len() / width;
+                let mut finite = true;
+                for p in 0..n {
+                    let (oy, ox) = grid.patch_origin(p);
+                    let k = b * n + p;
+                    let map = &data[k * plane..(k + 1) * plane];
                     let weight = weights[k];
-                    let map = maps.index_axis(Axis(0), k);
-                    let (top, bottom) = (map.row(tap.index[0]), map.row(tap.index[1]));
-                    for (out, ctap) in line[ox..ox + pw].iter_mut().zip(&cols) {
-                        let (c0, c1) = (ctap.index[0], ctap.index[1]);
-                        let wx0 = T::from(ctap.weight[0]).unwrap_or_else(T::nan);
-                        let wx1 = T::from(ctap.weight[1]).unwrap_or_else(T::nan);
-                        let value = wy[0] * (wx0 * top[c0] + wx1 * top[c1])
-                            + wy[1] * (wx0 * bottom[c0] + wx1 * bottom[c1]);
-                        *out = *out + weight * value;
+                    for y in y0.max(oy)..y1.min(oy + ph) {
+                        let r = y - oy;
+                        let tap = rows[r];
+                        let (wy0, wy1): (T, T) = (real(tap.weight[0]), real(tap.weight[1]));
+                        let top = &map[tap.index[0] * mw..(tap.index[0] + 1) * mw];
+                        let bottom = &map[tap.index[1] * mw..(tap.index[1] + 1) * mw];
+                        for ((v, &t), &u) in blend.iter_mut().zip(top).zip(bottom) {
+                            *v = wy0 * t + wy1 * u;
+                        }
+                        // NaN/Inf in a row the resize reads survives the blend (0 * Inf is
+                        // NaN too), so checking the blend checks the input in the same pass.
+                        finite &= blend.iter().fold(true, |ok, v| ok & v.is_finite());
+                        let line =
+                            &mut band_data[(y - y0) * width + ox..(y - y0) * width + ox + pw];
+                        for (out, &(c0, c1, wx0, wx1)) in line.iter_mut().zip(&cols) {
+                            *out = *out + weight * (wx0 * blend[c0] + wx1 * blend[c1]);
+                        }
                     }
                 }
-            }
-            for (x, out) in line.iter_mut().enumerate() {
-                *out = *out / T::from(row_cov[y] * col_cov[x]).unwrap_or_else(T::nan);
-            }
-        });
+                for (line, y) in band_data.chunks_mut(width).zip(y0..y1) {
+                    for (out, &cx) in line.iter_mut().zip(&col_cov) {
+                        *out = *out / real(f64::from(row_cov[y] * cx));
+                    }
+                }
+                if !finite {
+                    all_finite.store(false, Ordering::Relaxed);
+                }
+            },
+        );
+    if !all_finite.into_inner() {
+        return Err(UcagError::value("maps", "contains NaN or Inf values"));
+    }
     Ok(out)
+}
+
+fn real<T: Real>(v: f64) -> T {
+    T::from(v).unwrap_or_else(T::nan)
 }
 
 #[cfg(test)]

@@ -25,11 +25,23 @@ impl From<UcagError> for PyErr {
     }
 }
 
-/// The torch tensor inside `obj`, or None when `obj` is not a `torch.Tensor`.
-fn as_tensor(obj: &Bound<'_, PyAny>) -> PyResult<Option<Tensor>> {
+/// The torch tensor inside `obj`, or None when `obj` is not a `torch.Tensor`. Tensors on
+/// devices tch cannot name (meta, xpu, ...) are rejected here, before any kernel sees them.
+fn as_tensor(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Option<Tensor>> {
     // SAFETY: `obj` is a live Python object for the duration of the call.
-    unsafe { Tensor::pyobject_unpack(obj.as_ptr() as *mut tch::python::CPyObject) }
-        .map_err(pyo3_tch::wrap_tch_err)
+    let tensor = unsafe { Tensor::pyobject_unpack(obj.as_ptr() as *mut tch::python::CPyObject) }
+        .map_err(pyo3_tch::wrap_tch_err)?;
+    if tensor.is_some() {
+        let device: String = obj.getattr("device")?.getattr("type")?.extract()?;
+        if device != "cpu" && device != "cuda" {
+            return Err(UcagError::value(
+                argument,
+                format!("is on a '{device}' device; ucag runs on cpu and cuda tensors"),
+            )
+            .into());
+        }
+    }
+    Ok(tensor)
 }
 
 fn tensor_to_py(py: Python<'_>, t: Tensor) -> PyResult<PyObject> {
@@ -82,6 +94,9 @@ fn parse_size(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<(usize
 #[pyclass(name = "Grid", module = "ucag", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyGrid(Grid);
+
+/// (image_size, units, patch_size, scale, scaled_size), as `Grid.__new__` takes them.
+type GridArgs = ((usize, usize), usize, (usize, usize), f64, (usize, usize));
 
 #[pymethods]
 impl PyGrid {
@@ -154,7 +169,8 @@ impl PyGrid {
     fn coverage<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i32>> {
         self.0.coverage().into_pyarray(py)
     }
-    fn __getnewargs__(&self) -> ((usize, usize), usize, (usize, usize), f64, (usize, usize)) {
+    /// Pickles as the explicit patch and scaled sizes, which rebuild the same grid.
+    fn __getnewargs__(&self) -> GridArgs {
         (
             self.0.image_size(),
             self.0.units(),
@@ -231,7 +247,7 @@ fn unfold(
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<PyObject> {
     let grid = grid.get().0.clone();
-    if let Some(t) = as_tensor(images)? {
+    if let Some(t) = as_tensor("images", images)? {
         let out = py.allow_threads(move || torch_kernels::unfold(&t, &grid))?;
         return tensor_to_py(py, out);
     }
@@ -273,16 +289,17 @@ fn confidence(
     mode: &str,
 ) -> PyResult<PyObject> {
     let mode: Weighting = mode.parse()?;
-    if let Some(l) = as_tensor(logits)? {
-        let targets = match as_tensor(targets)? {
+    if let Some(l) = as_tensor("logits", logits)? {
+        let targets = match as_tensor("targets", targets)? {
             Some(t) => {
+                let kind = t.f_kind().ok();
                 if !matches!(
-                    t.kind(),
-                    Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8
+                    kind,
+                    Some(Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8)
                 ) {
                     return Err(UcagError::type_error(
                         "targets",
-                        format!("must hold integer class indices, got {:?}", t.kind()),
+                        format!("must hold integer class indices, got {kind:?}"),
                     )
                     .into());
                 }
@@ -356,9 +373,9 @@ fn fold(
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<PyObject> {
     let grid = grid.get().0.clone();
-    if let Some(m) = as_tensor(maps)? {
-        let w =
-            as_tensor(weights)?.ok_or_else(|| mixed_kinds("weights", "torch.Tensor", "maps"))?;
+    if let Some(m) = as_tensor("maps", maps)? {
+        let w = as_tensor("weights", weights)?
+            .ok_or_else(|| mixed_kinds("weights", "torch.Tensor", "maps"))?;
         let out = py.allow_threads(move || torch_kernels::fold(&m, &w, &grid))?;
         return tensor_to_py(py, out);
     }

@@ -1,0 +1,3 @@
+from ucag.cli import main
+
+raise SystemExit(main())

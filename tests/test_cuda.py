@@ -1,0 +1,82 @@
+"""The tch kernels on CUDA tensors: same results as on the CPU, outputs stay on the GPU.
+
+Skipped without CUDA. On a GPU machine: ``python -m pytest -q tests/test_cuda.py``.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import spec_reference as ref
+import ucag
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="module")
+def case():
+    gen = torch.Generator().manual_seed(0)
+    grid = ucag.Grid((224, 200), units=6)
+    images = torch.rand(3, 3, 224, 200, generator=gen)
+    maps = torch.randn(3 * grid.num_patches, 11, 11, generator=gen)
+    logits = torch.randn(3 * grid.num_patches, 1000, generator=gen) * 3
+    targets = torch.randint(0, 1000, (3 * grid.num_patches,), generator=gen)
+    return grid, images, maps, logits, targets
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_unfold_on_cuda(case, dtype):
+    grid, images, *_ = case
+    x = images.to("cuda", dtype)
+    got = ucag.unfold(x, grid)
+    assert got.is_cuda and got.dtype == dtype
+    # bit for bit what F.interpolate does on the same device
+    h, w = grid.patch_size
+    expected = ref.unfold(x, ref.geometry(grid.image_size, grid.units, grid.patch_size, scaled=grid.scaled_size))
+    assert torch.equal(got, expected)
+    if dtype in (torch.float32, torch.float64):
+        cpu = ucag.unfold(images.to(dtype), grid)
+        torch.testing.assert_close(got.cpu(), cpu, rtol=1e-5, atol=1e-5)
+
+
+def test_fold_and_confidence_on_cuda(case):
+    grid, _, maps, logits, targets = case
+    w_cpu = ucag.confidence(logits, targets)
+    w_gpu = ucag.confidence(logits.cuda(), targets.cuda())
+    assert w_gpu.is_cuda
+    torch.testing.assert_close(w_gpu.cpu(), w_cpu, rtol=1e-6, atol=0)
+    w_list = ucag.confidence(logits.cuda(), targets.tolist(), "prob")
+    assert w_list.is_cuda
+    folded = ucag.fold(maps.cuda(), w_gpu, grid)
+    assert folded.is_cuda and folded.shape == (3, *grid.image_size)
+    torch.testing.assert_close(folded.cpu(), ucag.fold(maps, w_cpu, grid), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(folded.cpu().numpy(), ucag.fold(maps.numpy(), w_cpu.numpy(), grid), rtol=1e-4, atol=1e-5)
+    half = ucag.fold(maps.cuda().half(), w_gpu.half(), grid)
+    assert half.is_cuda and half.dtype == torch.float16
+
+
+def test_cpu_cuda_mix_is_rejected(case):
+    grid, images, maps, logits, targets = case
+    with pytest.raises(ValueError, match="weights"):
+        ucag.fold(maps.cuda(), torch.ones(maps.shape[0]), grid)
+    with pytest.raises(ValueError, match="weights"):
+        ucag.fold(maps, torch.ones(maps.shape[0], device="cuda"), grid)
+    with pytest.raises(ValueError, match="targets"):
+        ucag.confidence(logits.cuda(), targets)
+
+
+def test_no_host_round_trip():
+    """A 2 GiB CUDA batch is unfolded without growing host memory by its size."""
+    import resource
+
+    grid = ucag.Grid(224)
+    x = torch.rand(64, 3, 224, 224, device="cuda")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = ucag.unfold(x, grid)
+    torch.cuda.synchronize()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert out.is_cuda
+    assert (after - before) * 1024 < out.numel() * 4 / 8  # far below one host copy
+    expected = F.interpolate(x[:, :, 20:144, 40:164], size=grid.scaled_size, mode="bicubic", align_corners=False)
+    assert torch.equal(out.view(64, 36, 3, 322, 322)[:, 8], expected)

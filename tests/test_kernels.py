@@ -1,0 +1,169 @@
+"""unfold / confidence / fold against the independent SPEC reference, on torch and numpy."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import spec_reference as ref
+import ucag
+
+
+def random_case(seed: int):
+    """B in 1..4, non-square H x W in 32..300, units 1..8, several scales and map sizes."""
+    rng = np.random.default_rng(seed)
+    H, W = (int(v) for v in rng.integers(32, 301, size=2))
+    units = int(rng.integers(1, 9))
+    scale = float(rng.choice([0.8, 1.0, 1.7, 2.6]))
+    patch = (H, W) if units == 1 else None
+    grid = ucag.Grid((H, W), units=units, patch_size=patch, scale=scale)
+    B = int(rng.integers(1, 5))
+    sh, sw = grid.scaled_size
+    map_size = [(7, 7), (11, 11), (int(rng.integers(2, 40)), int(rng.integers(2, 40))), (sh, sw)][seed % 4]
+    return rng, grid, B, map_size
+
+
+def reference_geometry(grid: ucag.Grid):
+    return ref.geometry(grid.image_size, grid.units, grid.patch_size, scaled=grid.scaled_size)
+
+
+def assert_close(actual, expected, rtol):
+    actual = torch.as_tensor(actual, dtype=torch.float64)
+    expected = torch.as_tensor(expected, dtype=torch.float64)
+    assert actual.shape == expected.shape
+    # relative error against the map's own magnitude (maps cross zero, so no per-pixel rtol)
+    scale = expected.abs().max().clamp_min(1e-30)
+    err = ((actual - expected).abs().max() / scale).item()
+    assert err <= rtol, f"relative error {err:.3g} > {rtol}"
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_unfold_matches_reference(seed):
+    rng, grid, B, _ = random_case(seed)
+    H, W = grid.image_size
+    x = torch.from_numpy(rng.standard_normal((B, 3, H, W)).astype(np.float32))
+    expected = ref.unfold(x, reference_geometry(grid))
+    got = ucag.unfold(x, grid)
+    assert got.shape == (B * grid.num_patches, 3, *grid.scaled_size)
+    assert got.dtype == torch.float32 and got.device == x.device
+    assert_close(got, expected, 1e-5)
+    # same ATen call as F.interpolate: bit for bit on the torch path
+    assert torch.equal(got, expected)
+    got_np = ucag.unfold(x.numpy(), grid)
+    assert isinstance(got_np, np.ndarray) and got_np.dtype == np.float32
+    assert_close(got_np, expected, 1e-5)
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_fold_matches_reference(seed):
+    rng, grid, B, (mh, mw) = random_case(seed)
+    rows = B * grid.num_patches
+    maps = torch.from_numpy(rng.standard_normal((rows, mh, mw)).astype(np.float32))
+    weights = torch.from_numpy(rng.uniform(1.0, np.e, rows).astype(np.float32))
+    expected = ref.fold(maps, weights, reference_geometry(grid))
+    got = ucag.fold(maps, weights, grid)
+    assert got.shape == (B, *grid.image_size) and got.dtype == torch.float32
+    assert_close(got, expected, 1e-5)
+    got4 = ucag.fold(maps[:, None], weights, grid)
+    assert torch.equal(got4, got)
+    got_np = ucag.fold(maps.numpy(), weights.numpy(), grid)
+    assert isinstance(got_np, np.ndarray) and got_np.dtype == np.float32
+    assert_close(got_np, expected, 1e-5)
+    assert_close(got_np, got, 1e-5)
+
+
+def test_float64_paths_agree_tightly():
+    rng, grid, B, (mh, mw) = random_case(5)
+    H, W = grid.image_size
+    x = torch.from_numpy(rng.standard_normal((B, 2, H, W)))
+    g = reference_geometry(grid)
+    assert torch.equal(ucag.unfold(x, grid), ref.unfold(x, g))
+    assert_close(ucag.unfold(x.numpy(), grid), ref.unfold(x, g), 1e-12)
+    maps = torch.from_numpy(rng.standard_normal((B * grid.num_patches, mh, mw)))
+    w = torch.from_numpy(rng.uniform(1, 2, B * grid.num_patches))
+    assert ucag.fold(maps, w, grid).dtype == torch.float64
+    assert_close(ucag.fold(maps, w, grid), ref.fold(maps, w, g), 1e-12)
+    assert_close(ucag.fold(maps.numpy(), w.numpy(), grid), ref.fold(maps, w, g), 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_unfold_and_fold(dtype):
+    grid = ucag.Grid((40, 56), units=3)
+    x = torch.rand(2, 3, 40, 56)
+    expected = ref.unfold(x.to(dtype), reference_geometry(grid))
+    got = ucag.unfold(x.to(dtype), grid)
+    assert got.dtype == dtype
+    assert torch.equal(got, expected)
+    maps = torch.rand(18, 7, 7)
+    w = torch.rand(18) + 1
+    folded = ucag.fold(maps.to(dtype), w.to(dtype), grid)
+    assert folded.dtype == dtype
+    # accumulated in float32, rounded once: within half precision of the float32 result
+    expected = ref.fold(maps.to(dtype).float(), w.to(dtype).float(), reference_geometry(grid))
+    assert_close(folded, expected, 1e-2)
+
+
+def test_non_contiguous_inputs():
+    grid = ucag.Grid((48, 64), units=4)
+    base = torch.randn(2, 3, 64, 48)
+    x = base.transpose(2, 3)  # (2, 3, 48, 64), not contiguous
+    assert not x.is_contiguous()
+    expected = ref.unfold(x.contiguous(), reference_geometry(grid))
+    assert torch.equal(ucag.unfold(x, grid), expected)
+    assert torch.equal(ucag.unfold(x.contiguous(memory_format=torch.channels_last), grid), expected)
+    assert_close(ucag.unfold(x.numpy(), grid), expected, 1e-5)  # a strided numpy view
+    maps = torch.randn(32, 9, 2 * 9)[:, :, ::2]
+    w = torch.rand(64)[::2]
+    expected = ref.fold(maps.contiguous(), w.contiguous(), reference_geometry(grid))
+    assert_close(ucag.fold(maps, w, grid), expected, 1e-5)
+    assert_close(ucag.fold(maps.numpy(), w.numpy(), grid), expected, 1e-5)
+
+
+def test_unfold_does_not_track_gradients_or_touch_the_input():
+    grid = ucag.Grid(64, units=2)
+    x = torch.randn(1, 3, 64, 64, requires_grad=True)
+    before = x.detach().clone()
+    out = ucag.unfold(x, grid)
+    assert not out.requires_grad
+    assert torch.equal(x.detach(), before)
+
+
+@pytest.mark.parametrize("mode", ["exp", "prob", "uniform"])
+def test_confidence_matches_softmax(mode):
+    torch.manual_seed(0)
+    logits = torch.randn(37, 1000) * 4
+    targets = torch.randint(0, 1000, (37,))
+    expected = ref.confidence(logits, targets, mode)
+    got = ucag.confidence(logits, targets, mode)
+    assert got.shape == (37,) and got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
+    torch.testing.assert_close(ucag.confidence(logits, targets.tolist(), mode), expected, rtol=1e-6, atol=0)
+    got_np = ucag.confidence(logits.numpy(), targets.tolist(), mode)
+    np.testing.assert_allclose(got_np, expected.numpy(), rtol=1e-6)
+    if mode == "exp":
+        torch.testing.assert_close(got, torch.softmax(logits, 1).gather(1, targets[:, None])[:, 0].exp())
+
+
+def test_confidence_default_is_exp_and_float64():
+    logits = torch.randn(4, 10, dtype=torch.float64)
+    t = [1, 2, 3, 4]
+    got = ucag.confidence(logits, t)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, torch.softmax(logits, 1)[range(4), t].exp())
+
+
+def test_fold_with_weight_one_reconstructs_a_real_photo():
+    """Unfold a real photo, fold its channels back with weight 1: close to the photo."""
+    skimage_data = pytest.importorskip("skimage.data")
+    photo = torch.from_numpy(skimage_data.chelsea()).permute(2, 0, 1)[None].float() / 255  # (1, 3, 300, 451)
+    grid = ucag.Grid(photo.shape[-2:])
+    patches = ucag.unfold(photo, grid)
+    ones = torch.ones(grid.num_patches)
+    recon = torch.stack([ucag.fold(patches[:, c], ones, grid)[0] for c in range(3)])
+    err = (recon - photo[0]).abs().mean().item()
+    assert err < 0.01, err
+    # a scale of 1 makes unfold a crop and fold its exact inverse
+    grid1 = ucag.Grid(photo.shape[-2:], scale=1.0)
+    patches = ucag.unfold(photo, grid1)
+    recon = torch.stack([ucag.fold(patches[:, c], ones, grid1)[0] for c in range(3)])
+    torch.testing.assert_close(recon, photo[0], rtol=1e-6, atol=1e-6)
