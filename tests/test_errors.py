@@ -134,7 +134,7 @@ def test_nan_the_resize_never_reads_cannot_reach_the_result():
     assert torch.isfinite(expected).all()
     torch.testing.assert_close(ucag.fold(maps, w, grid), expected)
     torch.testing.assert_close(torch.from_numpy(ucag.fold(maps.numpy(), w.numpy(), grid)), expected)
-    maps[1, min(read), 4] = float("nan")  # a row it reads
+    maps[1, min(read), min(read)] = float("nan")  # a row and column it reads
     for m, ww in ((maps, w), (maps.numpy(), w.numpy())):
         with pytest.raises(ValueError, match="maps"):
             ucag.fold(m, ww, grid)
