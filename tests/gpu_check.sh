@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# CUDA check of the tch kernels on a GPU machine that has torch 2.11 but no Rust: install the
+# wheel built elsewhere (dist/, `maturin build --release --auditwheel skip -o dist`) into a
+# scratch folder, run the CUDA tests plus the kernel tests, and the CUDA benchmark.
+set -uo pipefail
+out=${OUT:-/tmp/gpu_check}
+mkdir -p "$out"
+nvidia-smi -L
+python3 -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
+# a wheel is a zip archive: unpacking it is all the install an import needs
+python3 -c "import glob, zipfile; zipfile.ZipFile(glob.glob('dist/ucag-*.whl')[0]).extractall('/tmp/ucag_site')" || exit 1
+export PYTHONPATH=/tmp/ucag_site PYTHONUNBUFFERED=1
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py 2>&1 | tee "$out/pytest.log"
+python3 benchmarks/kernels.py --device cuda 2>&1 | tee "$out/bench_cuda.log"
