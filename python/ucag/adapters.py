@@ -1,0 +1,219 @@
+"""Adapters: run an existing attribution method on a chunk of patches.
+
+Each adapter turns one kind of base method into the same call,
+``adapter(patches, targets) -> PatchAttribution``: one partial map per patch, at whatever
+resolution the method produces, plus the model's logits on the patches (from the method's
+own forward pass where it exposes them, else from one extra no-grad forward, as each
+adapter's docstring says). The explainer (:mod:`ucag.explainer`) picks the adapter by type.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MapKind = Literal["cam", "propagation"]
+
+
+@dataclass
+class PatchAttribution:
+    """Partial maps (n, h', w') and the logits (n, K) of the same patches."""
+
+    maps: torch.Tensor
+    logits: torch.Tensor
+    normalised: bool = False
+
+
+def _as_maps(result: Any, device: torch.device, argument: str) -> torch.Tensor:
+    """(n, h, w), (n, 1, h, w) or (n, C, h, w) (summed over channels) -> float (n, h, w)."""
+    if isinstance(result, tuple):
+        result = result[0]
+    maps = torch.as_tensor(np.asarray(result) if not isinstance(result, torch.Tensor) else result)
+    maps = maps.detach().to(device)
+    if maps.dim() == 4:
+        maps = maps.sum(dim=1)
+    if maps.dim() != 3:
+        raise ValueError(f"{argument}: expected maps of shape (n, h, w) or (n, C, h, w), got {tuple(maps.shape)}")
+    if not maps.is_floating_point():
+        maps = maps.float()
+    return maps
+
+
+def _no_grad_logits(model: nn.Module, patches: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(patches).detach()
+
+
+def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
+    """Raw maps of several target layers: resize to the finest layer (bilinear), average."""
+    if len(per_layer) == 1:
+        return per_layer[0]
+    h = max(m.shape[-2] for m in per_layer)
+    w = max(m.shape[-1] for m in per_layer)
+    resized = [
+        m if m.shape[-2:] == (h, w) else F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        for m in per_layer
+    ]
+    return torch.stack(resized).mean(dim=0)
+
+
+class GradCamAdapter:
+    """A pytorch-grad-cam object (any CAM class grad-cam 1.5.7 exports).
+
+    For classes that build their maps through ``BaseCAM.get_cam_image`` (Grad-CAM,
+    Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM, AblationCAM, ...), the
+    partial maps are the RAW per-layer maps ``get_cam_image`` returns — before grad-cam's
+    ReLU and min-max scaling (SPEC section 2) — captured during grad-cam's own call; several
+    target layers are averaged after resizing to the finest one. The logits are grad-cam's
+    own forward outputs (``cam.outputs``). With ``aug_smooth`` (whose augmentations are
+    undone only on the final map), for FullGrad (which bypasses ``get_cam_image``) and for
+    the wrapper classes (FinerCAM, RefineCAM, SESS), the partial maps are grad-cam's
+    normalised output and, where the object keeps no logits, one extra no-grad forward
+    supplies them.
+    """
+
+    map_kind: MapKind = "cam"
+
+    def __init__(self, cam: Any, model: nn.Module | None = None):
+        self.cam = cam
+        self.model = model if model is not None else find_model(cam)
+        self.captures_raw = hasattr(cam, "get_cam_image") and hasattr(cam, "activations_and_grads")
+
+    @property
+    def name(self) -> str:
+        return type(self.cam).__name__
+
+    def __call__(self, patches: torch.Tensor, targets: torch.Tensor, aug_smooth: bool = False, eigen_smooth: bool = False) -> PatchAttribution:
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        cam_targets = [ClassifierOutputTarget(int(t)) for t in targets.tolist()]
+        kwargs = {"aug_smooth": aug_smooth, "eigen_smooth": eigen_smooth}
+        if not self.captures_raw:
+            # Wrapper classes take only some of BaseCAM's keyword arguments.
+            accepted = inspect.signature(self.cam.forward).parameters
+            for key in [k for k in kwargs if k not in accepted]:
+                if kwargs.pop(key):
+                    raise ValueError(f"{key}: {self.name} does not support it")
+            out = self.cam(patches, cam_targets, **kwargs)
+            return PatchAttribution(_as_maps(out, patches.device, "base"), _no_grad_logits(self.model, patches), True)
+        captured: list[torch.Tensor] = []
+        method = type(self.cam).get_cam_image
+
+        def capture(*args: Any, **kw: Any) -> Any:
+            result = method(self.cam, *args, **kw)
+            captured.append(_as_maps(result, patches.device, "base"))
+            return result
+
+        self.cam.get_cam_image = capture  # shadows the class method for this call only
+        try:
+            out = self.cam(input_tensor=patches, targets=cam_targets, **kwargs)
+        finally:
+            del self.cam.get_cam_image
+        logits = getattr(self.cam, "outputs", None)
+        logits = logits.detach() if isinstance(logits, torch.Tensor) else _no_grad_logits(self.model, patches)
+        if captured and not aug_smooth:
+            return PatchAttribution(_mean_of_layers(captured), logits, False)
+        return PatchAttribution(_as_maps(out, patches.device, "base"), logits, True)
+
+
+class CaptumAdapter:
+    """Any Captum ``Attribution`` (LayerGradCam, GuidedGradCam, IntegratedGradients,
+    Saliency, LRP, ...), called as ``attribute(patches, target=targets, **attribute_kwargs)``.
+    Layer-level results are used as they are (LayerGradCam's default keeps them raw);
+    input-level (n, C, h, w) results are summed over channels. Captum does not expose the
+    logits of its forward pass, so one extra no-grad forward of ``forward_func`` supplies
+    them."""
+
+    def __init__(self, attribution: Any, model: nn.Module | None = None, **attribute_kwargs: Any):
+        self.attribution = attribution
+        self.model = model if model is not None else find_model(attribution)
+        self.attribute_kwargs = attribute_kwargs
+        self.map_kind: MapKind = "propagation" if "LRP" in type(attribution).__name__ else "cam"
+
+    @property
+    def name(self) -> str:
+        return type(self.attribution).__name__
+
+    def __call__(self, patches: torch.Tensor, targets: torch.Tensor, **_: Any) -> PatchAttribution:
+        result = self.attribution.attribute(patches, target=targets, **self.attribute_kwargs)
+        return PatchAttribution(_as_maps(result, patches.device, "base"), _no_grad_logits(self.model, patches))
+
+
+class ZennitAdapter:
+    """A zennit ``Attributor`` (e.g. ``Gradient(model, EpsilonPlusFlat())``): the output
+    relevance is the one-hot target, the relevance is summed over channels (signed), and the
+    logits come from the attributor's own forward pass."""
+
+    map_kind: MapKind = "propagation"
+
+    def __init__(self, attributor: Any, model: nn.Module | None = None):
+        self.attributor = attributor
+        self.model = model if model is not None else attributor.model
+
+    @property
+    def name(self) -> str:
+        composite = getattr(self.attributor, "composite", None)
+        suffix = f"[{type(composite).__name__}]" if composite is not None else ""
+        return type(self.attributor).__name__ + suffix
+
+    def __call__(self, patches: torch.Tensor, targets: torch.Tensor, **_: Any) -> PatchAttribution:
+        def one_hot(output: torch.Tensor) -> torch.Tensor:
+            return F.one_hot(targets.to(output.device), output.shape[-1]).to(output.dtype)
+
+        output, relevance = self.attributor(patches, one_hot)
+        return PatchAttribution(_as_maps(relevance, patches.device, "base"), output.detach())
+
+
+class CallableAdapter:
+    """A plain function ``fn(patches, targets) -> maps`` ((n, h, w), (n, 1, h, w) or
+    (n, C, h, w), torch or numpy). The logits come from one extra no-grad forward of
+    ``model``, which must be given."""
+
+    map_kind: MapKind = "cam"
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], Any], model: nn.Module | None):
+        if model is None:
+            raise ValueError("model: a plain callable base needs model= (to weight patches by the model's confidence)")
+        self.fn = fn
+        self.model = model
+
+    @property
+    def name(self) -> str:
+        return getattr(self.fn, "__name__", type(self.fn).__name__)
+
+    def __call__(self, patches: torch.Tensor, targets: torch.Tensor, **_: Any) -> PatchAttribution:
+        return PatchAttribution(_as_maps(self.fn(patches, targets), patches.device, "base"), _no_grad_logits(self.model, patches))
+
+
+def find_model(base: Any) -> nn.Module:
+    """The classifier inside a base method object."""
+    for path in ("model", "forward_func", "base_cam.model"):
+        obj = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.Module):
+            return obj
+    layers = getattr(base, "base_cam_per_layer", None)  # RefineCAM
+    if layers:
+        return layers[0].model
+    raise ValueError(f"model: cannot find the model inside {type(base).__name__}; pass model=")
+
+
+def make_adapter(base: Any, model: nn.Module | None = None, **attribute_kwargs: Any):
+    """The adapter for ``base``, chosen by its type."""
+    module = type(base).__module__ or ""
+    if module.startswith("pytorch_grad_cam"):
+        return GradCamAdapter(base, model)
+    if module.startswith("captum"):
+        return CaptumAdapter(base, model, **attribute_kwargs)
+    if module.startswith("zennit"):
+        return ZennitAdapter(base, model)
+    if callable(base):
+        return CallableAdapter(base, model)
+    raise TypeError(f"base: expected a pytorch-grad-cam, Captum or zennit object or a callable, got {type(base).__name__}")

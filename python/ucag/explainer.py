@@ -1,0 +1,275 @@
+"""The explainer: :class:`UCAG` wraps an attribution method and returns UCAG maps.
+
+Flow of one call (SPEC sections 1-5): resolve one target class per image; unfold every
+image into the grid's upsampled patches (Rust); run the base method on the patches in
+chunks of ``batch_size`` across all images, each patch with its image's target; weight the
+partial maps by the model's confidence on each patch (Rust); fold them into one raw map per
+image (Rust); post-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _core
+from .adapters import PatchAttribution, make_adapter
+from .postprocess import postprocess as apply_postprocess
+
+Weighting = Literal["exp", "prob", "uniform"]
+
+
+@dataclass
+class Explanation:
+    """Everything a UCAG call computed, to show how the map was built.
+
+    saliency: post-processed maps (B, H, W) (torch, on the model's device).
+    raw: signed, unnormalised UCAG maps M_b (B, H, W).
+    partials: the base method's partial map of every patch (B*N, h', w'); row b*N + p.
+    partials_normalised: True when the base method could only give normalised maps.
+    probabilities: softmax probability of the target on every patch (B*N,).
+    weights: confidence weight of every patch (B*N,).
+    targets: the class explained for each image (B,).
+    grid: the patch geometry.
+    """
+
+    saliency: torch.Tensor
+    raw: torch.Tensor
+    partials: torch.Tensor
+    partials_normalised: bool
+    probabilities: torch.Tensor
+    weights: torch.Tensor
+    targets: torch.Tensor
+    grid: _core.Grid
+    base: str
+    postprocess: str
+
+    def __repr__(self) -> str:
+        B = self.raw.shape[0]
+        return (
+            f"Explanation(base={self.base}, images={B}, maps={tuple(self.raw.shape[1:])}, "
+            f"partials={tuple(self.partials.shape)}{' normalised' if self.partials_normalised else ' raw'}, "
+            f"postprocess={self.postprocess!r}, grid={self.grid!r})"
+        )
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    """Restore the model's train/eval modes, ``requires_grad`` flags and hooks on exit,
+    also when the body raises (hooks added inside are removed, removed ones come back)."""
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+    hook_names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
+    hooks = [{name: dict(getattr(m, name)) for name in hook_names if hasattr(m, name)} for m in modules]
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, training):
+            m.training = mode
+        for p, flag in requires_grad:
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+        for m, saved in zip(modules, hooks):
+            for name, entries in saved.items():
+                current = getattr(m, name)
+                if current.keys() != entries.keys():
+                    current.clear()
+                    current.update(entries)
+
+
+def _target_index(target: Any, argument: str = "targets") -> int:
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    if isinstance(target, torch.Tensor) and target.numel() == 1 and not target.is_floating_point():
+        return int(target.item())
+    category = getattr(target, "category", None)  # grad-cam's ClassifierOutputTarget & co.
+    if isinstance(category, (int, np.integer)):
+        return int(category)
+    raise TypeError(f"{argument}: expected class indices or ClassifierOutputTarget objects, got {type(target).__name__}")
+
+
+class UCAG:
+    """Unfold and Conquer Attribution Guidance around an existing attribution method.
+
+    ``base`` is a pytorch-grad-cam CAM object, a Captum ``Attribution``, a zennit
+    ``Attributor`` or a plain callable ``fn(patches, targets) -> maps`` (then ``model=`` is
+    required). Defaults are the paper's (SPEC): a 6 x 6 grid of patches of 124/224 of the
+    image, upsampled x2.6, weighted by ``exp(p)``.
+
+    ``postprocess="auto"`` means "cam" (ReLU, min-max to [0, 1], Gaussian blur ``blur``) for
+    CAM-style bases and "none" (the signed raw map) for propagation methods (zennit, LRP).
+
+    Call it like a pytorch-grad-cam object: ``explainer(input_tensor=x, targets=[...])``
+    returns numpy float32 (B, H, W) maps; :meth:`explain` returns the full
+    :class:`Explanation`. Inputs on another device than the model are moved to it.
+    Use it as a context manager to release the base method's hooks on exit, as grad-cam's
+    ``with GradCAM(...) as cam`` does.
+    """
+
+    def __init__(
+        self,
+        base: Any,
+        *,
+        model: nn.Module | None = None,
+        units: int = 6,
+        patch_size: int | tuple[int, int] | None = None,
+        scale: float = 2.6,
+        weighting: Weighting = "exp",
+        batch_size: int = 16,
+        postprocess: Literal["auto", "cam", "none"] = "auto",
+        blur: tuple[int, float] | None = (5, 3.0),
+        progress: bool = False,
+        **attribute_kwargs: Any,
+    ) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        if weighting not in ("exp", "prob", "uniform"):
+            raise ValueError(f"weighting: expected 'exp', 'prob' or 'uniform', got {weighting!r}")
+        if postprocess not in ("auto", "cam", "none"):
+            raise ValueError(f"postprocess: expected 'auto', 'cam' or 'none', got {postprocess!r}")
+        self.adapter = make_adapter(base, model, **attribute_kwargs)
+        self.base = base
+        self.model: nn.Module = self.adapter.model
+        self.units, self.patch_size, self.scale = units, patch_size, scale
+        self.weighting: Weighting = weighting
+        self.batch_size = batch_size
+        if postprocess == "auto":
+            postprocess = "cam" if self.adapter.map_kind == "cam" else "none"
+        self.postprocess: Literal["cam", "none"] = postprocess
+        self.blur = blur
+        self.progress = progress
+        self._grids: dict[tuple[int, int], _core.Grid] = {}
+        # Fail early on a bad setting (units, patch_size, scale): build one grid now.
+        _core.Grid(patch_size if patch_size is not None else 224, units=units, patch_size=patch_size, scale=scale)
+
+    def __repr__(self) -> str:
+        return (
+            f"UCAG(base={self.adapter.name}, units={self.units}, patch_size={self.patch_size}, scale={self.scale}, "
+            f"weighting={self.weighting!r}, batch_size={self.batch_size}, postprocess={self.postprocess!r})"
+        )
+
+    def __enter__(self) -> "UCAG":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        release = getattr(getattr(self.base, "activations_and_grads", None), "release", None)
+        if release is not None:
+            release()
+
+    def grid_for(self, size: tuple[int, int]) -> _core.Grid:
+        """The grid for images of ``size`` (cached)."""
+        if size not in self._grids:
+            self._grids[size] = _core.Grid(size, units=self.units, patch_size=self.patch_size, scale=self.scale)
+        return self._grids[size]
+
+    def __call__(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Any] | torch.Tensor | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> np.ndarray:
+        """pytorch-grad-cam's call convention: numpy float32 (B, H, W) maps."""
+        explanation = self.explain(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        return explanation.saliency.detach().float().cpu().numpy()
+
+    def _device(self) -> torch.device:
+        param = next(self.model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def _resolve_targets(self, x: torch.Tensor, targets: Sequence[Any] | torch.Tensor | None) -> torch.Tensor:
+        B = x.shape[0]
+        if targets is None:  # the model's prediction on the full image
+            with torch.inference_mode():
+                return self.model(x).argmax(dim=1).clone()
+        if isinstance(targets, torch.Tensor):
+            if targets.is_floating_point() or targets.dim() != 1:
+                raise TypeError(f"targets: expected a 1-D integer tensor, got {targets.dtype} of shape {tuple(targets.shape)}")
+            items = targets.tolist()
+        elif isinstance(targets, (str, bytes)) or not isinstance(targets, Sequence) and not isinstance(targets, np.ndarray):
+            raise TypeError(f"targets: expected a list with one target per image, got {type(targets).__name__}")
+        else:
+            items = list(targets)
+        if len(items) != B:
+            raise ValueError(f"targets: got {len(items)} targets for {B} images; give one per image (or None)")
+        return torch.tensor([_target_index(t) for t in items], dtype=torch.long, device=x.device)
+
+    def _patch_chunks(self, x: torch.Tensor, grid: _core.Grid) -> Iterator[torch.Tensor]:
+        """Chunks of ``batch_size`` patches across all images, unfolding one image at a time
+        so peak memory does not grow with the number of images."""
+        pending: list[torch.Tensor] = []
+        count = 0
+        for b in range(x.shape[0]):
+            pending.append(_core.unfold(x[b : b + 1], grid))
+            count += grid.num_patches
+            while count >= self.batch_size:
+                rows = torch.cat(pending) if len(pending) > 1 else pending[0]
+                yield rows[: self.batch_size]
+                rest = rows[self.batch_size :]
+                pending, count = ([rest] if len(rest) else []), len(rest)
+        if count:
+            yield torch.cat(pending) if len(pending) > 1 else pending[0]
+
+    def explain(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Sequence[Any] | torch.Tensor | None = None,
+        *,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> Explanation:
+        """The UCAG explanation of a (B, C, H, W) batch for one target per image."""
+        if not isinstance(input_tensor, torch.Tensor):
+            raise TypeError(f"input_tensor: expected a torch.Tensor (B, C, H, W), got {type(input_tensor).__name__}")
+        if input_tensor.dim() != 4:
+            raise ValueError(f"input_tensor: expected shape (B, C, H, W), got {tuple(input_tensor.shape)}")
+        if not input_tensor.is_floating_point():
+            raise TypeError(f"input_tensor: expected a floating-point tensor, got {input_tensor.dtype}")
+        if input_tensor.shape[0] == 0:
+            raise ValueError("input_tensor: the batch is empty")
+        x = input_tensor.detach().to(self._device())
+        grid = self.grid_for(tuple(x.shape[-2:]))
+        n = grid.num_patches
+        with preserved_state(self.model):
+            target_ids = self._resolve_targets(x, targets)
+            patch_targets = target_ids.repeat_interleave(n)
+            parts: list[PatchAttribution] = []
+            chunks = self._patch_chunks(x, grid)
+            total = -(-x.shape[0] * n // self.batch_size)
+            if self.progress:
+                from tqdm.auto import tqdm
+
+                chunks = tqdm(chunks, total=total, desc=f"UCAG[{self.adapter.name}]", unit="chunk")
+            start = 0
+            for patches in chunks:
+                rows = patch_targets[start : start + len(patches)]
+                parts.append(self.adapter(patches, rows, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth))
+                start += len(patches)
+        shapes = {tuple(p.maps.shape[-2:]) for p in parts}
+        if len(shapes) != 1:
+            raise ValueError(f"base: partial maps of one call must share one size, got {sorted(shapes)}")
+        partials = torch.cat([p.maps for p in parts]).float()
+        logits = torch.cat([p.logits for p in parts]).to(partials.device)
+        patch_targets = patch_targets.to(partials.device)
+        probabilities = _core.confidence(logits.float(), patch_targets, "prob")
+        weights = _core.confidence(logits.float(), patch_targets, self.weighting)
+        raw = _core.fold(partials, weights, grid)
+        saliency = apply_postprocess(raw, self.postprocess, self.blur)
+        return Explanation(
+            saliency=saliency,
+            raw=raw,
+            partials=partials,
+            partials_normalised=any(p.normalised for p in parts),
+            probabilities=probabilities,
+            weights=weights,
+            targets=target_ids,
+            grid=grid,
+            base=self.adapter.name,
+            postprocess=self.postprocess,
+        )
