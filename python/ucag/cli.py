@@ -1,13 +1,15 @@
 """The ``ucag`` command line.
 
-``ucag demo`` runs the kernels on a bundled real photo: unfold it into the default 6 x 6
-grid of upsampled patches, fold the patches back with weight 1, print the reconstruction
-error, and save a picture of the patch grid next to the reconstruction.
+``ucag explain IMAGE...`` explains images with a CAM method with and without UCAG and
+writes, per image, one PNG with the photo, the base map and the UCAG map side by side.
+``ucag demo`` runs ``explain`` on the bundled photos with the bundled sample model.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 import time
 from pathlib import Path
 
@@ -15,73 +17,159 @@ import numpy as np
 import torch
 
 import ucag
-from ucag.data import SKIMAGE_PHOTOS, load_photo
+
+#: --method names -> pytorch-grad-cam classes.
+METHODS = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+    "gradcamelementwise": "GradCAMElementWise",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+    "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM",
+    "fullgrad": "FullGrad",
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _to_uint8(chw: torch.Tensor) -> np.ndarray:
-    return (chw.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+def _load_user_model(spec: str, weights: str | None, layer: str, mean, std):
+    from .data import SampleModel
+
+    module_name, _, factory_name = spec.partition(":")
+    if not factory_name:
+        raise ValueError(f"--model: expected 'package.module:factory', got {spec!r}")
+    model = getattr(importlib.import_module(module_name), factory_name)()
+    if weights:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+        except RuntimeError as err:
+            raise ValueError(f"--weights: {weights} does not fit {spec}: {err}") from err
+    if not layer:
+        raise ValueError("--layer: required with --model (the CAM target layer, e.g. layer4)")
+    target = model.get_submodule(layer)
+    names = [str(i) for i in range(1000)]
+    return SampleModel(model=model.eval(), target_layer=target, class_names=names, mean=tuple(mean), std=tuple(std))
 
 
-def patch_grid_picture(patches: torch.Tensor, grid: ucag.Grid, tile_width: int = 120, gap: int = 4) -> np.ndarray:
-    """Tile the N scaled patches (N, 3, S_h, S_w) as the units x units grid they come from."""
+def _read_image(path: str) -> tuple[str, np.ndarray]:
+    from .data import SAMPLE_PHOTOS, sample_image
+
+    p = Path(path)
+    if not p.exists():
+        if path in SAMPLE_PHOTOS:
+            return path, sample_image(path).rgb
+        raise ValueError(f"IMAGE: no such file {path!r} (bundled photos: {', '.join(SAMPLE_PHOTOS)})")
     from PIL import Image
 
-    sh, sw = grid.scaled_size
-    tile_height = max(1, round(tile_width * sh / sw))
-    n = grid.units
-    canvas = np.full((n * (tile_height + gap) - gap, n * (tile_width + gap) - gap, 3), 255, np.uint8)
-    for p in range(grid.num_patches):
-        i, j = divmod(p, n)
-        tile = Image.fromarray(_to_uint8(patches[p])).resize((tile_width, tile_height), Image.BICUBIC)
-        y, x = i * (tile_height + gap), j * (tile_width + gap)
-        canvas[y : y + tile_height, x : x + tile_width] = np.asarray(tile)
-    return canvas
+    return p.stem, np.asarray(Image.open(p).convert("RGB"))
 
 
-def demo(args: argparse.Namespace) -> int:
-    from PIL import Image
+def _figure(photo: np.ndarray, base_map: np.ndarray, ucag_map: np.ndarray, title: str, method: str):
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.9), layout="constrained")
+    panels = [(None, "photo"), (base_map, method), (ucag_map, f"UCAG({method})")]
+    for ax, (saliency, label) in zip(axes, panels):
+        ax.imshow(photo)
+        if saliency is not None:
+            ax.imshow(saliency, cmap="jet", alpha=0.5, vmin=0, vmax=1)
+        ax.set_title(label)
+        ax.axis("off")
+    fig.suptitle(title)
+    return fig
+
+
+def explain(args: argparse.Namespace) -> int:
+    import pytorch_grad_cam
+
+    from .data import load_sample_model
+
+    if args.model:
+        sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std)
+    else:
+        sm = load_sample_model()
+    cam_class = getattr(pytorch_grad_cam, METHODS[args.method])
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in args.photos:
-        photo = load_photo(name)[None]  # (1, 3, H, W)
-        grid = ucag.Grid(photo.shape[-2:], units=args.units, scale=args.scale)
-        start = time.perf_counter()
-        patches = ucag.unfold(photo, grid)
-        ones = torch.ones(grid.num_patches)
-        # fold takes one map per patch: fold each colour channel as its own map
-        recon = torch.stack([ucag.fold(patches[:, c], ones, grid)[0] for c in range(photo.shape[1])])
-        elapsed = time.perf_counter() - start
-        err = (recon - photo[0]).abs()
-        print(
-            f"{name}: {tuple(photo.shape[-2:])} -> {grid.num_patches} patches of {grid.patch_size} "
-            f"upsampled to {grid.scaled_size}; fold(unfold) mean |error| {err.mean():.5f}, "
-            f"max {err.max():.4f} ({elapsed * 1000:.0f} ms)"
-        )
-        mosaic = patch_grid_picture(patches, grid)
-        side = np.concatenate([_to_uint8(photo[0]), _to_uint8(recon)], axis=1)
-        path_grid = out_dir / f"{name}_patches.png"
-        path_side = out_dir / f"{name}_reconstruction.png"
-        Image.fromarray(mosaic).save(path_grid)
-        Image.fromarray(side).save(path_side)
-        print(f"  wrote {path_grid} and {path_side}")
+    cam = cam_class(model=sm.model, target_layers=[sm.target_layer])
+    with ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress) as explainer:
+        for path in args.images:
+            name, rgb = _read_image(path)
+            x = sm.preprocess(rgb)
+            with torch.no_grad():
+                probs = sm.model(x).softmax(1)[0]
+            target = int(probs.argmax()) if args.target is None else args.target
+            start = time.perf_counter()
+            base_map = cam(input_tensor=x, targets=[_classifier_target(target)])[0]
+            base_time = time.perf_counter() - start
+            start = time.perf_counter()
+            explanation = explainer.explain(x, [target])
+            ucag_time = time.perf_counter() - start
+            ucag_map = explanation.saliency[0].cpu().numpy()
+            photo = (sm.denormalize(x)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+            label = sm.class_names[target] if target < len(sm.class_names) else str(target)
+            title = f"{name}: class {target} '{label}', confidence {float(probs[target]):.3f}"
+            fig = _figure(photo, base_map, ucag_map, title, cam_class.__name__)
+            path_png = out_dir / f"{name}_{args.method}.png"
+            fig.savefig(path_png, dpi=90)
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+            print(f"{title}; {cam_class.__name__} {base_time:.1f} s, UCAG {ucag_time:.1f} s -> {path_png}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ucag", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="unfold and fold bundled photos; save pictures of the patch grid")
-    p.add_argument("--photos", nargs="+", default=["chelsea", "coffee"], choices=SKIMAGE_PHOTOS)
+def _classifier_target(index: int):
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    return ClassifierOutputTarget(index)
+
+
+def demo(args: argparse.Namespace) -> int:
+    args.images = args.photos
+    return explain(args)
+
+
+def _add_explain_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="gradcam", choices=sorted(METHODS), help="CAM method (default gradcam)")
     p.add_argument("--units", type=int, default=6, help="patches per axis (default 6)")
-    p.add_argument("--scale", type=float, default=2.6, help="patch upsampling factor (default 2.6)")
+    p.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
+    p.add_argument("--batch-size", type=int, default=16, help="patches per forward/backward (default 16)")
     p.add_argument("--out", default="out", help="folder for the PNGs (default ./out)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar per image")
+    p.add_argument("--model", help="importable factory 'package.module:function' returning the model (default: the sample model)")
+    p.add_argument("--weights", help="local weights file (a state dict) for --model")
+    p.add_argument("--layer", help="dotted name of the CAM target layer in --model, e.g. layer4")
+    p.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN, help="input normalisation mean for --model")
+    p.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD, help="input normalisation std for --model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import SAMPLE_PHOTOS
+
+    parser = argparse.ArgumentParser(prog="ucag", description="UCAG saliency maps from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("explain", help="explain images (files or bundled photo names) with and without UCAG")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_explain_options(p)
+    p.set_defaults(run=explain)
+    p = sub.add_parser("demo", help="run explain on the bundled photos with the sample model")
+    p.add_argument("--photos", nargs="+", default=["chelsea", "coffee", "voc"], choices=SAMPLE_PHOTOS)
+    _add_explain_options(p)
     p.set_defaults(run=demo)
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as err:
-        parser.error(str(err))
+    except (ValueError, TypeError, ImportError) as err:
+        print(f"ucag: error: {err}", file=sys.stderr)
         return 2
 
 

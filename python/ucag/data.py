@@ -119,7 +119,7 @@ class SampleModel:
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[-1] != 3:
                 raise ValueError(f"image: expected an (H, W, 3) RGB array, got shape {image.shape}")
-            image = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+            image = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"image: expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
         x = F.interpolate(image[None].float(), size=(self.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
