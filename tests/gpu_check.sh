@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CUDA check of the tch kernels on a GPU machine that has torch 2.11 but no Rust: install the
 # wheel built elsewhere (dist/, `maturin build --release --auditwheel skip -o dist`) into a
-# scratch folder, run the CUDA tests plus the kernel tests, and the CUDA benchmark.
+# scratch folder, run the CUDA tests plus the kernel and explainer tests, and the CUDA benchmark.
 set -uo pipefail
 out=${OUT:-/tmp/gpu_check}
 mkdir -p "$out"
@@ -9,6 +9,10 @@ nvidia-smi -L
 python3 -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
 # a wheel is a zip archive: unpacking it is all the install an import needs
 python3 -c "import glob, zipfile; zipfile.ZipFile(glob.glob('dist/ucag-*.whl')[0]).extractall('/tmp/ucag_site')" || exit 1
+# pure-Python packages the image lacks (grad-cam, ttach, the sample model), carried in .whl/
+if ls .whl/*.whl > /dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/ucag_site .whl/*.whl || exit 1
+fi
 export PYTHONPATH=/tmp/ucag_site PYTHONUNBUFFERED=1
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py 2>&1 | tee "$out/pytest.log"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py tests/test_explainer.py 2>&1 | tee "$out/pytest.log"
 python3 benchmarks/kernels.py --device cuda 2>&1 | tee "$out/bench_cuda.log"

@@ -80,3 +80,25 @@ def test_no_host_round_trip():
     assert (after - before) * 1024 < out.numel() * 4 / 8  # far below one host copy
     expected = F.interpolate(x[:, :, 20:144, 40:164], size=grid.scaled_size, mode="bicubic", align_corners=False)
     assert torch.equal(out.view(64, 36, 3, 322, 322)[:, 8], expected)
+
+
+def test_explainer_on_cuda_matches_cpu():
+    """UCAG(GradCAM) on the sample model on CUDA: everything stays on the GPU and the raw
+    map equals the CPU run (TF32 off, so both compute in float32)."""
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    data = pytest.importorskip("ucag.data")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    rgb = data.sample_image("chelsea").rgb
+    results = {}
+    for device in ("cpu", "cuda"):
+        sm = data.load_sample_model(device)
+        x = sm.preprocess(rgb)  # on the CPU: the explainer moves it to the model's device
+        cam = pgc.GradCAM(model=sm.model, target_layers=[sm.target_layer])
+        results[device] = ucag.UCAG(cam, units=3, batch_size=4).explain(x, [285])
+    gpu, cpu = results["cuda"], results["cpu"]
+    for t in (gpu.raw, gpu.saliency, gpu.partials, gpu.weights, gpu.probabilities):
+        assert t.is_cuda
+    err = ((gpu.raw.cpu() - cpu.raw).abs().max() / cpu.raw.abs().max()).item()
+    assert err < 1e-3, err
+    torch.testing.assert_close(gpu.weights.cpu(), cpu.weights, rtol=1e-4, atol=1e-5)

@@ -267,3 +267,54 @@ def test_zennit_lrp_composite_runs_signed(sample):
     e = ucag.UCAG(Gradient(sm.model, EpsilonPlusFlat()), units=2, patch_size=160).explain(x, [285])
     assert torch.isfinite(e.raw).all() and (e.raw > 0).any()
     assert e.base.startswith("Gradient[EpsilonPlusFlat]")
+
+
+class TinyViT(nn.Module):
+    """A small vision transformer: 8 px patch tokens plus a class token, two encoder layers."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Conv2d(3, dim, 8, stride=8)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.1)
+        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(dim, 2, 32, dropout=0.0, batch_first=True) for _ in range(2)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1)
+        return self.head(self.norm(self.blocks(tokens))[:, 0])
+
+
+def test_vit_target_layer_with_reshape_transform(small):
+    _, _, x = small
+    model = TinyViT()
+
+    def reshape_transform(tokens: torch.Tensor) -> torch.Tensor:
+        side = int(round((tokens.shape[1] - 1) ** 0.5))
+        return tokens[:, 1:].reshape(len(tokens), side, side, -1).permute(0, 3, 1, 2)
+
+    square = x[..., :48, :48]
+    cam = pgc.GradCAM(model, [model.blocks[-1].norm1], reshape_transform=reshape_transform)
+    # units=3 on 48 px: patches of 27 px, x2.6 -> 70 px? use an explicit scaled size that
+    # the 8 px tokenizer divides: scale 64/27
+    e = ucag.UCAG(cam, units=3, scale=64 / 27).explain(square, [2, 5])
+    assert e.grid.scaled_size == (64, 64)
+    assert e.partials.shape == (18, 8, 8) and not e.partials_normalised
+    assert torch.isfinite(e.raw).all() and e.saliency.shape == (2, 48, 48)
+
+
+def test_user_target_objects_keep_their_meaning(small):
+    """A softmax target explains the softmax score; the confidence weights still use the
+    target's class."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    model, layer, x = small
+    cam = pgc.GradCAM(model, [layer])
+    logit = ucag.UCAG(cam, **SMALL).explain(x, [ClassifierOutputTarget(3), ClassifierOutputTarget(7)])
+    soft = ucag.UCAG(cam, **SMALL).explain(x, [ClassifierOutputSoftmaxTarget(3), ClassifierOutputSoftmaxTarget(7)])
+    assert soft.targets.tolist() == [3, 7]
+    torch.testing.assert_close(soft.weights, logit.weights)
+    assert not torch.allclose(soft.raw, logit.raw)

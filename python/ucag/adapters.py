@@ -89,10 +89,18 @@ class GradCamAdapter:
     def name(self) -> str:
         return type(self.cam).__name__
 
-    def __call__(self, patches: torch.Tensor, targets: torch.Tensor, aug_smooth: bool = False, eigen_smooth: bool = False) -> PatchAttribution:
+    def __call__(
+        self,
+        patches: torch.Tensor,
+        targets: torch.Tensor,
+        target_objects: list[Any] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> PatchAttribution:
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        cam_targets = [ClassifierOutputTarget(int(t)) for t in targets.tolist()]
+        # The user's own target objects (e.g. ClassifierOutputSoftmaxTarget) keep their meaning.
+        cam_targets = target_objects or [ClassifierOutputTarget(int(t)) for t in targets.tolist()]
         kwargs = {"aug_smooth": aug_smooth, "eigen_smooth": eigen_smooth}
         if not self.captures_raw:
             # Wrapper classes take only some of BaseCAM's keyword arguments.
@@ -116,7 +124,12 @@ class GradCamAdapter:
         finally:
             del self.cam.get_cam_image
         logits = getattr(self.cam, "outputs", None)
-        logits = logits.detach() if isinstance(logits, torch.Tensor) else _no_grad_logits(self.model, patches)
+        if isinstance(logits, torch.Tensor):
+            # Keep the outputs but not their autograd graph: grad-cam holds it until its
+            # next call, which would keep a whole chunk's activations alive into the next.
+            logits = self.cam.outputs = logits.detach()
+        else:
+            logits = _no_grad_logits(self.model, patches)
         if captured and not aug_smooth:
             return PatchAttribution(_mean_of_layers(captured), logits, False)
         return PatchAttribution(_as_maps(out, patches.device, "base"), logits, True)

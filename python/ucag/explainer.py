@@ -239,6 +239,9 @@ class UCAG:
         with preserved_state(self.model):
             target_ids = self._resolve_targets(x, targets)
             patch_targets = target_ids.repeat_interleave(n)
+            objects = None  # grad-cam target objects given by the user, one per patch
+            if targets is not None and not isinstance(targets, torch.Tensor) and any(hasattr(t, "category") for t in targets):
+                objects = [t for t in targets for _ in range(n)]
             parts: list[PatchAttribution] = []
             chunks = self._patch_chunks(x, grid)
             total = -(-x.shape[0] * n // self.batch_size)
@@ -248,8 +251,9 @@ class UCAG:
                 chunks = tqdm(chunks, total=total, desc=f"UCAG[{self.adapter.name}]", unit="chunk")
             start = 0
             for patches in chunks:
-                rows = patch_targets[start : start + len(patches)]
-                parts.append(self.adapter(patches, rows, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth))
+                rows = slice(start, start + len(patches))
+                extra = {"target_objects": objects[rows]} if objects is not None else {}
+                parts.append(self.adapter(patches, patch_targets[rows], aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, **extra))
                 start += len(patches)
         shapes = {tuple(p.maps.shape[-2:]) for p in parts}
         if len(shapes) != 1:
