@@ -18,5 +18,6 @@ import torch  # noqa: F401  (libtorch must be loaded before the extension module
 
 from ._core import Grid, __version__, confidence, fold, unfold
 from .explainer import UCAG, Explanation
+from .truncation import fast
 
-__all__ = ["UCAG", "Explanation", "Grid", "__version__", "confidence", "fold", "unfold"]
+__all__ = ["UCAG", "Explanation", "Grid", "__version__", "confidence", "fast", "fold", "unfold"]

@@ -9,6 +9,7 @@ adapter's docstring says). The explainer (:mod:`ucag.explainer`) picks the adapt
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .truncation import can_truncate, truncated_backward
 
 MapKind = Literal["cam", "propagation"]
 
@@ -46,8 +49,8 @@ def _as_maps(result: Any, device: torch.device, argument: str) -> torch.Tensor:
 
 
 def _no_grad_logits(model: nn.Module, patches: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(patches).detach()
+    with torch.inference_mode():
+        return model(patches)
 
 
 def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
@@ -76,6 +79,9 @@ class GradCamAdapter:
     the wrapper classes (FinerCAM, RefineCAM, SESS), the partial maps are grad-cam's
     normalised output and, where the object keeps no logits, one extra no-grad forward
     supplies them.
+
+    Gradient-based classes run with the backward pass stopped at the target layer
+    (:mod:`ucag.truncation`) unless ``truncate`` is set to False.
     """
 
     map_kind: MapKind = "cam"
@@ -84,6 +90,9 @@ class GradCamAdapter:
         self.cam = cam
         self.model = model if model is not None else find_model(cam)
         self.captures_raw = hasattr(cam, "get_cam_image") and hasattr(cam, "activations_and_grads")
+        #: Gradient-based CAMs need nothing below their target layers (see ucag.truncation).
+        self.truncatable = can_truncate(cam)
+        self.truncate = self.truncatable
 
     @property
     def name(self) -> str:
@@ -119,8 +128,10 @@ class GradCamAdapter:
             return result
 
         self.cam.get_cam_image = capture  # shadows the class method for this call only
+        truncation = truncated_backward(self.model, self.cam.target_layers) if self.truncate else contextlib.nullcontext()
         try:
-            out = self.cam(input_tensor=patches, targets=cam_targets, **kwargs)
+            with truncation:
+                out = self.cam(input_tensor=patches, targets=cam_targets, **kwargs)
         finally:
             del self.cam.get_cam_image
         logits = getattr(self.cam, "outputs", None)

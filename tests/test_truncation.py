@@ -1,0 +1,107 @@
+"""Backward truncation at the target layer: same maps, restored state, never where the
+base method needs input gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pytorch_grad_cam as pgc
+import torch
+import torchvision
+from captum.attr import Saliency
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from zennit.attribution import Gradient
+
+import ucag
+import ucag.data
+
+# Every gradient-based CAM class of grad-cam 1.5.7 that needs nothing below its target layers.
+GRADIENT_CAMS = ["GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "EigenGradCAM", "RandomCAM"]
+
+
+@pytest.fixture(scope="module")
+def sample():
+    sm = ucag.data.load_sample_model()
+    x = sm.preprocess(ucag.data.sample_image("coffee").rgb)
+    return sm.model, [sm.target_layer], [sm.model._blocks[-1], sm.target_layer], x, [967]
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    x = torch.nn.functional.interpolate(ucag.data.load_photo("astronaut")[None], size=(112, 112), antialias=True, mode="bilinear")
+    return model, [model.layer4], [model.layer3, model.layer4], (x - 0.45) / 0.25, [3]
+
+
+def state_of(model):
+    return (
+        [p.requires_grad for p in model.parameters()],
+        {name: (dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks)) for name, m in model.named_modules()},
+        [m.training for m in model.modules()],
+    )
+
+
+def run(cam, x, targets, truncate):
+    np.random.seed(7)  # RandomCAM draws its weights with numpy
+    return ucag.UCAG(cam, units=2, truncate_backward=truncate).explain(x, targets)
+
+
+CASES = [(f, n, "single") for f in ("sample", "resnet") for n in GRADIENT_CAMS]
+CASES += [("resnet", n, "multi") for n in GRADIENT_CAMS] + [("sample", "GradCAM", "multi"), ("sample", "LayerCAM", "multi")]
+
+
+@pytest.mark.parametrize("fixture,name,layers", CASES)
+def test_truncated_equals_full(request, fixture, name, layers):
+    model, single, multi, x, targets = request.getfixturevalue(fixture)
+    cam = getattr(pgc, name)(model, single if layers == "single" else multi)
+    before = state_of(model)
+    fast_run = run(cam, x, targets, True)
+    assert state_of(model) == before
+    full_run = run(cam, x, targets, False)
+    assert fast_run.truncated_backward and not full_run.truncated_backward
+    torch.testing.assert_close(fast_run.raw, full_run.raw, rtol=1e-5, atol=1e-6 * float(full_run.raw.abs().max()))
+    torch.testing.assert_close(fast_run.weights, full_run.weights)
+
+
+def test_state_restored_after_a_call_that_raised(resnet):
+    model, single, _, x, _ = resnet
+    model.fc.bias.requires_grad_(False)  # a mixed set of flags must come back as it was
+    cam = pgc.GradCAM(model, single)  # registers grad-cam's own hooks
+    before = state_of(model)
+
+    class Exploding(ClassifierOutputTarget):
+        def __call__(self, output):
+            raise RuntimeError("target failed")
+
+    with pytest.raises(RuntimeError, match="target failed"):
+        ucag.UCAG(cam, units=2).explain(x, [Exploding(3)])
+    assert state_of(model) == before
+    with pytest.raises(RuntimeError, match="target failed"):
+        ucag.fast(cam)(x, [Exploding(3)])
+    assert state_of(model) == before
+    model.fc.bias.requires_grad_(True)
+    cam.activations_and_grads.release()
+
+
+def test_methods_needing_input_gradients_are_never_truncated(resnet):
+    model, single, _, x, targets = resnet
+    for base in (pgc.FullGrad(model, single), pgc.ShapleyCAM(model, single), pgc.EigenCAM(model, single), Saliency(model), Gradient(model)):
+        e = ucag.UCAG(base, units=2, batch_size=4).explain(x, targets)
+        assert not e.truncated_backward, type(base).__name__
+        assert torch.isfinite(e.raw).all()
+    with pytest.raises(ValueError, match="cam"):
+        ucag.fast(pgc.FullGrad(model, single))
+
+
+@pytest.mark.parametrize("name", ["GradCAM", "GradCAMPlusPlus", "LayerCAM"])
+def test_fast_cam_equals_the_cam(sample, resnet, name):
+    for model, single, multi, x, targets in (sample, resnet):
+        cam = getattr(pgc, name)(model, multi)
+        objects = [ClassifierOutputTarget(t) for t in targets] * (len(x) // len(targets))
+        before = state_of(model)
+        expected = cam(input_tensor=x, targets=objects)
+        got = ucag.fast(cam)(input_tensor=x, targets=objects)
+        assert state_of(model) == before
+        torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected), rtol=1e-5, atol=1e-6)
+        assert ucag.fast(cam).target_layers is cam.target_layers  # the CAM's own attributes
