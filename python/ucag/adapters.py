@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -165,7 +166,10 @@ class CaptumAdapter:
         return type(self.attribution).__name__
 
     def __call__(self, patches: torch.Tensor, targets: torch.Tensor, **_: Any) -> PatchAttribution:
-        result = self.attribution.attribute(patches, target=targets, **self.attribute_kwargs)
+        with warnings.catch_warnings():
+            # The patches are ucag's own fresh tensors: Captum may mark them as requiring grad.
+            warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
+            result = self.attribution.attribute(patches, target=targets, **self.attribute_kwargs)
         return PatchAttribution(_as_maps(result, patches.device, "base"), _no_grad_logits(self.model, patches))
 
 
