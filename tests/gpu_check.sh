@@ -14,5 +14,5 @@ if ls .whl/*.whl > /dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/ucag_site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/ucag_site PYTHONUNBUFFERED=1
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py tests/test_explainer.py 2>&1 | tee "$out/pytest.log"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py tests/test_explainer.py tests/test_truncation.py 2>&1 | tee "$out/pytest.log"
 python3 benchmarks/kernels.py --device cuda 2>&1 | tee "$out/bench_cuda.log"

@@ -97,6 +97,7 @@ def test_explainer_on_cuda_matches_cpu():
         cam = pgc.GradCAM(model=sm.model, target_layers=[sm.target_layer])
         results[device] = ucag.UCAG(cam, units=3, batch_size=4).explain(x, [285])
     gpu, cpu = results["cuda"], results["cpu"]
+    assert gpu.truncated_backward and cpu.truncated_backward
     for t in (gpu.raw, gpu.saliency, gpu.partials, gpu.weights, gpu.probabilities):
         assert t.is_cuda
     err = ((gpu.raw.cpu() - cpu.raw).abs().max() / cpu.raw.abs().max()).item()
