@@ -60,6 +60,18 @@ class Explanation:
         )
 
 
+#: The per-module hook registries of torch.nn.Module.
+_HOOK_DICTS = (
+    "_forward_hooks",
+    "_forward_pre_hooks",
+    "_backward_hooks",
+    "_backward_pre_hooks",
+    "_forward_hooks_with_kwargs",
+    "_forward_pre_hooks_with_kwargs",
+    "_forward_hooks_always_called",
+)
+
+
 @contextlib.contextmanager
 def preserved_state(model: nn.Module) -> Iterator[None]:
     """Restore the model's train/eval modes, ``requires_grad`` flags and hooks on exit,
@@ -67,8 +79,7 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
     modules = list(model.modules())
     training = [m.training for m in modules]
     requires_grad = [(p, p.requires_grad) for p in model.parameters()]
-    hook_names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
-    hooks = [{name: dict(getattr(m, name)) for name in hook_names if hasattr(m, name)} for m in modules]
+    hooks = [{name: dict(getattr(m, name)) for name in _HOOK_DICTS if hasattr(m, name)} for m in modules]
     try:
         yield
     finally:
