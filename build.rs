@@ -1,7 +1,7 @@
 //! Link setup for the Python extension (feature `python`): the loader finds libtorch inside
 //! the installed `torch` package next to ours (site-packages/torch/lib), whatever the import
-//! order, without LD_LIBRARY_PATH. (Which torch to build against is tch's build script's
-//! business: it asks the environment's Python and rejects a torch other than 2.11.)
+//! order, without LD_LIBRARY_PATH. (The torch to build against is checked before cargo
+//! runs, by build_backend/ucag_build.py; tch's build script then asks that torch for libtorch.)
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
