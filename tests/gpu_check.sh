@@ -14,5 +14,6 @@ if ls .whl/*.whl > /dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/ucag_site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/ucag_site PYTHONUNBUFFERED=1
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py tests/test_explainer.py tests/test_truncation.py 2>&1 | tee "$out/pytest.log"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py tests/test_explainer.py tests/test_truncation.py tests/test_metrics.py 2>&1 | tee "$out/pytest.log"
 python3 benchmarks/kernels.py --device cuda 2>&1 | tee "$out/bench_cuda.log"
+python3 benchmarks/metrics.py --device cuda --batch-size 128 2>&1 | tee "$out/bench_metrics_cuda.log"
