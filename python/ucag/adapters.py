@@ -219,6 +219,12 @@ class CallableAdapter:
         return PatchAttribution(_as_maps(self.fn(patches, targets), patches.device, "base"), _no_grad_logits(self.model, patches))
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's parameters (CPU for a model without any)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
 def find_model(base: Any) -> nn.Module:
     """The classifier inside a base method object."""
     for path in ("model", "forward_func", "base_cam.model"):

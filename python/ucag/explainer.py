@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import _core
-from .adapters import PatchAttribution, make_adapter
+from .adapters import PatchAttribution, make_adapter, model_device
 from .postprocess import postprocess as apply_postprocess
 
 Weighting = Literal["exp", "prob", "uniform"]
@@ -201,10 +201,6 @@ class UCAG:
         explanation = self.explain(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
         return explanation.saliency.detach().float().cpu().numpy()
 
-    def _device(self) -> torch.device:
-        param = next(self.model.parameters(), None)
-        return param.device if param is not None else torch.device("cpu")
-
     def _resolve_targets(self, x: torch.Tensor, targets: Sequence[Any] | torch.Tensor | None) -> torch.Tensor:
         B = x.shape[0]
         if targets is None:  # the model's prediction on the full image
@@ -255,7 +251,7 @@ class UCAG:
             raise TypeError(f"input_tensor: expected a floating-point tensor, got {input_tensor.dtype}")
         if input_tensor.shape[0] == 0:
             raise ValueError("input_tensor: the batch is empty")
-        x = input_tensor.detach().to(self._device())
+        x = input_tensor.detach().to(model_device(self.model))
         grid = self.grid_for(tuple(x.shape[-2:]))
         n = grid.num_patches
         with preserved_state(self.model):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .adapters import model_device
 from .postprocess import gaussian_blur
 
 
@@ -63,15 +64,10 @@ def _masks(masks, saliency: torch.Tensor) -> torch.Tensor:
 
 
 def _targets(targets, batch: int, device: torch.device) -> torch.Tensor:
-    t = torch.as_tensor(targets.detach() if isinstance(targets, torch.Tensor) else list(targets) if not isinstance(targets, np.ndarray) else targets)
+    t = targets.detach() if isinstance(targets, torch.Tensor) else torch.as_tensor(np.asarray(targets))
     if t.dim() != 1 or t.shape[0] != batch or t.is_floating_point():
         raise ValueError(f"targets: expected {batch} integer class indices, got {tuple(t.shape)} {t.dtype}")
     return t.long().to(device)
-
-
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _probabilities(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -143,7 +139,7 @@ def insertion(model: nn.Module, inputs: torch.Tensor, saliency, targets, *, step
 def _prepare(model, inputs, saliency, targets):
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
         raise ValueError(f"inputs: expected a float tensor (B, C, H, W), got {getattr(inputs, 'shape', type(inputs))}")
-    device = _device(model)
+    device = model_device(model)
     x = inputs.detach().to(device)
     s = _saliency(saliency, x.shape[0], x.shape[-2:], device)
     return x, s, _targets(targets, x.shape[0], device)
