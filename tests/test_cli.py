@@ -41,3 +41,26 @@ def test_bad_arguments_exit_2(capsys):
     assert "IMAGE" in capsys.readouterr().err
     assert main(["explain", "chelsea", "--units", "0"]) == 2
     assert "units" in capsys.readouterr().err
+
+
+def test_tune_writes_table_scores_and_plot(tmp_path, capsys):
+    argv = ["tune", "chelsea", "coffee", "--units", "2", "3", "--patch-fractions", "0.55", "--weightings", "exp"]
+    argv += ["--global-views", "none", "--step", str(224 * 56), "--out", str(tmp_path), "--no-progress"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Recommended: `ucag.UCAG(cam, units=" in out
+    rows = (tmp_path / "tune.csv").read_text().splitlines()
+    assert rows[0].startswith("units,patch_fraction") and len(rows) == 1 + 2 * 2  # 2 settings x 2 photos
+    assert {r.split(",")[5] for r in rows[1:]} == {"chelsea", "coffee"}
+    assert (tmp_path / "tune.md").read_text().count("\n| n=") == 2
+    assert np.asarray(Image.open(tmp_path / "tune.png")).std() > 10
+
+
+def test_evaluate_with_global_view(tmp_path, capsys):
+    argv = ["evaluate", "--samples", "--limit", "1", "--units", "2", "--global-view", "product", "--step", str(224 * 56)]
+    argv += ["--metrics", "deletion", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "| UCAG(Grad-CAM++) |" in capsys.readouterr().out
+    import json
+
+    assert json.loads((tmp_path / "config.json").read_text())["ucag_options"]["global_view"] == "product"

@@ -105,3 +105,16 @@ def test_fast_cam_equals_the_cam(sample, resnet, name):
         assert state_of(model) == before
         torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(expected), rtol=1e-5, atol=1e-6)
         assert ucag.fast(cam).target_layers is cam.target_layers  # the CAM's own attributes
+
+
+def test_an_in_place_op_after_the_target_layer_still_works():
+    # VGG-style features: the target layer's output goes straight into ReLU(inplace=True),
+    # which a leaf that requires grad would refuse.
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    model = torch.nn.Sequential(conv, torch.nn.ReLU(inplace=True), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5)).eval()
+    x = torch.randn(1, 3, 40, 40)
+    with pgc.GradCAM(model=model, target_layers=[conv]) as cam:
+        fast, full = run(cam, x, [2], True), run(cam, x, [2], False)
+    assert fast.truncated_backward and not full.truncated_backward
+    torch.testing.assert_close(fast.raw, full.raw, rtol=1e-4, atol=1e-6)

@@ -11,13 +11,20 @@ Each kernel takes torch tensors (computed by libtorch on the tensor's own device
 numpy arrays (computed by an ndarray + rayon kernel with the GIL released).
 
 :class:`UCAG` (``ucag.explainer``) wraps a pytorch-grad-cam, Captum or zennit object, or a
-plain callable, and returns UCAG maps; :mod:`ucag.data` has a real sample model and photos.
+plain callable, and returns UCAG maps; :mod:`ucag.baselines` has the paper's comparison
+baselines; :mod:`ucag.metrics` the evaluation metrics and :func:`evaluate`
+(``ucag.evaluation``) runs them over a dataset (:mod:`ucag.datasets`); :mod:`ucag.viz`
+draws maps; :func:`tune` (``ucag.tuning``) picks settings for a model on the user's images;
+:mod:`ucag.data` has a real sample model and photos.
 """
 
 import torch  # noqa: F401  (libtorch must be loaded before the extension module)
 
+from . import baselines, metrics
 from ._core import Grid, __version__, confidence, fold, unfold
+from .evaluation import evaluate
 from .explainer import UCAG, Explanation
 from .truncation import fast
+from .tuning import tune
 
-__all__ = ["UCAG", "Explanation", "Grid", "__version__", "confidence", "fast", "fold", "unfold"]
+__all__ = ["UCAG", "Explanation", "Grid", "__version__", "baselines", "confidence", "evaluate", "fast", "fold", "metrics", "tune", "unfold"]

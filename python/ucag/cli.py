@@ -3,6 +3,9 @@
 ``ucag explain IMAGE...`` explains images with a CAM method with and without UCAG and
 writes, per image, one PNG with the photo, the base map and the UCAG map side by side.
 ``ucag demo`` runs ``explain`` on the bundled photos with the bundled sample model.
+``ucag evaluate`` measures methods with and without UCAG over a dataset
+(:func:`ucag.evaluation.evaluate`); under ``torchrun`` it shards the dataset.
+``ucag tune`` sweeps UCAG settings on the user's images (:func:`ucag.tuning.tune`).
 """
 
 from __future__ import annotations
@@ -18,23 +21,8 @@ import torch
 
 import ucag
 
-#: --method names -> pytorch-grad-cam classes.
-METHODS = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "xgradcam": "XGradCAM",
-    "layercam": "LayerCAM",
-    "hirescam": "HiResCAM",
-    "gradcamelementwise": "GradCAMElementWise",
-    "eigencam": "EigenCAM",
-    "eigengradcam": "EigenGradCAM",
-    "scorecam": "ScoreCAM",
-    "ablationcam": "AblationCAM",
-    "fullgrad": "FullGrad",
-}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
+from .evaluation import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
+from .methods import BASELINES, CAM_METHODS, METHODS, VARIANTS, cam_class
 
 def _load_user_model(spec: str, weights: str | None, layer: str, mean, std):
     from .data import SampleModel
@@ -69,37 +57,24 @@ def _read_image(path: str) -> tuple[str, np.ndarray]:
     return p.stem, np.asarray(Image.open(p).convert("RGB"))
 
 
-def _figure(photo: np.ndarray, base_map: np.ndarray, ucag_map: np.ndarray, title: str, method: str):
+def explain(args: argparse.Namespace) -> int:
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only; no window
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.9), layout="constrained")
-    panels = [(None, "photo"), (base_map, method), (ucag_map, f"UCAG({method})")]
-    for ax, (saliency, label) in zip(axes, panels):
-        ax.imshow(photo)
-        if saliency is not None:
-            ax.imshow(saliency, cmap="jet", alpha=0.5, vmin=0, vmax=1)
-        ax.set_title(label)
-        ax.axis("off")
-    fig.suptitle(title)
-    return fig
-
-
-def explain(args: argparse.Namespace) -> int:
-    import pytorch_grad_cam
-
+    from . import viz
     from .data import load_sample_model
 
     if args.model:
         sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std)
     else:
         sm = load_sample_model()
-    cam_class = getattr(pytorch_grad_cam, METHODS[args.method])
+    cam_type = cam_class(args.method)
+    method_name = cam_type.__name__
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cam = cam_class(model=sm.model, target_layers=[sm.target_layer])
+    cam = cam_type(model=sm.model, target_layers=[sm.target_layer])
     with ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress) as explainer:
         for path in args.images:
             name, rgb = _read_image(path)
@@ -117,13 +92,12 @@ def explain(args: argparse.Namespace) -> int:
             photo = (sm.denormalize(x)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
             label = sm.class_names[target] if target < len(sm.class_names) else str(target)
             title = f"{name}: class {target} '{label}', confidence {float(probs[target]):.3f}"
-            fig = _figure(photo, base_map, ucag_map, title, cam_class.__name__)
+            fig = viz.compare([photo], {method_name: [base_map], f"UCAG({method_name})": [ucag_map]})
+            fig.suptitle(title)
             path_png = out_dir / f"{name}_{args.method}.png"
             fig.savefig(path_png, dpi=90)
-            import matplotlib.pyplot as plt
-
             plt.close(fig)
-            print(f"{title}; {cam_class.__name__} {base_time:.1f} s, UCAG {ucag_time:.1f} s -> {path_png}")
+            print(f"{title}; {method_name} {base_time:.1f} s, UCAG {ucag_time:.1f} s -> {path_png}")
     return 0
 
 
@@ -138,18 +112,124 @@ def demo(args: argparse.Namespace) -> int:
     return explain(args)
 
 
-def _add_explain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="gradcam", choices=sorted(METHODS), help="CAM method (default gradcam)")
-    p.add_argument("--units", type=int, default=6, help="patches per axis (default 6)")
-    p.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
-    p.add_argument("--batch-size", type=int, default=16, help="patches per forward/backward (default 16)")
-    p.add_argument("--out", default="out", help="folder for the PNGs (default ./out)")
-    p.add_argument("--progress", action="store_true", help="show a progress bar per image")
+def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="importable factory 'package.module:function' returning the model (default: the sample model)")
     p.add_argument("--weights", help="local weights file (a state dict) for --model")
     p.add_argument("--layer", help="dotted name of the CAM target layer in --model, e.g. layer4")
     p.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN, help="input normalisation mean for --model")
     p.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD, help="input normalisation std for --model")
+
+
+def _add_explain_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="gradcam", choices=sorted(CAM_METHODS), help="CAM method (default gradcam)")
+    p.add_argument("--units", type=int, default=6, help="patches per axis (default 6)")
+    p.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
+    p.add_argument("--batch-size", type=int, default=16, help="patches per forward/backward (default 16)")
+    p.add_argument("--out", default="out", help="folder for the PNGs (default ./out)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar per image")
+    _add_model_options(p)
+
+
+#: What ``ucag evaluate --samples`` compares (the methods of the paper's Table 1 and two more).
+SAMPLE_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam")
+
+
+def _init_distributed() -> torch.device:
+    """Join the process group a launcher such as torchrun describes (gloo on CPU, NCCL on
+    GPU) and pick this process's device."""
+    import os
+
+    dist = torch.distributed
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    if world > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from .data import load_sample_model
+    from .datasets import open_dataset
+    from .evaluation import evaluate as run_evaluation
+
+    device = torch.device(args.device) if args.device else _init_distributed()
+    if args.model:
+        sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std)
+        sm.model.to(device)
+    else:
+        sm = load_sample_model(device)
+    dataset = open_dataset("samples" if args.samples else args.dataset)
+    methods = args.methods or (SAMPLE_METHODS if args.samples else ("gradcam",))
+    options = {"units": args.units, "batch_size": args.batch_size}
+    if args.global_view:
+        options["global_view"] = args.global_view
+    summary = run_evaluation(
+        sm.model,
+        sm.target_layer,
+        dataset,
+        args.out,
+        methods=methods,
+        variants=args.variants,
+        baselines=args.baselines,
+        metrics=args.metrics,
+        mean=sm.mean,
+        std=sm.std,
+        input_size=sm.input_size,
+        ucag_options=options,
+        step=args.step,
+        metric_batch_size=args.metric_batch_size,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
+    if torch.distributed.is_initialized():
+        rank = torch.distributed.get_rank()
+        torch.distributed.destroy_process_group()
+        if rank != 0:
+            return 0
+    print(summary.markdown())
+    print(f"per-image results, summary and curves in {summary.out}/")
+    return 0
+
+
+def tune(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no window
+    import matplotlib.pyplot as plt
+
+    from .data import load_sample_model
+    from .tuning import tune as run_tune
+
+    sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std) if args.model else load_sample_model()
+    names, photos = zip(*(_read_image(path) for path in args.images))
+    x = torch.cat([sm.preprocess(rgb) for rgb in photos])
+    space = {
+        "units": args.units,
+        "patch_fraction": args.patch_fractions,
+        "scale": args.scales,
+        "weighting": args.weightings,
+        "global_view": [None if v == "none" else v for v in args.global_views],
+    }
+    with cam_class(args.method)(model=sm.model, target_layers=[sm.target_layer]) as cam:
+        result = run_tune(sm.model, cam, x, space=space, objective=args.objective, step=args.step, batch_size=args.batch_size, progress=not args.no_progress)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tune.md").write_text(result.markdown())
+    with open(out / "tune.csv", "w") as f:
+        f.write("units,patch_fraction,scale,weighting,global_view,image,deletion,insertion\n")
+        for r in result.rows:
+            s = r.setting
+            for name, d, i in zip(names, r.deletion, r.insertion):
+                f.write(f"{s.units},{s.patch_fraction!r},{s.scale!r},{s.weighting},{s.global_view or ''},{name},{d!r},{i!r}\n")
+    fig = result.plot()
+    fig.savefig(out / "tune.png", dpi=100)
+    plt.close(fig)
+    print(result.markdown())
+    print(f"table, per-image scores and plot in {out}/ (tune.md, tune.csv, tune.png)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +245,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="+", default=["chelsea", "coffee", "voc"], choices=SAMPLE_PHOTOS)
     _add_explain_options(p)
     p.set_defaults(run=demo)
+    p = sub.add_parser("evaluate", help="measure methods with and without UCAG over a dataset (resumable; torchrun shards it)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--samples", action="store_true", help="the bundled photos with the sample model")
+    source.add_argument(
+        "--dataset", help="samples | imagenet:ROOT[:LABELS] | voc2007:ROOT | coco2014:ROOT:ANNOTATIONS | imagenet-seg:PATH"
+    )
+    p.add_argument("--methods", nargs="+", choices=METHODS, help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam")
+    p.add_argument("--variants", nargs="+", default=["base", "ucag"], choices=VARIANTS, help="default: base ucag")
+    p.add_argument("--baselines", nargs="*", default=[], choices=BASELINES, help="also run these baselines")
+    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation")
+    p.add_argument("--units", type=int, default=6, help="UCAG patches per axis (default 6)")
+    p.add_argument("--batch-size", type=int, default=16, help="UCAG patches per forward/backward (default 16)")
+    p.add_argument("--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)")
+    p.add_argument("--metric-batch-size", type=int, default=8, help="perturbed images per forward in the metrics (default 8)")
+    p.add_argument("--step", type=int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
+    p.add_argument("--out", default="evaluation", help="output folder; rerun to resume (default ./evaluation)")
+    p.add_argument("--device", help="e.g. cpu or cuda:0 (default: cuda:LOCAL_RANK when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model_options(p)
+    p.set_defaults(run=evaluate)
+    p = sub.add_parser("tune", help="find UCAG settings for a model on your images (deletion/insertion per setting)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", default=list(SAMPLE_PHOTOS[:4]), help="files or bundled photo names (default: four bundled photos)")
+    p.add_argument("--method", default="gradcam", choices=sorted(CAM_METHODS), help="CAM method (default gradcam)")
+    p.add_argument("--units", type=int, nargs="+", default=[4, 6, 8], help="patches per axis to try (default 4 6 8)")
+    p.add_argument("--patch-fractions", type=float, nargs="+", default=[124 / 224, 0.65], help="patch side / image side to try")
+    p.add_argument("--scales", type=float, nargs="+", default=[2.6], help="upsampling factors to try (default 2.6)")
+    p.add_argument("--weightings", nargs="+", default=["exp", "uniform"], choices=["exp", "prob", "uniform"])
+    p.add_argument("--global-views", nargs="+", default=["none", "product"], choices=["none", "product", "mean"])
+    p.add_argument("--objective", default="insertion-deletion", choices=["insertion-deletion", "insertion", "deletion"])
+    p.add_argument("--step", type=int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
+    p.add_argument("--batch-size", type=int, default=16, help="patches per forward/backward (default 16)")
+    p.add_argument("--out", default="tune", help="output folder (default ./tune)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model_options(p)
+    p.set_defaults(run=tune)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -103,6 +103,39 @@ def _efficientnet_class():
     return SampleEfficientNet
 
 
+def preprocess_image(
+    image: np.ndarray | torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], size: int | tuple[int, int] = 224
+) -> torch.Tensor:
+    """uint8 (H, W, 3) or float [0, 1] (3, H, W) -> normalised (1, 3, size, size).
+
+    The whole photo is resized (antialiased bilinear), not cropped, so that objects and
+    their ground-truth masks (:func:`resize_mask`) stay in the picture."""
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"image: expected an (H, W, 3) RGB array, got shape {image.shape}")
+        image = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ValueError(f"image: expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    x = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    return normalize(x, mean, std)
+
+
+def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """[0, 1] RGB (..., 3, H, W) -> the model's normalised input space."""
+    return (x - torch.tensor(mean, device=x.device)[:, None, None]) / torch.tensor(std, device=x.device)[:, None, None]
+
+
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int] = 224) -> torch.Tensor:
+    """A bool (H, W) ground-truth mask resized like :func:`preprocess_image` resizes its
+    photo, by nearest neighbour at pixel centres ("nearest-exact"): bool (1, size, size)."""
+    if mask.ndim != 2:
+        raise ValueError(f"mask: expected a (H, W) array, got shape {mask.shape}")
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
+    return F.interpolate(m, size=size, mode="nearest-exact")[0] > 0.5
+
+
 @dataclass
 class SampleModel:
     """The sample classifier and what a user needs around it."""
@@ -116,19 +149,10 @@ class SampleModel:
 
     def preprocess(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (H, W, 3) or float [0, 1] (3, H, W) -> normalised (1, 3, 224, 224)."""
-        if isinstance(image, np.ndarray):
-            if image.ndim != 3 or image.shape[-1] != 3:
-                raise ValueError(f"image: expected an (H, W, 3) RGB array, got shape {image.shape}")
-            image = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
-        if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"image: expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
-        x = F.interpolate(image[None].float(), size=(self.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-        return self.normalize(x)
+        return preprocess_image(image, self.mean, self.std, self.input_size)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=x.device)[:, None, None]
-        std = torch.tensor(self.std, device=x.device)[:, None, None]
-        return (x - mean) / std
+        return normalize(x, self.mean, self.std)
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised (..., 3, H, W) -> [0, 1] RGB."""

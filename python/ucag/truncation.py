@@ -21,7 +21,11 @@ from torch import nn
 
 def _detached(output: Any) -> Any:
     if isinstance(output, torch.Tensor):
-        return output.detach().requires_grad_(output.is_floating_point())
+        if not output.is_floating_point():
+            return output.detach()
+        # A fresh leaf where the backward stops, then a copy of it: a leaf that requires grad
+        # cannot take the in-place op (ReLU(inplace=True)) that often follows the layer.
+        return output.detach().requires_grad_().clone()
     if isinstance(output, (tuple, list)):
         return type(output)(_detached(o) for o in output)
     return output

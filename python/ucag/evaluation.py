@@ -1,0 +1,483 @@
+"""Evaluation over a dataset: :func:`evaluate` (and the ``ucag evaluate`` command).
+
+For every sample of a dataset (a reader from :mod:`ucag.datasets`), every method is
+explained in every variant (base, UCAG, baselines; :mod:`ucag.methods`), measured with the
+chosen metrics (:mod:`ucag.metrics`, SPEC section 6), and appended to the output folder as
+soon as the sample is done:
+
+- ``results.csv``: one row per (image, method, variant) with every metric's value,
+- ``curves.csv``: the deletion and insertion probability curves of those rows,
+- ``config.json``: what the run computes (a rerun must match it).
+
+At the end :func:`summarize` writes ``summary.json`` and ``summary.md`` (mean and 95%
+confidence interval per method and metric, and the paired UCAG - base differences) and
+``curves.png`` (mean deletion and insertion curves). A rerun on the same folder resumes
+after the last complete sample; nothing computed is lost or computed twice.
+
+Under ``torch.distributed`` (``torchrun``; gloo on CPU, NCCL on GPU) the samples are dealt
+round-robin to the processes, and rank 0 writes every row in dataset order, so the files
+equal a single process's.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics as M
+from .adapters import model_device
+from .data import preprocess_image, resize_mask
+from .methods import comparison_pairs, display_name, explain_with
+
+#: Metric names -> the columns they fill in results.csv.
+METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
+    "deletion": ("deletion",),
+    "insertion": ("insertion",),
+    "density": ("positive_density", "negative_density"),
+    "pointing_game": ("pointing_game",),
+    "energy_pointing_game": ("energy_pointing_game",),
+    "segmentation": ("pixel_accuracy", "average_precision"),
+}
+METRICS = tuple(METRIC_COLUMNS)
+DEFAULT_METRICS = ("deletion", "insertion", "density", "pointing_game", "energy_pointing_game")
+#: Metrics that need a ground-truth mask; their cells stay empty for samples without one.
+MASK_METRICS = ("pointing_game", "energy_pointing_game", "segmentation")
+CURVE_METRICS = ("deletion", "insertion")
+LOWER_IS_BETTER = ("deletion", "negative_density")
+COLUMN_TITLES = {
+    "deletion": "deletion",
+    "insertion": "insertion",
+    "positive_density": "positive density",
+    "negative_density": "negative density",
+    "pointing_game": "pointing game",
+    "energy_pointing_game": "energy pointing game",
+    "pixel_accuracy": "pixel accuracy",
+    "average_precision": "mAP",
+}
+KEY_COLUMNS = ("id", "class_name", "target", "probability", "method", "variant")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+RESULTS, CURVES, CONFIG = "results.csv", "curves.csv", "config.json"
+SUMMARY_JSON, SUMMARY_MD, CURVES_PNG = "summary.json", "summary.md", "curves.png"
+
+
+@dataclass
+class Cell:
+    """One method x variant x column of the summary: mean, 95% CI half-width (Student t;
+    None for fewer than 2 values) and the number of values. The pointing game's values are
+    per-class accuracies (the dataset protocol), so its n counts classes."""
+
+    method: str
+    variant: str
+    column: str
+    mean: float
+    ci95: float | None
+    n: int
+
+
+@dataclass
+class EvaluationSummary:
+    """What :func:`summarize` computed: ``cells`` per method/variant/column, ``differences``
+    the paired UCAG - base cells (same images), the folder and the number of images."""
+
+    out: Path
+    images: int
+    columns: list[str]
+    cells: list[Cell]
+    differences: list[Cell] = field(default_factory=list)
+
+    def cell(self, method: str, variant: str, column: str) -> Cell | None:
+        return next((c for c in self.cells if (c.method, c.variant, c.column) == (method, variant, column)), None)
+
+    def markdown(self) -> str:
+        """The summary table (and the paired differences) as Markdown."""
+        lines = _markdown_table(self.cells, self.columns, "method")
+        text = "\n".join(lines)
+        text += f"\n\nMean ± 95% confidence interval (Student t) over {self.images} images"
+        if "pointing_game" in self.columns:
+            text += "; pointing game: mean over classes of the per-class accuracy"
+        text += "; (n=...) where fewer values exist. ↓ lower is better, ↑ higher is better.\n"
+        if self.differences:
+            text += "\nUCAG − base, paired over the same images:\n\n" + "\n".join(_markdown_table(self.differences, self.columns, "method")) + "\n"
+        return text
+
+    def __repr__(self) -> str:
+        return f"EvaluationSummary({self.images} images, {len(self.cells)} cells, out={str(self.out)!r})"
+
+
+def _markdown_table(cells: list[Cell], columns: list[str], first: str) -> list[str]:
+    rows: dict[tuple[str, str], dict[str, Cell]] = {}
+    for c in cells:
+        rows.setdefault((c.method, c.variant), {})[c.column] = c
+    present = [col for col in columns if any(col in r for r in rows.values())]
+    arrows = {col: "↓" if col in LOWER_IS_BETTER else "↑" for col in present}
+    header = [first] + [f"{COLUMN_TITLES[col]} {arrows[col]}" for col in present]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    most = max((c.n for c in cells), default=0)
+    for (method, variant), by_column in rows.items():
+        entries = []
+        for col in present:
+            c = by_column.get(col)
+            if c is None or c.n == 0:
+                entries.append("—")
+                continue
+            text = f"{c.mean:.3f}" + (f" ± {c.ci95:.3f}" if c.ci95 is not None else "")
+            entries.append(text + (f" (n={c.n})" if c.n != most and col != "pointing_game" else ""))
+        lines.append("| " + " | ".join([display_name(method, variant)] + entries) + " |")
+    return lines
+
+
+def _rank_and_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_gather(obj: Any, world: int) -> list[Any]:
+    if world == 1:
+        return [obj]
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
+def _broadcast(obj: Any, world: int) -> Any:
+    if world == 1:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _cell_value(value: float | None) -> str:
+    # repr is the shortest string that reads back to the same float: files are reproducible
+    return "" if value is None else repr(float(value))
+
+
+class _Run:
+    """One evaluation: the settings, and measuring one sample."""
+
+    def __init__(self, model, target_layer, pairs, metrics, mean, std, input_size, ucag_options, baseline_options, blur, step, metric_batch_size):
+        self.model, self.target_layer, self.pairs, self.metrics = model, target_layer, pairs, metrics
+        self.mean, self.std, self.input_size = mean, std, input_size
+        self.ucag_options, self.baseline_options, self.blur = ucag_options, baseline_options, blur
+        self.step, self.metric_batch_size = step, metric_batch_size
+        self.columns = [c for m in metrics for c in METRIC_COLUMNS[m]]
+        self.device = model_device(model)
+
+    def measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
+        """results.csv and curves.csv rows of one sample."""
+        x = preprocess_image(sample.rgb, self.mean, self.std, self.input_size).to(self.device)
+        with torch.inference_mode():
+            probabilities = torch.softmax(self.model(x).float(), dim=1)[0]
+        target = int(probabilities.argmax()) if sample.target is None else int(sample.target)
+        maps = torch.cat(
+            [
+                explain_with(m, v, self.model, self.target_layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur)
+                .detach()
+                .float()
+                .to(self.device)
+                for m, v in self.pairs
+            ]
+        )
+        values, curves = self._metric_values(x, maps, target, sample.mask)
+        key = [sample.id, sample.class_name, str(target), _cell_value(float(probabilities[target]))]
+        result_rows, curve_rows = [], []
+        for i, (method, variant) in enumerate(self.pairs):
+            result_rows.append(key + [method, variant] + [_cell_value(values[c][i]) for c in self.columns])
+            for name, curve in curves.items():
+                curve_rows.append([sample.id, method, variant, name] + [_cell_value(v) for v in curve[i]])
+        return result_rows, curve_rows
+
+    def _metric_values(self, x, maps, target, mask):
+        """Every column's value per map (None where undefined) and the curves."""
+        n = len(maps)
+        xs, targets = x.expand(n, -1, -1, -1), [target] * n
+        values: dict[str, list[float | None]] = {c: [None] * n for c in self.columns}
+        curves: dict[str, np.ndarray] = {}
+        for name, metric in (("deletion", M.deletion), ("insertion", M.insertion)):
+            if name in self.metrics:
+                result = metric(self.model, xs, maps, targets, step=self.step, batch_size=self.metric_batch_size)
+                values[name], curves[name] = list(result.values), result.curves
+        if "density" in self.metrics:
+            flat = maps.flatten(1)
+            varying = [i for i in range(n) if float(flat[i].max() - flat[i].min()) > 0]  # constant maps: undefined
+            if varying:
+                pos, neg = M.map_density(self.model, xs[varying], maps[varying], [target] * len(varying), batch_size=self.metric_batch_size)
+                for j, i in enumerate(varying):
+                    values["positive_density"][i], values["negative_density"][i] = float(pos.values[j]), float(neg.values[j])
+        if mask is not None:
+            m = resize_mask(mask, self.input_size).to(maps.device)
+            if m.any():  # an object too small to survive the resize has no mask
+                masks = m.expand(n, -1, -1)
+                s = maps.cpu()
+                if "pointing_game" in self.metrics:
+                    values["pointing_game"] = list(M.pointing_game(s, masks.cpu()).values)
+                if "energy_pointing_game" in self.metrics:
+                    values["energy_pointing_game"] = list(M.energy_pointing_game(s, masks.cpu()).values)
+                if "segmentation" in self.metrics:
+                    for i in range(n):
+                        scores = M.segmentation_scores(s[i : i + 1], masks[i : i + 1].cpu())
+                        values["pixel_accuracy"][i], values["average_precision"][i] = scores.pixel_accuracy, scores.mean_ap
+        return values, curves
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """Rows of a CSV file we append to, without a partial last line left by a killed run."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return list(csv.reader(io.StringIO(text)))
+
+
+def _complete_prefix(out: Path, header: list[str], curves_header: list[str], pairs: list[tuple[str, str]], curve_metrics: list[str]) -> int:
+    """How many samples a previous run finished (they come first, in dataset order); the
+    files are trimmed to exactly those rows."""
+    results, curves = _read_rows(out / RESULTS), _read_rows(out / CURVES)
+    if results and results[0] != header:
+        raise ValueError(f"out: {out / RESULTS} has other columns than this run writes; choose another folder")
+    if curves and curves[0] != curves_header:
+        raise ValueError(f"out: {out / CURVES} has other columns than this run writes; choose another folder")
+    results = results[1:]
+    per_sample, per_sample_curves = len(pairs), len(pairs) * len(curve_metrics)
+    ids: list[str] = list(dict.fromkeys(r[0] for r in results))
+    done = 0
+    for sample_id in ids:
+        rows = sum(r[0] == sample_id for r in results)
+        curve_rows = sum(r[0] == sample_id for r in curves[1:])
+        if rows != per_sample or curve_rows != per_sample_curves:
+            break
+        done += 1
+    kept = set(ids[:done])
+    _write_rows(out / RESULTS, [header] + [r for r in results if r[0] in kept])
+    _write_rows(out / CURVES, [curves_header] + [r for r in curves[1:] if r[0] in kept])
+    return done
+
+
+def _curves_header(steps: int) -> list[str]:
+    """curves.csv's columns: the key, then the T + 1 scores s_0 ... s_T."""
+    return ["id", "method", "variant", "curve"] + [f"s{k}" for k in range(steps + 1)]
+
+
+def _write_rows(path: Path, rows: Iterable[list[str]], mode: str = "w") -> None:
+    with open(path, mode, newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+        f.flush()
+
+
+def evaluate(
+    model: nn.Module,
+    target_layer: nn.Module,
+    dataset: Any,
+    out: str | Path,
+    *,
+    methods: Sequence[str] = ("gradcam",),
+    variants: Sequence[str] = ("base", "ucag"),
+    baselines: Sequence[str] = (),
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    input_size: int = 224,
+    ucag_options: dict[str, Any] | None = None,
+    baseline_options: dict[str, dict[str, Any]] | None = None,
+    blur: tuple[int, float] | None = (5, 3.0),
+    step: int | None = None,
+    metric_batch_size: int = 8,
+    limit: int | None = None,
+    progress: bool = True,
+    plot: bool = True,
+) -> EvaluationSummary:
+    """Explain and measure every sample of ``dataset`` with every method in every variant.
+
+    ``dataset``: a reader from :mod:`ucag.datasets` (or a spec for
+    :func:`ucag.datasets.open_dataset`, e.g. ``"samples"``); each sample's photo is resized
+    to ``input_size`` and normalised with ``mean``/``std``, its mask resized alike.
+    ``methods`` are names from :data:`ucag.methods.METHODS`, each run in every ``variant``
+    ("base", "ucag"...), plus ``baselines`` ("upscale", "sess", "cameras"; see
+    :func:`ucag.methods.comparison_pairs`). ``metrics`` from :data:`METRICS`; the mask
+    metrics only where a sample has a mask. ``ucag_options`` go to :class:`ucag.UCAG`
+    (units, patch_size, scale, weighting, batch_size), ``baseline_options`` to the
+    baselines (see :func:`ucag.methods.explain_with`); ``step`` and ``metric_batch_size``
+    to deletion/insertion. ``limit`` evaluates the first ``limit`` samples only.
+
+    Rows are appended to ``out`` as each sample is done; calling again with the same
+    ``out`` and settings resumes (a different setting raises ValueError). Under an
+    initialised ``torch.distributed`` process group every process must call this with
+    the same arguments; samples are shared out and rank 0 writes the files. Returns the
+    :class:`EvaluationSummary` (on every rank).
+    """
+    from .datasets import open_dataset
+
+    if isinstance(dataset, str):
+        dataset = open_dataset(dataset)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"metrics: expected names from {', '.join(METRICS)}, got {list(metrics)}")
+    if step is not None and (not isinstance(step, int) or step < 1):
+        raise ValueError(f"step: expected a positive number of pixels or None, got {step!r}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
+    pairs = comparison_pairs(methods, variants, baselines)
+    metrics = [m for m in METRICS if m in metrics]
+    run = _Run(model, target_layer, pairs, metrics, tuple(mean), tuple(std), input_size, dict(ucag_options or {}), dict(baseline_options or {}), blur, step, metric_batch_size)
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    out = Path(out)
+    config = {
+        "dataset": repr(dataset),
+        "model": type(model).__name__,
+        "pairs": [list(p) for p in pairs],
+        "metrics": metrics,
+        "mean": list(run.mean),
+        "std": list(run.std),
+        "input_size": input_size,
+        "ucag_options": run.ucag_options,
+        "baseline_options": run.baseline_options,
+        "blur": list(blur) if blur else None,
+        "step": step,
+    }
+    config = json.loads(json.dumps(config, default=repr))  # as it reads back from config.json (tuples -> lists)
+    header = list(KEY_COLUMNS) + run.columns
+    curve_metrics = [m for m in CURVE_METRICS if m in metrics]
+    curves_header = _curves_header(math.ceil(input_size * input_size / (8 * input_size if step is None else step)))
+    rank, world = _rank_and_world()
+    start, error = 0, None
+    if rank == 0:
+        try:
+            start = _prepare_folder(out, config, header, curves_header, pairs, curve_metrics)
+        except ValueError as err:
+            error = str(err)
+    start, error = _broadcast((start, error), world)
+    if error:
+        raise ValueError(error)
+    pending = list(range(start, total))
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start, unit="image", desc=f"evaluate ({len(pairs)} maps per image)")
+    for first in range(0, len(pending), world):
+        mine = first + rank
+        outcome: Any = None
+        if mine < len(pending):
+            try:
+                outcome = run.measure(dataset[pending[mine]])
+            except Exception as err:  # every rank must learn of it, or the others wait forever
+                outcome = f"sample {pending[mine]}: {type(err).__name__}: {err}"
+        gathered = _all_gather(outcome, world)
+        failures = [g for g in gathered if isinstance(g, str)]
+        if failures:
+            raise RuntimeError("evaluation failed at " + "; ".join(failures))
+        if rank == 0:
+            done = [g for g in gathered if g is not None]
+            _write_rows(out / RESULTS, [row for rows, _ in done for row in rows], "a")
+            _write_rows(out / CURVES, [row for _, rows in done for row in rows], "a")
+            if bar is not None:
+                bar.update(len(done))
+    if bar is not None:
+        bar.close()
+    summary = summarize(out, plot=plot) if rank == 0 else None
+    return _broadcast(summary, world)
+
+
+def _prepare_folder(out: Path, config: dict, header: list[str], curves_header: list[str], pairs, curve_metrics) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    config_path = out / CONFIG
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+        if changed:
+            raise ValueError(f"out: {out} holds a run with other settings ({', '.join(changed)} differ); choose another folder or delete it")
+        return _complete_prefix(out, header, curves_header, pairs, curve_metrics)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    _write_rows(out / RESULTS, [header])
+    _write_rows(out / CURVES, [curves_header])
+    return 0
+
+
+def _t_quantile(n: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
+
+
+def _cell(method: str, variant: str, column: str, values: Sequence[float]) -> Cell:
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) == 0:
+        return Cell(method, variant, column, math.nan, None, 0)
+    ci = _t_quantile(len(v)) * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else None
+    return Cell(method, variant, column, float(v.mean()), ci, len(v))
+
+
+def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
+    """Read ``results.csv`` and ``curves.csv`` of an evaluation folder and write
+    ``summary.json``, ``summary.md`` and (with ``plot``) ``curves.png``."""
+    out = Path(out)
+    rows = _read_rows(out / RESULTS)
+    if not rows:
+        raise ValueError(f"out: no {RESULTS} in {out}")
+    header, rows = rows[0], rows[1:]
+    columns = header[len(KEY_COLUMNS) :]
+    pairs = list(dict.fromkeys((r[4], r[5]) for r in rows))
+    index = {c: header.index(c) for c in columns}
+    cells, differences = [], []
+    for method, variant in pairs:
+        mine = [r for r in rows if (r[4], r[5]) == (method, variant)]
+        for column in columns:
+            present = [r for r in mine if r[index[column]] != ""]
+            if column == "pointing_game":  # dataset protocol: per class, then over classes
+                by_class: dict[str, list[float]] = {}
+                for r in present:
+                    by_class.setdefault(r[2], []).append(float(r[index[column]]))
+                cells.append(_cell(method, variant, column, [float(np.mean(v)) for v in by_class.values()]))
+            else:
+                cells.append(_cell(method, variant, column, [float(r[index[column]]) for r in present]))
+        if variant == "ucag" and (method, "base") in pairs:
+            base = {r[0]: r for r in rows if (r[4], r[5]) == (method, "base")}
+            for column in columns:
+                i = index[column]
+                diffs = [float(r[i]) - float(base[r[0]][i]) for r in mine if r[i] != "" and r[0] in base and base[r[0]][i] != ""]
+                differences.append(_cell(method, "ucag", column, diffs))
+    images = len(dict.fromkeys(r[0] for r in rows))
+    summary = EvaluationSummary(out, images, columns, cells, differences)
+    (out / SUMMARY_JSON).write_text(
+        json.dumps({"images": images, "cells": [asdict(c) for c in cells], "ucag_minus_base": [asdict(c) for c in differences]}, indent=2) + "\n"
+    )
+    (out / SUMMARY_MD).write_text(summary.markdown())
+    if plot:
+        _plot_mean_curves(out, pairs)
+    return summary
+
+
+def _plot_mean_curves(out: Path, pairs: list[tuple[str, str]]) -> None:
+    curves = _read_rows(out / CURVES)[1:]
+    if not curves:
+        return
+    import matplotlib.pyplot as plt
+
+    from .viz import plot_curves
+
+    by_name: dict[str, dict[str, np.ndarray]] = {}
+    for name in CURVE_METRICS:
+        for method, variant in pairs:
+            mine = [r[4:] for r in curves if (r[1], r[2], r[3]) == (method, variant, name)]
+            if mine:
+                by_name.setdefault(name, {})[display_name(method, variant)] = np.asarray(mine, dtype=np.float64)
+    fig = plot_curves(deletion=by_name.get("deletion"), insertion=by_name.get("insertion"))
+    fig.savefig(out / CURVES_PNG, dpi=100)
+    plt.close(fig)
+
+
+__all__ = ["Cell", "DEFAULT_METRICS", "EvaluationSummary", "METRICS", "evaluate", "summarize"]

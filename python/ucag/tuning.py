@@ -1,0 +1,244 @@
+"""Choosing UCAG's settings for a model on the user's own images: :func:`tune`.
+
+The best grid differs between models (the paper's own ablation shows it). :func:`tune`
+explains the user's images with every setting of a small search space, measures each with
+deletion and insertion (SPEC section 6), marks the Pareto front of (deletion down,
+insertion up) and recommends the setting with the best score, as a ready-to-paste call.
+Settings that share a grid (units, patch size, scale) share one pass of the base method
+over the patches, and the full-image maps are computed once, so a sweep costs about its
+number of distinct grids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics as M
+from .adapters import model_device
+from .explainer import UCAG, Targets, check_input, preserved_state, resolve_targets
+
+Objective = Literal["insertion-deletion", "insertion", "deletion"]
+
+#: The default search space: 3 x 2 grids, each conquered 4 ways (24 settings).
+DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
+    "units": (4, 6, 8),
+    "patch_fraction": (124 / 224, 0.65),
+    "scale": (2.6,),
+    "weighting": ("exp", "uniform"),
+    "global_view": (None, "product"),
+}
+
+
+def _round_half_up(value: float) -> int:
+    return int(math.floor(value + 0.5))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One UCAG configuration. ``patch_fraction`` is the patch side over the image side
+    (SPEC's default 124/224)."""
+
+    units: int = 6
+    patch_fraction: float = 124 / 224
+    scale: float = 2.6
+    weighting: str = "exp"
+    global_view: str | None = None
+
+    def patch_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return (_round_half_up(self.patch_fraction * size[0]), _round_half_up(self.patch_fraction * size[1]))
+
+    def ucag_kwargs(self, size: tuple[int, int]) -> dict[str, Any]:
+        """Keyword arguments of :class:`ucag.UCAG` for images of ``size`` (H, W)."""
+        kwargs: dict[str, Any] = {"units": self.units, "patch_size": self.patch_size(size), "scale": self.scale, "weighting": self.weighting}
+        if self.global_view is not None:
+            kwargs["global_view"] = self.global_view
+        return kwargs
+
+    def call(self, size: tuple[int, int], base: str = "cam") -> str:
+        """The setting as Python code, e.g. ``ucag.UCAG(cam, units=6, ...)``."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.ucag_kwargs(size).items())
+        return f"ucag.UCAG({base}, {args})"
+
+    def label(self) -> str:
+        text = f"n={self.units} p={self.patch_fraction:.2f} s={self.scale:g} {self.weighting}"
+        return text + (f" +{self.global_view}" if self.global_view else "")
+
+
+@dataclass
+class TuneRow:
+    """One setting's scores: per image (``deletion``, ``insertion`` arrays) and means."""
+
+    setting: Setting
+    deletion: np.ndarray
+    insertion: np.ndarray
+    score: float
+    pareto: bool = False
+
+    @property
+    def mean_deletion(self) -> float:
+        return float(self.deletion.mean())
+
+    @property
+    def mean_insertion(self) -> float:
+        return float(self.insertion.mean())
+
+
+@dataclass
+class TuneResult:
+    """Every setting's scores (``rows``, in search order), the recommended ``best`` setting
+    (highest ``objective`` score) and the image size it was tuned on."""
+
+    rows: list[TuneRow]
+    best: Setting
+    objective: str
+    size: tuple[int, int]
+    images: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def call(self) -> str:
+        """The recommended setting as a ready-to-paste call."""
+        return self.best.call(self.size)
+
+    def row(self, setting: Setting) -> TuneRow:
+        return next(r for r in self.rows if r.setting == setting)
+
+    def markdown(self) -> str:
+        """The table, best score first; * marks the Pareto front."""
+        lines = [
+            f"| setting | deletion ↓ | insertion ↑ | {self.objective} score ↑ | Pareto |",
+            "|---|---|---|---|---|",
+        ]
+        for r in sorted(self.rows, key=lambda r: -r.score):
+            lines.append(f"| {r.setting.label()} | {r.mean_deletion:.4f} | {r.mean_insertion:.4f} | {r.score:.4f} | {'*' if r.pareto else ''} |")
+        return "\n".join(lines) + f"\n\n{self.images} images. Recommended: `{self.call}`\n"
+
+    def plot(self, ax: Any = None) -> Any:
+        """Deletion (x) against insertion (y) per setting, the Pareto front joined and the
+        recommended setting circled. Returns the Figure."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = (plt.subplots(figsize=(6.4, 4.8)) if ax is None else (ax.figure, ax))
+        d = np.array([r.mean_deletion for r in self.rows])
+        i = np.array([r.mean_insertion for r in self.rows])
+        front = np.array([r.pareto for r in self.rows])
+        ax.scatter(d[~front], i[~front], color="0.6", label="setting")
+        order = np.argsort(d[front])
+        ax.plot(d[front][order], i[front][order], "o-", color="C3", label="Pareto front")
+        best = self.row(self.best)
+        ax.scatter([best.mean_deletion], [best.mean_insertion], s=220, facecolors="none", edgecolors="k", label="recommended")
+        for r in self.rows:
+            if r.pareto:
+                ax.annotate(r.setting.label(), (r.mean_deletion, r.mean_insertion), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel("deletion AUC (lower is better)")
+        ax.set_ylabel("insertion AUC (higher is better)")
+        ax.set_title(f"UCAG settings on {self.images} images")
+        ax.legend(loc="best", fontsize=8)
+        return fig
+
+
+def _settings(space: Mapping[str, Sequence[Any]] | Sequence[Setting] | None) -> list[Setting]:
+    if space is None:
+        space = DEFAULT_SPACE
+    if isinstance(space, Mapping):
+        unknown = set(space) - set(DEFAULT_SPACE)
+        if unknown:
+            raise ValueError(f"space: unknown keys {sorted(unknown)}; expected some of {', '.join(DEFAULT_SPACE)}")
+        axes = {k: tuple(space.get(k, (getattr(Setting(), k),))) for k in DEFAULT_SPACE}
+        if any(len(v) == 0 for v in axes.values()):
+            raise ValueError("space: every key needs at least one value")
+        settings = [Setting(*values) for values in itertools.product(*axes.values())]
+    else:
+        settings = list(space)
+        if not settings or not all(isinstance(s, Setting) for s in settings):
+            raise ValueError("space: expected a dict of value lists or a non-empty list of ucag.tuning.Setting")
+    return list(dict.fromkeys(settings))
+
+
+def _pareto(deletion: np.ndarray, insertion: np.ndarray) -> np.ndarray:
+    """True where no other setting is at least as good on both and better on one."""
+    front = np.ones(len(deletion), dtype=bool)
+    for k in range(len(deletion)):
+        dominated = (deletion <= deletion[k]) & (insertion >= insertion[k]) & ((deletion < deletion[k]) | (insertion > insertion[k]))
+        front[k] = not dominated.any()
+    return front
+
+
+def tune(
+    model: nn.Module | None,
+    base: Any,
+    images: torch.Tensor,
+    targets: Targets = None,
+    *,
+    space: Mapping[str, Sequence[Any]] | Sequence[Setting] | None = None,
+    objective: Objective = "insertion-deletion",
+    step: int | None = None,
+    metric_batch_size: int = 8,
+    batch_size: int = 16,
+    blur: tuple[int, float] | None = (5, 3.0),
+    progress: bool = True,
+) -> TuneResult:
+    """Find good UCAG settings for ``model`` and ``base`` on ``images`` (B, C, H, W),
+    normalised as the model expects, explaining ``targets`` (None: the predictions).
+
+    ``space``: a dict of value lists over ``units``, ``patch_fraction``, ``scale``,
+    ``weighting`` and ``global_view`` (missing keys keep the paper's default; see
+    :data:`DEFAULT_SPACE`), or a list of :class:`Setting`. Every setting is scored by
+    ``objective``: "insertion-deletion" (mean insertion minus mean deletion AUC),
+    "insertion", or "deletion" (its negative, so higher is always better); ties keep the
+    first setting. ``step`` and ``metric_batch_size`` go to the metrics, ``batch_size``
+    and ``blur`` to :class:`ucag.UCAG`.
+    """
+    if objective not in ("insertion-deletion", "insertion", "deletion"):
+        raise ValueError(f"objective: expected 'insertion-deletion', 'insertion' or 'deletion', got {objective!r}")
+    check_input(images)
+    settings = _settings(space)
+    probe = UCAG(base, model=model, batch_size=batch_size, blur=blur)
+    model = probe.model
+    x = images.detach().to(model_device(model))
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    grids: dict[tuple[int, tuple[int, int], float], list[Setting]] = {}
+    for s in settings:
+        grids.setdefault((s.units, s.patch_size(size), s.scale), []).append(s)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(settings), desc=f"tune ({len(grids)} grids)", unit="setting")
+    scores: dict[Setting, tuple[np.ndarray, np.ndarray]] = {}
+    with preserved_state(model):
+        target_ids = resolve_targets(model, x, targets)
+        global_map = probe.attribute_global(x, target_ids, targets) if any(s.global_view for s in settings) else None
+        for (units, patch_size, scale), group in grids.items():
+            explainer = UCAG(base, model=model, units=units, patch_size=patch_size, scale=scale, batch_size=batch_size, blur=blur)
+            grid = explainer.grid_for(size)
+            patches = explainer.attribute_patches(x, grid, target_ids, targets)
+            for s in group:
+                saliency = explainer.conquer(patches, grid, target_ids, global_map, weighting=s.weighting, global_view=s.global_view).saliency
+                deletion = M.deletion(model, x, saliency, target_ids, step=step, batch_size=metric_batch_size).values
+                insertion = M.insertion(model, x, saliency, target_ids, step=step, batch_size=metric_batch_size).values
+                scores[s] = (deletion, insertion)
+                if bar is not None:
+                    bar.update()
+    if bar is not None:
+        bar.close()
+    rows = []
+    for s in settings:
+        deletion, insertion = scores[s]
+        score = {"insertion-deletion": insertion.mean() - deletion.mean(), "insertion": insertion.mean(), "deletion": -deletion.mean()}[objective]
+        rows.append(TuneRow(s, deletion, insertion, float(score)))
+    front = _pareto(np.array([r.mean_deletion for r in rows]), np.array([r.mean_insertion for r in rows]))
+    for r, on_front in zip(rows, front):
+        r.pareto = bool(on_front)
+    best = max(rows, key=lambda r: r.score).setting  # max keeps the first of equal scores
+    return TuneResult(rows, best, objective, size, images=len(x))
+
+
+__all__ = ["DEFAULT_SPACE", "Setting", "TuneResult", "TuneRow", "tune"]

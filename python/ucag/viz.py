@@ -1,0 +1,717 @@
+"""Pictures of saliency maps: ``ucag.viz`` owns everything the package draws.
+
+- :func:`overlay` — a heat map blended over a photo, returned as an RGB array;
+- :func:`show_signed` — a signed raw map in red (positive) / blue (negative), centred at 0;
+- :func:`compare` — one row per image, one column per method;
+- :func:`show_partials` — the n x n partial maps of one image next to their folded result;
+- :func:`plot_curves` — deletion / insertion curves with their AUCs.
+
+Conventions shared by every function:
+
+- Colours are RGB, always. (pytorch-grad-cam's ``show_cam_on_image`` blends in BGR unless
+  told otherwise, which shows blue cats in notebooks.)
+- An *image* is a torch tensor (3, H, W) or (1, 3, H, W), float (in [0, 1], or normalised:
+  then pass ``mean=`` and ``std=``) or uint8; a numpy array (H, W, 3), uint8 or float in
+  [0, 1]; or a PIL image. Non-square images are fine everywhere.
+- A *map* is a numpy array or torch tensor (H, W) (or (1, H, W)). A map of another size
+  than its image is resized to the image with bilinear interpolation (align_corners=False,
+  like the fold's resize in SPEC section 4): it is assumed to cover the whole image, as it
+  does when the photo was resized (not cropped) to the model's input, as
+  :meth:`ucag.data.SampleModel.preprocess` does.
+- Every function except :func:`overlay` returns the matplotlib ``Figure``. Passing ``ax=``
+  (or ``axes=``) draws into existing axes instead of making a new figure. New figures come
+  from ``pyplot``, so they show inline in Jupyter and with ``plt.show()`` in scripts;
+  assign the result (``fig = viz.compare(...)``) so that Jupyter does not show it twice.
+
+matplotlib is imported when a function draws, never at import, and no backend is chosen
+here: that is the caller's (or the notebook's) business.
+"""
+
+from __future__ import annotations
+
+import numbers
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .explainer import Explanation
+from .metrics import MetricResult
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
+    from matplotlib.figure import Figure
+    from PIL.Image import Image as PILImage
+
+#: A photo: tensor (3, H, W) / (1, 3, H, W), array (H, W, 3) or PIL image.
+ImageLike = Union[torch.Tensor, np.ndarray, "PILImage"]
+#: One saliency map (H, W) or a batch (B, H, W).
+MapLike = Union[torch.Tensor, np.ndarray]
+#: Deletion / insertion curves: a MetricResult or an array (B, T+1) / (T+1,).
+CurvesLike = Union[MetricResult, np.ndarray, torch.Tensor]
+
+__all__ = ["compare", "overlay", "plot_curves", "show_partials", "show_signed"]
+
+#: How far outside [0, 1] a float image may stray and still be taken as a [0, 1] image:
+#: resampling (bicubic) overshoots a little, while a normalised image forgotten without
+#: ``mean``/``std`` spans about [-2, 2.6] and must be refused, not silently clipped.
+FLOAT_IMAGE_SLACK = 0.02
+
+#: Diverging colormap of signed maps: red positive, white zero, blue negative.
+SIGNED_CMAP = "bwr"
+
+#: ITU-R BT.601 luma weights. Signed maps are drawn over a grey photo so that the photo's
+#: own reds and blues cannot be read as signs.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # matplotlib is an optional dependency (examples extra)
+        raise ImportError("ucag.viz needs matplotlib: pip install 'ucag[examples]'") from err
+    return plt
+
+
+# ---------------------------------------------------------------------------------------
+# Input conversion
+# ---------------------------------------------------------------------------------------
+
+
+def _channel_constants(value: Any, argument: str) -> np.ndarray:
+    """``mean`` / ``std``: one number or one per RGB channel."""
+    try:
+        constants = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{argument}: expected a number or 3 numbers, got {value!r}") from err
+    if constants.size == 1:
+        constants = np.repeat(constants, 3)
+    if constants.size != 3 or not np.isfinite(constants).all():
+        raise ValueError(f"{argument}: expected a number or 3 finite numbers (R, G, B), got {value!r}")
+    return constants
+
+
+def _is_pil_image(value: Any) -> bool:
+    # If PIL was never imported, the value cannot be a PIL image: no import needed.
+    pil = sys.modules.get("PIL.Image")
+    return pil is not None and isinstance(value, pil.Image)
+
+
+def _image_rgb(image: ImageLike, mean: Any = None, std: Any = None, argument: str = "image") -> tuple[np.ndarray, np.dtype]:
+    """An image as float64 (H, W, 3) RGB in [0, 1], and the dtype :func:`overlay` returns."""
+    if (mean is None) != (std is None):
+        raise ValueError("mean, std: give both (for a normalised image) or neither")
+    if _is_pil_image(image):
+        if mean is not None:
+            raise ValueError(f"{argument}: a PIL image is not normalised; drop mean= and std=")
+        return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0, np.dtype(np.uint8)
+    if isinstance(image, torch.Tensor):
+        if image.device.type == "meta":
+            raise ValueError(f"{argument}: a meta tensor has no values to draw")
+        tensor = image.detach().cpu()
+        if tensor.dim() == 4 and tensor.shape[0] == 1:
+            tensor = tensor[0]
+        if tensor.dim() != 3 or tensor.shape[0] != 3:
+            raise ValueError(f"{argument}: expected a tensor (3, H, W) or (1, 3, H, W), got shape {tuple(image.shape)}")
+        if tensor.dtype == torch.uint8:
+            pixels, out_dtype = tensor.permute(1, 2, 0).numpy(), np.dtype(np.uint8)
+        elif tensor.is_floating_point():  # float16 / bfloat16 have no numpy twin: go through float32
+            pixels, out_dtype = tensor.float().permute(1, 2, 0).numpy(), np.dtype(np.float32)
+        else:
+            raise TypeError(f"{argument}: expected uint8 or floating-point pixels, got {tensor.dtype}")
+    elif isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] != 3:
+            hint = " (channels first? use image.transpose(1, 2, 0))" if image.ndim == 3 and image.shape[0] == 3 else ""
+            raise ValueError(f"{argument}: expected an (H, W, 3) RGB array, got shape {image.shape}{hint}")
+        pixels = image
+        out_dtype = image.dtype
+    else:
+        raise TypeError(f"{argument}: expected a torch tensor, a numpy array or a PIL image, got {type(image).__name__}")
+
+    if pixels.dtype == np.uint8:
+        if mean is not None:
+            raise ValueError(f"{argument}: a uint8 image is not normalised; drop mean= and std=")
+        return pixels.astype(np.float64) / 255.0, np.dtype(np.uint8)
+    if pixels.dtype.kind != "f":
+        raise TypeError(f"{argument}: expected uint8 or floating-point pixels, got {pixels.dtype}")
+    rgb = pixels.astype(np.float64)
+    if not np.isfinite(rgb).all():
+        raise ValueError(f"{argument}: contains NaN or Inf values")
+    if mean is not None:
+        std_values = _channel_constants(std, "std")
+        if (std_values <= 0).any():
+            raise ValueError(f"std: expected positive values, got {std!r}")
+        rgb = rgb * std_values + _channel_constants(mean, "mean")
+        # Undoing a normalisation of a resampled image may leave tiny excursions: clip them.
+        return np.clip(rgb, 0.0, 1.0), out_dtype
+    low, high = float(rgb.min()), float(rgb.max())
+    if low < -FLOAT_IMAGE_SLACK or high > 1.0 + FLOAT_IMAGE_SLACK:
+        hint = (
+            "divide by 255 (or pass uint8)"
+            if low >= 0 and high <= 255
+            else "if it is normalised, pass mean= and std= (e.g. SampleModel.mean, SampleModel.std)"
+        )
+        raise ValueError(f"{argument}: float pixels span [{low:.3g}, {high:.3g}], expected [0, 1]: {hint}")
+    return np.clip(rgb, 0.0, 1.0), out_dtype
+
+
+def _map_array(value: MapLike, argument: str) -> np.ndarray:
+    """A map as a finite float64 numpy array, any number of dimensions."""
+    if isinstance(value, torch.Tensor):
+        if value.device.type == "meta":
+            raise ValueError(f"{argument}: a meta tensor has no values to draw")
+        tensor = value.detach().cpu()
+        array = tensor.float().numpy() if tensor.is_floating_point() else tensor.numpy()
+    elif isinstance(value, np.ndarray):
+        array = value
+    else:
+        raise TypeError(f"{argument}: expected a numpy array or torch tensor, got {type(value).__name__}")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{argument}: expected real numbers, got {array.dtype}")
+    array = array.astype(np.float64)
+    if array.size == 0:
+        raise ValueError(f"{argument}: the map is empty (shape {array.shape})")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{argument}: contains NaN or Inf values")
+    return array
+
+
+def _map_2d(value: MapLike, argument: str) -> np.ndarray:
+    array = _map_array(value, argument)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"{argument}: expected one map (H, W) or (1, H, W), got shape {array.shape}")
+    return array
+
+
+def _resize_map(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (align_corners=False, no antialias: SPEC section 4's resize)."""
+    if array.shape == tuple(size):
+        return array
+    tensor = torch.from_numpy(np.ascontiguousarray(array))[None, None]
+    return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def _unit_range(array: np.ndarray) -> np.ndarray:
+    """The map itself when already in [0, 1] (so a weak CAM map stays weak), else min-max
+    scaled to [0, 1]; a constant map outside [0, 1] becomes all zeros."""
+    low, high = float(array.min()), float(array.max())
+    if low >= 0.0 and high <= 1.0:
+        return array
+    if high == low:
+        return np.zeros_like(array)
+    return (array - low) / (high - low)
+
+
+def _colormap(cmap: str | Colormap) -> Colormap:
+    import matplotlib
+
+    if isinstance(cmap, matplotlib.colors.Colormap):
+        return cmap
+    if not isinstance(cmap, str):
+        raise TypeError(f"cmap: expected a colormap name or Colormap, got {type(cmap).__name__}")
+    try:
+        return matplotlib.colormaps[cmap]
+    except KeyError as err:
+        raise ValueError(f"cmap: unknown colormap {cmap!r}") from err
+
+
+def _check_alpha(alpha: float) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha: expected a number in [0, 1], got {type(alpha).__name__}")
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha: expected a number in [0, 1], got {alpha}")
+    return float(alpha)
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ _LUMA
+
+
+def _symmetric_limit(array: np.ndarray) -> float:
+    """max |value|, for colour limits centred at zero. An all-zero map would give the
+    degenerate range [0, 0]; use [-1, 1] so it is drawn white (zero) instead."""
+    limit = float(np.abs(array).max())
+    return limit if limit > 0.0 else 1.0
+
+
+def _bare(ax: Axes) -> None:
+    """No ticks or frame, but keep axis labels visible (``set_axis_off`` would hide them)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _image_batch(images: Any, argument: str = "images") -> list[Any]:
+    """A batch of images as a list of single images (each still in its input type)."""
+    if isinstance(images, torch.Tensor):
+        if images.dim() == 4:
+            return list(images)
+        if images.dim() == 3:
+            return [images]
+        raise ValueError(f"{argument}: expected a tensor (B, 3, H, W) or (3, H, W), got shape {tuple(images.shape)}")
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return list(images)
+        if images.ndim == 3:
+            return [images]
+        raise ValueError(f"{argument}: expected an array (B, H, W, 3) or (H, W, 3), got shape {images.shape}")
+    if _is_pil_image(images):
+        return [images]
+    if isinstance(images, Sequence) and not isinstance(images, (str, bytes)):
+        if len(images) == 0:
+            raise ValueError(f"{argument}: no images given")
+        return list(images)
+    raise TypeError(f"{argument}: expected a tensor, an array, a PIL image or a list of them, got {type(images).__name__}")
+
+
+def _map_batch(value: Any, count: int, argument: str) -> list[np.ndarray]:
+    """One (H, W) map per image from a (B, H, W) array/tensor, or a list of (H, W) maps."""
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        maps = [_map_2d(m, f"{argument}[{k}]") for k, m in enumerate(value)]
+    else:
+        array = _map_array(value, argument)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3:
+            raise ValueError(f"{argument}: expected maps (B, H, W), got shape {array.shape}")
+        maps = list(array)
+    if len(maps) != count:
+        raise ValueError(f"{argument}: {len(maps)} maps for {count} images")
+    return maps
+
+
+def _given_axes(axes: Any, count: int, argument: str) -> list[Axes] | None:
+    """The caller's axes as a flat list of ``count`` axes (None when none were given)."""
+    if axes is None:
+        return None
+    from matplotlib.axes import Axes as AxesType
+
+    flat = [axes] if isinstance(axes, AxesType) else list(np.asarray(axes, dtype=object).reshape(-1))
+    if not all(isinstance(a, AxesType) for a in flat):
+        raise TypeError(f"{argument}: expected matplotlib Axes")
+    if len(flat) != count:
+        raise ValueError(f"{argument}: this plot needs {count} axes, got {len(flat)}")
+    return flat
+
+
+# ---------------------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------------------
+
+
+def overlay(
+    image: ImageLike,
+    saliency: MapLike,
+    cmap: str | Colormap = "jet",
+    alpha: float = 0.5,
+    *,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+) -> np.ndarray:
+    """A saliency heat map blended over a photo: ``(1 - alpha) * image + alpha * cmap(saliency)``.
+
+    Args:
+        image: the photo (see the module docstring): a tensor (3, H, W) / (1, 3, H, W) in
+            [0, 1] or normalised (then give ``mean`` and ``std``) or uint8; an (H, W, 3)
+            array, uint8 or float in [0, 1]; or a PIL image.
+        saliency: one map (H, W) or (1, H, W), numpy or torch. A map already in [0, 1] is
+            coloured as is (so a weak map looks weak); any other map is min-max scaled to
+            [0, 1] first (a constant one becomes 0). A map of another size than the image is
+            then resized to it bilinearly.
+        cmap: matplotlib colormap (name or object) of the heat map.
+        alpha: weight of the heat map, in [0, 1]; 0 returns the photo unchanged.
+        mean, std: the normalisation of a normalised float image (one number or one per
+            RGB channel); the photo is ``image * std + mean`` clipped to [0, 1].
+
+    Returns:
+        An (H, W, 3) RGB array (never BGR) at the image's size: uint8 for uint8 and PIL
+        inputs, otherwise float in [0, 1] (the numpy input's float dtype, float32 for
+        tensors). Show it with ``plt.imshow`` or save it with PIL as is.
+
+    Raises:
+        TypeError, ValueError: naming the argument at fault.
+    """
+    rgb, out_dtype = _image_rgb(image, mean, std)
+    alpha = _check_alpha(alpha)
+    colormap = _colormap(cmap)
+    # Scale before resizing: the range is the map's own, not that of its resampled values.
+    heat_map = _resize_map(_unit_range(_map_2d(saliency, "saliency")), rgb.shape[:2])
+    heat = colormap(heat_map)[..., :3]
+    blended = (1.0 - alpha) * rgb + alpha * heat
+    if out_dtype == np.uint8:
+        return np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(blended, 0.0, 1.0).astype(out_dtype)
+
+
+def _draw_signed(ax: Axes, raw: np.ndarray, grey: np.ndarray | None, alpha: float, limit: float):
+    """A signed map (over a grey photo when given) in SIGNED_CMAP with limits ±limit."""
+    if grey is not None:
+        ax.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="bilinear")
+    return ax.imshow(
+        raw,
+        cmap=SIGNED_CMAP,
+        vmin=-limit,
+        vmax=limit,
+        alpha=alpha if grey is not None else 1.0,
+        interpolation="bilinear",
+    )
+
+
+def _signed_colorbar(fig: Figure, ax: Axes | list[Axes], limit: float, label: str | None = None, **kwargs: Any):
+    """A colorbar at full opacity (the map itself may be drawn translucent)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    mappable = ScalarMappable(norm=Normalize(-limit, limit), cmap=SIGNED_CMAP)
+    return fig.colorbar(mappable, ax=ax, label=label, **kwargs)
+
+
+def show_signed(
+    raw: MapLike,
+    image: ImageLike | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    *,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    alpha: float = 0.6,
+    colorbar: bool = True,
+) -> Figure:
+    """A signed raw map (e.g. ``Explanation.raw[b]``) as in the paper's qualitative figures.
+
+    Positive values are red, negative blue, zero white, on limits symmetric about zero:
+    ``±max|raw|`` (an all-zero map is drawn on ±1, all white). With ``image`` the map is
+    blended (``alpha``) over the photo in grey, and a map of another size is resized to the
+    photo bilinearly.
+
+    Args:
+        raw: one map (H, W) or (1, H, W), numpy or torch.
+        image: optional photo underneath (see :func:`overlay` for the accepted forms).
+        ax: axes to draw into; default a new figure.
+        title: axes title.
+        mean, std: the normalisation of a normalised float ``image``.
+        alpha: opacity of the map over the photo (ignored without a photo).
+        colorbar: draw a colorbar of the signed values.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    signed = _map_2d(raw, "raw")
+    alpha = _check_alpha(alpha)
+    grey = None
+    if image is not None:
+        rgb, _ = _image_rgb(image, mean, std)
+        grey = _grey(rgb)
+        signed = _resize_map(signed, grey.shape)
+    if ax is None:
+        height, width = signed.shape
+        fig, ax = _pyplot().subplots(figsize=(4.0 + (0.8 if colorbar else 0.0), 4.0 * height / width), layout="constrained")
+    else:
+        fig = ax.figure
+    limit = _symmetric_limit(signed)
+    _draw_signed(ax, signed, grey, alpha, limit)
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    if colorbar:
+        _signed_colorbar(fig, ax, limit)
+    return fig
+
+
+def compare(
+    images: Any,
+    maps: Mapping[str, Any],
+    titles: Sequence[str] | None = None,
+    *,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    cmap: str | Colormap = "jet",
+    alpha: float = 0.5,
+    axes: Any = None,
+    cell_inches: float = 2.5,
+) -> Figure:
+    """Several methods side by side: one row per image; columns: the photo, then one
+    :func:`overlay` per method.
+
+    Args:
+        images: a tensor batch (B, 3, H, W) (in [0, 1], or normalised: give ``mean`` and
+            ``std``), an array (B, H, W, 3), or a list of single images in any form
+            :func:`overlay` takes (their sizes may differ). One image alone works too.
+        maps: method name -> its maps, (B, H, W) numpy or torch, or a list of B (H, W)
+            maps. Each map is scaled and resized to its image as :func:`overlay` does.
+            Names head the columns.
+        titles: one title per image (e.g. the class explained), left of its row.
+        mean, std: the normalisation of normalised float images.
+        cmap, alpha: the heat map colours and opacity, as in :func:`overlay`.
+        axes: B x (1 + number of methods) axes to draw into (any shape, row-major);
+            default a new figure.
+        cell_inches: width of one column of a new figure, in inches.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    photos = _image_batch(images)
+    count = len(photos)
+    if not isinstance(maps, Mapping):
+        raise TypeError(f"maps: expected a dict method name -> maps, got {type(maps).__name__}")
+    if len(maps) == 0:
+        raise ValueError("maps: give at least one method")
+    method_maps = {str(name): _map_batch(value, count, f"maps[{name!r}]") for name, value in maps.items()}
+    if titles is not None:
+        if isinstance(titles, (str, bytes)) or not isinstance(titles, Sequence):
+            raise TypeError(f"titles: expected one string per image, got {type(titles).__name__}")
+        if len(titles) != count:
+            raise ValueError(f"titles: {len(titles)} titles for {count} images")
+    rgbs = [_image_rgb(photo, mean, std, argument=f"images[{b}]")[0] for b, photo in enumerate(photos)]
+    columns = 1 + len(method_maps)
+
+    given = _given_axes(axes, count * columns, "axes")
+    if given is None:
+        height, width = rgbs[0].shape[:2]
+        fig, grid = _pyplot().subplots(
+            count,
+            columns,
+            figsize=(cell_inches * columns, cell_inches * count * height / width + 0.4),
+            squeeze=False,  # so that B = 1 or a single method still gives a 2-D grid
+            layout="constrained",
+        )
+    else:
+        fig = given[0].figure
+        grid = np.asarray(given, dtype=object).reshape(count, columns)
+
+    for row, rgb in enumerate(rgbs):
+        grid[row, 0].imshow(rgb)
+        for column, (name, per_image) in enumerate(method_maps.items(), start=1):
+            grid[row, column].imshow(overlay(rgb, per_image[row], cmap=cmap, alpha=alpha))
+        for column in range(columns):
+            _bare(grid[row, column])
+        if titles is not None:
+            grid[row, 0].set_ylabel(str(titles[row]))
+    grid[0, 0].set_title("image")
+    for column, name in enumerate(method_maps, start=1):
+        grid[0, column].set_title(name)
+    return fig
+
+
+def show_partials(
+    explanation: Explanation,
+    image: Any = None,
+    index: int = 0,
+    *,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    cmap: str | Colormap = "jet",
+    alpha: float = 0.5,
+    axes: Any = None,
+    cell_inches: float = 1.4,
+) -> Figure:
+    """How one UCAG map was built: the n x n partial maps of image ``index`` next to the
+    folded result ``explanation.saliency[index]``.
+
+    Patch p = i * n + j is drawn at row i, column j, over its own region of the image
+    (patches overlap, so neighbouring cells share content). Each partial map is resized to
+    its patch bilinearly (as the fold does) and drawn signed (red positive, blue negative)
+    on one colour scale shared by all patches of the image, ±max|partial|, so cells can be
+    compared; each is titled with its confidence weight w and the target probability p on
+    that patch. The fold sums the partials times w and divides by the coverage.
+
+    Args:
+        explanation: what :meth:`ucag.UCAG.explain` returned.
+        image: optional photo: the batch that was explained (its image ``index`` is used)
+            or that one image, in any form :func:`compare` takes. Patches are cut from it
+            at the explanation's size; a photo of another size is resized to it bilinearly.
+        index: which image of the batch.
+        mean, std: the normalisation of a normalised float ``image``.
+        cmap, alpha: colours and opacity of the folded map over the photo (:func:`overlay`).
+        axes: n * n + 1 axes to draw into, flattened row-major: the patches, then the
+            folded map; default a new figure.
+        cell_inches: width of one patch cell of a new figure, in inches.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    if not isinstance(explanation, Explanation):
+        raise TypeError(f"explanation: expected a ucag.Explanation, got {type(explanation).__name__}")
+    batch = explanation.raw.shape[0]
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+        raise TypeError(f"index: expected an int, got {type(index).__name__}")
+    if not 0 <= index < batch:
+        raise ValueError(f"index: expected 0 <= index < {batch} (the number of images explained), got {index}")
+    grid_geometry = explanation.grid
+    units, patches = grid_geometry.units, grid_geometry.num_patches
+    height, width = grid_geometry.image_size
+    patch_height, patch_width = grid_geometry.patch_size
+    rows = slice(index * patches, (index + 1) * patches)
+    partials = explanation.partials[rows].detach().cpu().double().numpy()
+    weights = explanation.weights[rows].detach().cpu().double().numpy()
+    probabilities = explanation.probabilities[rows].detach().cpu().double().numpy()
+    folded = explanation.saliency[index].detach().cpu().double().numpy()
+
+    rgb = None
+    if image is not None:
+        photos = _image_batch(image, "image")
+        if len(photos) not in (1, batch):
+            raise ValueError(f"image: {len(photos)} images for an explanation of {batch}")
+        rgb, _ = _image_rgb(photos[index if len(photos) > 1 else 0], mean, std)
+        if rgb.shape[:2] != (height, width):
+            rgb = np.stack([_resize_map(rgb[..., c], (height, width)) for c in range(3)], axis=-1).clip(0.0, 1.0)
+    grey = _grey(rgb) if rgb is not None else None
+
+    given = _given_axes(axes, patches + 1, "axes")
+    if given is None:
+        # Patch cells on the left (n x n), the folded map as large as the whole grid on the right.
+        cell_height = cell_inches * patch_height / patch_width
+        fig = _pyplot().figure(
+            figsize=(2 * units * cell_inches + 1.2, units * (cell_height + 0.45) + 0.5), layout="constrained"
+        )
+        layout = fig.add_gridspec(units, 2 * units)
+        patch_axes = [fig.add_subplot(layout[i, j]) for i in range(units) for j in range(units)]
+        result_ax = fig.add_subplot(layout[:, units:])
+    else:
+        fig = given[0].figure
+        patch_axes, result_ax = given[:patches], given[patches]
+
+    limit = _symmetric_limit(partials)
+    for p, ax in enumerate(patch_axes):
+        i, j = divmod(p, units)
+        top, left = grid_geometry.offsets_y[i], grid_geometry.offsets_x[j]
+        partial = _resize_map(partials[p], (patch_height, patch_width))
+        crop = grey[top : top + patch_height, left : left + patch_width] if grey is not None else None
+        _draw_signed(ax, partial, crop, 0.6, limit)
+        ax.set_axis_off()
+        ax.set_title(f"w {weights[p]:.2f}  p {probabilities[p]:.2f}", fontsize=8)
+    kind = "normalised by the base method" if explanation.partials_normalised else "raw"
+    _signed_colorbar(fig, patch_axes, limit, label=f"partial map ({kind})", location="left", shrink=0.8)
+
+    if rgb is not None:
+        result_ax.imshow(overlay(rgb, folded, cmap=cmap, alpha=alpha))
+    else:
+        result_ax.imshow(_unit_range(folded), cmap=_colormap(cmap), vmin=0.0, vmax=1.0)
+    result_ax.set_axis_off()
+    result_ax.set_title(f"folded UCAG map ({explanation.postprocess})")
+    target = int(explanation.targets[index])
+    fig.suptitle(f"{explanation.base} on {units} x {units} patches, class {target}")
+    return fig
+
+
+def _curve_rows(value: Any, argument: str) -> tuple[np.ndarray, np.ndarray]:
+    """(B, T+1) curves and their B AUCs from a MetricResult or an array of curves."""
+    if isinstance(value, MetricResult):
+        if value.curves is None:
+            raise ValueError(f"{argument}: this MetricResult ({value.name}) has no curves; deletion and insertion results do")
+        if value.name in ("deletion", "insertion") and not argument.startswith(value.name):
+            raise ValueError(f"{argument}: got a {value.name} result; pass it as {value.name}=")
+        curves = _map_array(value.curves, argument)
+        aucs = np.asarray(value.values, dtype=np.float64).reshape(-1)
+    else:
+        curves = _map_array(value, argument)
+        aucs = None
+    if curves.ndim == 1:
+        curves = curves[None]
+    if curves.ndim != 2 or curves.shape[1] < 2:
+        raise ValueError(f"{argument}: expected curves (B, T+1) or (T+1,) with T >= 1, got shape {curves.shape}")
+    if aucs is None:
+        steps = curves.shape[1] - 1
+        # SPEC section 6: trapezoid rule over [0, 1], the metric's own AUC.
+        aucs = (curves.sum(1) - curves[:, 0] / 2 - curves[:, -1] / 2) / steps
+    if aucs.shape[0] != curves.shape[0]:
+        raise ValueError(f"{argument}: {aucs.shape[0]} AUC values for {curves.shape[0]} curves")
+    return curves, aucs
+
+
+def _curve_series(value: Any, labels: Any, argument: str) -> list[tuple[str, np.ndarray, float]]:
+    """(legend label, curve, AUC) for every line to draw from one argument."""
+    if isinstance(value, Mapping):
+        if labels is not None:
+            raise ValueError("labels: the dict keys already name the curves; drop labels=")
+        if len(value) == 0:
+            raise ValueError(f"{argument}: the dict is empty")
+        series = []
+        for name, result in value.items():
+            curves, aucs = _curve_rows(result, f"{argument}[{name!r}]")
+            series.append((str(name), curves.mean(0), float(aucs.mean())))
+        return series
+    curves, aucs = _curve_rows(value, argument)
+    if labels is None or isinstance(labels, str):
+        # The mean curve's AUC is the mean of the AUCs: the trapezoid rule is linear.
+        return [(labels or "", curves.mean(0), float(aucs.mean()))]
+    if not isinstance(labels, Sequence):
+        raise TypeError(f"labels: expected a string or one string per curve, got {type(labels).__name__}")
+    if len(labels) != curves.shape[0]:
+        raise ValueError(f"labels: {len(labels)} labels for {curves.shape[0]} curves in {argument}")
+    return [(str(label), curves[k], float(aucs[k])) for k, label in enumerate(labels)]
+
+
+def plot_curves(
+    deletion: CurvesLike | Mapping[str, CurvesLike] | None = None,
+    insertion: CurvesLike | Mapping[str, CurvesLike] | None = None,
+    labels: str | Sequence[str] | None = None,
+    ax: Axes | Sequence[Axes] | None = None,
+) -> Figure:
+    """Deletion and insertion curves (SPEC section 6) with their AUCs in the legend.
+
+    The x axis is the fraction of pixels changed, k / T for step k of T; the y axis the
+    target probability. Each argument is a :class:`ucag.metrics.MetricResult` from
+    ``metrics.deletion`` / ``metrics.insertion``, an array (B, T+1) or (T+1,) of curves,
+    or a dict label -> either of those to compare methods (the same label gets the same
+    colour in both panels). A batch is drawn as its mean curve with the mean AUC.
+
+    Args:
+        deletion, insertion: the curves; give at least one.
+        labels: for non-dict arguments: a string naming the method, or one label per image
+            to draw every image's curve separately.
+        ax: where to draw: one Axes (deletion dashed, insertion solid in it), or one Axes
+            per given argument (deletion first); default a new figure with one panel each.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    kinds = [(name, value) for name, value in (("deletion", deletion), ("insertion", insertion)) if value is not None]
+    if not kinds:
+        raise ValueError("deletion, insertion: give at least one of them")
+    series = {name: _curve_series(value, labels, name) for name, value in kinds}
+
+    from matplotlib.axes import Axes as AxesType
+
+    if ax is None:
+        fig, grid = _pyplot().subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False, layout="constrained")
+        panels = {name: grid[0, k] for k, (name, _) in enumerate(kinds)}
+    elif isinstance(ax, AxesType):
+        fig = ax.figure
+        panels = {name: ax for name, _ in kinds}
+    else:
+        flat = _given_axes(ax, len(kinds), "ax")
+        fig = flat[0].figure
+        panels = {name: flat[k] for k, (name, _) in enumerate(kinds)}
+    shared = len(set(map(id, panels.values()))) < len(panels)
+
+    # One colour per label across both panels, so a method is recognisable in each.
+    label_order = list(dict.fromkeys(label for lines in series.values() for label, _, _ in lines))
+    better = {"deletion": "lower", "insertion": "higher"}
+    changed = {"deletion": "deleted", "insertion": "inserted"}
+    for name, lines in series.items():
+        panel = panels[name]
+        for label, curve, area in lines:
+            fractions = np.linspace(0.0, 1.0, curve.shape[0])
+            text = f"{label} (AUC {area:.3f})" if label else f"AUC {area:.3f}"
+            panel.plot(
+                fractions,
+                curve,
+                color=f"C{label_order.index(label) % 10}",
+                linestyle="--" if shared and name == "deletion" else "-",
+                label=f"{name}: {text}" if shared else text,
+            )
+        panel.set_xlim(0.0, 1.0)
+        panel.set_xlabel("fraction of pixels changed" if shared else f"fraction of pixels {changed[name]}")
+        panel.set_ylabel("target probability")
+        if not shared:
+            panel.set_title(f"{name.capitalize()} ({better[name]} AUC is better)")
+        panel.legend(fontsize=8)
+    return fig
