@@ -151,6 +151,20 @@ def test_baselines_run_as_peers(sample_model, tmp_path):
     assert len(set(rows.values())) == 4  # four different maps
 
 
+def test_propagation_methods_join_a_comparison(sample_model):
+    from ucag.methods import SoftmaxGradientLRP, explain_with
+    from ucag.postprocess import cam_postprocess
+
+    sm = sample_model
+    x = ucag.data.preprocess_image(ucag.data.sample_image("chelsea").rgb, sm.mean, sm.std, 224)
+    base = explain_with("sglrp", "base", sm.model, sm.target_layer, x, [285])
+    with_ucag = explain_with("sglrp", "ucag", sm.model, sm.target_layer, x, [285], ucag_options=FAST)
+    method = SoftmaxGradientLRP(sm.model)
+    torch.testing.assert_close(base, cam_postprocess(torch.as_tensor(method(input_tensor=x, targets=[285]))))
+    torch.testing.assert_close(with_ucag, cam_postprocess(ucag.UCAG(method, **FAST).explain(x, [285]).raw))
+    assert not torch.allclose(base, with_ucag, atol=1e-2)
+
+
 def _write_results(out: Path, rows: list[tuple[str, int, str, float]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="") as f:

@@ -240,7 +240,11 @@ def find_model(base: Any) -> nn.Module:
 
 
 def make_adapter(base: Any, model: nn.Module | None = None, **attribute_kwargs: Any):
-    """The adapter for ``base``, chosen by its type."""
+    """The adapter for ``base``: its own when it supplies one (``base.ucag_adapter(model)``,
+    as :mod:`ucag.propagation`'s methods do), else one chosen by its library."""
+    own = getattr(base, "ucag_adapter", None)
+    if callable(own):
+        return own(model, **attribute_kwargs)
     module = type(base).__module__ or ""
     if module.startswith("pytorch_grad_cam"):
         return GradCamAdapter(base, model)

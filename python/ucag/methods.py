@@ -1,4 +1,5 @@
-"""Attribution methods by name, for the command line and the evaluation runner.
+"""Attribution methods by name, for the command line and the evaluation runner, and the
+propagation methods (LRP, c*LRP, SGLRP, raw FullGrad; implemented in :mod:`ucag.propagation`).
 
 :data:`CAM_METHODS` maps short names to pytorch-grad-cam classes (plus ``"cameras"``,
 :class:`ucag.baselines.CAMERAS`). A comparison runs each method in one or more
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from .postprocess import cam_postprocess
+from .propagation import PROPAGATION_METHODS, ContrastiveLRP, FullGrad, LRP, SoftmaxGradientLRP, propagation_method
 
 #: Short names -> pytorch-grad-cam class names.
 CAM_METHODS = {
@@ -33,8 +35,10 @@ CAM_METHODS = {
     "ablationcam": "AblationCAM",
     "fullgrad": "FullGrad",
 }
+#: Propagation methods by name for comparisons ("fullgrad" above is grad-cam's own class).
+PROPAGATION_NAMES = ("lrp", "clrp", "sglrp")
 #: Every method name :func:`explain_with` accepts.
-METHODS = (*CAM_METHODS, "cameras")
+METHODS = (*CAM_METHODS, *PROPAGATION_NAMES, "cameras")
 #: How each method is written in tables and figures.
 DISPLAY_NAMES = {
     "gradcam": "Grad-CAM",
@@ -49,6 +53,9 @@ DISPLAY_NAMES = {
     "ablationcam": "Ablation-CAM",
     "fullgrad": "FullGrad",
     "cameras": "CAMERAS",
+    "lrp": "LRP",
+    "clrp": "c*LRP",
+    "sglrp": "SGLRP",
 }
 VARIANTS = ("base", "ucag", "upscale", "sess")
 #: Baselines a comparison can add (see :func:`comparison_pairs`).
@@ -84,8 +91,9 @@ def comparison_pairs(methods: Sequence[str], variants: Sequence[str] = ("base", 
     for b in baselines:
         if b not in BASELINES:
             raise ValueError(f"baselines: expected names from {', '.join(BASELINES)}, got {b!r}")
-    if "sess" in variants and "cameras" in methods or "sess" in baselines and "cameras" in methods:
-        raise ValueError("variants: SESS takes a pytorch-grad-cam class and cannot run around CAMERAS")
+    not_cams = [m for m in methods if m not in CAM_METHODS]
+    if not_cams and ("sess" in variants or "sess" in baselines):
+        raise ValueError(f"variants: SESS takes a pytorch-grad-cam class and cannot run around {', '.join(not_cams)}")
     pairs = [(m, v) for m in methods for v in variants]
     for b in baselines:
         pairs += [("cameras", "base")] if b == "cameras" else [(m, b) for m in methods]
@@ -102,6 +110,9 @@ def _base_method(method: str, model: nn.Module, target_layer: nn.Module, cameras
         from .baselines import CAMERAS
 
         yield CAMERAS(model, target_layer, **{**cameras_options, "postprocess": "none"})
+        return
+    if method in PROPAGATION_NAMES:
+        yield propagation_method(method, model)
         return
     with cam_class(method)(model=model, target_layers=[target_layer]) as cam:
         yield cam
@@ -164,4 +175,20 @@ def explain_with(
         return explainer.explain(inputs, targets).saliency
 
 
-__all__ = ["CAM_METHODS", "DISPLAY_NAMES", "METHODS", "VARIANTS", "BASELINES", "cam_class", "comparison_pairs", "display_name", "explain_with"]
+__all__ = [
+    "BASELINES",
+    "CAM_METHODS",
+    "DISPLAY_NAMES",
+    "METHODS",
+    "PROPAGATION_METHODS",
+    "VARIANTS",
+    "ContrastiveLRP",
+    "FullGrad",
+    "LRP",
+    "SoftmaxGradientLRP",
+    "cam_class",
+    "comparison_pairs",
+    "display_name",
+    "explain_with",
+    "propagation_method",
+]
