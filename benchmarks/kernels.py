@@ -1,23 +1,29 @@
-"""Kernel benchmark: fold and unfold against pure-PyTorch formulations, side by side.
+"""Kernel benchmark: the kernel paths and pure-PyTorch formulations, side by side.
 
 fold:   B=32 images x N=36 partial maps of 322x322 into 224x224 raw maps, on
-        - the numpy path (ndarray + rayon kernel, GIL released),
-        - the torch path (tch, the tensor's device),
+        - the tch path (libtorch, the tensor's device), when the tch module is loaded,
+        - the portable path on torch tensors (UCAG_KERNELS=portable: on the CPU zero-copy
+          numpy views into the ndarray + rayon kernel; on CUDA torch operations),
+        - the portable core on numpy arrays (CPU),
         - the pure-PyTorch reference formulation (one batched F.interpolate, then the 36
           weighted patches added into the canvas and divided by the coverage),
         - the per-patch loop of the test suite's SPEC reference (for information).
-unfold: B=32 images of 224x224 into 36 patches of 322x322, on the torch path, the numpy
-        path, and a per-patch F.interpolate loop.
+unfold: B=32 images of 224x224 into 36 patches of 322x322, on the same paths and a
+        per-patch F.interpolate loop.
 
-Prints each best-of-R time and the ratios. Usage: python benchmarks/kernels.py [--device cuda]
+Prints each best-of-R time, the ratios to the pure-PyTorch formulation and, when both run,
+portable time / tch time. Usage: python benchmarks/kernels.py [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -48,7 +54,40 @@ def race(candidates: dict, repeats: int, device: str) -> dict:
 def report(times: dict, baseline: str, label: str) -> None:
     base = times[baseline]
     for name, t in times.items():
-        print(f"  {name:30s} {t * 1000:9.1f} ms   {label} = {base / t:5.2f}x")
+        print(f"  {name:34s} {t * 1000:9.1f} ms   {label} = {base / t:5.2f}x")
+    if "ucag tch" in times and "ucag portable (tensors)" in times:
+        ratio = times["ucag portable (tensors)"] / times["ucag tch"]
+        print(f"  portable time / tch time = {ratio:.2f} (portable {'slower' if ratio > 1 else 'faster'} by {abs(ratio - 1) * 100:.0f}%)")
+
+
+@contextlib.contextmanager
+def kernels_setting(value: str) -> Iterator[None]:
+    """UCAG_KERNELS=value for the calls inside (ucag reads it at every call)."""
+    before = os.environ.get("UCAG_KERNELS")
+    os.environ["UCAG_KERNELS"] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["UCAG_KERNELS"]
+        else:
+            os.environ["UCAG_KERNELS"] = before
+
+
+def kernel_paths(call: Callable[[], object], numpy_call: Callable[[], object] | None) -> dict[str, Callable[[], object]]:
+    """The ucag paths that run here, each as a candidate for race()."""
+
+    def portable() -> None:
+        with kernels_setting("portable"):
+            call()
+
+    paths: dict[str, Callable[[], object]] = {}
+    if ucag.runtime.tch_module() is not None:
+        paths["ucag tch"] = call
+    paths["ucag portable (tensors)"] = portable
+    if numpy_call is not None:
+        paths["ucag portable (numpy arrays)"] = numpy_call
+    return paths
 
 
 def torch_reference_fold(maps: torch.Tensor, weights: torch.Tensor, grid: ucag.Grid) -> torch.Tensor:
@@ -86,6 +125,7 @@ def main() -> None:
     grid = ucag.Grid(224)
     N = grid.num_patches
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}; {grid}")
+    ucag.show_config()
     gen = torch.Generator().manual_seed(0)
 
     maps = torch.randn(B * N, *grid.scaled_size, generator=gen)
@@ -93,16 +133,14 @@ def main() -> None:
     maps_np, weights_np = maps.numpy(), weights.numpy()
     maps_d, weights_d = maps.to(dev), weights.to(dev)
     check = torch_reference_fold(maps_d, weights_d, grid).cpu()
-    for out in (ucag.fold(maps_d, weights_d, grid).cpu(), torch.from_numpy(ucag.fold(maps_np, weights_np, grid))):
+    with kernels_setting("portable"):
+        portable_fold = ucag.fold(maps_d, weights_d, grid).cpu()
+    for out in (ucag.fold(maps_d, weights_d, grid).cpu(), portable_fold, torch.from_numpy(ucag.fold(maps_np, weights_np, grid))):
         assert ((out - check).abs().max() / check.abs().max()).item() < 1e-5
 
     print(f"\nfold: {B} x {N} maps of {grid.scaled_size} -> {B} x {grid.image_size} (best of {R}, interleaved)")
-    candidates = {
-        "pure-PyTorch reference": lambda: torch_reference_fold(maps_d, weights_d, grid),
-        "ucag torch/tch": lambda: ucag.fold(maps_d, weights_d, grid),
-    }
-    if dev == "cpu":
-        candidates["ucag numpy/rayon"] = lambda: ucag.fold(maps_np, weights_np, grid)
+    candidates = {"pure-PyTorch reference": lambda: torch_reference_fold(maps_d, weights_d, grid)}
+    candidates |= kernel_paths(lambda: ucag.fold(maps_d, weights_d, grid), (lambda: ucag.fold(maps_np, weights_np, grid)) if dev == "cpu" else None)
     times = race(candidates, R, dev)
     if dev == "cpu":
         geom = spec_reference.geometry((224, 224))
@@ -114,13 +152,9 @@ def main() -> None:
     images_d = images.to(dev)
     assert torch.equal(ucag.unfold(images_d, grid), torch_reference_unfold(images_d, grid))
     print(f"\nunfold: {B} x 3 x 224 x 224 -> {B * N} x 3 x {grid.scaled_size} (best of {R}, interleaved)")
-    candidates = {
-        "per-patch F.interpolate loop": lambda: torch_reference_unfold(images_d, grid),
-        "ucag torch/tch": lambda: ucag.unfold(images_d, grid),
-    }
-    if dev == "cpu":
-        images_np = images.numpy()
-        candidates["ucag numpy/rayon"] = lambda: ucag.unfold(images_np, grid)
+    images_np = images.numpy()
+    candidates = {"per-patch F.interpolate loop": lambda: torch_reference_unfold(images_d, grid)}
+    candidates |= kernel_paths(lambda: ucag.unfold(images_d, grid), (lambda: ucag.unfold(images_np, grid)) if dev == "cpu" else None)
     report(race(candidates, R, dev), "per-patch F.interpolate loop", "loop time / this")
 
 

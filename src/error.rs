@@ -38,3 +38,15 @@ impl UcagError {
         }
     }
 }
+
+/// Python exceptions for both extension modules: `Value` -> ValueError, `Type` -> TypeError.
+#[cfg(feature = "pyo3")]
+impl From<UcagError> for pyo3::PyErr {
+    fn from(err: UcagError) -> pyo3::PyErr {
+        use pyo3::exceptions::{PyTypeError, PyValueError};
+        match err {
+            UcagError::Value { .. } => PyValueError::new_err(err.to_string()),
+            UcagError::Type { .. } => PyTypeError::new_err(err.to_string()),
+        }
+    }
+}

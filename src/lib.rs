@@ -1,15 +1,12 @@
 //! ucag core: the geometry, resampling and folding of Unfold and Conquer Attribution
 //! Guidance as plain Rust. `grid`, `resample` and `kernels` need neither Python nor
-//! libtorch; the `python` feature adds the tch kernels (`torch_kernels`) and the pyo3
-//! binding (`python`).
+//! libtorch; the `python` feature adds the portable pyo3 binding `ucag._core` (`python`).
+//! The libtorch kernels are the separate crate `ucag-tch` (tch/), the module `ucag._tch`.
 
 pub mod error;
 pub mod grid;
 pub mod kernels;
 pub mod resample;
-
-#[cfg(feature = "python")]
-pub mod torch_kernels;
 
 #[cfg(feature = "python")]
 mod python;

@@ -1,52 +1,20 @@
-//! The pyo3 binding `ucag._core`. It only converts arguments, dispatches torch tensors to
-//! `torch_kernels` and numpy arrays to `kernels`, and releases the GIL while they run.
+//! The pyo3 binding `ucag._core`, the portable extension module: linked against no
+//! libtorch, it runs the ndarray + rayon `kernels` on numpy arrays (and on zero-copy numpy
+//! views of CPU tensors, made by `ucag.kernels`) with the GIL released, and exposes the
+//! shape checks so that every path rejects bad input with the same message. It only
+//! converts arguments.
 
 use crate::error::UcagError;
 use crate::grid::Grid;
 use crate::kernels::{self, Real, Weighting};
-use crate::torch_kernels;
 use ndarray::{Axis, Ix2, Ix3, Ix4};
 use numpy::{
     dtype, Element, IntoPyArray, PyArray2, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
     PyUntypedArray, PyUntypedArrayMethods, ToPyArray,
 };
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
-use pyo3_tch::PyTensor;
-use tch::{Kind, Tensor};
-
-impl From<UcagError> for PyErr {
-    fn from(err: UcagError) -> PyErr {
-        match err {
-            UcagError::Value { .. } => PyValueError::new_err(err.to_string()),
-            UcagError::Type { .. } => PyTypeError::new_err(err.to_string()),
-        }
-    }
-}
-
-/// The torch tensor inside `obj`, or None when `obj` is not a `torch.Tensor`. Tensors on
-/// devices tch cannot name (meta, xpu, ...) are rejected here, before any kernel sees them.
-fn as_tensor(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Option<Tensor>> {
-    // SAFETY: `obj` is a live Python object for the duration of the call.
-    let tensor = unsafe { Tensor::pyobject_unpack(obj.as_ptr() as *mut tch::python::CPyObject) }
-        .map_err(pyo3_tch::wrap_tch_err)?;
-    if tensor.is_some() {
-        let device: String = obj.getattr("device")?.getattr("type")?.extract()?;
-        if device != "cpu" && device != "cuda" {
-            return Err(UcagError::value(
-                argument,
-                format!("is on a '{device}' device; ucag runs on cpu and cuda tensors"),
-            )
-            .into());
-        }
-    }
-    Ok(tensor)
-}
-
-fn tensor_to_py(py: Python<'_>, t: Tensor) -> PyResult<PyObject> {
-    Ok(PyTensor(t).into_pyobject(py)?.unbind())
-}
 
 /// A size argument: an int, or an (h, w) pair of ints.
 fn parse_size(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize)> {
@@ -237,9 +205,8 @@ fn mixed_kinds(argument: &'static str, expected: &str, reference: &str) -> PyErr
 
 /// Patches of every image, bicubically resized to the grid's scaled size (SPEC section 1).
 ///
-/// images: torch (B, C, H, W) floating tensor (any device, any strides) or numpy float32/
-/// float64 array. Returns (B*N, C, S_h, S_w) of the same kind, dtype and device; row
-/// b*N + p is patch p (row-major) of image b.
+/// images: (B, C, H, W) numpy float32/float64 array, any strides. Returns a (B*N, C, S_h,
+/// S_w) array of the same dtype; row b*N + p is patch p (row-major) of image b.
 #[pyfunction]
 fn unfold(
     py: Python<'_>,
@@ -247,10 +214,6 @@ fn unfold(
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<PyObject> {
     let grid = grid.get().0.clone();
-    if let Some(t) = as_tensor("images", images)? {
-        let out = py.allow_threads(move || torch_kernels::unfold(&t, &grid))?;
-        return tensor_to_py(py, out);
-    }
     let array = images
         .downcast::<PyUntypedArray>()
         .map_err(|_| not_an_array("images", images))?;
@@ -278,8 +241,8 @@ fn unfold_numpy<T: Real + Element>(
 /// Per-patch weights from logits (SPEC section 3): the softmax probability p of each row's
 /// target class, mapped by `mode`: "exp" -> exp(p) (the paper), "prob" -> p, "uniform" -> 1.
 ///
-/// logits: (rows, K) torch tensor or numpy float array; targets: one class per row (a
-/// sequence of ints, or an integer tensor on the logits' device). Returns (rows,) weights.
+/// logits: (rows, K) numpy float array; targets: one class per row (a sequence of ints).
+/// Returns (rows,) weights in the logits' dtype.
 #[pyfunction]
 #[pyo3(signature = (logits, targets, mode = "exp"))]
 fn confidence(
@@ -289,32 +252,6 @@ fn confidence(
     mode: &str,
 ) -> PyResult<PyObject> {
     let mode: Weighting = mode.parse()?;
-    if let Some(l) = as_tensor("logits", logits)? {
-        let targets = match as_tensor("targets", targets)? {
-            Some(t) => {
-                let kind = t.f_kind().ok();
-                if !matches!(
-                    kind,
-                    Some(Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8)
-                ) {
-                    return Err(UcagError::type_error(
-                        "targets",
-                        format!("must hold integer class indices, got {kind:?}"),
-                    )
-                    .into());
-                }
-                t
-            }
-            None => {
-                let host = extract_targets(targets)?;
-                Tensor::f_from_slice(&host)
-                    .and_then(|t| t.f_to(l.device()))
-                    .map_err(pyo3_tch::wrap_tch_err)?
-            }
-        };
-        let out = py.allow_threads(move || torch_kernels::confidence(&l, &targets, mode))?;
-        return tensor_to_py(py, out);
-    }
     let array = logits
         .downcast::<PyUntypedArray>()
         .map_err(|_| not_an_array("logits", logits))?;
@@ -362,9 +299,9 @@ fn confidence_numpy<T: Real + Element>(
 /// Conquer (SPEC section 4): resize each partial map bilinearly to the patch size, weight
 /// it, add it at its patch's place and divide by the coverage D.
 ///
-/// maps: (B*N, h', w') or (B*N, 1, h', w') at any resolution; weights: (B*N,). Both torch
-/// tensors on one device, or both numpy arrays. Returns the raw (signed, unnormalised)
-/// UCAG maps (B, H, W) in the maps' kind, dtype and device.
+/// maps: (B*N, h', w') or (B*N, 1, h', w') numpy array at any resolution; weights: (B*N,)
+/// numpy array. Returns the raw (signed, unnormalised) UCAG maps (B, H, W) in the maps'
+/// dtype.
 #[pyfunction]
 fn fold(
     py: Python<'_>,
@@ -373,12 +310,6 @@ fn fold(
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<PyObject> {
     let grid = grid.get().0.clone();
-    if let Some(m) = as_tensor("maps", maps)? {
-        let w = as_tensor("weights", weights)?
-            .ok_or_else(|| mixed_kinds("weights", "torch.Tensor", "maps"))?;
-        let out = py.allow_threads(move || torch_kernels::fold(&m, &w, &grid))?;
-        return tensor_to_py(py, out);
-    }
     let maps_array = maps
         .downcast::<PyUntypedArray>()
         .map_err(|_| not_an_array("maps", maps))?;
@@ -428,6 +359,38 @@ fn fold_numpy<T: Real + Element>(
     Ok(out.to_pyarray(py).into_any().unbind())
 }
 
+/// The shape checks of `unfold` for a (B, C, H, W) batch shape; returns B.
+#[pyfunction]
+fn check_images(shape: Vec<usize>, grid: &Bound<'_, PyGrid>) -> PyResult<usize> {
+    Ok(kernels::check_images(&shape, &grid.get().0)?)
+}
+
+/// The shape checks of `fold`; returns (B, h', w').
+#[pyfunction]
+fn check_fold_inputs(
+    maps_shape: Vec<usize>,
+    weights_shape: Vec<usize>,
+    grid: &Bound<'_, PyGrid>,
+) -> PyResult<(usize, usize, usize)> {
+    Ok(kernels::check_fold_inputs(
+        &maps_shape,
+        &weights_shape,
+        &grid.get().0,
+    )?)
+}
+
+/// The checks of `confidence` on the logits' shape, the targets and the mode; returns K.
+#[pyfunction]
+fn check_confidence_inputs(
+    logits_shape: Vec<usize>,
+    targets: &Bound<'_, PyAny>,
+    mode: &str,
+) -> PyResult<usize> {
+    mode.parse::<Weighting>()?;
+    let host = extract_targets(targets)?;
+    Ok(kernels::check_confidence_inputs(&logits_shape, &host)?)
+}
+
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -435,6 +398,9 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(unfold, m)?)?;
     m.add_function(wrap_pyfunction!(fold, m)?)?;
     m.add_function(wrap_pyfunction!(confidence, m)?)?;
+    m.add_function(wrap_pyfunction!(check_images, m)?)?;
+    m.add_function(wrap_pyfunction!(check_fold_inputs, m)?)?;
+    m.add_function(wrap_pyfunction!(check_confidence_inputs, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

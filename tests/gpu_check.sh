@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CUDA check of the tch kernels on a GPU machine that has torch 2.11 but no Rust: install the
-# wheel built elsewhere (dist/, `maturin build --release --auditwheel skip -o dist`) into a
+# CUDA check of the tch kernels and of the torch-op path (UCAG_KERNELS=portable) on a GPU
+# machine that has torch 2.11 but no Rust: install the
+# wheel built elsewhere (dist/, `./dev wheel`, which adds the tch module) into a
 # scratch folder, run the CUDA tests plus the kernel and explainer tests, and the CUDA benchmark.
 set -uo pipefail
 out=${OUT:-/tmp/gpu_check}
@@ -14,6 +15,9 @@ if ls .whl/*.whl > /dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/ucag_site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/ucag_site PYTHONUNBUFFERED=1
-python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py tests/test_explainer.py tests/test_truncation.py tests/test_metrics.py 2>&1 | tee "$out/pytest.log"
+python3 -c "import torch, ucag; ucag.show_config()" 2>&1 | tee "$out/config.log"
+python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernel_paths.py tests/test_kernels.py tests/test_errors.py tests/test_grid.py tests/test_explainer.py tests/test_truncation.py tests/test_metrics.py 2>&1 | tee "$out/pytest.log"
+# the path another torch gets on CUDA (torch operations), forced
+UCAG_KERNELS=portable python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernel_paths.py tests/test_kernels.py 2>&1 | tee "$out/pytest_portable.log"
 python3 benchmarks/kernels.py --device cuda 2>&1 | tee "$out/bench_cuda.log"
 python3 benchmarks/metrics.py --device cuda --batch-size 128 2>&1 | tee "$out/bench_metrics_cuda.log"

@@ -103,3 +103,22 @@ def test_explainer_on_cuda_matches_cpu():
     err = ((gpu.raw.cpu() - cpu.raw).abs().max() / cpu.raw.abs().max()).item()
     assert err < 1e-3, err
     torch.testing.assert_close(gpu.weights.cpu(), cpu.weights, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_torch_ops_path_equals_the_tch_path_on_cuda(case, dtype, monkeypatch):
+    """The path every other torch gets on CUDA (torch operations) against the tch kernels:
+    the same ATen calls, so the same numbers; both stay on the GPU."""
+    from ucag import kernels, runtime
+
+    if runtime.tch_module() is None:
+        pytest.skip("no tch module for this torch (or UCAG_KERNELS=portable)")
+    grid, images, maps, logits, targets = case
+    outputs = {}
+    for path in ("tch", "torch ops"):
+        monkeypatch.setattr(kernels, "tensor_path", lambda tensor, path=path: path)
+        weights = ucag.confidence(logits.to("cuda", dtype), targets.cuda())
+        outputs[path] = (ucag.unfold(images.to("cuda", dtype), grid), weights, ucag.fold(maps.to("cuda", dtype), weights, grid))
+    for a, b in zip(outputs["tch"], outputs["torch ops"]):
+        assert a.is_cuda and b.is_cuda and a.dtype == dtype
+        assert torch.equal(a, b) or ((a.double() - b.double()).abs().max() / b.double().abs().max()).item() <= 1e-5

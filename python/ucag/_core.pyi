@@ -1,14 +1,12 @@
-"""Type stubs for the Rust extension ``ucag._core`` (see src/python.rs)."""
+"""Type stubs for the portable Rust extension ``ucag._core`` (see src/python.rs)."""
 
-from typing import Literal, Sequence, TypeVar, overload
+from typing import Literal, Sequence, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 __version__: str
 
-_Array = TypeVar("_Array", torch.Tensor, npt.NDArray[np.float32], npt.NDArray[np.float64])
 _Size = int | tuple[int, int] | Sequence[int]
 
 class Grid:
@@ -40,20 +38,20 @@ class Grid:
     def __eq__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
 
-def unfold(images: _Array, grid: Grid) -> _Array:
-    """(B, C, H, W) -> (B*N, C, S_h, S_w) bicubic patches, same kind, dtype and device."""
+_Float = TypeVar("_Float", npt.NDArray[np.float32], npt.NDArray[np.float64])
 
-@overload
+def unfold(images: _Float, grid: Grid) -> _Float:
+    """(B, C, H, W) -> (B*N, C, S_h, S_w) bicubic patches, same dtype (numpy only; torch
+    tensors go through ucag.kernels)."""
+
 def confidence(
-    logits: torch.Tensor,
-    targets: torch.Tensor | Sequence[int],
-    mode: Literal["exp", "prob", "uniform"] = "exp",
-) -> torch.Tensor: ...
-@overload
-def confidence(
-    logits: npt.NDArray[np.floating],
+    logits: _Float,
     targets: Sequence[int] | npt.NDArray[np.integer],
     mode: Literal["exp", "prob", "uniform"] = "exp",
-) -> npt.NDArray[np.floating]: ...
-def fold(maps: _Array, weights: _Array, grid: Grid) -> _Array:
+) -> _Float: ...
+def fold(maps: _Float, weights: npt.NDArray[np.floating], grid: Grid) -> _Float:
     """(B*N, [1,] h', w') partial maps and (B*N,) weights -> (B, H, W) raw UCAG maps."""
+
+def check_images(shape: Sequence[int], grid: Grid) -> int: ...
+def check_fold_inputs(maps_shape: Sequence[int], weights_shape: Sequence[int], grid: Grid) -> tuple[int, int, int]: ...
+def check_confidence_inputs(logits_shape: Sequence[int], targets: Sequence[int], mode: str) -> int: ...

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _core
+from . import _core, kernels
 from .adapters import model_device
 from .explainer import UCAG, Targets, check_input, preserved_state, resolve_targets
 from .postprocess import postprocess as apply_postprocess

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _core
+from . import _core, kernels
 from .adapters import PatchAttribution, make_adapter, model_device
 from .postprocess import cam_postprocess
 from .postprocess import postprocess as apply_postprocess
@@ -263,7 +263,7 @@ class UCAG:
         pending: list[torch.Tensor] = []
         count = 0
         for b in range(x.shape[0]):
-            pending.append(_core.unfold(x[b : b + 1], grid))
+            pending.append(kernels.unfold(x[b : b + 1], grid))
             count += grid.num_patches
             while count >= self.batch_size:
                 rows = torch.cat(pending) if len(pending) > 1 else pending[0]
@@ -349,9 +349,9 @@ class UCAG:
         partials = patches.maps
         logits = patches.logits.float().to(partials.device)
         patch_targets = target_ids.repeat_interleave(grid.num_patches).to(partials.device)
-        probabilities = _core.confidence(logits, patch_targets, "prob")
-        weights = _core.confidence(logits, patch_targets, weighting)
-        raw = _core.fold(partials, weights, grid)
+        probabilities = kernels.confidence(logits, patch_targets, "prob")
+        weights = kernels.confidence(logits, patch_targets, weighting)
+        raw = kernels.fold(partials, weights, grid)
         fused = None
         if global_view is not None:
             if global_map is None:

@@ -2,10 +2,9 @@
 //! device and dtype, never copying the input to the host. Unfold and fold issue the same
 //! ATen resampling calls as `F.interpolate`, so they match PyTorch bit for bit.
 
-use crate::error::UcagError;
-use crate::grid::Grid;
-use crate::kernels::{check_confidence_inputs, check_fold_inputs, check_images, Weighting};
 use tch::{Device, Kind, Tensor};
+use ucag::kernels::{check_confidence_inputs, check_fold_inputs, check_images, Weighting};
+use ucag::{Grid, UcagError};
 
 fn dims(t: &Tensor) -> Vec<usize> {
     t.size().iter().map(|&d| d as usize).collect()

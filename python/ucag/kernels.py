@@ -1,0 +1,163 @@
+"""The public kernels :func:`unfold`, :func:`confidence` and :func:`fold` (SPEC sections 1,
+3 and 4): one place that checks the arguments every path shares and sends each
+call where its data is.
+
+- numpy arrays -> the portable core ``ucag._core`` (ndarray + rayon, GIL released);
+- torch tensors on cpu/cuda when the tch module matches the installed torch -> ``ucag._tch``
+  (libtorch on the tensor's device);
+- otherwise CPU float32/float64 tensors -> the portable core on zero-copy numpy views of the
+  tensor (the output is wrapped back without a copy), and every other tensor -> torch
+  operations on its device (:mod:`ucag.torch_ops`).
+
+Which applies is :func:`ucag.show_config`'s business (:mod:`ucag.runtime`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from . import _core, runtime, torch_ops
+from ._core import Grid
+
+Path = Literal["tch", "portable", "torch ops"]
+Weighting = Literal["exp", "prob", "uniform"]
+Array = TypeVar("Array", torch.Tensor, npt.NDArray[np.float32], npt.NDArray[np.float64])
+Targets = torch.Tensor | Sequence[int] | npt.NDArray[np.integer]
+
+_PORTABLE_DTYPES = (torch.float32, torch.float64)
+
+
+def tensor_path(tensor: torch.Tensor) -> Path:
+    """The kernels a call on ``tensor`` runs (see the module docstring)."""
+    if runtime.tch_module() is not None and tensor.device.type in ("cpu", "cuda"):
+        return "tch"
+    if tensor.device.type == "cpu" and tensor.dtype in _PORTABLE_DTYPES:
+        return "portable"
+    return "torch ops"
+
+
+def _check_grid(grid: object) -> Grid:
+    if not isinstance(grid, Grid):
+        raise TypeError(f"grid: must be a ucag.Grid, got {type(grid).__name__}")
+    return grid
+
+
+def _check_tensor(argument: str, tensor: torch.Tensor) -> None:
+    if tensor.device.type == "meta":
+        raise ValueError(f"{argument}: is on a 'meta' device (no values); ucag needs tensors with data")
+    if not tensor.is_floating_point():
+        raise TypeError(f"{argument}: must be a floating-point tensor (float16/bfloat16/float32/float64), got {tensor.dtype}")
+
+
+def _check_finite(argument: str, tensor: torch.Tensor) -> None:
+    # min and max propagate NaN and reach +-Inf: one pass, one host read.
+    extremes = torch.stack(torch.aminmax(tensor.detach())).double().cpu().tolist()
+    if not all(math.isfinite(v) for v in extremes):
+        raise ValueError(f"{argument}: contains NaN or Inf values")
+
+
+def _check_same_device(argument: str, tensor: torch.Tensor, reference: str, device: torch.device) -> None:
+    if tensor.device != device:
+        raise ValueError(f"{argument}: is on {tensor.device} but {reference} is on {device}; move both to one device")
+
+
+def _numpy_view(tensor: torch.Tensor) -> np.ndarray:
+    """The tensor's own memory as a numpy array (no copy for a plain CPU tensor)."""
+    return tensor.detach().resolve_neg().numpy()
+
+
+def _geometry(grid: Grid) -> tuple:
+    return grid.__getnewargs__()
+
+
+def unfold(images: Array, grid: Grid) -> Array:
+    """Patches of every image, bicubically resized to the grid's scaled size.
+
+    images: (B, C, H, W) floating torch tensor (any device, any strides) or numpy float32/
+    float64 array. Returns (B*N, C, S_h, S_w) of the same kind, dtype and device, without
+    gradient; row b*N + p is patch p (row-major) of image b. ValueError/TypeError name the
+    argument on bad input.
+    """
+    grid = _check_grid(grid)
+    if not isinstance(images, torch.Tensor):
+        return _core.unfold(images, grid)
+    _check_tensor("images", images)
+    path = tensor_path(images)
+    if path == "tch":
+        return runtime.tch_module().unfold(images, _geometry(grid))  # type: ignore[union-attr]
+    if path == "portable":
+        return torch.from_numpy(_core.unfold(_numpy_view(images), grid))
+    _core.check_images(list(images.shape), grid)
+    _check_finite("images", images)
+    return torch_ops.unfold(images, grid)
+
+
+def _host_targets(targets: Targets, device: torch.device) -> list[int]:
+    """Target classes as a list, from a sequence or an integer tensor on ``device``."""
+    if not isinstance(targets, torch.Tensor):
+        return targets  # type: ignore[return-value]  (checked by the core)
+    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise TypeError(f"targets: must hold integer class indices, got {targets.dtype}")
+    _check_same_device("targets", targets, "logits", device)
+    if targets.dim() != 1:
+        raise ValueError(f"targets: must be 1-D (rows,), got shape {list(targets.shape)}")
+    return targets.tolist()
+
+
+def confidence(logits: Array, targets: Targets, mode: Weighting = "exp") -> Array:
+    """Per-patch weights from logits: the softmax probability p of each row's target class,
+    mapped by ``mode``: "exp" -> exp(p) (the paper), "prob" -> p, "uniform" -> 1.
+
+    logits: (rows, K) floating torch tensor or numpy float array; targets: one class per row
+    (a sequence of ints, or an integer tensor on the logits' device). Returns (rows,)
+    weights in the logits' kind, dtype and device.
+    """
+    if not isinstance(logits, torch.Tensor):
+        return _core.confidence(logits, targets, mode)
+    _check_tensor("logits", logits)
+    path = tensor_path(logits)
+    if path == "tch":
+        return runtime.tch_module().confidence(logits, targets, mode)  # type: ignore[union-attr]
+    host = _host_targets(targets, logits.device)
+    if path == "portable":
+        return torch.from_numpy(_core.confidence(_numpy_view(logits), host, mode))
+    _core.check_confidence_inputs(list(logits.shape), host, mode)
+    _check_finite("logits", logits)
+    return torch_ops.confidence(logits, torch.tensor(host, dtype=torch.int64, device=logits.device), mode)
+
+
+def fold(maps: Array, weights: Array, grid: Grid) -> Array:
+    """Conquer: resize each partial map bilinearly to the patch size, weight it, add it at
+    its patch's place and divide by the coverage D.
+
+    maps: (B*N, h', w') or (B*N, 1, h', w') at any resolution; weights: (B*N,). Both torch
+    tensors on one device, or both numpy arrays. Returns the raw (signed, unnormalised)
+    UCAG maps (B, H, W) in the maps' kind, dtype and device.
+    """
+    grid = _check_grid(grid)
+    if not isinstance(maps, torch.Tensor):
+        return _core.fold(maps, weights, grid)
+    if not isinstance(weights, torch.Tensor):
+        raise TypeError("weights: must be a torch.Tensor because maps is one")
+    _check_tensor("maps", maps)
+    _check_tensor("weights", weights)
+    _check_same_device("weights", weights, "maps", maps.device)
+    path = tensor_path(maps)
+    if path == "tch":
+        return runtime.tch_module().fold(maps, weights, _geometry(grid))  # type: ignore[union-attr]
+    if path == "portable":
+        if weights.dtype not in _PORTABLE_DTYPES:
+            weights = weights.to(maps.dtype)
+        return torch.from_numpy(_core.fold(_numpy_view(maps), _numpy_view(weights), grid))
+    _core.check_fold_inputs(list(maps.shape), list(weights.shape), grid)
+    _check_finite("weights", weights)
+    resized = torch_ops.resize_maps(maps, grid)
+    # Checked after resizing, as the other paths do: the resized maps hold every value the
+    # fold reads (a NaN that bilinear down-sampling skips cannot reach the result).
+    _check_finite("maps", resized)
+    return torch_ops.fold(resized, maps.dtype, weights, grid)

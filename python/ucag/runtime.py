@@ -1,0 +1,150 @@
+"""Which kernels run: the installed torch, the optional libtorch module ``ucag._tch`` and
+the ``UCAG_KERNELS`` setting.
+
+A wheel always has the portable core ``ucag._core`` (ndarray + rayon, linked against no
+libtorch). It may also have ``ucag._tch``, the same kernels on libtorch through ``tch``,
+linked against one torch series; ``ucag/_tch_build.json`` records which. That module is
+imported only when the installed torch is that series (anything else would fail to load,
+or worse): the record is compared before any import, and the import is tried once.
+
+``UCAG_KERNELS`` (read at every kernel call): ``auto`` (default; the tch module where it
+matches), ``portable`` (never load the tch module: numpy views and torch operations
+only), ``tch`` (require the tch module; an error says why it cannot be used).
+:func:`show_config` prints what runs for each kind of input and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+import torch
+
+from ._core import __version__
+
+KERNELS_ENV = "UCAG_KERNELS"
+Requested = Literal["auto", "portable", "tch"]
+_BUILD_RECORD = Path(__file__).with_name("_tch_build.json")
+
+
+def torch_series(version: str) -> str:
+    """'2.11.0+cu130' -> '2.11'."""
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+def requested_kernels() -> Requested:
+    """The ``UCAG_KERNELS`` setting, validated."""
+    value = os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
+    if value not in ("auto", "portable", "tch"):
+        raise ValueError(f"{KERNELS_ENV}: must be 'auto', 'portable' or 'tch', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class TchProbe:
+    """The outcome of looking for the tch module (made once per process)."""
+
+    module: ModuleType | None
+    reason: str
+    built_for: str | None
+
+
+@functools.cache
+def _probe_tch() -> TchProbe:
+    if not _BUILD_RECORD.exists():
+        return TchProbe(None, "this installation has no tch module (its wheel was built without torch 2.11 in the build environment)", None)
+    record = json.loads(_BUILD_RECORD.read_text())
+    built_for = str(record["torch"])
+    installed = torch.__version__
+    if torch_series(installed) != record["series"]:
+        return TchProbe(None, f"it was built for torch {record['series']}.x ({built_for}) and torch {installed} is installed", built_for)
+    if bool(record.get("cxx11_abi", True)) != bool(torch._C._GLIBCXX_USE_CXX11_ABI):
+        return TchProbe(None, f"it was built for the other C++ ABI than the installed torch {installed} uses", built_for)
+    try:
+        module = importlib.import_module("ucag._tch")
+    except ImportError as err:
+        return TchProbe(None, f"importing it failed ({err})", built_for)
+    return TchProbe(module, f"built for torch {built_for}, the installed torch {installed} is the same series", built_for)
+
+
+def tch_module() -> ModuleType | None:
+    """The tch module when it is to be used, else None (it is then never imported)."""
+    requested = requested_kernels()
+    if requested == "portable":
+        return None
+    probe = _probe_tch()
+    if probe.module is None and requested == "tch":
+        raise RuntimeError(f"{KERNELS_ENV}=tch, but the tch module cannot be used: {probe.reason}")
+    return probe.module
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """What :func:`show_config` prints. ``paths`` maps a kind of input to the kernels that
+    run on it (``"tch"``, ``"portable"`` or ``"torch ops"``) and ``why`` says why."""
+
+    ucag: str
+    torch: str
+    cuda_available: bool
+    requested: Requested
+    tch_loaded: bool
+    tch_reason: str
+    tch_built_for: str | None
+    paths: dict[str, str] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)
+
+
+def kernel_config() -> KernelConfig:
+    """The kernels each kind of input gets in this process, and why."""
+    requested = requested_kernels()
+    if requested == "portable":
+        tch, reason = None, f"{KERNELS_ENV}=portable: not loaded"
+        built_for = None
+    else:
+        probe = _probe_tch()
+        tch, reason, built_for = probe.module, probe.reason, probe.built_for
+    paths = {"numpy arrays": "portable"}
+    why = {"numpy arrays": "ndarray + rayon kernels, GIL released"}
+    if tch is not None:
+        for kind in ("CPU tensors", "CUDA tensors"):
+            paths[kind] = "tch"
+            why[kind] = "libtorch kernels on the tensor's device, zero-copy"
+        paths["other devices"] = "torch ops"
+        why["other devices"] = "torch operations on the tensor's device (tch names cpu and cuda only)"
+    else:
+        paths["CPU tensors"] = "portable"
+        why["CPU tensors"] = "float32/float64: zero-copy numpy views into the ndarray + rayon kernels, GIL released; float16/bfloat16: torch operations"
+        paths["CUDA tensors"] = "torch ops"
+        why["CUDA tensors"] = "torch operations on the tensor's device, the same ATen calls as the tch kernels"
+        paths["other devices"] = "torch ops"
+        why["other devices"] = "torch operations on the tensor's device"
+    return KernelConfig(
+        ucag=__version__,
+        torch=torch.__version__,
+        cuda_available=torch.cuda.is_available(),
+        requested=requested,
+        tch_loaded=tch is not None,
+        tch_reason=reason,
+        tch_built_for=built_for,
+        paths=paths,
+        why=why,
+    )
+
+
+def show_config() -> None:
+    """Print the torch version, whether the tch module is loaded and why, and which kernels
+    run for numpy arrays, CPU tensors and CUDA tensors."""
+    config = kernel_config()
+    print(f"ucag {config.ucag}")
+    print(f"torch {config.torch} (CUDA {'available' if config.cuda_available else 'not available'})")
+    print(f"{KERNELS_ENV}={config.requested}")
+    print(f"tch module (ucag._tch): {'loaded' if config.tch_loaded else 'not used'}: {config.tch_reason}")
+    print("kernels:")
+    for kind, path in config.paths.items():
+        print(f"  {kind:15s} {path:10s} {config.why[kind]}")

@@ -1,0 +1,77 @@
+"""The UCAG kernels as torch operations on the tensor's own device, for tensors the tch
+module does not take (another torch than it was built for; devices other than cpu/cuda;
+half precision on the CPU without it). They issue the same ATen calls in the same order
+as the tch kernels (tch/src/kernels.rs), so both give the same numbers. Inputs arrive
+validated by :mod:`ucag.kernels`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._core import Grid
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 at least, so half inputs do not lose the sum of overlapping patches."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def patch_origins(grid: Grid) -> list[tuple[int, int]]:
+    """(row, column) of every patch's top-left pixel, row-major."""
+    return [(y, x) for y in grid.offsets_y for x in grid.offsets_x]
+
+
+@torch.no_grad()
+def unfold(images: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """(B, C, H, W) -> (B*N, C, S_h, S_w) bicubic patches; row b*N + p = patch p of image b."""
+    batch, channels = images.shape[:2]
+    ph, pw = grid.patch_size
+    sh, sw = grid.scaled_size
+    out = images.new_empty((batch, grid.num_patches, channels, sh, sw))
+    for p, (y, x) in enumerate(patch_origins(grid)):
+        crop = images[:, :, y : y + ph, x : x + pw]
+        out[:, p] = F.interpolate(crop, size=(sh, sw), mode="bicubic", align_corners=False)
+    return out.view(batch * grid.num_patches, channels, sh, sw)
+
+
+@torch.no_grad()
+def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str) -> torch.Tensor:
+    """Softmax probability of each row's target (int64 on the logits' device), weighted by
+    ``mode``; (rows,) in the logits' dtype."""
+    probabilities = torch.softmax(logits, 1, dtype=accumulation_dtype(logits.dtype)).gather(1, targets[:, None])[:, 0]
+    if mode == "exp":
+        weights = probabilities.exp()
+    elif mode == "prob":
+        weights = probabilities
+    else:
+        weights = torch.ones_like(probabilities)
+    return weights.to(logits.dtype)
+
+
+@torch.no_grad()
+def resize_maps(maps: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """(B*N, [1,] h', w') -> (B*N, 1, h, w) bilinear at the patch size, accumulation dtype."""
+    rows, (mh, mw) = maps.shape[0], maps.shape[-2:]
+    ph, pw = grid.patch_size
+    resized = maps.reshape(rows, 1, mh, mw).to(accumulation_dtype(maps.dtype))
+    if (mh, mw) != (ph, pw):
+        resized = F.interpolate(resized, size=(ph, pw), mode="bilinear", align_corners=False)
+    return resized
+
+
+@torch.no_grad()
+def fold(resized: torch.Tensor, maps_dtype: torch.dtype, weights: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Weighted, resized partial maps (from :func:`resize_maps`) added at their patches and
+    divided by the coverage D: raw UCAG maps (B, H, W) in ``maps_dtype``."""
+    n = grid.num_patches
+    ph, pw = grid.patch_size
+    batch = resized.shape[0] // n
+    kind = resized.dtype
+    weighted = (resized * weights.to(kind).reshape(-1, 1, 1, 1)).reshape(batch, n, ph, pw)
+    canvas = torch.zeros((batch, *grid.image_size), dtype=kind, device=resized.device)
+    for p, (y, x) in enumerate(patch_origins(grid)):
+        canvas[:, y : y + ph, x : x + pw] += weighted[:, p]
+    coverage = torch.from_numpy(grid.coverage()).to(device=resized.device, dtype=kind)
+    return canvas.div_(coverage).to(maps_dtype)
