@@ -1,7 +1,7 @@
 """Kernel benchmark: the kernel paths and pure-PyTorch formulations, side by side.
 
 fold:   B=32 images x N=36 partial maps of 322x322 into 224x224 raw maps, on
-        - the tch path (libtorch, the tensor's device), when the tch module is loaded,
+        - the tch path (UCAG_KERNELS=tch: libtorch, the tensor's device), when it loads,
         - the portable path on torch tensors (UCAG_KERNELS=portable: on the CPU zero-copy
           numpy views into the ndarray + rayon kernel; on CUDA torch operations),
         - the portable core on numpy arrays (CPU),
@@ -77,14 +77,17 @@ def kernels_setting(value: str) -> Iterator[None]:
 def kernel_paths(call: Callable[[], object], numpy_call: Callable[[], object] | None) -> dict[str, Callable[[], object]]:
     """The ucag paths that run here, each as a candidate for race()."""
 
-    def portable() -> None:
-        with kernels_setting("portable"):
-            call()
+    def on(setting: str) -> Callable[[], None]:
+        def run() -> None:
+            with kernels_setting(setting):
+                call()
+
+        return run
 
     paths: dict[str, Callable[[], object]] = {}
     if ucag.runtime.tch_module() is not None:
-        paths["ucag tch"] = call
-    paths["ucag portable (tensors)"] = portable
+        paths["ucag tch"] = on("tch")
+    paths["ucag portable (tensors)"] = on("portable")
     if numpy_call is not None:
         paths["ucag portable (numpy arrays)"] = numpy_call
     return paths
@@ -136,6 +139,7 @@ def main() -> None:
     with kernels_setting("portable"):
         portable_fold = ucag.fold(maps_d, weights_d, grid).cpu()
     for out in (ucag.fold(maps_d, weights_d, grid).cpu(), portable_fold, torch.from_numpy(ucag.fold(maps_np, weights_np, grid))):
+        # (the first is the default path: tch or torch ops on CUDA, portable on the CPU)
         assert ((out - check).abs().max() / check.abs().max()).item() < 1e-5
 
     print(f"\nfold: {B} x {N} maps of {grid.scaled_size} -> {B} x {grid.image_size} (best of {R}, interleaved)")

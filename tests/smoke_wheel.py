@@ -1,6 +1,6 @@
 """Smoke test of an installed ucag wheel, run from outside the source tree by `./dev wheel`
-(arguments: the source tree, which must not be where ucag is imported from, and the kernel
-path CPU tensors must get: tch or portable): wrap GradCAM on the bundled sample model,
+(arguments: the source tree, which must not be where ucag is imported from, and whether the
+tch module must be used, "tch", or not, "portable"): wrap GradCAM on the bundled sample model,
 explain one photo, check the map and that show_config names the expected path."""
 
 import sys
@@ -19,8 +19,9 @@ assert source_tree not in Path(ucag.__file__).resolve().parents, f"imported from
 print(f"ucag {ucag.__version__} from {Path(ucag.__file__).parent}")
 ucag.show_config()
 config = ucag.runtime.kernel_config()
-assert config.paths["CPU tensors"] == expected_path, (config.paths, config.tch_reason)
-assert config.tch_loaded == (expected_path == "tch")
+assert config.tch_loaded == (expected_path == "tch"), config.tch_reason
+assert config.paths["CPU float32/64"] == "portable"
+assert config.paths["CUDA tensors"] == {"tch": "tch", "portable": "torch ops"}[expected_path], config.paths
 
 sm = load_sample_model()
 x = sm.preprocess(sample_image("chelsea").rgb)

@@ -117,6 +117,19 @@ def test_portable_path_reads_and_returns_the_tensors_own_memory(monkeypatch, for
     assert not patches.requires_grad and patches.shape == (18, 3, *grid.scaled_size)
 
 
+def test_the_default_dispatch(monkeypatch):
+    """auto: CPU float32/64 -> portable (the faster CPU path), other cpu/cuda tensors -> tch
+    where it matches; tch: every cpu/cuda tensor -> tch; portable: never tch."""
+    monkeypatch.setenv("UCAG_KERNELS", "auto")
+    cpu32, cpu16, meta = torch.zeros(1), torch.zeros(1, dtype=torch.bfloat16), torch.zeros(1, device="meta")
+    assert kernels.tensor_path(cpu32) == "portable"
+    assert kernels.tensor_path(cpu16) == ("tch" if runtime.tch_module() is not None else "torch ops")
+    assert kernels.tensor_path(meta) == "torch ops"
+    if runtime.tch_module() is not None:
+        monkeypatch.setenv("UCAG_KERNELS", "tch")
+        assert kernels.tensor_path(cpu32) == "tch" and kernels.tensor_path(meta) == "torch ops"
+
+
 def test_half_precision_on_the_cpu_without_tch_uses_torch_ops(monkeypatch):
     monkeypatch.setenv("UCAG_KERNELS", "portable")
     assert kernels.tensor_path(torch.zeros(1, dtype=torch.float32)) == "portable"
@@ -143,20 +156,21 @@ def test_errors_name_the_argument_on_every_path(force_path):
             ucag.fold(torch.rand(18, 7, 7), torch.ones(18), (32, 40))
 
 
-def test_explainer_maps_agree_across_paths(monkeypatch):
+def test_explainer_maps_agree_across_paths(force_path):
     """UCAG(GradCAM) on the sample model and a real photo: the same map on every path."""
     pgc = pytest.importorskip("pytorch_grad_cam")
     data = pytest.importorskip("ucag.data")
     sm = data.load_sample_model()
     x = sm.preprocess(data.sample_image("chelsea").rgb)
     maps = {}
-    for setting in ("portable", "auto"):
-        monkeypatch.setenv("UCAG_KERNELS", setting)
+    for path in PATHS:
+        force_path(path)
         cam = pgc.GradCAM(model=sm.model, target_layers=[sm.target_layer])
         with ucag.UCAG(cam, units=3, batch_size=9) as explainer:
-            maps[setting] = explainer.explain(x, [285])
-    assert relative_error(maps["portable"].raw, maps["auto"].raw) <= 1e-5
-    assert relative_error(maps["portable"].weights, maps["auto"].weights) <= 1e-6
+            maps[path] = explainer.explain(x, [285])
+    for path in PATHS:
+        assert relative_error(maps[path].raw, maps["portable"].raw) <= 1e-5, path
+        assert relative_error(maps[path].weights, maps["portable"].weights) <= 1e-6, path
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
@@ -170,7 +184,8 @@ def test_forced_portable_never_loads_the_tch_module():
     done = run_python(code, UCAG_KERNELS="portable")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("never loaded")
-    assert "CPU tensors     portable" in done.stdout and "UCAG_KERNELS=portable" in done.stdout
+    assert "CPU float32/64    portable" in done.stdout and "UCAG_KERNELS=portable" in done.stdout
+    assert "CUDA tensors      torch ops" in done.stdout
 
 
 def test_show_config_names_the_path(capsys):
@@ -178,15 +193,19 @@ def test_show_config_names_the_path(capsys):
     out = capsys.readouterr().out
     assert f"torch {torch.__version__}" in out
     config = runtime.kernel_config()
+    forced_tch = runtime.requested_kernels() == "tch"
     assert config.paths["numpy arrays"] == "portable"
-    assert config.paths["CPU tensors"] == ("tch" if HAS_TCH else "portable")
-    assert config.paths["CUDA tensors"] == ("tch" if HAS_TCH else "torch ops")
+    assert config.paths["CPU float32/64"] == ("tch" if forced_tch else "portable")
+    assert config.paths["CPU float16/bf16"] == config.paths["CUDA tensors"] == ("tch" if HAS_TCH else "torch ops")
     assert config.tch_loaded == HAS_TCH and config.tch_reason in out
+    for kind, path in config.paths.items():
+        assert f"  {kind:17s} {path:10s} {config.why[kind]}" in out
 
 
 def test_a_tch_module_for_another_torch_is_never_imported(tmp_path, monkeypatch):
     """A build record for another torch series: the probe refuses before importing and says
     which torch each side has."""
+    monkeypatch.setenv("UCAG_KERNELS", "auto")
     record = tmp_path / "_tch_build.json"
     record.write_text(json.dumps({"torch": "2.4.1+cpu", "series": "2.4", "cxx11_abi": True}))
     monkeypatch.setattr(runtime, "_BUILD_RECORD", record)
@@ -198,7 +217,7 @@ def test_a_tch_module_for_another_torch_is_never_imported(tmp_path, monkeypatch)
         assert probe.module is None and imported == []
         assert "2.4" in probe.reason and torch.__version__ in probe.reason
         assert kernels.tensor_path(torch.zeros(1)) == "portable"
-        assert kernels.tensor_path(torch.zeros(1, device="meta")) == "torch ops"
+        assert kernels.tensor_path(torch.zeros(1, dtype=torch.float16)) == "torch ops"
         monkeypatch.setenv("UCAG_KERNELS", "tch")
         with pytest.raises(RuntimeError, match="UCAG_KERNELS=tch.*2.4"):
             ucag.unfold(torch.rand(1, 1, 64, 64), ucag.Grid(64))

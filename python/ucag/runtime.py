@@ -8,8 +8,9 @@ imported only when the installed torch is that series (anything else would fail 
 or worse): the record is compared before any import, and the import is tried once.
 
 ``UCAG_KERNELS`` (read at every kernel call): ``auto`` (default; the tch module where it
-matches), ``portable`` (never load the tch module: numpy views and torch operations
-only), ``tch`` (require the tch module; an error says why it cannot be used).
+matches, for the tensors the portable core does not take or is slower on), ``portable``
+(never load the tch module: numpy views and torch operations only), ``tch`` (require the
+tch module and use it for every cpu/cuda tensor; an error says why it cannot be used).
 :func:`show_config` prints what runs for each kind of input and why.
 """
 
@@ -87,7 +88,9 @@ def tch_module() -> ModuleType | None:
 @dataclass(frozen=True)
 class KernelConfig:
     """What :func:`show_config` prints. ``paths`` maps a kind of input to the kernels that
-    run on it (``"tch"``, ``"portable"`` or ``"torch ops"``) and ``why`` says why."""
+    run on it (``"tch"``, ``"portable"`` or ``"torch ops"``) and ``why`` says why. The kinds:
+    numpy arrays, CPU float32/64 tensors, CPU float16/bf16 tensors, CUDA tensors, other
+    devices."""
 
     ucag: str
     torch: str
@@ -109,21 +112,25 @@ def kernel_config() -> KernelConfig:
     else:
         probe = _probe_tch()
         tch, reason, built_for = probe.module, probe.reason, probe.built_for
-    paths = {"numpy arrays": "portable"}
-    why = {"numpy arrays": "ndarray + rayon kernels, GIL released"}
+    portable_cpu = "zero-copy numpy views into the ndarray + rayon kernels, GIL released"
+    paths = {"numpy arrays": "portable", "CPU float32/64": "portable"}
+    why = {"numpy arrays": "ndarray + rayon kernels, GIL released", "CPU float32/64": portable_cpu}
+    if tch is not None and requested == "tch":
+        paths["CPU float32/64"] = "tch"
+        why["CPU float32/64"] = f"{KERNELS_ENV}=tch: libtorch kernels"
+    elif tch is not None:
+        why["CPU float32/64"] += "; faster than the tch kernels on the CPU"
     if tch is not None:
-        for kind in ("CPU tensors", "CUDA tensors"):
+        for kind in ("CPU float16/bf16", "CUDA tensors"):
             paths[kind] = "tch"
             why[kind] = "libtorch kernels on the tensor's device, zero-copy"
-        paths["other devices"] = "torch ops"
-        why["other devices"] = "torch operations on the tensor's device (tch names cpu and cuda only)"
     else:
-        paths["CPU tensors"] = "portable"
-        why["CPU tensors"] = "float32/float64: zero-copy numpy views into the ndarray + rayon kernels, GIL released; float16/bfloat16: torch operations"
+        paths["CPU float16/bf16"] = "torch ops"
+        why["CPU float16/bf16"] = "torch operations (numpy has no bfloat16)"
         paths["CUDA tensors"] = "torch ops"
         why["CUDA tensors"] = "torch operations on the tensor's device, the same ATen calls as the tch kernels"
-        paths["other devices"] = "torch ops"
-        why["other devices"] = "torch operations on the tensor's device"
+    paths["other devices"] = "torch ops"
+    why["other devices"] = "torch operations on the tensor's device"
     return KernelConfig(
         ucag=__version__,
         torch=torch.__version__,
@@ -147,4 +154,4 @@ def show_config() -> None:
     print(f"tch module (ucag._tch): {'loaded' if config.tch_loaded else 'not used'}: {config.tch_reason}")
     print("kernels:")
     for kind, path in config.paths.items():
-        print(f"  {kind:15s} {path:10s} {config.why[kind]}")
+        print(f"  {kind:17s} {path:10s} {config.why[kind]}")
