@@ -379,16 +379,18 @@ fn check_fold_inputs(
     )?)
 }
 
-/// The checks of `confidence` on the logits' shape, the targets and the mode; returns K.
+/// The checks of `confidence` on the logits' shape, the targets and the mode; returns the
+/// targets as a list of ints.
 #[pyfunction]
-fn check_confidence_inputs(
+fn confidence_targets(
     logits_shape: Vec<usize>,
     targets: &Bound<'_, PyAny>,
     mode: &str,
-) -> PyResult<usize> {
+) -> PyResult<Vec<i64>> {
     mode.parse::<Weighting>()?;
     let host = extract_targets(targets)?;
-    Ok(kernels::check_confidence_inputs(&logits_shape, &host)?)
+    kernels::check_confidence_inputs(&logits_shape, &host)?;
+    Ok(host)
 }
 
 #[pymodule]
@@ -400,7 +402,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(confidence, m)?)?;
     m.add_function(wrap_pyfunction!(check_images, m)?)?;
     m.add_function(wrap_pyfunction!(check_fold_inputs, m)?)?;
-    m.add_function(wrap_pyfunction!(check_confidence_inputs, m)?)?;
+    m.add_function(wrap_pyfunction!(confidence_targets, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -101,16 +101,12 @@ def unfold(images: Array, grid: Grid) -> Array:
     return torch_ops.unfold(images, grid)
 
 
-def _host_targets(targets: Targets, device: torch.device) -> list[int]:
-    """Target classes as a list, from a sequence or an integer tensor on ``device``."""
-    if not isinstance(targets, torch.Tensor):
-        return targets  # type: ignore[return-value]  (checked by the core)
+def _check_target_tensor(targets: torch.Tensor, device: torch.device) -> None:
     if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
         raise TypeError(f"targets: must hold integer class indices, got {targets.dtype}")
     _check_same_device("targets", targets, "logits", device)
     if targets.dim() != 1:
         raise ValueError(f"targets: must be 1-D (rows,), got shape {list(targets.shape)}")
-    return targets.tolist()
 
 
 def confidence(logits: Array, targets: Targets, mode: Weighting = "exp") -> Array:
@@ -124,13 +120,18 @@ def confidence(logits: Array, targets: Targets, mode: Weighting = "exp") -> Arra
     if not isinstance(logits, torch.Tensor):
         return _core.confidence(logits, targets, mode)
     _check_tensor("logits", logits)
+    shape = list(logits.shape)
+    if isinstance(targets, torch.Tensor):
+        _check_target_tensor(targets, logits.device)
     path = tensor_path(logits)
     if path == "tch":
+        if not isinstance(targets, torch.Tensor):  # ints, one per row, in range: checked by the core
+            targets = torch.tensor(_core.confidence_targets(shape, targets, mode), device=logits.device)
         return runtime.tch_module().confidence(logits, targets, mode)  # type: ignore[union-attr]
-    host = _host_targets(targets, logits.device)
+    # The other paths read the targets on the host, as one checked list.
+    host = _core.confidence_targets(shape, targets.tolist() if isinstance(targets, torch.Tensor) else targets, mode)
     if path == "portable":
         return torch.from_numpy(_core.confidence(_numpy_view(logits), host, mode))
-    _core.check_confidence_inputs(list(logits.shape), host, mode)
     _check_finite("logits", logits)
     return torch_ops.confidence(logits, torch.tensor(host, dtype=torch.int64, device=logits.device), mode)
 

@@ -128,6 +128,16 @@ pub fn confidence(logits: &Tensor, targets: &Tensor, mode: Weighting) -> Result<
             format!("must be 1-D (rows,), got shape {target_shape:?}"),
         ));
     }
+    let target_kind = targets.f_kind().ok();
+    if !matches!(
+        target_kind,
+        Some(Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8)
+    ) {
+        return Err(UcagError::type_error(
+            "targets",
+            format!("must hold integer class indices, got {target_kind:?}"),
+        ));
+    }
     let err = tch_error("logits");
     let targets = targets
         .f_to_kind(Kind::Int64)

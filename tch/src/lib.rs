@@ -7,7 +7,7 @@ pub mod kernels;
 
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 use ucag::{Grid, UcagError, Weighting};
 
 /// The torch tensor passed as `argument`; a TypeError naming it otherwise.
@@ -46,8 +46,8 @@ fn unfold(py: Python<'_>, images: &Bound<'_, PyAny>, geometry: GridArgs) -> PyRe
     to_py(py, out)
 }
 
-/// Per-row confidence weights from (rows, K) logits; targets: an integer tensor on the
-/// logits' device or a sequence of ints.
+/// Per-row confidence weights from (rows, K) logits and an integer tensor of targets on the
+/// logits' device (`ucag.kernels` turns a sequence into one).
 #[pyfunction]
 #[pyo3(signature = (logits, targets, mode = "exp"))]
 fn confidence(
@@ -58,30 +58,7 @@ fn confidence(
 ) -> PyResult<PyObject> {
     let mode: Weighting = mode.parse()?;
     let logits = tensor("logits", logits)?;
-    let targets = match tensor("targets", targets) {
-        Ok(t) => {
-            let kind = t.f_kind().ok();
-            if !matches!(
-                kind,
-                Some(Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8)
-            ) {
-                return Err(UcagError::type_error(
-                    "targets",
-                    format!("must hold integer class indices, got {kind:?}"),
-                )
-                .into());
-            }
-            t
-        }
-        Err(_) => {
-            let host: Vec<i64> = targets.extract().map_err(|_| {
-                UcagError::type_error("targets", "must be a sequence of int class indices")
-            })?;
-            Tensor::f_from_slice(&host)
-                .and_then(|t| t.f_to(logits.device()))
-                .map_err(pyo3_tch::wrap_tch_err)?
-        }
-    };
+    let targets = tensor("targets", targets)?;
     let out = py.allow_threads(move || kernels::confidence(&logits, &targets, mode))?;
     to_py(py, out)
 }
