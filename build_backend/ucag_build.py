@@ -81,7 +81,11 @@ def build_tch_module(dest: Path) -> list[Path]:
     )
     dest.mkdir(parents=True, exist_ok=True)
     module = dest / MODULE_FILE
-    shutil.copyfile(target / "release" / "libucag_tch.so", module)
+    # Copy, then rename over the old file: a process that has the old module loaded keeps
+    # its mapping (overwriting a loaded library in place crashes that process).
+    partial = dest / (MODULE_FILE + ".partial")
+    shutil.copyfile(target / "release" / "libucag_tch.so", partial)
+    os.replace(partial, module)
     record = dest / RECORD_FILE
     record.write_text(
         json.dumps(

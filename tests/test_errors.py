@@ -31,6 +31,7 @@ UNFOLD_CASES = [
     ("no channels", torch.rand(2, 0, 32, 40), ValueError),
     ("size mismatch", torch.rand(2, 3, 40, 32), ValueError),
     ("meta tensor", torch.empty(2, 3, 32, 40, device="meta"), ValueError),
+    ("sparse tensor", torch.rand(2, 3, 32, 40).to_sparse(), TypeError),
     ("numpy int", np.ones((2, 3, 32, 40), dtype=np.int32), TypeError),
     ("numpy 3-D", np.ones((3, 32, 40), dtype=np.float32), ValueError),
     ("numpy NaN", with_value(GOOD_IMAGES, float("nan")).numpy(), ValueError),

@@ -4,8 +4,8 @@ call where its data is.
 
 - numpy arrays, and CPU float32/float64 tensors as zero-copy numpy views (the output is
   wrapped back without a copy) -> the portable core ``ucag._core`` (ndarray + rayon, GIL
-  released). On the CPU it is also the faster path where the tch module loads: 2.8x the
-  tch kernels' speed for fold, 3.6x for unfold (``benchmarks/kernels.py``);
+  released). On the CPU it is also the faster path where the tch module loads: 2-4x the
+  tch kernels' speed for fold and unfold (``benchmarks/kernels.py``);
 - other tensors on cpu/cuda (CUDA, CPU half precision) when the tch module matches the
   installed torch -> ``ucag._tch`` (libtorch on the tensor's device);
 - every other tensor -> torch operations on its device (:mod:`ucag.torch_ops`).
@@ -26,7 +26,7 @@ import torch
 from . import _core, runtime, torch_ops
 from ._core import Grid
 
-Path = Literal["tch", "portable", "torch ops"]
+KernelPath = Literal["tch", "portable", "torch ops"]
 Weighting = Literal["exp", "prob", "uniform"]
 Array = TypeVar("Array", torch.Tensor, npt.NDArray[np.float32], npt.NDArray[np.float64])
 Targets = torch.Tensor | Sequence[int] | npt.NDArray[np.integer]
@@ -34,7 +34,7 @@ Targets = torch.Tensor | Sequence[int] | npt.NDArray[np.integer]
 _PORTABLE_DTYPES = (torch.float32, torch.float64)
 
 
-def tensor_path(tensor: torch.Tensor) -> Path:
+def tensor_path(tensor: torch.Tensor) -> KernelPath:
     """The kernels a call on ``tensor`` runs (see the module docstring)."""
     on_cpu, portable_dtype = tensor.device.type == "cpu", tensor.dtype in _PORTABLE_DTYPES
     if runtime.tch_module() is not None and tensor.device.type in ("cpu", "cuda"):
@@ -54,6 +54,8 @@ def _check_grid(grid: object) -> Grid:
 def _check_tensor(argument: str, tensor: torch.Tensor) -> None:
     if tensor.device.type == "meta":
         raise ValueError(f"{argument}: is on a 'meta' device (no values); ucag needs tensors with data")
+    if tensor.layout != torch.strided:
+        raise TypeError(f"{argument}: must be a dense tensor, got layout {tensor.layout}; call .to_dense() first")
     if not tensor.is_floating_point():
         raise TypeError(f"{argument}: must be a floating-point tensor (float16/bfloat16/float32/float64), got {tensor.dtype}")
 
