@@ -8,6 +8,7 @@ import pytest
 import pytorch_grad_cam as pgc
 import torch
 import torchvision
+from torch import nn
 from captum.attr import Saliency
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from zennit.attribution import Gradient
@@ -118,3 +119,23 @@ def test_an_in_place_op_after_the_target_layer_still_works():
         fast, full = run(cam, x, [2], True), run(cam, x, [2], False)
     assert fast.truncated_backward and not full.truncated_backward
     torch.testing.assert_close(fast.raw, full.raw, rtol=1e-4, atol=1e-6)
+
+
+def test_transformer_fast_path_is_off_inside_and_restored_after():
+    """With no parameter requiring grad, torch 2.4 runs nn.TransformerEncoderLayer fused,
+    skipping the hooked submodules: the truncation turns that path off, and back on after,
+    also when the block raises."""
+    from ucag.truncation import truncated_backward
+
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True).eval()
+    assert torch.backends.mha.get_fastpath_enabled()
+    with truncated_backward(layer, [layer.norm1]):
+        assert not torch.backends.mha.get_fastpath_enabled()
+        x = torch.randn(2, 5, 8)
+        out = layer(x)
+        assert out.requires_grad  # the hook on norm1 ran and cut there: a graph to backprop
+    assert torch.backends.mha.get_fastpath_enabled()
+    with pytest.raises(RuntimeError, match="boom"):
+        with truncated_backward(layer, [layer.norm1]):
+            raise RuntimeError("boom")
+    assert torch.backends.mha.get_fastpath_enabled()

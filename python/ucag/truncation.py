@@ -51,12 +51,18 @@ def truncated_backward(model: nn.Module, target_layers: Sequence[nn.Module]) -> 
 
     flags = [(p, p.requires_grad) for p in model.parameters()]
     handles = [model.register_forward_pre_hook(reset)]
+    # With no parameter requiring grad, older torch (2.4) runs nn.TransformerEncoderLayer
+    # through its fused fast path, which never calls the submodules that carry the hooks.
+    mha = torch.backends.mha
+    fastpath = mha.get_fastpath_enabled()
     try:
         handles += [layer.register_forward_hook(cut, prepend=True) for layer in target_layers]
         for p, _ in flags:
             p.requires_grad_(False)
+        mha.set_fastpath_enabled(False)
         yield
     finally:
+        mha.set_fastpath_enabled(fastpath)
         for handle in handles:
             handle.remove()
         for p, flag in flags:
