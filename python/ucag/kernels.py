@@ -26,23 +26,14 @@ import torch
 from . import _core, runtime, torch_ops
 from ._core import Grid
 
-KernelPath = Literal["tch", "portable", "torch ops"]
 Weighting = Literal["exp", "prob", "uniform"]
 Array = TypeVar("Array", torch.Tensor, npt.NDArray[np.float32], npt.NDArray[np.float64])
 Targets = torch.Tensor | Sequence[int] | npt.NDArray[np.integer]
 
-_PORTABLE_DTYPES = (torch.float32, torch.float64)
 
-
-def tensor_path(tensor: torch.Tensor) -> KernelPath:
-    """The kernels a call on ``tensor`` runs (see the module docstring)."""
-    on_cpu, portable_dtype = tensor.device.type == "cpu", tensor.dtype in _PORTABLE_DTYPES
-    if runtime.tch_module() is not None and tensor.device.type in ("cpu", "cuda"):
-        if runtime.requested_kernels() == "tch" or not (on_cpu and portable_dtype):
-            return "tch"
-    if on_cpu and portable_dtype:
-        return "portable"
-    return "torch ops"
+def tensor_path(tensor: torch.Tensor) -> runtime.KernelPath:
+    """The kernels a call on ``tensor`` runs (:func:`ucag.runtime.kernel_path`)."""
+    return runtime.kernel_path(tensor.device.type, tensor.dtype)
 
 
 def _check_grid(grid: object) -> Grid:
@@ -158,7 +149,7 @@ def fold(maps: Array, weights: Array, grid: Grid) -> Array:
     if path == "tch":
         return runtime.tch_module().fold(maps, weights, _geometry(grid))  # type: ignore[union-attr]
     if path == "portable":
-        if weights.dtype not in _PORTABLE_DTYPES:
+        if weights.dtype not in runtime.PORTABLE_DTYPES:
             weights = weights.to(maps.dtype)
         return torch.from_numpy(_core.fold(_numpy_view(maps), _numpy_view(weights), grid))
     _core.check_fold_inputs(list(maps.shape), list(weights.shape), grid)

@@ -85,6 +85,22 @@ def tch_module() -> ModuleType | None:
     return probe.module
 
 
+KernelPath = Literal["tch", "portable", "torch ops"]
+PORTABLE_DTYPES = (torch.float32, torch.float64)
+
+
+def kernel_path(device_type: str, dtype: torch.dtype) -> KernelPath:
+    """The kernels a tensor of this device type and dtype gets: the portable core for CPU
+    float32/64 (the faster CPU path even where the tch module loads, benchmarks/kernels.py),
+    the tch module for other cpu/cuda tensors where it matches (for every cpu/cuda tensor
+    under ``UCAG_KERNELS=tch``), torch operations otherwise."""
+    portable = device_type == "cpu" and dtype in PORTABLE_DTYPES
+    if tch_module() is not None and device_type in ("cpu", "cuda"):
+        if requested_kernels() == "tch" or not portable:
+            return "tch"
+    return "portable" if portable else "torch ops"
+
+
 @dataclass(frozen=True)
 class KernelConfig:
     """What :func:`show_config` prints. ``paths`` maps a kind of input to the kernels that
@@ -103,40 +119,45 @@ class KernelConfig:
     why: dict[str, str] = field(default_factory=dict)
 
 
+#: A representative (device type, dtype) of each kind of tensor show_config reports.
+_TENSOR_KINDS = {
+    "CPU float32/64": ("cpu", torch.float32),
+    "CPU float16/bf16": ("cpu", torch.bfloat16),
+    "CUDA tensors": ("cuda", torch.float32),
+    "other devices": ("xpu", torch.float32),
+}
+_WHY = {
+    "portable": "zero-copy numpy views into the ndarray + rayon kernels, GIL released",
+    "tch": "libtorch kernels on the tensor's device, zero-copy",
+    "torch ops": "torch operations on the tensor's device",
+}
+
+
 def kernel_config() -> KernelConfig:
     """The kernels each kind of input gets in this process, and why."""
     requested = requested_kernels()
     if requested == "portable":
-        tch, reason = None, f"{KERNELS_ENV}=portable: not loaded"
-        built_for = None
+        tch_loaded, reason, built_for = False, f"{KERNELS_ENV}=portable: not loaded", None
     else:
         probe = _probe_tch()
-        tch, reason, built_for = probe.module, probe.reason, probe.built_for
-    portable_cpu = "zero-copy numpy views into the ndarray + rayon kernels, GIL released"
-    paths = {"numpy arrays": "portable", "CPU float32/64": "portable"}
-    why = {"numpy arrays": "ndarray + rayon kernels, GIL released", "CPU float32/64": portable_cpu}
-    if tch is not None and requested == "tch":
-        paths["CPU float32/64"] = "tch"
-        why["CPU float32/64"] = f"{KERNELS_ENV}=tch: libtorch kernels"
-    elif tch is not None:
+        tch_loaded, reason, built_for = probe.module is not None, probe.reason, probe.built_for
+    paths: dict[str, str] = {"numpy arrays": "portable"}
+    why = {"numpy arrays": "ndarray + rayon kernels, GIL released"}
+    for kind, (device_type, dtype) in _TENSOR_KINDS.items():
+        path = kernel_path(device_type, dtype)
+        paths[kind], why[kind] = path, _WHY[path]
+    if paths["CPU float32/64"] == "portable" and tch_loaded:
         why["CPU float32/64"] += "; faster than the tch kernels on the CPU"
-    if tch is not None:
-        for kind in ("CPU float16/bf16", "CUDA tensors"):
-            paths[kind] = "tch"
-            why[kind] = "libtorch kernels on the tensor's device, zero-copy"
-    else:
-        paths["CPU float16/bf16"] = "torch ops"
-        why["CPU float16/bf16"] = "torch operations (numpy has no bfloat16)"
-        paths["CUDA tensors"] = "torch ops"
-        why["CUDA tensors"] = "torch operations on the tensor's device, the same ATen calls as the tch kernels"
-    paths["other devices"] = "torch ops"
-    why["other devices"] = "torch operations on the tensor's device"
+    if paths["CPU float16/bf16"] == "torch ops":
+        why["CPU float16/bf16"] += " (numpy has no bfloat16)"
+    if paths["CUDA tensors"] == "torch ops":
+        why["CUDA tensors"] += ", the same ATen calls as the tch kernels"
     return KernelConfig(
         ucag=__version__,
         torch=torch.__version__,
         cuda_available=torch.cuda.is_available(),
         requested=requested,
-        tch_loaded=tch is not None,
+        tch_loaded=tch_loaded,
         tch_reason=reason,
         tch_built_for=built_for,
         paths=paths,
