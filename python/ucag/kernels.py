@@ -126,7 +126,9 @@ def confidence(logits: Array, targets: Targets, mode: Weighting = "exp") -> Arra
     if path == "portable":
         return torch.from_numpy(_core.confidence(_numpy_view(logits), host, mode))
     _check_finite("logits", logits)
-    return torch_ops.confidence(logits, torch.tensor(host, dtype=torch.int64, device=logits.device), mode)
+    # a target tensor is already on the device: no copy back from the host list
+    on_device = targets.long() if isinstance(targets, torch.Tensor) else torch.tensor(host, dtype=torch.int64, device=logits.device)
+    return torch_ops.confidence(logits, on_device, mode)
 
 
 def fold(maps: Array, weights: Array, grid: Grid) -> Array:
