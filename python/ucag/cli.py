@@ -186,6 +186,9 @@ def evaluate(args: argparse.Namespace) -> int:
     )
     if torch.distributed.is_initialized():
         rank = torch.distributed.get_rank()
+        # every rank finishes before any tears down: a rank that destroyed its group and
+        # exited while another still held the connection aborted at exit now and then
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
         if rank != 0:
             return 0
