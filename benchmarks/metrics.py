@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from ucag import metrics
+from ucag.eval import metrics
 from ucag.data import SAMPLE_PHOTOS, load_sample_model, sample_image
 from ucag.postprocess import gaussian_blur
 

@@ -32,13 +32,15 @@ import torch
 def main() -> None:
     import ucag
     from ucag.data import load_sample_model, resize_mask, sample_image
-    from ucag.metrics import segmentation_scores
-    from ucag.propagation import PROPAGATION_DISPLAY_NAMES, PROPAGATION_METHODS, propagation_method
+    from ucag.eval.metrics import segmentation_scores
+    from ucag.eval.registry import METHODS, methods_of_kind
+
+    propagation = methods_of_kind("propagation")
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--units", type=int, default=6, help="patches per axis for UCAG (default 6, the paper's)")
     parser.add_argument("--batch-size", type=int, default=8, help="patches per forward/backward (default 8)")
-    parser.add_argument("--methods", nargs="+", default=list(PROPAGATION_METHODS), choices=list(PROPAGATION_METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(propagation), choices=list(propagation))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args()
@@ -64,7 +66,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name in args.methods:
-        method = propagation_method(name, sm.model)
+        method = METHODS[name].factory(sm.model, sm.target_layer)
         method(input_tensor=x, targets=[target])  # warm-up: imports, LRP's batch-norm tracing
         for variant in ("base", "ucag"):
             start = time.perf_counter()
@@ -76,7 +78,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             scores = segmentation_scores(maps, mask)
             row = {
-                "method": PROPAGATION_DISPLAY_NAMES[name],
+                "method": METHODS[name].display_name,
                 "variant": variant,
                 "pixel_accuracy": scores.pixel_accuracy,
                 "ap": scores.mean_ap,

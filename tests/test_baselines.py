@@ -13,7 +13,7 @@ from torch import nn
 
 import ucag
 import ucag.data
-from ucag.adapters import GradCamAdapter
+from ucag.bases.adapters import GradCamAdapter
 from ucag.baselines import CAMERAS, CamerasExplanation, Upscale
 from ucag.postprocess import cam_postprocess
 

@@ -1,4 +1,4 @@
-"""ucag.datasets against small synthetic copies written in each dataset's on-disk format.
+"""ucag.eval.datasets against small synthetic copies written in each dataset's on-disk format.
 
 One helper per format builds a miniature dataset under tmp_path exactly as the real one
 is laid out (ImageNet val.txt and ImageFolder, VOCdevkit, COCO instances JSON, the MATLAB
@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ucag import datasets
-from ucag.datasets import (
+from ucag.eval import datasets
+from ucag.eval.datasets import (
     COCODetection2014,
     EvalSample,
     ImageNetSegmentation,

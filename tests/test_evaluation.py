@@ -17,10 +17,10 @@ import pytest
 import torch
 
 import ucag
-from ucag import metrics
+from ucag.eval import metrics
 from ucag.data import load_sample_model
-from ucag.datasets import SampleImages
-from ucag.evaluation import evaluate, summarize
+from ucag.eval.datasets import SampleImages
+from ucag.eval.runner import evaluate, summarize
 
 pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam import GradCAM  # noqa: E402
@@ -152,7 +152,8 @@ def test_baselines_run_as_peers(sample_model, tmp_path):
 
 
 def test_propagation_methods_join_a_comparison(sample_model):
-    from ucag.methods import SoftmaxGradientLRP, explain_with
+    from ucag.bases.propagation import SoftmaxGradientLRP
+    from ucag.eval.registry import explain_with
     from ucag.postprocess import cam_postprocess
 
     sm = sample_model
@@ -216,8 +217,8 @@ RUNNER = textwrap.dedent(
     import os, sys
     import ucag
     from ucag.data import load_sample_model
-    from ucag.datasets import SampleImages
-    from ucag.evaluation import evaluate
+    from ucag.eval.datasets import SampleImages
+    from ucag.eval.runner import evaluate
 
     class Dying(SampleImages):
         # the process dies (no clean-up, like a kill) when it reaches sample DIE_AT

@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score
 from torch import nn
 
 import ucag.data
-from ucag import metrics
+from ucag.eval import metrics
 
 
 class MeanModel(nn.Module):

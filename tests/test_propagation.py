@@ -1,4 +1,4 @@
-"""ucag.propagation (LRP, c*LRP, SGLRP, FullGrad) against what their rules promise on small
+"""ucag.bases.propagation (LRP, c*LRP, SGLRP, FullGrad) against what their rules promise on small
 toy networks (conservation, signs, the softmax gradient written out by hand, grad-cam's
 own FullGrad), and wrapped by ucag.UCAG on the sample model and a real photo."""
 
@@ -12,10 +12,11 @@ from torch import nn
 
 import ucag
 import ucag.data
-from ucag.adapters import PatchAttribution, make_adapter
-from ucag.propagation import (
+from ucag.bases.adapters import PatchAttribution, make_adapter
+from ucag.eval import registry
+from ucag.eval.registry import METHODS, methods_of_kind
+from ucag.bases.propagation import (
     LRP,
-    PROPAGATION_METHODS,
     ContrastiveLRP,
     FullGrad,
     SoftmaxGradientLRP,
@@ -23,10 +24,16 @@ from ucag.propagation import (
     contrastive_output_relevance,
     default_canonizers,
     lrp_output_relevance,
-    propagation_method,
     softmax_gradient_relevance,
     traced_batchnorm_pairs,
 )
+
+#: The registered propagation methods (LRP, c*LRP, SGLRP, FullGrad).
+PROPAGATION = methods_of_kind("propagation")
+
+
+def propagation_method(name, model):
+    return METHODS[name].factory(model, None)
 
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from zennit.attribution import Gradient
@@ -247,8 +254,8 @@ def test_model_state_is_left_as_it_was():
     model = BatchNormNet().train()
     x = torch.randn(1, 3, 8, 8)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    for cls in PROPAGATION_METHODS.values():
-        cls(model)(x, [0])
+    for name in PROPAGATION:
+        propagation_method(name, model)(x, [0])
     assert model.training and all(m.training for m in model.modules())
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
@@ -259,10 +266,10 @@ def test_adapter_reports_own_logits_and_propagation_kind():
     model = ZeroBiasNet()
     patches = torch.randn(3, 3, 8, 8)
     targets = torch.tensor([0, 2, 1])
-    for name in PROPAGATION_METHODS:
+    for name in PROPAGATION:
         method = propagation_method(name, model)
         adapter = method.ucag_adapter()
-        assert adapter.map_kind == "propagation" and adapter.model is model
+        assert adapter.map_kind == "signed" and adapter.model is model
         out = adapter(patches, targets)
         assert isinstance(out, PatchAttribution) and out.maps.shape == (3, 8, 8) and not out.normalised
         with torch.no_grad():
@@ -270,13 +277,13 @@ def test_adapter_reports_own_logits_and_propagation_kind():
     with pytest.raises(ValueError, match="model"):
         LRP(model).ucag_adapter(ZeroBiasNet())
     with pytest.raises(ValueError, match="method"):
-        propagation_method("rap", model)
+        registry.method("rap")
 
 
 def test_ucag_picks_the_propagation_adapter_and_keeps_maps_signed():
     model = ZeroBiasNet()
     x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(6))
-    assert make_adapter(LRP(model)).map_kind == "propagation"
+    assert make_adapter(LRP(model)).map_kind == "signed"
     explainer = ucag.UCAG(SoftmaxGradientLRP(model), units=2, patch_size=10, scale=1.0)
     assert explainer.postprocess == "none"
     explanation = explainer.explain(x, [1])
@@ -368,7 +375,7 @@ def photo():
     return sm, x
 
 
-@pytest.mark.parametrize("name", list(PROPAGATION_METHODS))
+@pytest.mark.parametrize("name", PROPAGATION)
 def test_ucag_around_each_method_on_the_sample_model(photo, name):
     sm, x = photo
     method = propagation_method(name, sm.model)

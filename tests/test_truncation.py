@@ -125,7 +125,7 @@ def test_transformer_fast_path_is_off_inside_and_restored_after():
     """With no parameter requiring grad, torch 2.4 runs nn.TransformerEncoderLayer fused,
     skipping the hooked submodules: the truncation turns that path off, and back on after,
     also when the block raises."""
-    from ucag.truncation import truncated_backward
+    from ucag.bases.truncation import truncated_backward
 
     layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True).eval()
     assert torch.backends.mha.get_fastpath_enabled()

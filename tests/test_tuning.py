@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from pytorch_grad_cam import GradCAM
 
 import ucag
-from ucag import metrics
+from ucag.eval import metrics
 from ucag.data import load_sample_model, sample_image
-from ucag.tuning import Setting, tune
+from ucag.eval.tuning import Setting, tune
 
 STEP = 224 * 28  # 8 deletion/insertion steps
 
@@ -122,7 +122,7 @@ def test_recommended_setting_reproduces_its_scores(tuned):
 
 
 def test_pareto_front_by_hand():
-    from ucag.tuning import _pareto
+    from ucag.eval.tuning import _pareto
 
     deletion = np.array([0.1, 0.2, 0.1, 0.3])
     insertion = np.array([0.5, 0.6, 0.4, 0.6])

@@ -30,7 +30,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import ucag
 import ucag.data
-from ucag import metrics, viz
+from ucag import viz
+from ucag.eval import metrics, plot_curves
 
 BASELINES = Path(__file__).parent / "baseline_images"
 CAT = 285  # ImageNet "Egyptian cat"
@@ -383,7 +384,7 @@ def legend_texts(ax) -> list[str]:
 
 
 def test_plot_curves_compares_methods_with_their_aucs(curves):
-    fig = viz.plot_curves(curves["deletion"], curves["insertion"])
+    fig = plot_curves(curves["deletion"], curves["insertion"])
     assert isinstance(fig, Figure)
     deletion_ax, insertion_ax = fig.axes
     for ax, results in ((deletion_ax, curves["deletion"]), (insertion_ax, curves["insertion"])):
@@ -398,16 +399,16 @@ def test_plot_curves_compares_methods_with_their_aucs(curves):
 def test_plot_curves_in_one_given_axes(curves):
     fig, ax = plt.subplots()
     deletion, insertion = curves["deletion"]["UCAG"], curves["insertion"]["UCAG"]
-    assert viz.plot_curves(deletion, insertion, labels="UCAG", ax=ax) is fig
+    assert plot_curves(deletion, insertion, labels="UCAG", ax=ax) is fig
     assert legend_texts(ax) == [f"deletion: UCAG (AUC {deletion.mean:.3f})", f"insertion: UCAG (AUC {insertion.mean:.3f})"]
     assert [line.get_linestyle() for line in ax.get_lines()] == ["--", "-"]
 
 
 def test_plot_curves_of_arrays_per_image():
     rows = np.array([[1.0, 0.5, 0.0], [1.0, 1.0, 1.0]])  # AUCs 0.5 and 1 (trapezoid rule)
-    fig = viz.plot_curves(deletion=torch.from_numpy(rows), labels=["a", "b"])
+    fig = plot_curves(deletion=torch.from_numpy(rows), labels=["a", "b"])
     assert legend_texts(fig.axes[0]) == ["a (AUC 0.500)", "b (AUC 1.000)"]
-    fig = viz.plot_curves(insertion=rows)  # a batch: its mean curve
+    fig = plot_curves(insertion=rows)  # a batch: its mean curve
     assert legend_texts(fig.axes[0]) == ["AUC 0.750"]
     np.testing.assert_allclose(fig.axes[0].get_lines()[0].get_ydata(), [1.0, 0.75, 0.5])
 
@@ -432,7 +433,7 @@ def test_plot_curves_rejects(curves, label, kwargs, exc, argument):
     }
     kwargs = {k: stand_ins.get(v, v) if isinstance(v, str) else v for k, v in kwargs.items()}
     with pytest.raises(exc, match=rf"^{argument}\b"):
-        viz.plot_curves(**kwargs)
+        plot_curves(**kwargs)
 
 
 # --------------------------------------------------------------------------------------

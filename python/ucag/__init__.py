@@ -1,35 +1,47 @@
 """ucag — Unfold and Conquer Attribution Guidance (Hong et al., AAAI 2023).
 
-This package owns the public API. The kernels are Rust:
+The library (docs/algorithm.md has every definition it implements):
 
-- :class:`Grid` — the patch geometry (SPEC section 1),
-- :func:`unfold` — images -> bicubically upsampled patches,
-- :func:`confidence` — logits -> per-patch confidence weights (section 3),
-- :func:`fold` — weighted partial maps -> full-resolution raw UCAG maps (section 4).
+- :class:`UCAG` (:mod:`ucag.explainer`) wraps a pytorch-grad-cam, Captum or zennit object,
+  one of :mod:`ucag.bases`' propagation methods or a plain callable, and returns UCAG maps
+  (:class:`Explanation`); :func:`fast` stops a CAM's backward pass at its target layer;
+- the Rust kernels: :class:`Grid` (the patch geometry, §1; :class:`GridSpec` describes it
+  for any image size), :func:`unfold` (images -> upsampled patches), :func:`confidence`
+  (logits -> per-patch weights, §3), :func:`fold` (weighted partial maps -> raw maps,
+  §4). They take torch tensors or numpy arrays and keep the data where it is
+  (:mod:`ucag.kernels`); :func:`show_config` says which kernels run and why;
+- :mod:`ucag.baselines` (Upscale, CAMERAS), :mod:`ucag.postprocess`, :mod:`ucag.viz`
+  (pictures) and :mod:`ucag.data` (a real sample model and photos).
 
-Each kernel takes torch tensors or numpy arrays and keeps the data where it is: the
-portable core ``ucag._core`` (ndarray + rayon, GIL released) runs on numpy arrays and on
-zero-copy views of CPU tensors; the libtorch module ``ucag._tch`` runs on tensors on their
-device when it was built for the installed torch; otherwise torch operations do
-(:mod:`ucag.kernels`). :func:`show_config` says which runs and why.
-
-:class:`UCAG` (``ucag.explainer``) wraps a pytorch-grad-cam, Captum or zennit object, or a
-plain callable, and returns UCAG maps; :mod:`ucag.baselines` has the paper's comparison
-baselines; :mod:`ucag.metrics` the evaluation metrics and :func:`evaluate`
-(``ucag.evaluation``) runs them over a dataset (:mod:`ucag.datasets`); :mod:`ucag.viz`
-draws maps; :func:`tune` (``ucag.tuning``) picks settings for a model on the user's images;
-:mod:`ucag.data` has a real sample model and photos.
+Above it, the evaluation toolkit :mod:`ucag.eval`: metrics, the method registry,
+:func:`evaluate` over a dataset and :func:`tune`, re-exported here.
 """
 
 import torch  # noqa: F401  (libtorch must be loaded before the tch module)
 
-from . import baselines, metrics
+from . import baselines, eval
 from ._core import Grid, __version__
+from .bases.truncation import fast
+from .eval import evaluate, metrics, tune
+from .explainer import UCAG, Explanation
+from .grid import GridSpec
 from .kernels import confidence, fold, unfold
 from .runtime import show_config
-from .evaluation import evaluate
-from .explainer import UCAG, Explanation
-from .truncation import fast
-from .tuning import tune
 
-__all__ = ["UCAG", "Explanation", "Grid", "__version__", "baselines", "confidence", "evaluate", "fast", "fold", "metrics", "show_config", "tune", "unfold"]
+__all__ = [
+    "UCAG",
+    "Explanation",
+    "Grid",
+    "GridSpec",
+    "__version__",
+    "baselines",
+    "confidence",
+    "eval",
+    "evaluate",
+    "fast",
+    "fold",
+    "metrics",
+    "show_config",
+    "tune",
+    "unfold",
+]

@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _core, kernels
-from .adapters import model_device
-from .explainer import UCAG, Targets, check_input, preserved_state, resolve_targets
+from ._call import GradCamCallable, Targets, check_input, model_device, preserved_state, resolve_targets
+from .explainer import UCAG
 from .postprocess import postprocess as apply_postprocess
 
 # ---- Upscale: UCAG with one patch ---------------------------------------------------------
@@ -38,10 +37,10 @@ class Upscale(UCAG):
     ``round_half_up(factor * (H, W))``, the base method explains it for the image's target,
     and its raw map is resized back to (H, W) bilinearly, then post-processed as UCAG does.
 
-    This is UCAG with a one-patch grid: the patch is the whole image (SPEC section 1 allows
-    ``units=1`` exactly then) and every patch weighs 1, so the unfold, explain and fold
-    steps compute "upsample, explain, resize back" with the same kernels and adapters as
-    UCAG itself; :meth:`explain` returns a :class:`ucag.Explanation` whose grid has one
+    This is UCAG with a one-patch grid: the patch is the whole image (docs/algorithm.md §1
+    allows ``units=1`` exactly then) and every patch weighs 1, so the unfold, explain and
+    fold steps compute "upsample, explain, resize back" with the same kernels and adapters
+    as UCAG itself (§9.1); :meth:`explain` returns a :class:`ucag.Explanation` whose grid has one
     patch. ``base``, ``model``, ``postprocess``, ``blur``, ``truncate_backward`` and
     ``attribute_kwargs`` mean what they mean for :class:`ucag.UCAG`; ``batch_size`` counts
     images (one patch each) per forward/backward. The default ``factor`` is UCAG's scale 2.6.
@@ -64,13 +63,11 @@ class Upscale(UCAG):
         if not math.isfinite(factor) or factor <= 0:
             raise ValueError(f"factor: expected a finite number > 0, got {factor!r}")
         self.factor = float(factor)
-        # UCAG's constructor checks its grid settings on a 224 px probe image; a patch of
-        # that size is the one-patch grid units=1 needs there.
         super().__init__(
             base,
             model=model,
             units=1,
-            patch_size=224,
+            patch_size="image",
             scale=self.factor,
             weighting="uniform",
             batch_size=batch_size,
@@ -79,13 +76,6 @@ class Upscale(UCAG):
             truncate_backward=truncate_backward,
             **attribute_kwargs,
         )
-        self.patch_size = None  # the patch is always the whole image: see grid_for
-
-    def grid_for(self, size: tuple[int, int]) -> _core.Grid:
-        """The one-patch grid for images of ``size``: the patch is the image (cached)."""
-        if size not in self._grids:
-            self._grids[size] = _core.Grid(size, units=1, patch_size=size, scale=self.factor)
-        return self._grids[size]
 
     def __repr__(self) -> str:
         return (
@@ -154,7 +144,7 @@ def _as_resolutions(resolutions: Any) -> tuple[tuple[int, int], ...]:
     return tuple(sizes)
 
 
-class CAMERAS:
+class CAMERAS(GradCamCallable):
     """CAMERAS: multi-scale accumulation and fusion of activations and gradients.
 
     Jalwana, Akhtar, Bennamoun, Mian, "CAMERAS: Enhanced Resolution And Sanity preserving
@@ -243,23 +233,16 @@ class CAMERAS:
         H, W = size
         ref = CAMERAS_REFERENCE_INPUT
 
-        def scaled(side: int, s: int) -> int:  # round_half_up(side * s / ref), exactly
+        def scaled(side: int, s: int) -> int:  # round_half_up(side * s / ref) in integers, exactly
             return (2 * side * s + ref) // (2 * ref)
 
         return tuple((scaled(H, s), scaled(W, s)) for s in CAMERAS_REFERENCE_SIZES)
 
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        targets: Targets = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-    ) -> np.ndarray:
-        """pytorch-grad-cam's call convention: numpy float32 (B, H, W) maps."""
+    def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
         for name, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
             if flag:
                 raise ValueError(f"{name}: CAMERAS does not support it")
-        return self.explain(input_tensor, targets).saliency.detach().float().cpu().numpy()
+        return self.explain(input_tensor, targets).saliency
 
     def explain(self, input_tensor: torch.Tensor, targets: Targets = None) -> CamerasExplanation:
         """The CAMERAS explanation of a (B, C, H, W) batch for one target per image."""

@@ -4,8 +4,11 @@
 writes, per image, one PNG with the photo, the base map and the UCAG map side by side.
 ``ucag demo`` runs ``explain`` on the bundled photos with the bundled sample model.
 ``ucag evaluate`` measures methods with and without UCAG over a dataset
-(:func:`ucag.evaluation.evaluate`); under ``torchrun`` it shards the dataset.
-``ucag tune`` sweeps UCAG settings on the user's images (:func:`ucag.tuning.tune`).
+(:func:`ucag.eval.evaluate`); under ``torchrun`` it shards the dataset.
+``ucag tune`` sweeps UCAG settings on the user's images (:func:`ucag.eval.tune`).
+
+The command line is the application on top of both layers: it uses the library and the
+evaluation toolkit (:mod:`ucag.eval`), and its method choices come from the registry.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import torch
 
 import ucag
 
-from .evaluation import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
-from .methods import BASELINES, CAM_METHODS, METHODS, VARIANTS, cam_class
+from .eval.registry import BASELINES, METHODS, VARIANTS, method, methods_of_kind
+from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
+
+#: Methods ``explain``, ``demo`` and ``tune`` can put under UCAG (every registered base).
+BASE_METHODS = methods_of_kind("gradcam", "propagation")
 
 def _load_user_model(spec: str, weights: str | None, layer: str, mean, std):
     from .data import SampleModel
@@ -70,12 +76,11 @@ def explain(args: argparse.Namespace) -> int:
         sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std)
     else:
         sm = load_sample_model()
-    cam_type = cam_class(args.method)
-    method_name = cam_type.__name__
+    spec = method(args.method)
+    method_name = spec.display_name
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cam = cam_type(model=sm.model, target_layers=[sm.target_layer])
-    with ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress) as explainer:
+    with spec.build(sm.model, sm.target_layer) as cam, ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress) as explainer:
         for path in args.images:
             name, rgb = _read_image(path)
             x = sm.preprocess(rgb)
@@ -121,7 +126,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_explain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="gradcam", choices=sorted(CAM_METHODS), help="CAM method (default gradcam)")
+    p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
     p.add_argument("--units", type=int, default=6, help="patches per axis (default 6)")
     p.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
     p.add_argument("--batch-size", type=int, default=16, help="patches per forward/backward (default 16)")
@@ -152,8 +157,8 @@ def _init_distributed() -> torch.device:
 
 def evaluate(args: argparse.Namespace) -> int:
     from .data import load_sample_model
-    from .datasets import open_dataset
-    from .evaluation import evaluate as run_evaluation
+    from .eval.datasets import open_dataset
+    from .eval.runner import evaluate as run_evaluation
 
     device = torch.device(args.device) if args.device else _init_distributed()
     if args.model:
@@ -204,7 +209,7 @@ def tune(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from .data import load_sample_model
-    from .tuning import tune as run_tune
+    from .eval.tuning import tune as run_tune
 
     sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std) if args.model else load_sample_model()
     names, photos = zip(*(_read_image(path) for path in args.images))
@@ -216,7 +221,7 @@ def tune(args: argparse.Namespace) -> int:
         "weighting": args.weightings,
         "global_view": [None if v == "none" else v for v in args.global_views],
     }
-    with cam_class(args.method)(model=sm.model, target_layers=[sm.target_layer]) as cam:
+    with method(args.method).build(sm.model, sm.target_layer) as cam:
         result = run_tune(sm.model, cam, x, space=space, objective=args.objective, step=args.step, batch_size=args.batch_size, progress=not args.no_progress)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -254,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument(
         "--dataset", help="samples | imagenet:ROOT[:LABELS] | voc2007:ROOT | coco2014:ROOT:ANNOTATIONS | imagenet-seg:PATH"
     )
-    p.add_argument("--methods", nargs="+", choices=METHODS, help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam")
-    p.add_argument("--variants", nargs="+", default=["base", "ucag"], choices=VARIANTS, help="default: base ucag")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam")
+    p.add_argument("--variants", nargs="+", default=["base", "ucag"], choices=list(VARIANTS), help="default: base ucag")
     p.add_argument("--baselines", nargs="*", default=[], choices=BASELINES, help="also run these baselines")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation")
     p.add_argument("--units", type=int, default=6, help="UCAG patches per axis (default 6)")
@@ -271,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=evaluate)
     p = sub.add_parser("tune", help="find UCAG settings for a model on your images (deletion/insertion per setting)")
     p.add_argument("images", nargs="*", metavar="IMAGE", default=list(SAMPLE_PHOTOS[:4]), help="files or bundled photo names (default: four bundled photos)")
-    p.add_argument("--method", default="gradcam", choices=sorted(CAM_METHODS), help="CAM method (default gradcam)")
+    p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
     p.add_argument("--units", type=int, nargs="+", default=[4, 6, 8], help="patches per axis to try (default 4 6 8)")
     p.add_argument("--patch-fractions", type=float, nargs="+", default=[124 / 224, 0.65], help="patch side / image side to try")
     p.add_argument("--scales", type=float, nargs="+", default=[2.6], help="upsampling factors to try (default 2.6)")

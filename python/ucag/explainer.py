@@ -1,6 +1,6 @@
 """The explainer: :class:`UCAG` wraps an attribution method and returns UCAG maps.
 
-Flow of one call (SPEC sections 1-5): resolve one target class per image; unfold every
+Flow of one call (docs/algorithm.md §1-5): resolve one target class per image; unfold every
 image into the grid's upsampled patches (Rust); run the base method on the patches in
 chunks of ``batch_size`` across all images, each patch with its image's target; weight the
 partial maps by the model's confidence on each patch (Rust); fold them into one raw map per
@@ -9,22 +9,23 @@ image (Rust); post-process.
 
 from __future__ import annotations
 
-import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Literal, TypeAlias
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import _core, kernels
-from .adapters import PatchAttribution, make_adapter, model_device
+from ._call import GradCamCallable, Targets, check_input, model_device, preserved_state, resolve_targets, target_objects
+from .bases.adapters import PatchAttribution, make_adapter
+from .grid import GridSpec, PatchSize
 from .postprocess import cam_postprocess
 from .postprocess import postprocess as apply_postprocess
 
-Weighting = Literal["exp", "prob", "uniform"]
-GlobalView = Literal["product", "mean"]
+Weighting: TypeAlias = Literal["exp", "prob", "uniform"]
+GlobalView: TypeAlias = Literal["product", "mean"]
 
 
 @dataclass
@@ -69,100 +70,20 @@ class Explanation:
         )
 
 
-#: The per-module hook registries of torch.nn.Module.
-_HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_pre_hooks",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_pre_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-)
-
-
-@contextlib.contextmanager
-def preserved_state(model: nn.Module) -> Iterator[None]:
-    """Restore the model's train/eval modes, ``requires_grad`` flags and hooks on exit,
-    also when the body raises (hooks added inside are removed, removed ones come back)."""
-    modules = list(model.modules())
-    training = [m.training for m in modules]
-    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
-    hooks = [{name: dict(getattr(m, name)) for name in _HOOK_DICTS if hasattr(m, name)} for m in modules]
-    try:
-        yield
-    finally:
-        for m, mode in zip(modules, training):
-            m.training = mode
-        for p, flag in requires_grad:
-            if p.requires_grad != flag:
-                p.requires_grad_(flag)
-        for m, saved in zip(modules, hooks):
-            for name, entries in saved.items():
-                current = getattr(m, name)
-                if current.keys() != entries.keys():
-                    current.clear()
-                    current.update(entries)
-
-
-def _target_index(target: Any, argument: str = "targets") -> int:
-    if isinstance(target, (int, np.integer)):
-        return int(target)
-    if isinstance(target, torch.Tensor) and target.numel() == 1 and not target.is_floating_point():
-        return int(target.item())
-    category = getattr(target, "category", None)  # grad-cam's ClassifierOutputTarget & co.
-    if isinstance(category, (int, np.integer)):
-        return int(category)
-    raise TypeError(f"{argument}: expected class indices or ClassifierOutputTarget objects, got {type(target).__name__}")
-
-
-Targets = Sequence[Any] | torch.Tensor | None
-
-
-def check_input(input_tensor: Any) -> None:
-    """A (B, C, H, W) floating-point batch with at least one image, or a clear error."""
-    if not isinstance(input_tensor, torch.Tensor):
-        raise TypeError(f"input_tensor: expected a torch.Tensor (B, C, H, W), got {type(input_tensor).__name__}")
-    if input_tensor.dim() != 4:
-        raise ValueError(f"input_tensor: expected shape (B, C, H, W), got {tuple(input_tensor.shape)}")
-    if not input_tensor.is_floating_point():
-        raise TypeError(f"input_tensor: expected a floating-point tensor, got {input_tensor.dtype}")
-    if input_tensor.shape[0] == 0:
-        raise ValueError("input_tensor: the batch is empty")
-
-
-def resolve_targets(model: nn.Module, x: torch.Tensor, targets: Targets) -> torch.Tensor:
-    """One class index per image of ``x`` (B,) long: ``None`` is the model's prediction on
-    ``x``; otherwise ints, a 1-D integer tensor or grad-cam target objects (their
-    ``category``), one per image."""
-    B = x.shape[0]
-    if targets is None:
-        # no_grad, not inference_mode: the indices may later index a tensor in a graph.
-        with torch.no_grad():
-            return model(x).argmax(dim=1)
-    if isinstance(targets, torch.Tensor):
-        if targets.is_floating_point() or targets.dim() != 1:
-            raise TypeError(f"targets: expected a 1-D integer tensor, got {targets.dtype} of shape {tuple(targets.shape)}")
-        items = targets.tolist()
-    elif isinstance(targets, (str, bytes)) or not isinstance(targets, (Sequence, np.ndarray)):
-        raise TypeError(f"targets: expected a list with one target per image, got {type(targets).__name__}")
-    else:
-        items = list(targets)
-    if len(items) != B:
-        raise ValueError(f"targets: got {len(items)} targets for {B} images; give one per image (or None)")
-    return torch.tensor([_target_index(t) for t in items], dtype=torch.long, device=x.device)
-
-
-class UCAG:
+class UCAG(GradCamCallable):
     """Unfold and Conquer Attribution Guidance around an existing attribution method.
 
     ``base`` is a pytorch-grad-cam CAM object, a Captum ``Attribution``, a zennit
-    ``Attributor`` or a plain callable ``fn(patches, targets) -> maps`` (then ``model=`` is
-    required). Defaults are the paper's (SPEC): a 6 x 6 grid of patches of 124/224 of the
-    image, upsampled x2.6, weighted by ``exp(p)``.
+    ``Attributor``, one of :mod:`ucag.bases.propagation`'s methods, or a plain callable
+    ``fn(patches, targets) -> maps`` (then ``model=`` is required). Defaults are the
+    paper's (docs/algorithm.md §1-4): a 6 x 6 grid of patches of 124/224 of the image,
+    upsampled x2.6, weighted by ``exp(p)``. ``units``, ``patch_size`` (pixels, an (h, w)
+    pair, a fraction of the image side or ``"image"``) and ``scale`` form the
+    :class:`ucag.grid.GridSpec` (``grid_spec``); ``attribute_kwargs`` go to a Captum
+    method's ``attribute``.
 
-    ``postprocess="auto"`` means "cam" (ReLU, min-max to [0, 1], Gaussian blur ``blur``) for
-    CAM-style bases and "none" (the signed raw map) for propagation methods (zennit, LRP).
+    ``postprocess="auto"`` means "cam" (ReLU, min-max to [0, 1], Gaussian blur ``blur``;
+    §5) for CAM-style bases and "none" (the signed raw map) for the others (zennit, LRP).
 
     Call it like a pytorch-grad-cam object: ``explainer(input_tensor=x, targets=[...])``
     returns numpy float32 (B, H, W) maps; :meth:`explain` returns the full
@@ -183,7 +104,7 @@ class UCAG:
         *,
         model: nn.Module | None = None,
         units: int = 6,
-        patch_size: int | tuple[int, int] | None = None,
+        patch_size: PatchSize = None,
         scale: float = 2.6,
         weighting: Weighting = "exp",
         batch_size: int = 16,
@@ -208,11 +129,10 @@ class UCAG:
         self.global_view: GlobalView | None = global_view
         self.global_weight = float(global_weight)
         self.adapter = make_adapter(base, model, **attribute_kwargs)
-        if hasattr(self.adapter, "truncate"):
-            self.adapter.truncate = self.adapter.truncatable and truncate_backward
+        self.adapter.truncate = self.adapter.truncatable and truncate_backward
         self.base = base
         self.model: nn.Module = self.adapter.model
-        self.units, self.patch_size, self.scale = units, patch_size, scale
+        self.grid_spec = GridSpec(units, patch_size, scale)
         self.weighting: Weighting = weighting
         self.batch_size = batch_size
         if postprocess == "auto":
@@ -220,9 +140,18 @@ class UCAG:
         self.postprocess: Literal["cam", "none"] = postprocess
         self.blur = blur
         self.progress = progress
-        self._grids: dict[tuple[int, int], _core.Grid] = {}
-        # Fail early on a bad setting (units, patch_size, scale): build one grid now.
-        _core.Grid(patch_size if patch_size is not None else 224, units=units, patch_size=patch_size, scale=scale)
+
+    @property
+    def units(self) -> int:
+        return self.grid_spec.units
+
+    @property
+    def patch_size(self) -> PatchSize:
+        return self.grid_spec.patch_size
+
+    @property
+    def scale(self) -> float:
+        return self.grid_spec.scale
 
     def __repr__(self) -> str:
         return (
@@ -232,30 +161,18 @@ class UCAG:
             + ")"
         )
 
-    def __enter__(self) -> "UCAG":
+    def __enter__(self) -> UCAG:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        release = getattr(getattr(self.base, "activations_and_grads", None), "release", None)
-        if release is not None:
-            release()
+    def __exit__(self, *exc: object) -> None:
+        self.adapter.release()
 
     def grid_for(self, size: tuple[int, int]) -> _core.Grid:
-        """The grid for images of ``size`` (cached)."""
-        if size not in self._grids:
-            self._grids[size] = _core.Grid(size, units=self.units, patch_size=self.patch_size, scale=self.scale)
-        return self._grids[size]
+        """The grid for images of ``size`` (H, W)."""
+        return self.grid_spec.grid(size)
 
-    def __call__(
-        self,
-        input_tensor: torch.Tensor,
-        targets: Targets = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-    ) -> np.ndarray:
-        """pytorch-grad-cam's call convention: numpy float32 (B, H, W) maps."""
-        explanation = self.explain(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
-        return explanation.saliency.detach().float().cpu().numpy()
+    def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
+        return self.explain(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth).saliency
 
     def _patch_chunks(self, x: torch.Tensor, grid: _core.Grid) -> Iterator[torch.Tensor]:
         """Chunks of ``batch_size`` patches across all images, unfolding one image at a time
@@ -284,49 +201,64 @@ class UCAG:
         """The UCAG explanation of a (B, C, H, W) batch for one target per image."""
         check_input(input_tensor)
         x = input_tensor.detach().to(model_device(self.model))
-        grid = self.grid_for(tuple(x.shape[-2:]))
+        grid = self.grid_for((x.shape[-2], x.shape[-1]))
         with preserved_state(self.model):
             target_ids = resolve_targets(self.model, x, targets)
-            smoothing = {"aug_smooth": aug_smooth, "eigen_smooth": eigen_smooth}
-            patches = self.attribute_patches(x, grid, target_ids, targets, **smoothing)
-            global_map = self.attribute_global(x, target_ids, targets, **smoothing) if self.global_view else None
+            patches = self.attribute_patches(x, grid, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+            global_map = (
+                self.attribute_global(x, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if self.global_view else None
+            )
         return self.conquer(patches, grid, target_ids, global_map)
 
-    def attribute_patches(self, x: torch.Tensor, grid: _core.Grid, target_ids: torch.Tensor, targets: Targets = None, **smoothing: bool) -> PatchAttribution:
-        """The base method on every patch of every image (SPEC section 2), in chunks of
-        ``batch_size``: partial maps (B*N, h', w') and logits (B*N, K)."""
+    def attribute_patches(
+        self,
+        x: torch.Tensor,
+        grid: _core.Grid,
+        target_ids: torch.Tensor,
+        targets: Targets = None,
+        *,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> PatchAttribution:
+        """The base method on every patch of every image (docs/algorithm.md §2), in chunks
+        of ``batch_size``: partial maps (B*N, h', w') and logits (B*N, K)."""
         n = grid.num_patches
-        objects = _target_objects(targets, n)
-        parts = [
-            self.adapter(patches, rows_targets, **smoothing, **({"target_objects": rows_objects} if objects else {}))
-            for patches, rows_targets, rows_objects in self._with_targets(self._patch_chunks(x, grid), target_ids.repeat_interleave(n), objects)
-        ]
-        return _concatenated(parts)
+        chunks = self._patch_chunks(x, grid)
+        return self._attribute_chunks(chunks, target_ids.repeat_interleave(n), target_objects(targets, n), aug_smooth, eigen_smooth)
 
-    def attribute_global(self, x: torch.Tensor, target_ids: torch.Tensor, targets: Targets = None, **smoothing: bool) -> torch.Tensor:
-        """The base method on the full images, its raw maps resized to (H, W) with SPEC
-        section 4's bilinear R: the global view (B, H, W)."""
-        objects = _target_objects(targets, 1)
+    def attribute_global(
+        self,
+        x: torch.Tensor,
+        target_ids: torch.Tensor,
+        targets: Targets = None,
+        *,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> torch.Tensor:
+        """The base method on the full images, its raw maps resized to (H, W) with the
+        fold's bilinear resize (§4): the global view (B, H, W)."""
         chunks = (x[s : s + self.batch_size] for s in range(0, len(x), self.batch_size))
-        parts = [
-            self.adapter(images, rows_targets, **smoothing, **({"target_objects": rows_objects} if objects else {}))
-            for images, rows_targets, rows_objects in self._with_targets(chunks, target_ids, objects)
-        ]
-        maps = _concatenated(parts).maps[:, None]
+        maps = self._attribute_chunks(chunks, target_ids, target_objects(targets), aug_smooth, eigen_smooth).maps[:, None]
         return F.interpolate(maps, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=False)[:, 0]
 
-    def _with_targets(self, chunks: Iterator[torch.Tensor], row_targets: torch.Tensor, objects: list[Any] | None):
-        """Each chunk with its rows' targets (and grad-cam target objects), with a progress
-        bar when asked."""
+    def _attribute_chunks(
+        self, chunks: Iterator[torch.Tensor], row_targets: torch.Tensor, objects: list[Any] | None, aug_smooth: bool, eigen_smooth: bool
+    ) -> PatchAttribution:
+        """The base method on each chunk, each row for its target (and grad-cam target
+        object), with a progress bar when asked; the parts joined."""
         if self.progress:
             from tqdm.auto import tqdm
 
             chunks = tqdm(chunks, total=-(-len(row_targets) // self.batch_size), desc=f"UCAG[{self.adapter.name}]", unit="chunk")
+        parts = []
         start = 0
         for chunk in chunks:
             rows = slice(start, start + len(chunk))
-            yield chunk, row_targets[rows], (objects[rows] if objects else None)
             start += len(chunk)
+            parts.append(
+                self.adapter(chunk, row_targets[rows], target_objects=objects[rows] if objects else None, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+            )
+        return _concatenated(parts)
 
     def conquer(
         self,
@@ -340,11 +272,11 @@ class UCAG:
         global_weight: float | None = None,
     ) -> Explanation:
         """Confidence weighting, fold, the optional global-view fusion and post-processing
-        (SPEC sections 3-5) of computed partial maps. ``weighting``, ``global_view`` and
-        ``global_weight`` override the explainer's own settings, so one patch pass can be
-        conquered several ways (:func:`ucag.tune`)."""
+        (docs/algorithm.md §3-5) of computed partial maps. ``weighting``, ``global_view``
+        and ``global_weight`` override the explainer's own settings, so one patch pass can
+        be conquered several ways (:func:`ucag.tune`)."""
         weighting = self.weighting if weighting is None else weighting
-        global_view = self.global_view if global_view == "default" else global_view
+        view: GlobalView | None = self.global_view if global_view == "default" else global_view
         global_weight = self.global_weight if global_weight is None else global_weight
         partials = patches.maps
         logits = patches.logits.float().to(partials.device)
@@ -353,10 +285,10 @@ class UCAG:
         weights = kernels.confidence(logits, patch_targets, weighting)
         raw = kernels.fold(partials, weights, grid)
         fused = None
-        if global_view is not None:
+        if view is not None:
             if global_map is None:
-                raise ValueError(f"global_view: {global_view!r} needs the global map (attribute_global)")
-            fused = fuse_global_view(raw, global_map.to(raw.device), global_view, global_weight)
+                raise ValueError(f"global_view: {view!r} needs the global map (attribute_global)")
+            fused = fuse_global_view(raw, global_map.to(raw.device), view, global_weight)
         saliency = apply_postprocess(raw if fused is None else fused, self.postprocess, self.blur)
         return Explanation(
             saliency=saliency,
@@ -369,18 +301,11 @@ class UCAG:
             grid=grid,
             base=self.adapter.name,
             postprocess=self.postprocess,
-            truncated_backward=bool(getattr(self.adapter, "truncate", False)),
-            global_view=global_view,
-            global_map=global_map if global_view is not None else None,
+            truncated_backward=self.adapter.truncate,
+            global_view=view,
+            global_map=global_map if view is not None else None,
             fused=fused,
         )
-
-
-def _target_objects(targets: Targets, repeats: int) -> list[Any] | None:
-    """grad-cam target objects given by the user, each repeated for its image's rows."""
-    if targets is None or isinstance(targets, torch.Tensor) or not any(hasattr(t, "category") for t in targets):
-        return None
-    return [t for t in targets for _ in range(repeats)]
 
 
 def _concatenated(parts: list[PatchAttribution]) -> PatchAttribution:

@@ -3,8 +3,9 @@
 - :func:`overlay` — a heat map blended over a photo, returned as an RGB array;
 - :func:`show_signed` — a signed raw map in red (positive) / blue (negative), centred at 0;
 - :func:`compare` — one row per image, one column per method;
-- :func:`show_partials` — the n x n partial maps of one image next to their folded result;
-- :func:`plot_curves` — deletion / insertion curves with their AUCs.
+- :func:`show_partials` — the n x n partial maps of one image next to their folded result.
+
+Figures of evaluation results (deletion / insertion curves) are in :mod:`ucag.eval.plots`.
 
 Conventions shared by every function:
 
@@ -39,7 +40,6 @@ import torch
 import torch.nn.functional as F
 
 from .explainer import Explanation
-from .metrics import MetricResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,10 +51,8 @@ if TYPE_CHECKING:
 ImageLike = Union[torch.Tensor, np.ndarray, "PILImage"]
 #: One saliency map (H, W) or a batch (B, H, W).
 MapLike = Union[torch.Tensor, np.ndarray]
-#: Deletion / insertion curves: a MetricResult or an array (B, T+1) / (T+1,).
-CurvesLike = Union[MetricResult, np.ndarray, torch.Tensor]
 
-__all__ = ["compare", "overlay", "plot_curves", "show_partials", "show_signed"]
+__all__ = ["compare", "overlay", "show_partials", "show_signed"]
 
 #: How far outside [0, 1] a float image may stray and still be taken as a [0, 1] image:
 #: resampling (bicubic) overshoots a little, while a normalised image forgotten without
@@ -598,120 +596,4 @@ def show_partials(
     result_ax.set_title(f"folded UCAG map ({explanation.postprocess})")
     target = int(explanation.targets[index])
     fig.suptitle(f"{explanation.base} on {units} x {units} patches, class {target}")
-    return fig
-
-
-def _curve_rows(value: Any, argument: str) -> tuple[np.ndarray, np.ndarray]:
-    """(B, T+1) curves and their B AUCs from a MetricResult or an array of curves."""
-    if isinstance(value, MetricResult):
-        if value.curves is None:
-            raise ValueError(f"{argument}: this MetricResult ({value.name}) has no curves; deletion and insertion results do")
-        if value.name in ("deletion", "insertion") and not argument.startswith(value.name):
-            raise ValueError(f"{argument}: got a {value.name} result; pass it as {value.name}=")
-        curves = _map_array(value.curves, argument)
-        aucs = np.asarray(value.values, dtype=np.float64).reshape(-1)
-    else:
-        curves = _map_array(value, argument)
-        aucs = None
-    if curves.ndim == 1:
-        curves = curves[None]
-    if curves.ndim != 2 or curves.shape[1] < 2:
-        raise ValueError(f"{argument}: expected curves (B, T+1) or (T+1,) with T >= 1, got shape {curves.shape}")
-    if aucs is None:
-        steps = curves.shape[1] - 1
-        # SPEC section 6: trapezoid rule over [0, 1], the metric's own AUC.
-        aucs = (curves.sum(1) - curves[:, 0] / 2 - curves[:, -1] / 2) / steps
-    if aucs.shape[0] != curves.shape[0]:
-        raise ValueError(f"{argument}: {aucs.shape[0]} AUC values for {curves.shape[0]} curves")
-    return curves, aucs
-
-
-def _curve_series(value: Any, labels: Any, argument: str) -> list[tuple[str, np.ndarray, float]]:
-    """(legend label, curve, AUC) for every line to draw from one argument."""
-    if isinstance(value, Mapping):
-        if labels is not None:
-            raise ValueError("labels: the dict keys already name the curves; drop labels=")
-        if len(value) == 0:
-            raise ValueError(f"{argument}: the dict is empty")
-        series = []
-        for name, result in value.items():
-            curves, aucs = _curve_rows(result, f"{argument}[{name!r}]")
-            series.append((str(name), curves.mean(0), float(aucs.mean())))
-        return series
-    curves, aucs = _curve_rows(value, argument)
-    if labels is None or isinstance(labels, str):
-        # The mean curve's AUC is the mean of the AUCs: the trapezoid rule is linear.
-        return [(labels or "", curves.mean(0), float(aucs.mean()))]
-    if not isinstance(labels, Sequence):
-        raise TypeError(f"labels: expected a string or one string per curve, got {type(labels).__name__}")
-    if len(labels) != curves.shape[0]:
-        raise ValueError(f"labels: {len(labels)} labels for {curves.shape[0]} curves in {argument}")
-    return [(str(label), curves[k], float(aucs[k])) for k, label in enumerate(labels)]
-
-
-def plot_curves(
-    deletion: CurvesLike | Mapping[str, CurvesLike] | None = None,
-    insertion: CurvesLike | Mapping[str, CurvesLike] | None = None,
-    labels: str | Sequence[str] | None = None,
-    ax: Axes | Sequence[Axes] | None = None,
-) -> Figure:
-    """Deletion and insertion curves (SPEC section 6) with their AUCs in the legend.
-
-    The x axis is the fraction of pixels changed, k / T for step k of T; the y axis the
-    target probability. Each argument is a :class:`ucag.metrics.MetricResult` from
-    ``metrics.deletion`` / ``metrics.insertion``, an array (B, T+1) or (T+1,) of curves,
-    or a dict label -> either of those to compare methods (the same label gets the same
-    colour in both panels). A batch is drawn as its mean curve with the mean AUC.
-
-    Args:
-        deletion, insertion: the curves; give at least one.
-        labels: for non-dict arguments: a string naming the method, or one label per image
-            to draw every image's curve separately.
-        ax: where to draw: one Axes (deletion dashed, insertion solid in it), or one Axes
-            per given argument (deletion first); default a new figure with one panel each.
-
-    Returns:
-        The matplotlib Figure.
-    """
-    kinds = [(name, value) for name, value in (("deletion", deletion), ("insertion", insertion)) if value is not None]
-    if not kinds:
-        raise ValueError("deletion, insertion: give at least one of them")
-    series = {name: _curve_series(value, labels, name) for name, value in kinds}
-
-    from matplotlib.axes import Axes as AxesType
-
-    if ax is None:
-        fig, grid = _pyplot().subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False, layout="constrained")
-        panels = {name: grid[0, k] for k, (name, _) in enumerate(kinds)}
-    elif isinstance(ax, AxesType):
-        fig = ax.figure
-        panels = {name: ax for name, _ in kinds}
-    else:
-        flat = _given_axes(ax, len(kinds), "ax")
-        fig = flat[0].figure
-        panels = {name: flat[k] for k, (name, _) in enumerate(kinds)}
-    shared = len(set(map(id, panels.values()))) < len(panels)
-
-    # One colour per label across both panels, so a method is recognisable in each.
-    label_order = list(dict.fromkeys(label for lines in series.values() for label, _, _ in lines))
-    better = {"deletion": "lower", "insertion": "higher"}
-    changed = {"deletion": "deleted", "insertion": "inserted"}
-    for name, lines in series.items():
-        panel = panels[name]
-        for label, curve, area in lines:
-            fractions = np.linspace(0.0, 1.0, curve.shape[0])
-            text = f"{label} (AUC {area:.3f})" if label else f"AUC {area:.3f}"
-            panel.plot(
-                fractions,
-                curve,
-                color=f"C{label_order.index(label) % 10}",
-                linestyle="--" if shared and name == "deletion" else "-",
-                label=f"{name}: {text}" if shared else text,
-            )
-        panel.set_xlim(0.0, 1.0)
-        panel.set_xlabel("fraction of pixels changed" if shared else f"fraction of pixels {changed[name]}")
-        panel.set_ylabel("target probability")
-        if not shared:
-            panel.set_title(f"{name.capitalize()} ({better[name]} AUC is better)")
-        panel.legend(fontsize=8)
     return fig

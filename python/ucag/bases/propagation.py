@@ -31,12 +31,9 @@ UCAG's ``postprocess="auto"`` resolves to ``"none"`` for them.
 Because LRP is linear in the output relevance for a fixed input (every zennit rule is), c*LRP
 is computed in ONE backward pass from the output relevance ``R_target - R_dual``.
 
-**How UCAG uses them.** Each object has ``ucag_adapter(model=None)``, which returns an
-adapter (``adapter(patches, targets) -> PatchAttribution``, ``map_kind = "propagation"``)
-that takes the logits from the method's own forward pass. :func:`ucag.adapters.make_adapter`
-dispatches to it when it checks for that hook; otherwise the objects are plain callables
-``fn(patches, targets) -> maps`` with a ``.model`` attribute, usable as
-``UCAG(method, model=method.model, postprocess="none")``.
+**How UCAG uses them.** Each object has ``ucag_adapter(model=None)``, which returns its
+:class:`ucag.bases.Adapter` (``map_kind = "signed"``) taking the logits from the method's
+own forward pass; :func:`ucag.bases.make_adapter` uses it.
 """
 
 from __future__ import annotations
@@ -50,8 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .adapters import PatchAttribution, model_device
-from .explainer import Targets, check_input, preserved_state, resolve_targets
+from .._call import GradCamCallable, Targets, check_input, model_device, preserved_state, resolve_targets, target_objects
+from .adapters import BaseAdapter, MapKind, PatchAttribution
 
 # --------------------------------------------------------------------------------------
 # Output relevances: (n, K) logits and (n,) targets -> the (n, K) relevance of the outputs.
@@ -192,13 +189,13 @@ def _same_function(model: nn.Module, composite: Any, example: torch.Tensor) -> b
 # --------------------------------------------------------------------------------------
 
 
-class _PropagationAdapter:
+class _PropagationAdapter(BaseAdapter):
     """What :class:`ucag.UCAG` calls: one chunk of patches -> :class:`PatchAttribution`,
     with the logits of the method's own forward pass."""
 
-    map_kind = "propagation"
+    map_kind: MapKind = "signed"
 
-    def __init__(self, method: "_Method", model: nn.Module | None = None):
+    def __init__(self, method: _Method, model: nn.Module | None = None):
         if model is not None and model is not method.model:
             raise ValueError("model: differs from the model the propagation method was built with")
         self.method = method
@@ -212,20 +209,19 @@ class _PropagationAdapter:
         self,
         patches: torch.Tensor,
         targets: torch.Tensor,
+        *,
+        target_objects: list[Any] | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
-        target_objects: list[Any] | None = None,
-        **_: Any,
     ) -> PatchAttribution:
         with preserved_state(self.model):
             self.model.eval()
             return self.method._attribute(patches, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, target_objects=target_objects)
 
 
-class _Method:
+class _Method(GradCamCallable):
     """Shared: the grad-cam call convention, ``attribute`` and the UCAG hook."""
 
-    map_kind = "propagation"
     model: nn.Module
 
     @property
@@ -254,15 +250,13 @@ class _Method:
         with preserved_state(self.model):
             self.model.eval()  # as grad-cam does; the modes are restored on exit
             ids = resolve_targets(self.model, x, targets)
-            objects = None  # grad-cam target objects (FullGrad honours them, e.g. softmax targets)
-            if targets is not None and not isinstance(targets, torch.Tensor) and any(hasattr(t, "category") for t in targets):
-                objects = list(targets)
+            # grad-cam target objects: FullGrad honours them (e.g. softmax targets)
+            objects = target_objects(targets)
             return self._attribute(x, ids, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, target_objects=objects)
 
-    def __call__(self, input_tensor: torch.Tensor, targets: Targets = None, aug_smooth: bool = False, eigen_smooth: bool = False) -> np.ndarray:
-        """pytorch-grad-cam's call convention: numpy float32 (B, H, W) raw maps."""
-        result = self.attribute(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
-        return result.maps.detach().float().cpu().numpy()
+    def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
+        """The raw maps (the call returns them as numpy, grad-cam's convention)."""
+        return self.attribute(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth).maps
 
     def __repr__(self) -> str:
         return f"{self.name}(model={type(self.model).__name__})"
@@ -497,35 +491,14 @@ class FullGrad(_Method):
         return PatchAttribution(torch.cat(maps).float(), torch.cat(logits))
 
 
-#: Short names -> classes, for benchmarks and the method registry.
-PROPAGATION_METHODS: dict[str, type] = {
-    "lrp": LRP,
-    "clrp": ContrastiveLRP,
-    "sglrp": SoftmaxGradientLRP,
-    "fullgrad": FullGrad,
-}
-#: How each is written in tables (the paper's names).
-PROPAGATION_DISPLAY_NAMES = {"lrp": "LRP", "clrp": "c*LRP", "sglrp": "SGLRP", "fullgrad": "FullGrad"}
-
-
-def propagation_method(name: str, model: nn.Module, **options: Any) -> _Method:
-    """A propagation method by short name (:data:`PROPAGATION_METHODS`)."""
-    if name not in PROPAGATION_METHODS:
-        raise ValueError(f"method: expected one of {', '.join(PROPAGATION_METHODS)}, got {name!r}")
-    return PROPAGATION_METHODS[name](model, **options)
-
-
 __all__: Sequence[str] = [
     "LRP",
     "ContrastiveLRP",
     "SoftmaxGradientLRP",
     "FullGrad",
-    "PROPAGATION_METHODS",
-    "PROPAGATION_DISPLAY_NAMES",
     "contrastive_output_relevance",
     "default_canonizers",
     "lrp_output_relevance",
-    "propagation_method",
     "softmax_gradient_relevance",
     "traced_batchnorm_pairs",
 ]

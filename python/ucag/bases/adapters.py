@@ -1,10 +1,14 @@
 """Adapters: run an existing attribution method on a chunk of patches.
 
-Each adapter turns one kind of base method into the same call,
-``adapter(patches, targets) -> PatchAttribution``: one partial map per patch, at whatever
-resolution the method produces, plus the model's logits on the patches (from the method's
-own forward pass where it exposes them, else from one extra no-grad forward, as each
-adapter's docstring says). The explainer (:mod:`ucag.explainer`) picks the adapter by type.
+:class:`Adapter` is the one contract a base method meets for :class:`ucag.UCAG`: a name,
+the model, the kind of map it gives, whether its backward pass may stop at the target
+layer, a call ``adapter(patches, targets) -> PatchAttribution`` (one partial map per patch,
+at whatever resolution the method produces, plus the model's logits on the patches: from
+the method's own forward pass where it exposes them, else from one extra forward under
+``torch.inference_mode``) and :meth:`Adapter.release` for its hooks. :func:`make_adapter`
+picks the adapter for a pytorch-grad-cam, Captum or zennit object or a plain callable;
+a base may bring its own (``base.ucag_adapter(model)``, as :mod:`ucag.bases.propagation`'s
+methods do).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import inspect
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import torch
@@ -22,7 +26,9 @@ from torch import nn
 
 from .truncation import can_truncate, truncated_backward
 
-MapKind = Literal["cam", "propagation"]
+#: "cam": CAM-style maps, post-processed (ReLU, min-max, blur) by default; "signed":
+#: relevance maps whose sign and scale carry meaning (LRP family), kept raw by default.
+MapKind: TypeAlias = Literal["cam", "signed"]
 
 
 @dataclass
@@ -49,9 +55,50 @@ def _as_maps(result: Any, device: torch.device, argument: str) -> torch.Tensor:
     return maps
 
 
-def _no_grad_logits(model: nn.Module, patches: torch.Tensor) -> torch.Tensor:
+def inference_logits(model: nn.Module, patches: torch.Tensor) -> torch.Tensor:
+    """The model's logits on ``patches`` from one forward under ``torch.inference_mode``
+    (for methods that do not expose those of their own forward)."""
     with torch.inference_mode():
-        return model(patches)
+        return model(patches)  # type: ignore[no-any-return]
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What :class:`ucag.UCAG` needs from a base method.
+
+    ``name``: how the method is written in reprs and progress bars. ``model``: the
+    classifier it explains. ``map_kind``: see :data:`MapKind`. ``truncatable``: whether the
+    backward pass may stop at the target layer (:mod:`ucag.bases.truncation`), and
+    ``truncate`` whether it does. Calling it explains a chunk of patches, each for its
+    own target; ``target_objects`` are the user's pytorch-grad-cam target objects (one per
+    row) where given. :meth:`release` removes the hooks the method holds on the model.
+    """
+
+    model: nn.Module
+    map_kind: MapKind
+    truncatable: bool
+    truncate: bool
+
+    @property
+    def name(self) -> str: ...
+
+    def __call__(
+        self,
+        patches: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        target_objects: list[Any] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> PatchAttribution: ...
+
+    def release(self) -> None: ...
+
+
+def _reject_smoothing(name: str, aug_smooth: bool, eigen_smooth: bool) -> None:
+    for option, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
+        if flag:
+            raise ValueError(f"{option}: {name} does not support it")
 
 
 def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
@@ -67,31 +114,48 @@ def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(resized).mean(dim=0)
 
 
-class GradCamAdapter:
+class BaseAdapter:
+    """Defaults of :class:`Adapter` for adapters to build on: a CAM-style map, a full
+    backward pass, nothing to release."""
+
+    model: nn.Module
+    map_kind: MapKind = "cam"
+    truncatable: bool = False
+    truncate: bool = False
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Nothing to release: the method holds no hooks between calls."""
+
+
+class GradCamAdapter(BaseAdapter):
     """A pytorch-grad-cam object (any CAM class grad-cam 1.5.7 exports).
 
     For classes that build their maps through ``BaseCAM.get_cam_image`` (Grad-CAM,
     Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM, AblationCAM, ...), the
     partial maps are the RAW per-layer maps ``get_cam_image`` returns — before grad-cam's
-    ReLU and min-max scaling (SPEC section 2) — captured during grad-cam's own call; several
-    target layers are averaged after resizing to the finest one. The logits are grad-cam's
-    own forward outputs (``cam.outputs``). With ``aug_smooth`` (whose augmentations are
-    undone only on the final map), for FullGrad (which bypasses ``get_cam_image``) and for
-    the wrapper classes (FinerCAM, RefineCAM, SESS), the partial maps are grad-cam's
-    normalised output and, where the object keeps no logits, one extra no-grad forward
+    ReLU and min-max scaling (docs/algorithm.md §2) — captured during grad-cam's own call;
+    several target layers are averaged after resizing to the finest one. The logits are
+    grad-cam's own forward outputs (``cam.outputs``). With ``aug_smooth`` (whose
+    augmentations are undone only on the final map), for grad-cam's FullGrad (which
+    bypasses ``get_cam_image``; :class:`ucag.bases.propagation.FullGrad` gives its raw map)
+    and for the wrapper classes (FinerCAM, RefineCAM, SESS), the partial maps are
+    grad-cam's normalised output and, where the object keeps no logits, one extra forward
     supplies them.
 
     Gradient-based classes run with the backward pass stopped at the target layer
-    (:mod:`ucag.truncation`) unless ``truncate`` is set to False.
+    (:mod:`ucag.bases.truncation`) unless ``truncate`` is set to False. :meth:`release`
+    removes grad-cam's hooks, as ``with GradCAM(...) as cam`` does on exit.
     """
-
-    map_kind: MapKind = "cam"
 
     def __init__(self, cam: Any, model: nn.Module | None = None):
         self.cam = cam
         self.model = model if model is not None else find_model(cam)
         self.captures_raw = hasattr(cam, "get_cam_image") and hasattr(cam, "activations_and_grads")
-        #: Gradient-based CAMs need nothing below their target layers (see ucag.truncation).
+        #: Gradient-based CAMs need nothing below their target layers (see ucag.bases.truncation).
         self.truncatable = can_truncate(cam)
         self.truncate = self.truncatable
 
@@ -99,10 +163,16 @@ class GradCamAdapter:
     def name(self) -> str:
         return type(self.cam).__name__
 
+    def release(self) -> None:
+        hooks = getattr(self.cam, "activations_and_grads", None)
+        if hooks is not None:
+            hooks.release()
+
     def __call__(
         self,
         patches: torch.Tensor,
         targets: torch.Tensor,
+        *,
         target_objects: list[Any] | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
@@ -119,7 +189,7 @@ class GradCamAdapter:
                 if kwargs.pop(key):
                     raise ValueError(f"{key}: {self.name} does not support it")
             out = self.cam(patches, cam_targets, **kwargs)
-            return PatchAttribution(_as_maps(out, patches.device, "base"), _no_grad_logits(self.model, patches), True)
+            return PatchAttribution(_as_maps(out, patches.device, "base"), inference_logits(self.model, patches), True)
         captured: list[torch.Tensor] = []
         method = type(self.cam).get_cam_image
 
@@ -141,44 +211,52 @@ class GradCamAdapter:
             # next call, which would keep a whole chunk's activations alive into the next.
             logits = self.cam.outputs = logits.detach()
         else:
-            logits = _no_grad_logits(self.model, patches)
+            logits = inference_logits(self.model, patches)
         if captured and not aug_smooth:
             return PatchAttribution(_mean_of_layers(captured), logits, False)
         return PatchAttribution(_as_maps(out, patches.device, "base"), logits, True)
 
 
-class CaptumAdapter:
+class CaptumAdapter(BaseAdapter):
     """Any Captum ``Attribution`` (LayerGradCam, GuidedGradCam, IntegratedGradients,
     Saliency, LRP, ...), called as ``attribute(patches, target=targets, **attribute_kwargs)``.
     Layer-level results are used as they are (LayerGradCam's default keeps them raw);
     input-level (n, C, h, w) results are summed over channels. Captum does not expose the
-    logits of its forward pass, so one extra no-grad forward of ``forward_func`` supplies
-    them."""
+    logits of its forward pass, so one extra forward of ``forward_func`` supplies them."""
 
     def __init__(self, attribution: Any, model: nn.Module | None = None, **attribute_kwargs: Any):
         self.attribution = attribution
         self.model = model if model is not None else find_model(attribution)
         self.attribute_kwargs = attribute_kwargs
-        self.map_kind: MapKind = "propagation" if "LRP" in type(attribution).__name__ else "cam"
+        self.map_kind = "signed" if "LRP" in type(attribution).__name__ else "cam"
 
     @property
     def name(self) -> str:
         return type(self.attribution).__name__
 
-    def __call__(self, patches: torch.Tensor, targets: torch.Tensor, **_: Any) -> PatchAttribution:
+    def __call__(
+        self,
+        patches: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        target_objects: list[Any] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> PatchAttribution:
+        _reject_smoothing(self.name, aug_smooth, eigen_smooth)
         with warnings.catch_warnings():
             # The patches are ucag's own fresh tensors: Captum may mark them as requiring grad.
             warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
             result = self.attribution.attribute(patches, target=targets, **self.attribute_kwargs)
-        return PatchAttribution(_as_maps(result, patches.device, "base"), _no_grad_logits(self.model, patches))
+        return PatchAttribution(_as_maps(result, patches.device, "base"), inference_logits(self.model, patches))
 
 
-class ZennitAdapter:
+class ZennitAdapter(BaseAdapter):
     """A zennit ``Attributor`` (e.g. ``Gradient(model, EpsilonPlusFlat())``): the output
     relevance is the one-hot target, the relevance is summed over channels (signed), and the
     logits come from the attributor's own forward pass."""
 
-    map_kind: MapKind = "propagation"
+    map_kind: MapKind = "signed"
 
     def __init__(self, attributor: Any, model: nn.Module | None = None):
         self.attributor = attributor
@@ -190,7 +268,17 @@ class ZennitAdapter:
         suffix = f"[{type(composite).__name__}]" if composite is not None else ""
         return type(self.attributor).__name__ + suffix
 
-    def __call__(self, patches: torch.Tensor, targets: torch.Tensor, **_: Any) -> PatchAttribution:
+    def __call__(
+        self,
+        patches: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        target_objects: list[Any] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> PatchAttribution:
+        _reject_smoothing(self.name, aug_smooth, eigen_smooth)
+
         def one_hot(output: torch.Tensor) -> torch.Tensor:
             return F.one_hot(targets.to(output.device), output.shape[-1]).to(output.dtype)
 
@@ -198,12 +286,10 @@ class ZennitAdapter:
         return PatchAttribution(_as_maps(relevance, patches.device, "base"), output.detach())
 
 
-class CallableAdapter:
+class CallableAdapter(BaseAdapter):
     """A plain function ``fn(patches, targets) -> maps`` ((n, h, w), (n, 1, h, w) or
-    (n, C, h, w), torch or numpy). The logits come from one extra no-grad forward of
-    ``model``, which must be given."""
-
-    map_kind: MapKind = "cam"
+    (n, C, h, w), torch or numpy). The logits come from one extra forward of ``model``,
+    which must be given."""
 
     def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], Any], model: nn.Module | None):
         if model is None:
@@ -215,14 +301,17 @@ class CallableAdapter:
     def name(self) -> str:
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
-    def __call__(self, patches: torch.Tensor, targets: torch.Tensor, **_: Any) -> PatchAttribution:
-        return PatchAttribution(_as_maps(self.fn(patches, targets), patches.device, "base"), _no_grad_logits(self.model, patches))
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's parameters (CPU for a model without any)."""
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+    def __call__(
+        self,
+        patches: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        target_objects: list[Any] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> PatchAttribution:
+        _reject_smoothing(self.name, aug_smooth, eigen_smooth)
+        return PatchAttribution(_as_maps(self.fn(patches, targets), patches.device, "base"), inference_logits(self.model, patches))
 
 
 def find_model(base: Any) -> nn.Module:
@@ -235,21 +324,24 @@ def find_model(base: Any) -> nn.Module:
             return obj
     layers = getattr(base, "base_cam_per_layer", None)  # RefineCAM
     if layers:
-        return layers[0].model
+        return layers[0].model  # type: ignore[no-any-return]
     raise ValueError(f"model: cannot find the model inside {type(base).__name__}; pass model=")
 
 
-def make_adapter(base: Any, model: nn.Module | None = None, **attribute_kwargs: Any):
-    """The adapter for ``base``: its own when it supplies one (``base.ucag_adapter(model)``,
-    as :mod:`ucag.propagation`'s methods do), else one chosen by its library."""
+def make_adapter(base: Any, model: nn.Module | None = None, **attribute_kwargs: Any) -> Adapter:
+    """The :class:`Adapter` for ``base``: its own when it supplies one
+    (``base.ucag_adapter(model)``, as :mod:`ucag.bases.propagation`'s methods do), else one
+    chosen by its library. ``attribute_kwargs`` go to a Captum method's ``attribute``."""
     own = getattr(base, "ucag_adapter", None)
     if callable(own):
-        return own(model, **attribute_kwargs)
+        return own(model, **attribute_kwargs)  # type: ignore[no-any-return]
     module = type(base).__module__ or ""
-    if module.startswith("pytorch_grad_cam"):
-        return GradCamAdapter(base, model)
     if module.startswith("captum"):
         return CaptumAdapter(base, model, **attribute_kwargs)
+    if attribute_kwargs:
+        raise TypeError(f"attribute_kwargs: only Captum bases take attribute options, got {sorted(attribute_kwargs)} for {type(base).__name__}")
+    if module.startswith("pytorch_grad_cam"):
+        return GradCamAdapter(base, model)
     if module.startswith("zennit"):
         return ZennitAdapter(base, model)
     if callable(base):

@@ -2,7 +2,7 @@
 
 The best grid differs between models (the paper's own ablation shows it). :func:`tune`
 explains the user's images with every setting of a small search space, measures each with
-deletion and insertion (SPEC section 6), marks the Pareto front of (deletion down,
+deletion and insertion (docs/algorithm.md §6.1, the procedure in §9.5), marks the Pareto front of (deletion down,
 insertion up) and recommends the setting with the best score, as a ready-to-paste call.
 Settings that share a grid (units, patch size, scale) share one pass of the base method
 over the patches, and the full-image maps are computed once, so a sweep costs about its
@@ -12,19 +12,21 @@ number of distinct grids.
 from __future__ import annotations
 
 import itertools
-import math
-from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._call import Targets, check_input, model_device, preserved_state, resolve_targets
+from .._core import Grid
+from ..explainer import UCAG, GlobalView, Weighting
+from ..grid import GridSpec
 from . import metrics as M
-from .adapters import model_device
-from .explainer import UCAG, Targets, check_input, preserved_state, resolve_targets
 
-Objective = Literal["insertion-deletion", "insertion", "deletion"]
+Objective: TypeAlias = Literal["insertion-deletion", "insertion", "deletion"]
 
 #: The default search space: 3 x 2 grids, each conquered 4 ways (24 settings).
 DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
@@ -36,27 +38,30 @@ DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _round_half_up(value: float) -> int:
-    return int(math.floor(value + 0.5))
-
-
 @dataclass(frozen=True)
 class Setting:
     """One UCAG configuration. ``patch_fraction`` is the patch side over the image side
-    (SPEC's default 124/224)."""
+    (the paper's default 124/224)."""
 
     units: int = 6
     patch_fraction: float = 124 / 224
     scale: float = 2.6
-    weighting: str = "exp"
-    global_view: str | None = None
+    weighting: Weighting = "exp"
+    global_view: GlobalView | None = None
 
-    def patch_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        return (_round_half_up(self.patch_fraction * size[0]), _round_half_up(self.patch_fraction * size[1]))
+    @property
+    def grid_spec(self) -> GridSpec:
+        return GridSpec(self.units, self.patch_fraction, self.scale)
+
+    def grid(self, size: tuple[int, int]) -> Grid:
+        """The grid this setting cuts images of ``size`` (H, W) into."""
+        return self.grid_spec.grid(size)
 
     def ucag_kwargs(self, size: tuple[int, int]) -> dict[str, Any]:
-        """Keyword arguments of :class:`ucag.UCAG` for images of ``size`` (H, W)."""
-        kwargs: dict[str, Any] = {"units": self.units, "patch_size": self.patch_size(size), "scale": self.scale, "weighting": self.weighting}
+        """Keyword arguments of :class:`ucag.UCAG` for images of ``size`` (H, W), the patch
+        in pixels."""
+        patch = self.grid(size).patch_size
+        kwargs: dict[str, Any] = {"units": self.units, "patch_size": patch, "scale": self.scale, "weighting": self.weighting}
         if self.global_view is not None:
             kwargs["global_view"] = self.global_view
         return kwargs
@@ -100,7 +105,6 @@ class TuneResult:
     objective: str
     size: tuple[int, int]
     images: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def call(self) -> str:
@@ -204,9 +208,9 @@ def tune(
     model = probe.model
     x = images.detach().to(model_device(model))
     size = (int(x.shape[-2]), int(x.shape[-1]))
-    grids: dict[tuple[int, tuple[int, int], float], list[Setting]] = {}
+    grids: dict[Grid, list[Setting]] = {}
     for s in settings:
-        grids.setdefault((s.units, s.patch_size(size), s.scale), []).append(s)
+        grids.setdefault(s.grid(size), []).append(s)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -216,9 +220,8 @@ def tune(
     with preserved_state(model):
         target_ids = resolve_targets(model, x, targets)
         global_map = probe.attribute_global(x, target_ids, targets) if any(s.global_view for s in settings) else None
-        for (units, patch_size, scale), group in grids.items():
-            explainer = UCAG(base, model=model, units=units, patch_size=patch_size, scale=scale, batch_size=batch_size, blur=blur)
-            grid = explainer.grid_for(size)
+        for grid, group in grids.items():
+            explainer = UCAG(base, model=model, units=grid.units, patch_size=grid.patch_size, scale=group[0].scale, batch_size=batch_size, blur=blur)
             patches = explainer.attribute_patches(x, grid, target_ids, targets)
             for s in group:
                 saliency = explainer.conquer(patches, grid, target_ids, global_map, weighting=s.weighting, global_view=s.global_view).saliency

@@ -1,8 +1,8 @@
 """Evaluation over a dataset: :func:`evaluate` (and the ``ucag evaluate`` command).
 
-For every sample of a dataset (a reader from :mod:`ucag.datasets`), every method is
-explained in every variant (base, UCAG, baselines; :mod:`ucag.methods`), measured with the
-chosen metrics (:mod:`ucag.metrics`, SPEC section 6), and appended to the output folder as
+For every sample of a dataset (a reader from :mod:`ucag.eval.datasets`), every method is
+explained in every variant (base, UCAG, baselines; :mod:`ucag.eval.registry`), measured
+with the chosen metrics (:mod:`ucag.eval.metrics`, docs/algorithm.md §6), and appended to the output folder as
 soon as the sample is done:
 
 - ``results.csv``: one row per (image, method, variant) with every metric's value,
@@ -25,18 +25,19 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .._call import model_device
+from ..data import preprocess_image, resize_mask
 from . import metrics as M
-from .adapters import model_device
-from .data import preprocess_image, resize_mask
-from .methods import comparison_pairs, display_name, explain_with
+from .registry import comparison_pairs, display_name, explain_with
 
 #: Metric names -> the columns they fill in results.csv.
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -49,8 +50,6 @@ METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 METRICS = tuple(METRIC_COLUMNS)
 DEFAULT_METRICS = ("deletion", "insertion", "density", "pointing_game", "energy_pointing_game")
-#: Metrics that need a ground-truth mask; their cells stay empty for samples without one.
-MASK_METRICS = ("pointing_game", "energy_pointing_game", "segmentation")
 CURVE_METRICS = ("deletion", "insertion")
 LOWER_IS_BETTER = ("deletion", "negative_density")
 COLUMN_TITLES = {
@@ -165,20 +164,64 @@ def _cell_value(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+@dataclass(frozen=True)
 class _Run:
-    """One evaluation: the settings, and measuring one sample."""
+    """One evaluation's settings, and measuring one sample with them."""
 
-    def __init__(self, model, target_layer, pairs, metrics, mean, std, input_size, ucag_options, baseline_options, blur, step, metric_batch_size):
-        self.model, self.target_layer, self.pairs, self.metrics = model, target_layer, pairs, metrics
-        self.mean, self.std, self.input_size = mean, std, input_size
-        self.ucag_options, self.baseline_options, self.blur = ucag_options, baseline_options, blur
-        self.step, self.metric_batch_size = step, metric_batch_size
-        self.columns = [c for m in metrics for c in METRIC_COLUMNS[m]]
-        self.device = model_device(model)
+    model: nn.Module
+    target_layer: nn.Module
+    pairs: list[tuple[str, str]]
+    metrics: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: int
+    ucag_options: dict[str, Any]
+    baseline_options: dict[str, dict[str, Any]]
+    blur: tuple[int, float] | None
+    step: int | None
+    metric_batch_size: int
+
+    @property
+    def columns(self) -> list[str]:
+        """The metric columns of results.csv."""
+        return [c for m in self.metrics for c in METRIC_COLUMNS[m]]
+
+    @property
+    def header(self) -> list[str]:
+        return list(KEY_COLUMNS) + self.columns
+
+    @property
+    def curve_metrics(self) -> list[str]:
+        return [m for m in CURVE_METRICS if m in self.metrics]
+
+    @property
+    def curves_header(self) -> list[str]:
+        """curves.csv's columns: the key, then the T + 1 scores s_0 ... s_T."""
+        pixels = self.input_size * self.input_size
+        steps = math.ceil(pixels / (8 * self.input_size if self.step is None else self.step))
+        return ["id", "method", "variant", "curve"] + [f"s{k}" for k in range(steps + 1)]
+
+    def config(self, dataset: str) -> dict[str, Any]:
+        """What the run computes, as config.json holds it (a rerun must match it)."""
+        config = {
+            "dataset": dataset,
+            "model": type(self.model).__name__,
+            "pairs": [list(p) for p in self.pairs],
+            "metrics": self.metrics,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "input_size": self.input_size,
+            "ucag_options": self.ucag_options,
+            "baseline_options": self.baseline_options,
+            "blur": list(self.blur) if self.blur else None,
+            "step": self.step,
+        }
+        return json.loads(json.dumps(config, default=repr))  # type: ignore[no-any-return]  # as it reads back (tuples -> lists)
 
     def measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
         """results.csv and curves.csv rows of one sample."""
-        x = preprocess_image(sample.rgb, self.mean, self.std, self.input_size).to(self.device)
+        device = model_device(self.model)
+        x = preprocess_image(sample.rgb, self.mean, self.std, self.input_size).to(device)
         with torch.inference_mode():
             probabilities = torch.softmax(self.model(x).float(), dim=1)[0]
         target = int(probabilities.argmax()) if sample.target is None else int(sample.target)
@@ -187,7 +230,7 @@ class _Run:
                 explain_with(m, v, self.model, self.target_layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur)
                 .detach()
                 .float()
-                .to(self.device)
+                .to(device)
                 for m, v in self.pairs
             ]
         )
@@ -200,7 +243,9 @@ class _Run:
                 curve_rows.append([sample.id, method, variant, name] + [_cell_value(v) for v in curve[i]])
         return result_rows, curve_rows
 
-    def _metric_values(self, x, maps, target, mask):
+    def _metric_values(
+        self, x: torch.Tensor, maps: torch.Tensor, target: int, mask: np.ndarray | None
+    ) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
         """Every column's value per map (None where undefined) and the curves."""
         n = len(maps)
         xs, targets = x.expand(n, -1, -1, -1), [target] * n
@@ -209,7 +254,9 @@ class _Run:
         for name, metric in (("deletion", M.deletion), ("insertion", M.insertion)):
             if name in self.metrics:
                 result = metric(self.model, xs, maps, targets, step=self.step, batch_size=self.metric_batch_size)
-                values[name], curves[name] = list(result.values), result.curves
+                values[name] = list(result.values)
+                assert result.curves is not None
+                curves[name] = result.curves
         if "density" in self.metrics:
             flat = maps.flatten(1)
             varying = [i for i in range(n) if float(flat[i].max() - flat[i].min()) > 0]  # constant maps: undefined
@@ -218,41 +265,55 @@ class _Run:
                 for j, i in enumerate(varying):
                     values["positive_density"][i], values["negative_density"][i] = float(pos.values[j]), float(neg.values[j])
         if mask is not None:
-            m = resize_mask(mask, self.input_size).to(maps.device)
+            # The mask metrics run on the CPU: the maps come over once, the mask stays there.
+            m = resize_mask(mask, self.input_size)
             if m.any():  # an object too small to survive the resize has no mask
-                masks = m.expand(n, -1, -1)
                 s = maps.cpu()
+                masks = m.expand(n, -1, -1)
                 if "pointing_game" in self.metrics:
-                    values["pointing_game"] = list(M.pointing_game(s, masks.cpu()).values)
+                    values["pointing_game"] = list(M.pointing_game(s, masks).values)
                 if "energy_pointing_game" in self.metrics:
-                    values["energy_pointing_game"] = list(M.energy_pointing_game(s, masks.cpu()).values)
+                    values["energy_pointing_game"] = list(M.energy_pointing_game(s, masks).values)
                 if "segmentation" in self.metrics:
                     for i in range(n):
-                        scores = M.segmentation_scores(s[i : i + 1], masks[i : i + 1].cpu())
+                        scores = M.segmentation_scores(s[i : i + 1], masks[i : i + 1])
                         values["pixel_accuracy"][i], values["average_precision"][i] = scores.pixel_accuracy, scores.mean_ap
         return values, curves
 
 
-def _read_rows(path: Path) -> list[list[str]]:
-    """Rows of a CSV file we append to, without a partial last line left by a killed run."""
+def _complete_text(path: Path) -> str:
+    """A CSV file we append to, without a partial last line left by a killed run."""
     if not path.exists():
-        return []
+        return ""
     text = path.read_text()
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    return list(csv.reader(io.StringIO(text)))
+    return text
 
 
-def _complete_prefix(out: Path, header: list[str], curves_header: list[str], pairs: list[tuple[str, str]], curve_metrics: list[str]) -> int:
+def _read_rows(path: Path) -> list[list[str]]:
+    """The complete rows of a CSV file, header first."""
+    return list(csv.reader(io.StringIO(_complete_text(path))))
+
+
+def _read_records(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the complete rows, by column name, of a CSV file."""
+    reader = csv.DictReader(io.StringIO(_complete_text(path)))
+    records = list(reader)
+    return list(reader.fieldnames or []), records
+
+
+def _complete_prefix(out: Path, run: _Run) -> int:
     """How many samples a previous run finished (they come first, in dataset order); the
     files are trimmed to exactly those rows."""
+    header, curves_header = run.header, run.curves_header
     results, curves = _read_rows(out / RESULTS), _read_rows(out / CURVES)
     if results and results[0] != header:
         raise ValueError(f"out: {out / RESULTS} has other columns than this run writes; choose another folder")
     if curves and curves[0] != curves_header:
         raise ValueError(f"out: {out / CURVES} has other columns than this run writes; choose another folder")
     results = results[1:]
-    per_sample, per_sample_curves = len(pairs), len(pairs) * len(curve_metrics)
+    per_sample, per_sample_curves = len(run.pairs), len(run.pairs) * len(run.curve_metrics)
     ids: list[str] = list(dict.fromkeys(r[0] for r in results))
     done = 0
     for sample_id in ids:
@@ -265,11 +326,6 @@ def _complete_prefix(out: Path, header: list[str], curves_header: list[str], pai
     _write_rows(out / RESULTS, [header] + [r for r in results if r[0] in kept])
     _write_rows(out / CURVES, [curves_header] + [r for r in curves[1:] if r[0] in kept])
     return done
-
-
-def _curves_header(steps: int) -> list[str]:
-    """curves.csv's columns: the key, then the T + 1 scores s_0 ... s_T."""
-    return ["id", "method", "variant", "curve"] + [f"s{k}" for k in range(steps + 1)]
 
 
 def _write_rows(path: Path, rows: Iterable[list[str]], mode: str = "w") -> None:
@@ -302,15 +358,15 @@ def evaluate(
 ) -> EvaluationSummary:
     """Explain and measure every sample of ``dataset`` with every method in every variant.
 
-    ``dataset``: a reader from :mod:`ucag.datasets` (or a spec for
-    :func:`ucag.datasets.open_dataset`, e.g. ``"samples"``); each sample's photo is resized
+    ``dataset``: a reader from :mod:`ucag.eval.datasets` (or a spec for
+    :func:`ucag.eval.datasets.open_dataset`, e.g. ``"samples"``); each sample's photo is resized
     to ``input_size`` and normalised with ``mean``/``std``, its mask resized alike.
-    ``methods`` are names from :data:`ucag.methods.METHODS`, each run in every ``variant``
+    ``methods`` are names from :data:`ucag.eval.registry.METHODS`, each run in every ``variant``
     ("base", "ucag"...), plus ``baselines`` ("upscale", "sess", "cameras"; see
-    :func:`ucag.methods.comparison_pairs`). ``metrics`` from :data:`METRICS`; the mask
+    :func:`ucag.eval.registry.comparison_pairs`). ``metrics`` from :data:`METRICS`; the mask
     metrics only where a sample has a mask. ``ucag_options`` go to :class:`ucag.UCAG`
     (units, patch_size, scale, weighting, batch_size), ``baseline_options`` to the
-    baselines (see :func:`ucag.methods.explain_with`); ``step`` and ``metric_batch_size``
+    baselines (see :func:`ucag.eval.registry.explain_with`); ``step`` and ``metric_batch_size``
     to deletion/insertion. ``limit`` evaluates the first ``limit`` samples only.
 
     Rows are appended to ``out`` as each sample is done; calling again with the same
@@ -332,42 +388,47 @@ def evaluate(
         raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
     pairs = comparison_pairs(methods, variants, baselines)
     metrics = [m for m in METRICS if m in metrics]
-    run = _Run(model, target_layer, pairs, metrics, tuple(mean), tuple(std), input_size, dict(ucag_options or {}), dict(baseline_options or {}), blur, step, metric_batch_size)
+    run = _Run(
+        model=model,
+        target_layer=target_layer,
+        pairs=pairs,
+        metrics=metrics,
+        mean=tuple(mean),
+        std=tuple(std),
+        input_size=input_size,
+        ucag_options=dict(ucag_options or {}),
+        baseline_options=dict(baseline_options or {}),
+        blur=blur,
+        step=step,
+        metric_batch_size=metric_batch_size,
+    )
     total = len(dataset) if limit is None else min(limit, len(dataset))
     out = Path(out)
-    config = {
-        "dataset": repr(dataset),
-        "model": type(model).__name__,
-        "pairs": [list(p) for p in pairs],
-        "metrics": metrics,
-        "mean": list(run.mean),
-        "std": list(run.std),
-        "input_size": input_size,
-        "ucag_options": run.ucag_options,
-        "baseline_options": run.baseline_options,
-        "blur": list(blur) if blur else None,
-        "step": step,
-    }
-    config = json.loads(json.dumps(config, default=repr))  # as it reads back from config.json (tuples -> lists)
-    header = list(KEY_COLUMNS) + run.columns
-    curve_metrics = [m for m in CURVE_METRICS if m in metrics]
-    curves_header = _curves_header(math.ceil(input_size * input_size / (8 * input_size if step is None else step)))
     rank, world = _rank_and_world()
     start, error = 0, None
     if rank == 0:
         try:
-            start = _prepare_folder(out, config, header, curves_header, pairs, curve_metrics)
+            start = _prepare_folder(out, run, repr(dataset))
         except ValueError as err:
             error = str(err)
     start, error = _broadcast((start, error), world)
     if error:
         raise ValueError(error)
-    pending = list(range(start, total))
     bar = None
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=start, unit="image", desc=f"evaluate ({len(pairs)} maps per image)")
+    _measure_samples(run, dataset, list(range(start, total)), out, rank, world, bar)
+    if bar is not None:
+        bar.close()
+    summary = summarize(out, plot=plot) if rank == 0 else None
+    return _broadcast(summary, world)  # type: ignore[no-any-return]
+
+
+def _measure_samples(run: _Run, dataset: Any, pending: list[int], out: Path, rank: int, world: int, bar: Any) -> None:
+    """Measure the ``pending`` samples, dealt round-robin to the ``world`` processes; rank 0
+    appends every sample's rows in dataset order as they arrive."""
     for first in range(0, len(pending), world):
         mine = first + rank
         outcome: Any = None
@@ -386,24 +447,23 @@ def evaluate(
             _write_rows(out / CURVES, [row for _, rows in done for row in rows], "a")
             if bar is not None:
                 bar.update(len(done))
-    if bar is not None:
-        bar.close()
-    summary = summarize(out, plot=plot) if rank == 0 else None
-    return _broadcast(summary, world)
 
 
-def _prepare_folder(out: Path, config: dict, header: list[str], curves_header: list[str], pairs, curve_metrics) -> int:
+def _prepare_folder(out: Path, run: _Run, dataset: str) -> int:
+    """Create the folder's files, or check that the run in it has the same settings and
+    trim it to its complete samples; returns how many samples are done."""
     out.mkdir(parents=True, exist_ok=True)
+    config = run.config(dataset)
     config_path = out / CONFIG
     if config_path.exists():
         previous = json.loads(config_path.read_text())
         changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
         if changed:
             raise ValueError(f"out: {out} holds a run with other settings ({', '.join(changed)} differ); choose another folder or delete it")
-        return _complete_prefix(out, header, curves_header, pairs, curve_metrics)
+        return _complete_prefix(out, run)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
-    _write_rows(out / RESULTS, [header])
-    _write_rows(out / CURVES, [curves_header])
+    _write_rows(out / RESULTS, [run.header])
+    _write_rows(out / CURVES, [run.curves_header])
     return 0
 
 
@@ -425,32 +485,29 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
     """Read ``results.csv`` and ``curves.csv`` of an evaluation folder and write
     ``summary.json``, ``summary.md`` and (with ``plot``) ``curves.png``."""
     out = Path(out)
-    rows = _read_rows(out / RESULTS)
-    if not rows:
+    header, rows = _read_records(out / RESULTS)
+    if not header:
         raise ValueError(f"out: no {RESULTS} in {out}")
-    header, rows = rows[0], rows[1:]
     columns = header[len(KEY_COLUMNS) :]
-    pairs = list(dict.fromkeys((r[4], r[5]) for r in rows))
-    index = {c: header.index(c) for c in columns}
+    pairs = list(dict.fromkeys((r["method"], r["variant"]) for r in rows))
     cells, differences = [], []
     for method, variant in pairs:
-        mine = [r for r in rows if (r[4], r[5]) == (method, variant)]
+        mine = [r for r in rows if (r["method"], r["variant"]) == (method, variant)]
         for column in columns:
-            present = [r for r in mine if r[index[column]] != ""]
+            present = [r for r in mine if r[column] != ""]
             if column == "pointing_game":  # dataset protocol: per class, then over classes
                 by_class: dict[str, list[float]] = {}
                 for r in present:
-                    by_class.setdefault(r[2], []).append(float(r[index[column]]))
+                    by_class.setdefault(r["target"], []).append(float(r[column]))
                 cells.append(_cell(method, variant, column, [float(np.mean(v)) for v in by_class.values()]))
             else:
-                cells.append(_cell(method, variant, column, [float(r[index[column]]) for r in present]))
+                cells.append(_cell(method, variant, column, [float(r[column]) for r in present]))
         if variant == "ucag" and (method, "base") in pairs:
-            base = {r[0]: r for r in rows if (r[4], r[5]) == (method, "base")}
+            base = {r["id"]: r for r in rows if (r["method"], r["variant"]) == (method, "base")}
             for column in columns:
-                i = index[column]
-                diffs = [float(r[i]) - float(base[r[0]][i]) for r in mine if r[i] != "" and r[0] in base and base[r[0]][i] != ""]
+                diffs = [float(r[column]) - float(base[r["id"]][column]) for r in mine if r[column] != "" and r["id"] in base and base[r["id"]][column] != ""]
                 differences.append(_cell(method, "ucag", column, diffs))
-    images = len(dict.fromkeys(r[0] for r in rows))
+    images = len(dict.fromkeys(r["id"] for r in rows))
     summary = EvaluationSummary(out, images, columns, cells, differences)
     (out / SUMMARY_JSON).write_text(
         json.dumps({"images": images, "cells": [asdict(c) for c in cells], "ucag_minus_base": [asdict(c) for c in differences]}, indent=2) + "\n"
@@ -462,17 +519,18 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
 
 
 def _plot_mean_curves(out: Path, pairs: list[tuple[str, str]]) -> None:
-    curves = _read_rows(out / CURVES)[1:]
+    header, curves = _read_records(out / CURVES)
     if not curves:
         return
     import matplotlib.pyplot as plt
 
-    from .viz import plot_curves
+    from .plots import plot_curves
 
+    scores = [c for c in header if c.startswith("s")]
     by_name: dict[str, dict[str, np.ndarray]] = {}
     for name in CURVE_METRICS:
         for method, variant in pairs:
-            mine = [r[4:] for r in curves if (r[1], r[2], r[3]) == (method, variant, name)]
+            mine = [[r[c] for c in scores] for r in curves if (r["method"], r["variant"], r["curve"]) == (method, variant, name)]
             if mine:
                 by_name.setdefault(name, {})[display_name(method, variant)] = np.asarray(mine, dtype=np.float64)
     fig = plot_curves(deletion=by_name.get("deletion"), insertion=by_name.get("insertion"))

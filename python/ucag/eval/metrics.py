@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapters import model_device
-from .postprocess import gaussian_blur
+from .._call import model_device
+from ..postprocess import gaussian_blur
 
 
 @dataclass

@@ -155,7 +155,7 @@ def _read_rgb(path: Path, reader: str) -> np.ndarray:
 
 def _imagenet_class_names(reader: str) -> list[str]:
     _optional_import("torchvision", reader)
-    from .data import imagenet_class_names
+    from ..data import imagenet_class_names
 
     return imagenet_class_names()
 
@@ -629,7 +629,7 @@ class SampleImages(EvalDataset):
     """
 
     def __init__(self, names: tuple[str, ...] | list[str] | None = None) -> None:
-        from . import data
+        from .. import data
 
         self.names = tuple(data.SAMPLE_PHOTOS if names is None else names)
         unknown = [n for n in self.names if n not in data.SAMPLE_PHOTOS]
@@ -644,7 +644,7 @@ class SampleImages(EvalDataset):
         return self.names[self._check_index(index)]
 
     def _load(self, index: int) -> EvalSample:
-        from .data import sample_image
+        from ..data import sample_image
 
         photo = sample_image(self.names[index])
         mask = None if photo.masks is None else np.asarray(photo.masks, dtype=bool).any(axis=0)

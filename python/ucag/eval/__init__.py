@@ -1,0 +1,22 @@
+"""The evaluation toolkit, one layer above the library: it imports :mod:`ucag`, never
+the other way round.
+
+- :mod:`ucag.eval.metrics` — deletion, insertion, pointing game, energy pointing game,
+  map density, weakly supervised segmentation (docs/algorithm.md §6);
+- :mod:`ucag.eval.registry` — every method a comparison can run, by name, and the
+  variants (base, UCAG, Upscale, SESS);
+- :mod:`ucag.eval.runner` — :func:`evaluate` over a dataset, resumable, sharded under
+  torchrun, with its summary;
+- :mod:`ucag.eval.datasets` — readers of local copies of ImageNet, VOC 2007, COCO 2014,
+  ImageNet-segmentation and the bundled photos;
+- :mod:`ucag.eval.tuning` — :func:`tune`, UCAG's settings for a model on the user's images;
+- :mod:`ucag.eval.plots` — deletion / insertion curves with their AUCs.
+"""
+
+from . import datasets, metrics, registry
+from .plots import plot_curves
+from .registry import METHODS, explain_with, register_method
+from .runner import evaluate, summarize
+from .tuning import tune
+
+__all__ = ["METHODS", "datasets", "evaluate", "explain_with", "metrics", "plot_curves", "register_method", "registry", "summarize", "tune"]

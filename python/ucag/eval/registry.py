@@ -1,0 +1,261 @@
+"""The method registry: every attribution method a comparison can run, defined once.
+
+Each method is registered under a short name with its display name, its kind and a
+factory, the way zennit registers composites (:func:`register_method`). The command
+line's choices, :func:`ucag.eval.evaluate`, the benchmarks and the notebooks read
+:data:`METHODS`; nothing else keeps a table of method names.
+
+- kind ``"gradcam"``: a pytorch-grad-cam class (``gradcam_class`` names it);
+- kind ``"propagation"``: a method of :mod:`ucag.bases.propagation` (LRP, c*LRP, SGLRP,
+  FullGrad's raw map — "fullgrad" is that one everywhere; SESS, which can only wrap a
+  pytorch-grad-cam class, wraps grad-cam's ``FullGrad``, the same method);
+- kind ``"baseline"``: a whole-image baseline of :mod:`ucag.baselines` (CAMERAS).
+
+A comparison runs each method in one or more *variants* (:data:`VARIANTS`): ``"base"`` (the
+method itself), ``"ucag"`` (:class:`ucag.UCAG` around it), ``"upscale"``
+(:class:`ucag.baselines.Upscale`, the paper's Figure 2 ablation) and ``"sess"``
+(pytorch-grad-cam's own ``SESS``, the patch-based peer, run through its own API).
+:func:`explain_with` computes one variant's maps, all post-processed the same way so only
+the method differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+import torch
+from torch import nn
+
+from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLRP
+from ..baselines import CAMERAS, Upscale
+from ..explainer import UCAG
+from ..postprocess import cam_postprocess
+
+MethodKind: TypeAlias = Literal["gradcam", "propagation", "baseline"]
+#: ``factory(model, target_layer, **options)`` -> a base method object.
+Factory: TypeAlias = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One registered method: ``name`` (short, for the command line), ``display_name``
+    (tables and figures), ``kind`` (see the module docstring), ``factory`` and, where
+    pytorch-grad-cam has the method, ``gradcam_class`` (the class SESS wraps)."""
+
+    name: str
+    display_name: str
+    kind: MethodKind
+    factory: Factory = field(repr=False)
+    gradcam_class: str | None = None
+
+    @contextlib.contextmanager
+    def build(self, model: nn.Module, target_layer: nn.Module, **options: Any) -> Iterator[Any]:
+        """A fresh base method whose hooks are removed on exit: hooks left on the layer
+        would copy activations on every forward of the metrics."""
+        base = self.factory(model, target_layer, **options)
+        try:
+            yield base
+        finally:
+            hooks = getattr(base, "activations_and_grads", None)
+            if hooks is not None:
+                hooks.release()
+
+
+#: Every registered method by short name, in registration order.
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, display_name: str, kind: MethodKind, gradcam_class: str | None = None) -> Callable[[Factory], Factory]:
+    """Register ``factory(model, target_layer, **options)`` as method ``name``."""
+
+    def decorate(factory: Factory) -> Factory:
+        if name in METHODS:
+            raise ValueError(f"name: a method {name!r} is registered already")
+        METHODS[name] = MethodSpec(name, display_name, kind, factory, gradcam_class)
+        return factory
+
+    return decorate
+
+
+def gradcam_class(name: str) -> type:
+    """The pytorch-grad-cam class of a method (for SESS, and for users of grad-cam)."""
+    spec = method(name)
+    if spec.gradcam_class is None:
+        raise ValueError(f"method: {name!r} has no pytorch-grad-cam class; those that do: {', '.join(methods_of_kind('gradcam'))}, fullgrad")
+    import pytorch_grad_cam
+
+    return getattr(pytorch_grad_cam, spec.gradcam_class)  # type: ignore[no-any-return]
+
+
+def _register_gradcam(name: str, display_name: str, class_name: str) -> None:
+    def factory(model: nn.Module, target_layer: nn.Module, **options: Any) -> Any:
+        return gradcam_class(name)(model=model, target_layers=[target_layer], **options)
+
+    register_method(name, display_name, "gradcam", class_name)(factory)
+
+
+for _name, _display, _class in (
+    ("gradcam", "Grad-CAM", "GradCAM"),
+    ("gradcam++", "Grad-CAM++", "GradCAMPlusPlus"),
+    ("xgradcam", "XGrad-CAM", "XGradCAM"),
+    ("layercam", "LayerCAM", "LayerCAM"),
+    ("hirescam", "HiResCAM", "HiResCAM"),
+    ("gradcamelementwise", "Grad-CAM (element-wise)", "GradCAMElementWise"),
+    ("eigencam", "Eigen-CAM", "EigenCAM"),
+    ("eigengradcam", "EigenGrad-CAM", "EigenGradCAM"),
+    ("scorecam", "Score-CAM", "ScoreCAM"),
+    ("ablationcam", "Ablation-CAM", "AblationCAM"),
+):
+    _register_gradcam(_name, _display, _class)
+
+
+@register_method("fullgrad", "FullGrad", "propagation", gradcam_class="FullGrad")
+def _fullgrad(model: nn.Module, target_layer: nn.Module, **options: Any) -> FullGrad:
+    return FullGrad(model, **options)
+
+
+@register_method("lrp", "LRP", "propagation")
+def _lrp(model: nn.Module, target_layer: nn.Module, **options: Any) -> LRP:
+    return LRP(model, **options)
+
+
+@register_method("clrp", "c*LRP", "propagation")
+def _clrp(model: nn.Module, target_layer: nn.Module, **options: Any) -> ContrastiveLRP:
+    return ContrastiveLRP(model, **options)
+
+
+@register_method("sglrp", "SGLRP", "propagation")
+def _sglrp(model: nn.Module, target_layer: nn.Module, **options: Any) -> SoftmaxGradientLRP:
+    return SoftmaxGradientLRP(model, **options)
+
+
+@register_method("cameras", "CAMERAS", "baseline")
+def _cameras(model: nn.Module, target_layer: nn.Module, **options: Any) -> CAMERAS:
+    return CAMERAS(model, target_layer, **options)
+
+
+def method(name: str) -> MethodSpec:
+    """The registered method ``name``, or a ValueError listing the names."""
+    if name not in METHODS:
+        raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {name!r}")
+    return METHODS[name]
+
+
+def methods_of_kind(*kinds: MethodKind) -> tuple[str, ...]:
+    """The names of the registered methods of the given kinds, in registration order."""
+    return tuple(name for name, spec in METHODS.items() if spec.kind in kinds)
+
+
+#: How each variant prefixes the method's display name.
+VARIANTS: dict[str, str] = {"base": "", "ucag": "UCAG", "upscale": "Upscale", "sess": "SESS"}
+#: Baselines a comparison can add (see :func:`comparison_pairs`).
+BASELINES = ("upscale", "sess", "cameras")
+
+
+def display_name(name: str, variant: str = "base") -> str:
+    """``"Grad-CAM"``, ``"UCAG(Grad-CAM)"``, ``"SESS(Grad-CAM)"``..."""
+    shown = METHODS[name].display_name if name in METHODS else name
+    prefix = VARIANTS[variant]
+    return f"{prefix}({shown})" if prefix else shown
+
+
+def comparison_pairs(methods: Sequence[str], variants: Sequence[str] = ("base", "ucag"), baselines: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The (method, variant) pairs a comparison runs: every method in every variant, then
+    for each baseline: ``"upscale"`` and ``"sess"`` around every method, ``"cameras"`` once
+    on its own. Duplicates are dropped; the order is kept."""
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"methods: expected names from {', '.join(METHODS)}, got {m!r}")
+    for v in variants:
+        if v not in VARIANTS:
+            raise ValueError(f"variants: expected names from {', '.join(VARIANTS)}, got {v!r}")
+    for b in baselines:
+        if b not in BASELINES:
+            raise ValueError(f"baselines: expected names from {', '.join(BASELINES)}, got {b!r}")
+    no_class = [m for m in methods if METHODS[m].gradcam_class is None]
+    if no_class and ("sess" in variants or "sess" in baselines):
+        raise ValueError(f"variants: SESS takes a pytorch-grad-cam class and cannot run around {', '.join(no_class)}")
+    pairs = [(m, v) for m in methods for v in variants]
+    for b in baselines:
+        pairs += [("cameras", "base")] if b == "cameras" else [(m, b) for m in methods]
+    if not pairs:
+        raise ValueError("methods: give at least one method (or a baseline)")
+    return list(dict.fromkeys(pairs))
+
+
+def explain_with(
+    name: str,
+    variant: str,
+    model: nn.Module,
+    target_layer: nn.Module,
+    inputs: torch.Tensor,
+    targets: Sequence[int],
+    *,
+    ucag_options: dict[str, Any] | None = None,
+    baseline_options: dict[str, dict[str, Any]] | None = None,
+    blur: tuple[int, float] | None = (5, 3.0),
+) -> torch.Tensor:
+    """Maps (B, H, W) in [0, 1] of method ``name`` in ``variant`` for ``inputs`` and ``targets``.
+
+    Every map gets the "cam" post-processing (docs/algorithm.md §5: ReLU, min-max, the
+    ``blur``) so a comparison differs only in the method. ``ucag_options`` go to
+    :class:`ucag.UCAG` (units, patch_size, scale, weighting, batch_size);
+    ``baseline_options`` maps "upscale", "sess" and "cameras" to keyword arguments of
+    :class:`ucag.baselines.Upscale` (e.g. ``factor``), pytorch-grad-cam's ``SESS`` (e.g.
+    ``num_scales``) and :class:`ucag.baselines.CAMERAS` (e.g. ``resolutions``)."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    spec = method(name)
+    if variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    targets = [int(t) for t in targets]
+    unknown = set(baseline_options or {}) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"baseline_options: expected keys from {', '.join(BASELINES)}, got {sorted(unknown)}")
+    options = {key: dict((baseline_options or {}).get(key, {})) for key in BASELINES}
+    if variant == "sess":
+        from pytorch_grad_cam import SESS
+
+        with SESS(model=model, target_layers=[target_layer], base_method=gradcam_class(name), **options["sess"]) as sess:
+            maps = sess(inputs, [ClassifierOutputTarget(t) for t in targets])
+        return cam_postprocess(torch.as_tensor(maps), blur)
+    method_options = {**options["cameras"], "postprocess": "none"} if name == "cameras" else {}
+    with spec.build(model, target_layer, **method_options) as base:
+        if variant == "base":
+            if isinstance(base, CAMERAS):
+                raw = base.explain(inputs, targets).raw
+            else:
+                raw = torch.as_tensor(base(input_tensor=inputs, targets=[ClassifierOutputTarget(t) for t in targets]))
+            return cam_postprocess(raw.float(), blur)
+        if isinstance(base, CAMERAS):  # a plain callable for the patches: its raw maps
+            cameras = base
+
+            def base(patches: torch.Tensor, patch_targets: torch.Tensor) -> torch.Tensor:
+                return cameras.explain(patches, patch_targets).raw
+
+        explainer: UCAG
+        if variant == "ucag":
+            explainer = UCAG(base, model=model, postprocess="cam", blur=blur, **(ucag_options or {}))
+        else:
+            batch = {k: v for k, v in (ucag_options or {}).items() if k == "batch_size"}
+            explainer = Upscale(base, model=model, postprocess="cam", blur=blur, **{**batch, **options["upscale"]})
+        return explainer.explain(inputs, targets).saliency
+
+
+__all__ = [
+    "BASELINES",
+    "METHODS",
+    "VARIANTS",
+    "MethodKind",
+    "MethodSpec",
+    "comparison_pairs",
+    "display_name",
+    "explain_with",
+    "gradcam_class",
+    "method",
+    "methods_of_kind",
+    "register_method",
+]

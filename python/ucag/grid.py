@@ -1,0 +1,103 @@
+"""UCAG's grid settings, independent of the image size: :class:`GridSpec`.
+
+A :class:`GridSpec` says how to cut any image: ``units`` patches per axis, the patch size
+(pixels, an (h, w) pair, a fraction of the image side, the whole image, or the paper's
+default of 124/224 of the side) and the upsampling ``scale``. :meth:`GridSpec.grid` gives
+the Rust :class:`ucag.Grid` (offsets, scaled size, coverage) for one image size
+(docs/algorithm.md §1). The explainer, the Upscale baseline and :func:`ucag.tune` all
+describe their grids this way.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from ._core import Grid
+
+#: A patch size: pixels (int: square, or an (h, w) pair), a fraction of the image side in
+#: (0, 1] (rounded half up per side), "image" (the whole image), or None (124/224 of the side).
+PatchSize: TypeAlias = int | tuple[int, int] | float | Literal["image"] | None
+
+
+def round_half_up(value: float) -> int:
+    """``floor(value + 0.5)``: 0.5 rounds up, unlike Python's ``round`` (to even)."""
+    return math.floor(value + 0.5)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _patch_size(value: object) -> PatchSize:
+    """``value`` validated and normalised (an int becomes an (h, w) pair)."""
+    if value is None or value == "image":
+        return value  # type: ignore[return-value]
+    if _is_int(value):
+        value = (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+        h, w = int(value[0]), int(value[1])
+        if h < 1 or w < 1:
+            raise ValueError(f"patch_size: must be positive, got ({h}, {w})")
+        return (h, w)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        fraction = float(value)
+        if not (0.0 < fraction <= 1.0):
+            raise ValueError(f"patch_size: a float is a fraction of the image side and must lie in (0, 1], got {value!r}")
+        return fraction
+    raise TypeError(
+        "patch_size: must be an int or an (h, w) pair of ints (pixels), a float in (0, 1] (a fraction of the image side), "
+        f"'image' or None, got {value!r}"
+    )
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """How to cut an image of any size into UCAG's patches (docs/algorithm.md §1).
+
+    ``units``: patches per axis (n; n * n patches). ``patch_size``: see :data:`PatchSize`;
+    None is the paper's 124/224 of the image side. ``scale``: the factor each patch is
+    upsampled by before attribution. Invalid settings raise here, naming the argument;
+    what depends on the image (a patch larger than the image, ``units=1`` with a patch
+    smaller than it) raises in :meth:`grid`.
+    """
+
+    units: int = 6
+    patch_size: PatchSize = None
+    scale: float = 2.6
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.units):
+            raise TypeError(f"units: must be an int, got {self.units!r}")
+        if self.units < 1:
+            raise ValueError(f"units: must be at least 1, got {self.units}")
+        if not isinstance(self.scale, numbers.Real) or isinstance(self.scale, bool):
+            raise TypeError(f"scale: must be a number, got {self.scale!r}")
+        if not math.isfinite(self.scale) or self.scale <= 0:
+            raise ValueError(f"scale: must be a finite number > 0, got {self.scale}")
+        object.__setattr__(self, "units", int(self.units))
+        object.__setattr__(self, "patch_size", _patch_size(self.patch_size))
+        object.__setattr__(self, "scale", float(self.scale))
+
+    def patch_pixels(self, size: tuple[int, int]) -> tuple[int, int] | None:
+        """The patch (h, w) in pixels for images of ``size`` (H, W); None for the default,
+        which the Rust grid computes exactly as round_half_up(124 * side / 224)."""
+        patch = self.patch_size
+        if patch is None or isinstance(patch, tuple):
+            return patch
+        if patch == "image":
+            return (int(size[0]), int(size[1]))
+        assert isinstance(patch, float)
+        return (max(1, round_half_up(patch * size[0])), max(1, round_half_up(patch * size[1])))
+
+    def grid(self, size: tuple[int, int]) -> Grid:
+        """The :class:`ucag.Grid` for images of ``size`` (H, W) (cached)."""
+        return _grid(self, (int(size[0]), int(size[1])))
+
+
+@functools.lru_cache(maxsize=256)
+def _grid(spec: GridSpec, size: tuple[int, int]) -> Grid:
+    return Grid(size, units=spec.units, patch_size=spec.patch_pixels(size), scale=spec.scale)
