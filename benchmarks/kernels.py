@@ -7,7 +7,7 @@ fold:   B=32 images x N=36 partial maps of 322x322 into 224x224 raw maps, on
         - the portable core on numpy arrays (CPU),
         - the pure-PyTorch reference formulation (one batched F.interpolate, then the 36
           weighted patches added into the canvas and divided by the coverage),
-        - the per-patch loop of the test suite's SPEC reference (for information).
+        - the per-patch loop of the test suite's reference (for information).
 unfold: B=32 images of 224x224 into 36 patches of 322x322, on the same paths and a
         per-patch F.interpolate loop.
 
@@ -148,7 +148,7 @@ def main() -> None:
     times = race(candidates, R, dev)
     if dev == "cpu":
         geom = spec_reference.geometry((224, 224))
-        times.update(race({"per-patch SPEC loop (tests)": lambda: spec_reference.fold(maps, weights, geom)}, 1, dev))
+        times.update(race({"per-patch reference loop (tests)": lambda: spec_reference.fold(maps, weights, geom)}, 1, dev))
     report(times, "pure-PyTorch reference", "reference time / this")
     del maps, weights, maps_np, weights_np, maps_d, weights_d
 

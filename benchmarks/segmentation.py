@@ -7,11 +7,11 @@ dining scene: people, chairs, tables, a bottle). The ground truth is the union o
 instance masks, resized to 224 x 224 like the photo. Each method's raw map (signed for the LRP family, FullGrad's raw
 sum) is scored with :func:`ucag.metrics.segmentation_scores`: pixel accuracy of the map
 binarised at its mean, and the average precision of the continuous map against the mask
-(SPEC section 6; both are invariant to the min-max scaling the ImageNet-segmentation protocol
+(docs/algorithm.md §6; both are invariant to the min-max scaling the ImageNet-segmentation protocol
 applies first). A constant map's AP equals the foreground fraction, printed as "chance".
 Seconds: one call after a warm-up call of the base method (CPU unless the model is moved).
 
-The paper's Table 4 figures are not in SPEC and are not reproduced here (they are for VGG16 /
+The paper's Table 4 figures are not in docs/algorithm.md and are not reproduced here (they are for VGG16 /
 ResNet-50 on ImageNet, not for this model and one photo): the numbers below are a smoke-level
 comparison, not a reproduction.
 
@@ -90,7 +90,7 @@ def main() -> None:
             label = row["method"] if variant == "base" else f"UCAG({row['method']})"
             print(f"{label:<16}{variant:<9}{row['pixel_accuracy']:>10.4f}{row['ap']:>8.4f}{row['min']:>12.4g}{row['max']:>12.4g}{seconds:>9.1f}", flush=True)
     print()
-    print(f"chance (constant map): AP {foreground:.4f}; the paper's Table 4 figures are not in SPEC (ImageNet, VGG16/ResNet-50).")
+    print(f"chance (constant map): AP {foreground:.4f}; the paper's Table 4 figures are not in docs/algorithm.md (ImageNet, VGG16/ResNet-50).")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"target": target, "foreground": foreground, "units": args.units, "rows": rows}, f, indent=2)

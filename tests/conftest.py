@@ -1,5 +1,5 @@
 import sys
 from pathlib import Path
 
-# The independent SPEC reference lives beside the tests.
+# The independent reference of docs/algorithm.md lives beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))

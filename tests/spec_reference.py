@@ -1,7 +1,7 @@
-"""An independent, deliberately plain PyTorch implementation of SPEC sections 1, 3 and 4.
+"""An independent, deliberately plain PyTorch implementation of docs/algorithm.md §1, §3 and §4.
 
 The tests compare ucag's Rust kernels against it: per-patch ``F.interpolate`` calls and
-explicit loops that place, weight and count, written from the SPEC text alone.
+explicit loops that place, weight and count, written from the definitions alone.
 """
 
 from __future__ import annotations

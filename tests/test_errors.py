@@ -118,7 +118,7 @@ def test_errors_leave_the_interpreter_usable():
 
 def test_nan_the_resize_never_reads_cannot_reach_the_result():
     """Down-sampling 30 -> 6 rows reads two rows per output row; a NaN in an unread row is
-    not an input to the SPEC formula: both paths return the finite reference result."""
+    not an input to the formula: both paths return the finite reference result."""
     import spec_reference as ref
 
     grid = ucag.Grid((12, 12), units=2, patch_size=(6, 6))

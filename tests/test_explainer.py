@@ -95,8 +95,8 @@ def test_every_grad_cam_class(small, name):
 
 
 def gradcam_reference(model, layer, x, targets, units, scale, chunk=16):
-    """Independent UCAG(Grad-CAM): SPEC unfold, hooks + autograd for sum_k alpha_k A_k,
-    softmax weights, SPEC fold."""
+    """Independent UCAG(Grad-CAM): reference unfold, hooks + autograd for sum_k alpha_k A_k,
+    softmax weights, reference fold."""
     H, W = x.shape[-2:]
     g = ref.geometry((H, W), units, scale=scale)
     n = units * units
@@ -237,7 +237,7 @@ def test_gradcam_on_sample_model_equals_reference(sample):
     expected = gradcam_reference(sm.model, sm.target_layer, x, [285], 6, 2.6)
     assert_rel(e.raw, expected, 1e-4)
     assert e.saliency.shape == (1, 224, 224) and 0 <= float(e.saliency.min()) and float(e.saliency.max()) <= 1
-    # post-processing is SPEC section 5 on the raw map
+    # post-processing is docs/algorithm.md §5 on the raw map
     torch.testing.assert_close(e.saliency, ucag.postprocess.cam_postprocess(e.raw))
 
 

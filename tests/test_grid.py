@@ -1,4 +1,4 @@
-"""ucag.Grid: geometry from SPEC section 1, against the reference arithmetic."""
+"""ucag.Grid: geometry from docs/algorithm.md §1, against the reference arithmetic."""
 
 import pickle
 

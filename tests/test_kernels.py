@@ -1,4 +1,4 @@
-"""unfold / confidence / fold against the independent SPEC reference, on torch and numpy."""
+"""unfold / confidence / fold against the independent reference of docs/algorithm.md, on torch and numpy."""
 
 import numpy as np
 import pytest

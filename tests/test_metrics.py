@@ -1,4 +1,4 @@
-"""ucag.metrics against hand-worked cases and plain loop implementations of SPEC section 6."""
+"""ucag.metrics against hand-worked cases and plain loop implementations of docs/algorithm.md §6."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_deletion_by_hand():
 
 
 def loop_reference(model, x, saliency, target, step, mode):
-    """SPEC section 6, one forward per step: rank pixels, change `step` more per step."""
+    """docs/algorithm.md §6, one forward per step: rank pixels, change `step` more per step."""
     _, C, H, W = x.shape
     order = sorted(range(H * W), key=lambda i: (-float(saliency.flatten()[i]), i))
     if mode == "deletion":

@@ -86,8 +86,8 @@ def _efficientnet_class():
         """EfficientNet-Lite0 whose head activation is a module of its own.
 
         The original shares one ReLU6 between the stem and the head, so a hook on it fires
-        twice. CAM methods must read the head's output AFTER its non-linearity (SPEC
-        section 8): on the batch-norm output before it, UCAG measures worse than the base
+        twice. CAM methods must read the head's output AFTER its non-linearity (docs/algorithm.md
+        §8): on the batch-norm output before it, UCAG measures worse than the base
         method on deletion and insertion; on the post-activation features it improves them.
         """
 

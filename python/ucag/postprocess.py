@@ -1,4 +1,4 @@
-"""Post-processing of raw UCAG maps (SPEC section 5), on the maps' own device."""
+"""Post-processing of raw UCAG maps (docs/algorithm.md §5), on the maps' own device."""
 
 from __future__ import annotations
 

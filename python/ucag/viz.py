@@ -16,7 +16,7 @@ Conventions shared by every function:
   [0, 1]; or a PIL image. Non-square images are fine everywhere.
 - A *map* is a numpy array or torch tensor (H, W) (or (1, H, W)). A map of another size
   than its image is resized to the image with bilinear interpolation (align_corners=False,
-  like the fold's resize in SPEC section 4): it is assumed to cover the whole image, as it
+  like the fold's resize in docs/algorithm.md §4): it is assumed to cover the whole image, as it
   does when the photo was resized (not cropped) to the model's input, as
   :meth:`ucag.data.SampleModel.preprocess` does.
 - Every function except :func:`overlay` returns the matplotlib ``Figure``. Passing ``ax=``
@@ -188,7 +188,7 @@ def _map_2d(value: MapLike, argument: str) -> np.ndarray:
 
 
 def _resize_map(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize (align_corners=False, no antialias: SPEC section 4's resize)."""
+    """Bilinear resize (align_corners=False, no antialias: docs/algorithm.md §4's resize)."""
     if array.shape == tuple(size):
         return array
     tensor = torch.from_numpy(np.ascontiguousarray(array))[None, None]

@@ -2,7 +2,7 @@
 
 This module owns reading evaluation data: every reader turns one on-disk format into
 :class:`EvalSample` objects (the photo, the class to explain, the ground-truth mask), which
-the evaluation runner feeds to the metrics of SPEC section 6. Nothing here downloads.
+the evaluation runner feeds to the metrics of docs/algorithm.md §6. Nothing here downloads.
 
 Readers are :class:`EvalDataset` s (torch ``Dataset`` s): random access, reading files
 lazily in ``__getitem__`` so a distributed runner can shard by index, with ``class_names``

@@ -1,4 +1,4 @@
-"""Evaluation metrics of saliency maps (SPEC section 6), batched on the model's device.
+"""Evaluation metrics of saliency maps (docs/algorithm.md §6), batched on the model's device.
 
 Every metric returns a :class:`MetricResult`: ``values`` (numpy, one value per image) and
 ``mean``; deletion and insertion also carry ``curves`` (B, T+1), and their values are the
