@@ -1,5 +1,5 @@
-//! Patch geometry of the spatial unfoldment (SPEC section 1): patch size, offsets,
-//! scaled size and the coverage ("duplication") matrix. Pure integer arithmetic.
+//! Patch geometry of the spatial unfoldment (docs/algorithm.md section 1): patch size,
+//! offsets, scaled size and the coverage ("duplication") matrix. Pure integer arithmetic.
 
 use crate::error::UcagError;
 use ndarray::Array2;
