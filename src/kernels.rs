@@ -84,6 +84,22 @@ fn with_dims<'a, T, D: Dimension, E: Dimension>(
         .map_err(|e| UcagError::value(argument, format!("unexpected dimensionality: {e}")))
 }
 
+/// Checks that an output of `shape` (sizes from the user's arrays and grid) can be
+/// addressed: its element count and byte size fit (ndarray would panic otherwise).
+fn ensure_allocatable<T>(argument: &'static str, shape: &[usize]) -> Result<(), UcagError> {
+    let bytes = shape
+        .iter()
+        .try_fold(std::mem::size_of::<T>(), |acc, &d| acc.checked_mul(d))
+        .filter(|&b| b <= isize::MAX as usize);
+    match bytes {
+        Some(_) => Ok(()),
+        None => Err(UcagError::value(
+            argument,
+            format!("gives a result of shape {shape:?}, too large to allocate"),
+        )),
+    }
+}
+
 fn ensure_nonempty(argument: &'static str, shape: &[usize]) -> Result<(), UcagError> {
     if shape.contains(&0) {
         Err(UcagError::value(
@@ -207,6 +223,7 @@ pub fn unfold<T: Real, D: Dimension>(
     let n = grid.num_patches();
     let (ph, pw) = grid.patch_size();
     let (sh, sw) = grid.scaled_size();
+    ensure_allocatable::<T>("images", &[batch, n, channels, sh, sw])?;
     let rows = cubic_taps::<T>(ph, sh);
     let cols = cubic_taps::<T>(pw, sw);
     let mut out = Array4::<T>::zeros((batch * n, channels, sh, sw));
@@ -307,6 +324,8 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
     grid: &Grid,
 ) -> Result<Array3<T>, UcagError> {
     let (batch, mh, mw) = check_fold_inputs(maps.shape(), weights.shape(), grid)?;
+    let (height, width) = grid.image_size();
+    ensure_allocatable::<T>("maps", &[batch, height, width])?;
     let maps = maps.into_dyn();
     let maps = if maps.ndim() == 4 {
         maps.index_axis_move(Axis(1), 0)
@@ -322,7 +341,6 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
     // caller's array already is row-major, copied once otherwise).
     let maps = maps.as_standard_layout();
     let data = maps.as_slice().expect("standard layout is contiguous");
-    let (height, width) = grid.image_size();
     let (ph, pw) = grid.patch_size();
     let n = grid.num_patches();
     let rows = linear_taps::<T>(mh, ph);
@@ -561,6 +579,12 @@ mod tests {
         assert_eq!(err.argument(), "images");
         let err = unfold(Array4::<f32>::zeros((0, 1, 8, 8)).view(), &grid).unwrap_err();
         assert_eq!(err.argument(), "images");
+        // a result too large to address is an error, not a panic
+        let huge = Grid::new((1 << 31, 1 << 31), 2, None, 1e-9, None).unwrap();
+        let maps = Array3::<f32>::zeros((4, 1, 1));
+        let err = fold(maps.view(), Array1::zeros(4).view(), &huge).unwrap_err();
+        assert_eq!(err.argument(), "maps");
+        assert!(err.to_string().contains("too large"), "{err}");
         let logits = Array2::<f32>::zeros((2, 3));
         assert_eq!(
             confidence(logits.view(), &[0], Weighting::Exp)
