@@ -141,6 +141,12 @@ def test_nan_the_resize_never_reads_cannot_reach_the_result():
             ucag.fold(m, ww, grid)
 
 
+@pytest.mark.parametrize("label,logits,targets,argument,exc", CONFIDENCE_CASES, ids=[c[0] for c in CONFIDENCE_CASES])
+def test_confidence_with_probabilities_rejects_the_same(label, logits, targets, argument, exc):
+    with pytest.raises(exc, match=argument):
+        ucag.confidence(logits, targets, return_probabilities=True)
+
+
 def test_huge_sizes_are_errors_not_crashes():
     """Sizes whose arithmetic overflows, or whose arrays could never be allocated, raise
     ValueError naming the argument (the process neither aborts nor panics)."""
