@@ -74,8 +74,9 @@ def build_tch_module(dest: Path) -> list[Path]:
     # torch-sys runs `python` to find libtorch: make that this interpreter.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     target = Path(env.get("CARGO_TARGET_DIR", ROOT / "target"))
+    # The crate's `python` feature (on by default; named here all the same) is the pyo3 module.
     subprocess.run(
-        ["cargo", "build", "--release", "--manifest-path", str(ROOT / "Cargo.toml"), "-p", "ucag-tch", "--lib"],
+        ["cargo", "build", "--release", "--manifest-path", str(ROOT / "Cargo.toml"), "-p", "ucag-tch", "--lib", "--features", "python"],
         env=env,
         check=True,
     )

@@ -1,5 +1,5 @@
-//! Patch geometry of the spatial unfoldment (SPEC section 1): patch size, offsets,
-//! scaled size and the coverage ("duplication") matrix. Pure integer arithmetic.
+//! Patch geometry of the spatial unfoldment (docs/algorithm.md section 1): patch size,
+//! offsets, scaled size and the coverage ("duplication") matrix. Pure integer arithmetic.
 
 use crate::error::UcagError;
 use ndarray::Array2;
@@ -9,6 +9,8 @@ const DEFAULT_PATCH_NUM: usize = 124;
 const DEFAULT_PATCH_DEN: usize = 224;
 /// Largest scaled patch side accepted; guards against accidental multi-GB allocations.
 pub const MAX_SCALED_SIDE: usize = 1 << 15;
+/// Most patches per axis accepted (units * units patches per image); guards likewise.
+pub const MAX_UNITS: usize = 1 << 10;
 
 /// A `units` x `units` grid of overlapping patches over an `image` of (H, W) pixels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,18 +23,34 @@ pub struct Grid {
     offsets_x: Vec<usize>,
 }
 
-/// `round_half_up(num / den)` for non-negative integers, exactly.
-pub fn round_half_up_ratio(num: usize, den: usize) -> usize {
+/// `round_half_up(num / den)` for non-negative integers, exactly (in u128, so no size a
+/// user gives overflows it).
+pub fn round_half_up_ratio(num: u128, den: u128) -> u128 {
     (2 * num + den) / (2 * den)
 }
 
-/// Offsets `round_half_up(i * (size - patch) / (units - 1))` for i in 0..units.
+/// The default patch side for an image side: round_half_up(124/224 * side) (at most side).
+fn default_patch_side(side: usize) -> usize {
+    let patch = round_half_up_ratio(
+        DEFAULT_PATCH_NUM as u128 * side as u128,
+        DEFAULT_PATCH_DEN as u128,
+    );
+    usize::try_from(patch).expect("124/224 of a usize fits a usize")
+}
+
+/// Offsets `round_half_up(i * (size - patch) / (units - 1))` for i in 0..units (each at
+/// most size - patch; computed in u128, so large sizes do not overflow).
 pub fn axis_offsets(size: usize, patch: usize, units: usize) -> Vec<usize> {
     if units == 1 {
         return vec![0];
     }
+    let free = (size - patch) as u128;
+    let steps = (units - 1) as u128;
     (0..units)
-        .map(|i| (2 * i * (size - patch) + (units - 1)) / (2 * (units - 1)))
+        .map(|i| {
+            let offset = round_half_up_ratio(i as u128 * free, steps);
+            usize::try_from(offset).expect("an offset is at most size - patch")
+        })
         .collect()
 }
 
@@ -65,10 +83,15 @@ impl Grid {
         if units == 0 {
             return Err(UcagError::value("units", "must be at least 1, got 0"));
         }
-        let patch = patch.unwrap_or((
-            round_half_up_ratio(DEFAULT_PATCH_NUM * height, DEFAULT_PATCH_DEN),
-            round_half_up_ratio(DEFAULT_PATCH_NUM * width, DEFAULT_PATCH_DEN),
-        ));
+        if units > MAX_UNITS {
+            return Err(UcagError::value(
+                "units",
+                format!(
+                    "must be at most {MAX_UNITS} ({MAX_UNITS}^2 patches per image), got {units}"
+                ),
+            ));
+        }
+        let patch = patch.unwrap_or((default_patch_side(height), default_patch_side(width)));
         let patch = (patch.0.max(1), patch.1.max(1));
         if patch.0 > height || patch.1 > width {
             return Err(UcagError::value(
@@ -255,6 +278,7 @@ mod tests {
         assert_eq!(g.offsets_y(), &[0, 3, 5]);
         // 124/224 * 112 = 62 exactly; 124/224*2 = 1.107 -> 1
         assert_eq!(round_half_up_ratio(124 * 112, 224), 62);
+        assert_eq!(default_patch_side(112), 62);
         assert_eq!(round_half_up_ratio(5, 2), 3);
         assert_eq!(round_half_up_ratio(7, 4), 2);
         assert_eq!(round_half_up_ratio(5, 4), 1);
@@ -302,6 +326,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn sizes_near_the_top_of_usize_do_not_overflow() {
+        // 124 * side and 2 * i * (side - patch) overflow usize here; in u128 they are exact
+        let side = usize::MAX / 2;
+        assert_eq!(
+            default_patch_side(side),
+            ((side as u128 * 124 + 112) / 224) as usize
+        );
+        let offsets = axis_offsets(side, 1, 3);
+        assert_eq!(offsets, [0, (side - 1) / 2, side - 1]);
+        let g = Grid::new((side, 7), 6, Some((side / 2, 7)), 1e-30, None).unwrap();
+        assert_eq!(*g.offsets_y().last().unwrap() + side / 2, side);
+        let err = Grid::new((64, 64), MAX_UNITS + 1, None, 2.6, None).unwrap_err();
+        assert_eq!(err.argument(), "units");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! The UCAG kernels on `ndarray` views, parallelised with rayon: bicubic unfold
-//! (SPEC section 1), confidence weights (section 3) and the fold (section 4).
-//! They check shapes and finiteness and return `UcagError`s naming the argument.
+//! (docs/algorithm.md section 1), confidence weights (section 3) and the fold (section 4).
+//! They take views of any dimensionality, check shapes and finiteness (once: the bindings
+//! only convert) and return `UcagError`s naming the argument.
 
 use crate::error::UcagError;
 use crate::grid::Grid;
 use crate::resample::{cubic_taps, linear_taps, Taps};
 use ndarray::{
-    Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4, Axis,
+    Array1, Array2, Array3, Array4, ArrayView, ArrayView2, Axis, Dimension, Ix1, Ix2, Ix3, Ix4,
 };
 use num_traits::Float;
 use rayon::prelude::*;
@@ -18,7 +19,7 @@ pub trait Real: Float + Send + Sync + 'static {}
 impl Real for f32 {}
 impl Real for f64 {}
 
-/// How a patch's target probability becomes its weight (SPEC section 3).
+/// How a patch's target probability becomes its weight (docs/algorithm.md section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weighting {
     /// `exp(p)`, the paper's choice.
@@ -71,6 +72,31 @@ fn ensure_finite<T: Real, D: ndarray::Dimension>(
         Ok(())
     } else {
         Err(UcagError::value(argument, "contains NaN or Inf values"))
+    }
+}
+
+/// `view` as `E`-dimensional, once the shape checks have passed (a failure here is a bug).
+fn with_dims<'a, T, D: Dimension, E: Dimension>(
+    argument: &'static str,
+    view: ArrayView<'a, T, D>,
+) -> Result<ArrayView<'a, T, E>, UcagError> {
+    view.into_dimensionality::<E>()
+        .map_err(|e| UcagError::value(argument, format!("unexpected dimensionality: {e}")))
+}
+
+/// Checks that an output of `shape` (sizes from the user's arrays and grid) can be
+/// addressed: its element count and byte size fit (ndarray would panic otherwise).
+fn ensure_allocatable<T>(argument: &'static str, shape: &[usize]) -> Result<(), UcagError> {
+    let bytes = shape
+        .iter()
+        .try_fold(std::mem::size_of::<T>(), |acc, &d| acc.checked_mul(d))
+        .filter(|&b| b <= isize::MAX as usize);
+    match bytes {
+        Some(_) => Ok(()),
+        None => Err(UcagError::value(
+            argument,
+            format!("gives a result of shape {shape:?}, too large to allocate"),
+        )),
     }
 }
 
@@ -186,13 +212,18 @@ pub fn check_confidence_inputs(
 }
 
 /// Bicubic unfold: (B, C, H, W) -> (B*N, C, S_h, S_w); row b*N + p holds patch p of image b.
-pub fn unfold<T: Real>(images: ArrayView4<T>, grid: &Grid) -> Result<Array4<T>, UcagError> {
+pub fn unfold<T: Real, D: Dimension>(
+    images: ArrayView<T, D>,
+    grid: &Grid,
+) -> Result<Array4<T>, UcagError> {
     check_images(images.shape(), grid)?;
+    let images = with_dims::<T, D, Ix4>("images", images)?;
     ensure_finite("images", images.view())?;
     let (batch, channels) = (images.shape()[0], images.shape()[1]);
     let n = grid.num_patches();
     let (ph, pw) = grid.patch_size();
     let (sh, sw) = grid.scaled_size();
+    ensure_allocatable::<T>("images", &[batch, n, channels, sh, sw])?;
     let rows = cubic_taps::<T>(ph, sh);
     let cols = cubic_taps::<T>(pw, sw);
     let mut out = Array4::<T>::zeros((batch * n, channels, sh, sw));
@@ -244,15 +275,28 @@ fn resize_cubic_plane<T: Real>(
     }
 }
 
-/// Softmax probability of each row's target class, turned into a weight.
-pub fn confidence<T: Real>(
-    logits: ArrayView2<T>,
+/// Softmax probability of each row's target class, turned into a weight: (rows,) in T.
+pub fn confidence<T: Real, D: Dimension>(
+    logits: ArrayView<T, D>,
     targets: &[i64],
     mode: Weighting,
 ) -> Result<Array1<T>, UcagError> {
+    confidence_with_probabilities(logits, targets, mode).map(|(_, weights)| weights)
+}
+
+/// Softmax probability p of each row's target class and its weight `mode.apply(p)`, from
+/// one softmax: (probabilities, weights), each (rows,) in T. p is computed in f64 and each
+/// result rounded to T once, so both equal what `confidence` gives with `Weighting::Prob`
+/// and with `mode`, bit for bit.
+pub fn confidence_with_probabilities<T: Real, D: Dimension>(
+    logits: ArrayView<T, D>,
+    targets: &[i64],
+    mode: Weighting,
+) -> Result<(Array1<T>, Array1<T>), UcagError> {
     check_confidence_inputs(logits.shape(), targets)?;
+    let logits = with_dims::<T, D, Ix2>("logits", logits)?;
     ensure_finite("logits", logits.view())?;
-    let weights: Vec<T> = logits
+    let (probabilities, weights): (Vec<T>, Vec<T>) = logits
         .axis_iter(Axis(0))
         .into_par_iter()
         .zip(targets.par_iter())
@@ -265,20 +309,31 @@ pub fn confidence<T: Real>(
                 .map(|v| (v.to_f64().unwrap_or(f64::NAN) - max).exp())
                 .sum();
             let p = (row[t as usize].to_f64().unwrap_or(f64::NAN) - max).exp() / norm;
-            T::from(mode.apply(p)).unwrap_or_else(T::nan)
+            (real::<T>(p), real::<T>(mode.apply(p)))
         })
-        .collect();
-    Ok(Array1::from(weights))
+        .unzip();
+    Ok((Array1::from(probabilities), Array1::from(weights)))
 }
 
 /// Fold: `M_b = sum_p w_{bN+p} * place_p(bilinear(E_{bN+p}, patch size)) / D`.
-/// `maps` is (B*N, h', w'), `weights` (B*N,); returns the raw UCAG maps (B, H, W).
-pub fn fold<T: Real>(
-    maps: ArrayView3<T>,
-    weights: ArrayView1<T>,
+/// `maps` is (B*N, h', w') or (B*N, 1, h', w'), `weights` (B*N,); returns the raw UCAG
+/// maps (B, H, W).
+pub fn fold<T: Real, D: Dimension, E: Dimension>(
+    maps: ArrayView<T, D>,
+    weights: ArrayView<T, E>,
     grid: &Grid,
 ) -> Result<Array3<T>, UcagError> {
     let (batch, mh, mw) = check_fold_inputs(maps.shape(), weights.shape(), grid)?;
+    let (height, width) = grid.image_size();
+    ensure_allocatable::<T>("maps", &[batch, height, width])?;
+    let maps = maps.into_dyn();
+    let maps = if maps.ndim() == 4 {
+        maps.index_axis_move(Axis(1), 0)
+    } else {
+        maps
+    };
+    let maps = with_dims::<T, _, Ix3>("maps", maps)?;
+    let weights = with_dims::<T, E, Ix1>("weights", weights)?;
     ensure_finite("weights", weights.view())?;
     // NaN/Inf in `maps` are found while folding: every map row the bilinear resize reads is
     // checked as it is read (a separate pass over 0.5 GB of maps would cost half the fold).
@@ -286,7 +341,6 @@ pub fn fold<T: Real>(
     // caller's array already is row-major, copied once otherwise).
     let maps = maps.as_standard_layout();
     let data = maps.as_slice().expect("standard layout is contiguous");
-    let (height, width) = grid.image_size();
     let (ph, pw) = grid.patch_size();
     let n = grid.num_patches();
     let rows = linear_taps::<T>(mh, ph);
@@ -300,10 +354,10 @@ pub fn fold<T: Real>(
     let all_finite = AtomicBool::new(true);
     let mut out = Array3::<T>::zeros((batch, height, width));
     // Tasks are horizontal bands of one image (enough of them to keep every thread busy
-    // even for B = 1). A band adds the patches in the SPEC's order p = 0..N, streaming each
-    // map's rows top to bottom (one sequential read per map, which the prefetcher follows),
-    // into band rows that stay in cache. Per patch row: blend the two map rows (contiguous,
-    // so it vectorises), then gather the columns.
+    // even for B = 1). A band adds the patches in the order of docs/algorithm.md section 4,
+    // p = 0..N, streaming each map's rows top to bottom (one sequential read per map, which
+    // the prefetcher follows), into band rows that stay in cache. Per patch row: blend the
+    // two map rows (contiguous, so it vectorises), then gather the columns.
     let bands_per_image = (4 * rayon::current_num_threads())
         .div_ceil(batch)
         .clamp(1, height);
@@ -456,6 +510,55 @@ mod tests {
     }
 
     #[test]
+    fn probabilities_and_weights_from_one_call_equal_two_calls_bit_for_bit() {
+        let logits = Array::from_shape_fn((23, 300), |(r, k)| {
+            ((r * 7919 + k * 104_729) % 1000) as f64 / 40.0 - 12.5
+        });
+        let targets: Vec<i64> = (0..23).map(|r| (r * 37 % 300) as i64).collect();
+        let logits32 = logits.mapv(|v| v as f32);
+        for mode in [Weighting::Exp, Weighting::Prob, Weighting::Uniform] {
+            let (p, w) = confidence_with_probabilities(logits.view(), &targets, mode).unwrap();
+            assert_eq!(
+                p,
+                confidence(logits.view(), &targets, Weighting::Prob).unwrap()
+            );
+            assert_eq!(w, confidence(logits.view(), &targets, mode).unwrap());
+            let (p, w) = confidence_with_probabilities(logits32.view(), &targets, mode).unwrap();
+            assert_eq!(
+                p,
+                confidence(logits32.view(), &targets, Weighting::Prob).unwrap()
+            );
+            assert_eq!(w, confidence(logits32.view(), &targets, mode).unwrap());
+        }
+    }
+
+    #[test]
+    fn views_of_any_dimensionality_are_checked_before_use() {
+        use ndarray::{ArrayD, IxDyn};
+        let grid = Grid::new((8, 8), 2, Some((5, 5)), 1.0, None).unwrap();
+        let images = ArrayD::<f32>::zeros(IxDyn(&[3, 8, 8]));
+        assert_eq!(
+            unfold(images.view(), &grid).unwrap_err().to_string(),
+            "images: must have shape (B, C, H, W), got 3 dimensions [3, 8, 8]"
+        );
+        let maps = Array::from_shape_fn((4, 3, 3), |(k, y, x)| (k * 9 + y * 3 + x) as f64);
+        let weights = Array1::from(vec![1.0, 2.0, 3.0, 4.0]);
+        let expected = fold(maps.view(), weights.view(), &grid).unwrap();
+        let with_channel = maps.clone().into_shape_with_order((4, 1, 3, 3)).unwrap();
+        let got = fold(with_channel.into_dyn().view(), weights.view(), &grid).unwrap();
+        assert_eq!(got, expected);
+        let channels = ArrayD::<f64>::zeros(IxDyn(&[4, 2, 3, 3]));
+        let err = fold(channels.view(), weights.view(), &grid).unwrap_err();
+        assert_eq!(err.argument(), "maps");
+        let logits = ArrayD::<f64>::zeros(IxDyn(&[6]));
+        let err = confidence(logits.view(), &[0], Weighting::Exp).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "logits: must have shape (rows, K), got [6]"
+        );
+    }
+
+    #[test]
     fn bad_inputs_name_their_argument() {
         let grid = Grid::new((8, 8), 2, Some((5, 5)), 1.0, None).unwrap();
         let maps = Array3::<f32>::zeros((4, 3, 3));
@@ -476,6 +579,12 @@ mod tests {
         assert_eq!(err.argument(), "images");
         let err = unfold(Array4::<f32>::zeros((0, 1, 8, 8)).view(), &grid).unwrap_err();
         assert_eq!(err.argument(), "images");
+        // a result too large to address is an error, not a panic
+        let huge = Grid::new((1 << 31, 1 << 31), 2, None, 1e-9, None).unwrap();
+        let maps = Array3::<f32>::zeros((4, 1, 1));
+        let err = fold(maps.view(), Array1::zeros(4).view(), &huge).unwrap_err();
+        assert_eq!(err.argument(), "maps");
+        assert!(err.to_string().contains("too large"), "{err}");
         let logits = Array2::<f32>::zeros((2, 3));
         assert_eq!(
             confidence(logits.view(), &[0], Weighting::Exp)

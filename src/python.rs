@@ -2,59 +2,163 @@
 //! libtorch, it runs the ndarray + rayon `kernels` on numpy arrays (and on zero-copy numpy
 //! views of CPU tensors, made by `ucag.kernels`) with the GIL released, and exposes the
 //! shape checks so that every path rejects bad input with the same message. It only
-//! converts arguments.
+//! converts arguments: the kernels check them.
 
 use crate::error::UcagError;
 use crate::grid::Grid;
 use crate::kernels::{self, Real, Weighting};
-use ndarray::{Axis, Ix2, Ix3, Ix4};
+use ndarray::ArrayViewD;
 use numpy::{
-    dtype, Element, IntoPyArray, PyArray2, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods,
-    PyUntypedArray, PyUntypedArrayMethods, ToPyArray,
+    Element, IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-/// A size argument: an int, or an (h, w) pair of ints.
-fn parse_size(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize)> {
-    let pair: (i64, i64) = if let Ok(v) = obj.extract::<i64>() {
-        (v, v)
-    } else if let Ok((h, w)) = obj.extract::<(i64, i64)>() {
-        (h, w)
-    } else if let Ok(v) = obj.extract::<Vec<i64>>() {
-        match v.as_slice() {
-            [h, w] => (*h, *w),
-            _ => {
-                return Err(UcagError::value(
+/// A size argument as Python gives it: an int, an (h, w) tuple, or another sequence of
+/// ints (which must hold two).
+#[derive(FromPyObject)]
+enum Size {
+    Side(i64),
+    Pair(i64, i64),
+    Values(Vec<i64>),
+}
+
+impl Size {
+    /// The size passed as `argument`, as positive (h, w); errors name the argument.
+    fn from_arg(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize)> {
+        let (h, w) = match obj.extract::<Size>() {
+            Ok(Size::Side(v)) => (v, v),
+            Ok(Size::Pair(h, w)) => (h, w),
+            Ok(Size::Values(v)) => match *v.as_slice() {
+                [h, w] => (h, w),
+                _ => {
+                    return Err(UcagError::value(
+                        argument,
+                        format!("must be an int or an (h, w) pair, got {} values", v.len()),
+                    )
+                    .into())
+                }
+            },
+            Err(_) => {
+                return Err(UcagError::type_error(
                     argument,
-                    format!("must be an int or an (h, w) pair, got {} values", v.len()),
+                    format!(
+                        "must be an int or an (h, w) pair of ints, got {}",
+                        obj.get_type().name()?
+                    ),
                 )
                 .into())
             }
+        };
+        match (usize::try_from(h), usize::try_from(w)) {
+            (Ok(h), Ok(w)) if h >= 1 && w >= 1 => Ok((h, w)),
+            _ => {
+                Err(UcagError::value(argument, format!("must be positive, got ({h}, {w})")).into())
+            }
         }
-    } else {
-        return Err(UcagError::type_error(
-            argument,
-            format!(
-                "must be an int or an (h, w) pair of ints, got {}",
-                obj.get_type().name()?
-            ),
-        )
-        .into());
-    };
-    if pair.0 < 1 || pair.1 < 1 {
-        return Err(UcagError::value(
-            argument,
-            format!("must be positive, got ({}, {})", pair.0, pair.1),
-        )
-        .into());
     }
-    Ok((pair.0 as usize, pair.1 as usize))
 }
 
-/// Geometry of the spatial unfoldment: a `units` x `units` grid of overlapping patches over
-/// an image of `image_size` pixels, each resized to `scaled_size` (SPEC section 1).
+/// A float32 or float64 numpy array (any dimensionality and strides), borrowed read-only.
+#[derive(FromPyObject)]
+enum FloatArray<'py> {
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+}
+
+/// Runs `$body` with `$array` bound to the typed array of a `FloatArray`, whichever its
+/// dtype (the body is compiled once per element type).
+macro_rules! with_float_array {
+    ($value:expr, $array:ident => $body:expr) => {
+        match $value {
+            FloatArray::F32($array) => $body,
+            FloatArray::F64($array) => $body,
+        }
+    };
+}
+
+impl<'py> FloatArray<'py> {
+    /// The array passed as `argument`. A numpy array of another dtype is a TypeError naming
+    /// the dtype; anything else is the TypeError `not_an_array` makes.
+    fn from_arg(
+        argument: &'static str,
+        obj: &Bound<'py, PyAny>,
+        not_an_array: impl FnOnce() -> PyErr,
+    ) -> PyResult<Self> {
+        obj.extract()
+            .map_err(|_| match obj.downcast::<PyUntypedArray>() {
+                Ok(array) => UcagError::type_error(
+                    argument,
+                    format!(
+                        "must be a float32 or float64 array, got dtype {}",
+                        array.dtype()
+                    ),
+                )
+                .into(),
+                Err(_) => not_an_array(),
+            })
+    }
+}
+
+/// Class indices as Python gives them: one int, or a sequence of ints (a list, a tuple, an
+/// integer numpy array).
+#[derive(FromPyObject)]
+enum Targets {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+impl Targets {
+    fn from_arg(obj: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
+        match obj.extract::<Targets>() {
+            Ok(Targets::One(t)) => Ok(vec![t]),
+            Ok(Targets::Many(ts)) => Ok(ts),
+            Err(_) => Err(UcagError::type_error(
+                "targets",
+                format!(
+                    "must be a sequence of int class indices, got {}",
+                    type_name(obj)
+                ),
+            )
+            .into()),
+        }
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+fn not_an_array<'a>(
+    argument: &'static str,
+    obj: &'a Bound<'_, PyAny>,
+) -> impl FnOnce() -> PyErr + 'a {
+    move || {
+        UcagError::type_error(
+            argument,
+            format!(
+                "must be a torch.Tensor or a numpy.ndarray, got {}",
+                type_name(obj)
+            ),
+        )
+        .into()
+    }
+}
+
+fn mixed_kinds(argument: &'static str, expected: &str, reference: &str) -> PyErr {
+    UcagError::type_error(
+        argument,
+        format!("must be a {expected} because {reference} is one"),
+    )
+    .into()
+}
+
+/// Geometry of the spatial unfoldment (docs/algorithm.md section 1): a `units` x `units`
+/// grid of overlapping patches over an image of `image_size` pixels, each resized to
+/// `scaled_size`.
 ///
 /// `image_size` and `patch_size` take an int or an (h, w) pair. `patch_size` defaults to
 /// round_half_up(124/224 * side); `scaled_size` defaults to round_half_up(scale * patch).
@@ -77,25 +181,21 @@ impl PyGrid {
         scale: f64,
         scaled_size: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let image = parse_size("image_size", image_size)?;
-        if units < 1 {
-            return Err(
-                UcagError::value("units", format!("must be at least 1, got {units}")).into(),
-            );
-        }
+        let image = Size::from_arg("image_size", image_size)?;
+        let units = match usize::try_from(units) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                let message = format!("must be at least 1, got {units}");
+                return Err(UcagError::value("units", message).into());
+            }
+        };
         let patch = patch_size
-            .map(|p| parse_size("patch_size", p))
+            .map(|p| Size::from_arg("patch_size", p))
             .transpose()?;
         let scaled = scaled_size
-            .map(|s| parse_size("scaled_size", s))
+            .map(|s| Size::from_arg("scaled_size", s))
             .transpose()?;
-        Ok(PyGrid(Grid::new(
-            image,
-            units as usize,
-            patch,
-            scale,
-            scaled,
-        )?))
+        Ok(PyGrid(Grid::new(image, units, patch, scale, scaled)?))
     }
 
     /// (H, W) of the images this grid unfolds.
@@ -160,50 +260,8 @@ impl PyGrid {
     }
 }
 
-/// Float dtype of a numpy array, as the Rust element type to run the kernel with.
-enum NumpyFloat {
-    F32,
-    F64,
-}
-
-fn numpy_float(argument: &'static str, array: &Bound<'_, PyUntypedArray>) -> PyResult<NumpyFloat> {
-    let py = array.py();
-    let dt = array.dtype();
-    if dt.is_equiv_to(&dtype::<f32>(py)) {
-        Ok(NumpyFloat::F32)
-    } else if dt.is_equiv_to(&dtype::<f64>(py)) {
-        Ok(NumpyFloat::F64)
-    } else {
-        Err(UcagError::type_error(
-            argument,
-            format!("must be a float32 or float64 array, got dtype {dt}"),
-        )
-        .into())
-    }
-}
-
-fn not_an_array(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyErr {
-    let name = obj
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_default();
-    UcagError::type_error(
-        argument,
-        format!("must be a torch.Tensor or a numpy.ndarray, got {name}"),
-    )
-    .into()
-}
-
-fn mixed_kinds(argument: &'static str, expected: &str, reference: &str) -> PyErr {
-    UcagError::type_error(
-        argument,
-        format!("must be a {expected} because {reference} is one"),
-    )
-    .into()
-}
-
-/// Patches of every image, bicubically resized to the grid's scaled size (SPEC section 1).
+/// Patches of every image, bicubically resized to the grid's scaled size (docs/algorithm.md
+/// section 1).
 ///
 /// images: (B, C, H, W) numpy float32/float64 array, any strides. Returns a (B*N, C, S_h,
 /// S_w) array of the same dtype; row b*N + p is patch p (row-major) of image b.
@@ -213,91 +271,51 @@ fn unfold(
     images: &Bound<'_, PyAny>,
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<PyObject> {
-    let grid = grid.get().0.clone();
-    let array = images
-        .downcast::<PyUntypedArray>()
-        .map_err(|_| not_an_array("images", images))?;
-    kernels::check_images(array.shape(), &grid)?;
-    match numpy_float("images", array)? {
-        NumpyFloat::F32 => unfold_numpy::<f32>(py, array, &grid),
-        NumpyFloat::F64 => unfold_numpy::<f64>(py, array, &grid),
-    }
+    let grid = &grid.get().0;
+    let images = FloatArray::from_arg("images", images, not_an_array("images", images))?;
+    with_float_array!(images, images => {
+        let view = images.as_array();
+        let out = py.allow_threads(|| kernels::unfold(view, grid))?;
+        Ok(out.into_pyarray(py).into_any().unbind())
+    })
 }
 
-fn unfold_numpy<T: Real + Element>(
-    py: Python<'_>,
-    array: &Bound<'_, PyUntypedArray>,
-    grid: &Grid,
-) -> PyResult<PyObject> {
-    let array = array.downcast::<PyArrayDyn<T>>()?.readonly();
-    let view = array
-        .as_array()
-        .into_dimensionality::<Ix4>()
-        .map_err(|e| PyValueError::new_err(format!("images: {e}")))?;
-    let out = py.allow_threads(|| kernels::unfold(view, grid))?;
-    Ok(out.into_pyarray(py).into_any().unbind())
-}
-
-/// Per-patch weights from logits (SPEC section 3): the softmax probability p of each row's
-/// target class, mapped by `mode`: "exp" -> exp(p) (the paper), "prob" -> p, "uniform" -> 1.
+/// Per-patch weights from logits (docs/algorithm.md section 3): the softmax probability p
+/// of each row's target class, mapped by `mode`: "exp" -> exp(p) (the paper), "prob" -> p,
+/// "uniform" -> 1.
 ///
 /// logits: (rows, K) numpy float array; targets: one class per row (a sequence of ints).
-/// Returns (rows,) weights in the logits' dtype.
+/// Returns (rows,) weights in the logits' dtype, or (probabilities, weights) from the same
+/// softmax when `return_probabilities` is true.
 #[pyfunction]
-#[pyo3(signature = (logits, targets, mode = "exp"))]
+#[pyo3(signature = (logits, targets, mode = "exp", *, return_probabilities = false))]
 fn confidence(
     py: Python<'_>,
     logits: &Bound<'_, PyAny>,
     targets: &Bound<'_, PyAny>,
     mode: &str,
+    return_probabilities: bool,
 ) -> PyResult<PyObject> {
     let mode: Weighting = mode.parse()?;
-    let array = logits
-        .downcast::<PyUntypedArray>()
-        .map_err(|_| not_an_array("logits", logits))?;
-    let host = extract_targets(targets)?;
-    kernels::check_confidence_inputs(array.shape(), &host)?;
-    match numpy_float("logits", array)? {
-        NumpyFloat::F32 => confidence_numpy::<f32>(py, array, &host, mode),
-        NumpyFloat::F64 => confidence_numpy::<f64>(py, array, &host, mode),
-    }
-}
-
-fn extract_targets(targets: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
-    if let Ok(t) = targets.extract::<i64>() {
-        return Ok(vec![t]);
-    }
-    targets.extract::<Vec<i64>>().map_err(|_| {
-        let name = targets
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        UcagError::type_error(
-            "targets",
-            format!("must be a sequence of int class indices, got {name}"),
-        )
-        .into()
+    let logits = FloatArray::from_arg("logits", logits, not_an_array("logits", logits))?;
+    let targets = Targets::from_arg(targets)?;
+    with_float_array!(logits, logits => {
+        let view = logits.as_array();
+        let (probabilities, weights) = py.allow_threads(|| {
+            kernels::confidence_with_probabilities(view, &targets, mode)
+        })?;
+        let weights = weights.into_pyarray(py);
+        if return_probabilities {
+            let pair = (probabilities.into_pyarray(py), weights).into_pyobject(py)?;
+            Ok(pair.into_any().unbind())
+        } else {
+            Ok(weights.into_any().unbind())
+        }
     })
 }
 
-fn confidence_numpy<T: Real + Element>(
-    py: Python<'_>,
-    array: &Bound<'_, PyUntypedArray>,
-    targets: &[i64],
-    mode: Weighting,
-) -> PyResult<PyObject> {
-    let array = array.downcast::<PyArrayDyn<T>>()?.readonly();
-    let view = array
-        .as_array()
-        .into_dimensionality::<Ix2>()
-        .map_err(|e| PyValueError::new_err(format!("logits: {e}")))?;
-    let out = py.allow_threads(|| kernels::confidence(view, targets, mode))?;
-    Ok(out.into_pyarray(py).into_any().unbind())
-}
-
-/// Conquer (SPEC section 4): resize each partial map bilinearly to the patch size, weight
-/// it, add it at its patch's place and divide by the coverage D.
+/// Conquer (docs/algorithm.md section 4): resize each partial map bilinearly to the patch
+/// size, weight it, add it at its patch's place and divide by the coverage D.
 ///
 /// maps: (B*N, h', w') or (B*N, 1, h', w') numpy array at any resolution; weights: (B*N,)
 /// numpy array. Returns the raw (signed, unnormalised) UCAG maps (B, H, W) in the maps'
@@ -309,54 +327,26 @@ fn fold(
     weights: &Bound<'_, PyAny>,
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<PyObject> {
-    let grid = grid.get().0.clone();
-    let maps_array = maps
-        .downcast::<PyUntypedArray>()
-        .map_err(|_| not_an_array("maps", maps))?;
-    let weights_array = weights
-        .downcast::<PyUntypedArray>()
-        .map_err(|_| mixed_kinds("weights", "numpy.ndarray", "maps"))?;
-    kernels::check_fold_inputs(maps_array.shape(), weights_array.shape(), &grid)?;
-    match numpy_float("maps", maps_array)? {
-        NumpyFloat::F32 => fold_numpy::<f32>(py, maps_array, weights_array, &grid),
-        NumpyFloat::F64 => fold_numpy::<f64>(py, maps_array, weights_array, &grid),
-    }
+    let grid = &grid.get().0;
+    let maps = FloatArray::from_arg("maps", maps, not_an_array("maps", maps))?;
+    let weights = FloatArray::from_arg("weights", weights, || {
+        mixed_kinds("weights", "numpy.ndarray", "maps")
+    })?;
+    with_float_array!(maps, maps => fold_numpy(py, maps.as_array(), weights, grid))
 }
 
 fn fold_numpy<T: Real + Element>(
     py: Python<'_>,
-    maps: &Bound<'_, PyUntypedArray>,
-    weights: &Bound<'_, PyUntypedArray>,
+    maps: ArrayViewD<'_, T>,
+    weights: FloatArray<'_>,
     grid: &Grid,
 ) -> PyResult<PyObject> {
-    let maps = maps.downcast::<PyArrayDyn<T>>()?.readonly();
-    let view = maps.as_array();
-    let view = if view.ndim() == 4 {
-        view.index_axis_move(Axis(1), 0)
-    } else {
-        view
-    };
-    let view = view
-        .into_dimensionality::<Ix3>()
-        .map_err(|e| PyValueError::new_err(format!("maps: {e}")))?;
     // Weights in the maps' dtype (the kernel accumulates in it).
-    let weights = match numpy_float("weights", weights)? {
-        NumpyFloat::F32 => weights
-            .downcast::<PyArrayDyn<f32>>()?
-            .readonly()
-            .as_array()
-            .mapv(|v| T::from(v).unwrap_or_else(T::nan)),
-        NumpyFloat::F64 => weights
-            .downcast::<PyArrayDyn<f64>>()?
-            .readonly()
-            .as_array()
-            .mapv(|v| T::from(v).unwrap_or_else(T::nan)),
-    };
-    let weights = weights
-        .into_dimensionality::<ndarray::Ix1>()
-        .map_err(|e| PyValueError::new_err(format!("weights: {e}")))?;
-    let out = py.allow_threads(|| kernels::fold(view, weights.view(), grid))?;
-    Ok(out.to_pyarray(py).into_any().unbind())
+    let weights = with_float_array!(weights, weights => {
+        weights.as_array().mapv(|v| T::from(v).unwrap_or_else(T::nan))
+    });
+    let out = py.allow_threads(|| kernels::fold(maps, weights.view(), grid))?;
+    Ok(out.into_pyarray(py).into_any().unbind())
 }
 
 /// The shape checks of `unfold` for a (B, C, H, W) batch shape; returns B.
@@ -388,7 +378,7 @@ fn confidence_targets(
     mode: &str,
 ) -> PyResult<Vec<i64>> {
     mode.parse::<Weighting>()?;
-    let host = extract_targets(targets)?;
+    let host = Targets::from_arg(targets)?;
     kernels::check_confidence_inputs(&logits_shape, &host)?;
     Ok(host)
 }

@@ -139,3 +139,24 @@ def test_nan_the_resize_never_reads_cannot_reach_the_result():
     for m, ww in ((maps, w), (maps.numpy(), w.numpy())):
         with pytest.raises(ValueError, match="maps"):
             ucag.fold(m, ww, grid)
+
+
+@pytest.mark.parametrize("label,logits,targets,argument,exc", CONFIDENCE_CASES, ids=[c[0] for c in CONFIDENCE_CASES])
+def test_confidence_with_probabilities_rejects_the_same(label, logits, targets, argument, exc):
+    with pytest.raises(exc, match=argument):
+        ucag.confidence(logits, targets, return_probabilities=True)
+
+
+def test_huge_sizes_are_errors_not_crashes():
+    """Sizes whose arithmetic overflows, or whose arrays could never be allocated, raise
+    ValueError naming the argument (the process neither aborts nor panics)."""
+    with pytest.raises(ValueError, match="scale"):
+        ucag.Grid(2**62)  # 124/224 of it is the patch: exact, then too large to scale
+    with pytest.raises(ValueError, match="units"):
+        ucag.Grid(224, units=10**9)
+    with pytest.raises(ValueError, match="image_size"):
+        ucag.Grid(-(2**63))
+    huge = ucag.Grid((2**31, 2**31), units=2, scale=1e-9)
+    for maps, weights in ((np.ones((4, 1, 1), np.float32), np.ones(4, np.float32)), (torch.ones(4, 1, 1), torch.ones(4))):
+        with pytest.raises(ValueError, match="maps"):
+            ucag.fold(maps, weights, huge)

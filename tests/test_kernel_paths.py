@@ -87,11 +87,11 @@ def test_portable_path_reads_and_returns_the_tensors_own_memory(monkeypatch, for
     def spy(name):
         original = getattr(_core, name)
 
-        def wrapper(*args):
+        def wrapper(*args, **kwargs):
             arrays = [a for a in args if isinstance(a, np.ndarray)]
             seen["in"] += [a.__array_interface__["data"][0] for a in arrays]
-            out = original(*args)
-            seen["out"].append(out.__array_interface__["data"][0])
+            out = original(*args, **kwargs)
+            seen["out"] += [a.__array_interface__["data"][0] for a in (out if isinstance(out, tuple) else (out,))]
             return out
 
         monkeypatch.setattr(_core, name, wrapper)
@@ -114,6 +114,11 @@ def test_portable_path_reads_and_returns_the_tensors_own_memory(monkeypatch, for
     seen["out"].clear()
     w = ucag.confidence(logits, torch.arange(18) % 10)
     assert seen["in"] == [logits.data_ptr()] and seen["out"] == [w.data_ptr()]
+    seen["in"].clear()
+    seen["out"].clear()
+    p, w = ucag.confidence(logits, torch.arange(18) % 10, "prob", return_probabilities=True)
+    assert seen["in"] == [logits.data_ptr()] and seen["out"] == [p.data_ptr(), w.data_ptr()]
+    assert p.data_ptr() != w.data_ptr()
     assert not patches.requires_grad and patches.shape == (18, 3, *grid.scaled_size)
 
 

@@ -176,3 +176,66 @@ def test_fold_with_weight_one_reconstructs_a_real_photo():
     patches = ucag.unfold(photo, grid1)
     recon = torch.stack([ucag.fold(patches[:, c], ones, grid1)[0] for c in range(3)])
     torch.testing.assert_close(recon, photo[0], rtol=1e-6, atol=1e-6)
+
+
+MODES = ["exp", "prob", "uniform"]
+TENSOR_PATHS = ["portable", "torch ops"] + (["tch"] if ucag.runtime.tch_module() is not None else [])
+
+
+def confidence_case(dtype: torch.dtype, rows: int = 45, classes: int = 1000):
+    gen = torch.Generator().manual_seed(11)
+    logits = (torch.randn(rows, classes, generator=gen) * 4).to(dtype)
+    targets = torch.randint(0, classes, (rows,), generator=gen)
+    return logits, targets
+
+
+def assert_one_call_equals_two(logits, targets, mode):
+    """confidence(..., return_probabilities=True) == the separate "prob" and ``mode`` calls,
+    bit for bit, as two arrays of their own in the logits' kind and dtype."""
+    probabilities, weights = ucag.confidence(logits, targets, mode, return_probabilities=True)
+    prob = ucag.confidence(logits, targets, "prob")
+    weighted = ucag.confidence(logits, targets, mode)
+    if isinstance(logits, np.ndarray):
+        for got, expected in ((probabilities, prob), (weights, weighted)):
+            assert isinstance(got, np.ndarray) and got.dtype == logits.dtype and got.shape == expected.shape
+            assert np.array_equal(got, expected)
+        assert not np.shares_memory(probabilities, weights)
+    else:
+        for got, expected in ((probabilities, prob), (weights, weighted)):
+            assert got.dtype == logits.dtype and got.device == logits.device
+            assert torch.equal(got, expected)
+        assert probabilities.data_ptr() != weights.data_ptr()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_probabilities_and_weights_in_one_call_numpy(mode, dtype):
+    logits, targets = confidence_case(torch.float64)
+    logits = logits.numpy().astype(dtype)
+    assert_one_call_equals_two(logits, targets.tolist(), mode)
+    assert_one_call_equals_two(logits, targets.numpy(), mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_probabilities_and_weights_in_one_call_tensors(monkeypatch, mode, dtype):
+    """On the path UCAG_KERNELS gives the tensor (CPU float32/64: tch under tch, portable
+    under portable; CPU half: tch or torch ops), then forced onto every other path."""
+    logits, targets = confidence_case(dtype)
+    assert_one_call_equals_two(logits, targets, mode)
+    assert_one_call_equals_two(logits, targets.tolist(), mode)
+    for path in TENSOR_PATHS:
+        if path == "portable" and dtype not in (torch.float32, torch.float64):
+            continue  # numpy has no bfloat16; the portable path never sees half tensors
+        monkeypatch.setattr(ucag.kernels, "tensor_path", lambda tensor, path=path: path)
+        assert_one_call_equals_two(logits, targets, mode)
+        assert_one_call_equals_two(logits, targets.tolist(), mode)
+
+
+def test_return_probabilities_defaults_to_the_weights_alone():
+    logits, targets = confidence_case(torch.float32, rows=6, classes=10)
+    weights = ucag.confidence(logits, targets)
+    assert isinstance(weights, torch.Tensor)
+    assert torch.equal(weights, ucag.confidence(logits, targets, "exp", return_probabilities=False))
+    pair = ucag.confidence(logits.numpy(), targets.tolist(), return_probabilities=True)
+    assert isinstance(pair, tuple) and len(pair) == 2

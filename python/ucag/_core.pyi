@@ -1,57 +1,96 @@
 """Type stubs for the portable Rust extension ``ucag._core`` (see src/python.rs)."""
 
-from typing import Literal, Sequence, TypeVar
+from typing import Literal, Self, Sequence, TypeVar, final, overload
 
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["Grid", "unfold", "fold", "confidence", "check_images", "check_fold_inputs", "confidence_targets", "__version__"]
+
 __version__: str
 
 _Size = int | tuple[int, int] | Sequence[int]
+_Weighting = Literal["exp", "prob", "uniform"]
+_Targets = int | Sequence[int] | npt.NDArray[np.integer]
 
+@final
 class Grid:
-    """Geometry of the spatial unfoldment (SPEC section 1)."""
+    """Geometry of the spatial unfoldment (docs/algorithm.md section 1): a ``units`` x
+    ``units`` grid of overlapping patches over an image of ``image_size`` pixels, each
+    resized to ``scaled_size``.
 
-    def __init__(
-        self,
+    ``image_size`` and ``patch_size`` take an int or an (h, w) pair. ``patch_size`` defaults
+    to round_half_up(124/224 * side); ``scaled_size`` defaults to round_half_up(scale *
+    patch). Invalid geometry raises ValueError naming the argument."""
+
+    def __new__(
+        cls,
         image_size: _Size,
         units: int = 6,
         patch_size: _Size | None = None,
         scale: float = 2.6,
         scaled_size: _Size | None = None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
-    def image_size(self) -> tuple[int, int]: ...
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the images this grid unfolds."""
     @property
-    def units(self) -> int: ...
+    def units(self) -> int:
+        """Patches per axis (n); the grid has n * n patches."""
     @property
-    def patch_size(self) -> tuple[int, int]: ...
+    def patch_size(self) -> tuple[int, int]:
+        """(h, w) of a patch in image pixels."""
     @property
-    def scaled_size(self) -> tuple[int, int]: ...
+    def scaled_size(self) -> tuple[int, int]:
+        """(S_h, S_w) every patch is resized to before attribution."""
     @property
-    def offsets_y(self) -> tuple[int, ...]: ...
+    def offsets_y(self) -> tuple[int, ...]:
+        """Row offset of each patch row, top to bottom."""
     @property
-    def offsets_x(self) -> tuple[int, ...]: ...
+    def offsets_x(self) -> tuple[int, ...]:
+        """Column offset of each patch column, left to right."""
     @property
-    def num_patches(self) -> int: ...
-    def coverage(self) -> npt.NDArray[np.int32]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def num_patches(self) -> int:
+        """N = units * units."""
+    def coverage(self) -> npt.NDArray[np.int32]:
+        """The duplication matrix D: how many patches contain each pixel, int32 (H, W)."""
+    def __getnewargs__(self) -> tuple[tuple[int, int], int, tuple[int, int], float, tuple[int, int]]:
+        """(image_size, units, patch_size, 1.0, scaled_size): the explicit sizes, which
+        rebuild the same grid (pickling uses them)."""
+    def __eq__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
+    def __repr__(self) -> str: ...
 
 _Float = TypeVar("_Float", npt.NDArray[np.float32], npt.NDArray[np.float64])
 
 def unfold(images: _Float, grid: Grid) -> _Float:
-    """(B, C, H, W) -> (B*N, C, S_h, S_w) bicubic patches, same dtype (numpy only; torch
-    tensors go through ucag.kernels)."""
+    """Patches of every image, bicubically resized to the grid's scaled size
+    (docs/algorithm.md section 1): (B, C, H, W) -> (B*N, C, S_h, S_w), same dtype (numpy
+    only; torch tensors go through ucag.kernels)."""
 
-def confidence(
-    logits: _Float,
-    targets: Sequence[int] | npt.NDArray[np.integer],
-    mode: Literal["exp", "prob", "uniform"] = "exp",
-) -> _Float: ...
+# (type: ignore: mypy instantiates _Float with different dtypes in the overloads it
+# compares, a false positive)
+@overload
+def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: Literal[False] = False) -> _Float:  # type: ignore[overload-overlap]
+    """Per-patch weights (docs/algorithm.md section 3) from (rows, K) logits: the softmax
+    probability p of each row's target class mapped by ``mode`` ("exp" -> exp(p), "prob"
+    -> p, "uniform" -> 1), (rows,) in the logits' dtype; with ``return_probabilities``,
+    (probabilities, weights) from one softmax."""
+
+@overload
+def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: Literal[True]) -> tuple[_Float, _Float]: ...  # type: ignore[overload-overlap]
+@overload
+def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: bool) -> _Float | tuple[_Float, _Float]: ...
 def fold(maps: _Float, weights: npt.NDArray[np.floating], grid: Grid) -> _Float:
-    """(B*N, [1,] h', w') partial maps and (B*N,) weights -> (B, H, W) raw UCAG maps."""
+    """Conquer (docs/algorithm.md section 4): (B*N, [1,] h', w') partial maps and (B*N,)
+    weights -> (B, H, W) raw UCAG maps in the maps' dtype."""
 
-def check_images(shape: Sequence[int], grid: Grid) -> int: ...
-def check_fold_inputs(maps_shape: Sequence[int], weights_shape: Sequence[int], grid: Grid) -> tuple[int, int, int]: ...
-def confidence_targets(logits_shape: Sequence[int], targets: int | Sequence[int] | npt.NDArray[np.integer], mode: str) -> list[int]: ...
+def check_images(shape: Sequence[int], grid: Grid) -> int:
+    """The shape checks of ``unfold`` for a (B, C, H, W) batch shape; returns B."""
+
+def check_fold_inputs(maps_shape: Sequence[int], weights_shape: Sequence[int], grid: Grid) -> tuple[int, int, int]:
+    """The shape checks of ``fold``; returns (B, h', w')."""
+
+def confidence_targets(logits_shape: Sequence[int], targets: _Targets, mode: str) -> list[int]:
+    """The checks of ``confidence`` on the logits' shape, the targets and the mode; returns
+    the targets as a list of ints."""

@@ -1,15 +1,32 @@
-"""Type stubs for the libtorch extension ``ucag._tch`` (see tch/src/lib.rs); loaded only by
-``ucag.runtime``, next to the torch it was built for."""
+"""Type stubs for the libtorch extension ``ucag._tch`` (see tch/src/python.rs); loaded only
+by ``ucag.runtime``, next to the torch it was built for."""
 
-from typing import Literal, Sequence
+from typing import Literal, overload
 
 import torch
+
+__all__ = ["unfold", "fold", "confidence", "__version__"]
 
 __version__: str
 
 # (image_size, units, patch_size, scale, scaled_size), as ucag.Grid.__getnewargs__() gives
 _Geometry = tuple[tuple[int, int], int, tuple[int, int], float, tuple[int, int]]
+_Weighting = Literal["exp", "prob", "uniform"]
 
-def unfold(images: torch.Tensor, geometry: _Geometry) -> torch.Tensor: ...
-def confidence(logits: torch.Tensor, targets: torch.Tensor | Sequence[int], mode: Literal["exp", "prob", "uniform"] = "exp") -> torch.Tensor: ...
-def fold(maps: torch.Tensor, weights: torch.Tensor, geometry: _Geometry) -> torch.Tensor: ...
+def unfold(images: torch.Tensor, geometry: _Geometry) -> torch.Tensor:
+    """Bicubic unfold of a (B, C, H, W) floating tensor into (B*N, C, S_h, S_w) patches
+    (docs/algorithm.md section 1)."""
+
+@overload
+def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: Literal[False] = False) -> torch.Tensor:
+    """Per-row confidence weights (docs/algorithm.md section 3) from (rows, K) logits and
+    an integer tensor of targets on the logits' device; (probabilities, weights) from the
+    same softmax when ``return_probabilities`` is true."""
+
+@overload
+def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+def fold(maps: torch.Tensor, weights: torch.Tensor, geometry: _Geometry) -> torch.Tensor:
+    """Fold (B*N, [1,] h', w') partial maps with (B*N,) weights into raw (B, H, W) UCAG
+    maps (docs/algorithm.md section 4)."""

@@ -1,5 +1,5 @@
-"""The public kernels :func:`unfold`, :func:`confidence` and :func:`fold` (SPEC sections 1,
-3 and 4): one place that checks the arguments every path shares and sends each
+"""The public kernels :func:`unfold`, :func:`confidence` and :func:`fold` (docs/algorithm.md
+sections 1, 3 and 4): one place that checks the arguments every path shares and sends each
 call where its data is.
 
 - numpy arrays, and CPU float32/float64 tensors as zero-copy numpy views (the output is
@@ -17,7 +17,7 @@ loads it. Which applies is :func:`ucag.show_config`'s business (:mod:`ucag.runti
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence, TypeVar
+from typing import Literal, Sequence, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -102,16 +102,26 @@ def _check_target_tensor(targets: torch.Tensor, device: torch.device) -> None:
         raise ValueError(f"targets: must be 1-D (rows,), got shape {list(targets.shape)}")
 
 
-def confidence(logits: Array, targets: Targets, mode: Weighting = "exp") -> Array:
+# mypy reports the Literal overloads as overlapping the bool one with incompatible returns
+# only because it instantiates the TypeVar with different numpy dtypes in each (false positive).
+@overload
+def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: Literal[False] = False) -> Array: ...  # type: ignore[overload-overlap]
+@overload
+def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: Literal[True]) -> tuple[Array, Array]: ...  # type: ignore[overload-overlap]
+@overload
+def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: bool) -> Array | tuple[Array, Array]: ...
+def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: bool = False) -> Array | tuple[Array, Array]:
     """Per-patch weights from logits: the softmax probability p of each row's target class,
     mapped by ``mode``: "exp" -> exp(p) (the paper), "prob" -> p, "uniform" -> 1.
 
     logits: (rows, K) floating torch tensor or numpy float array; targets: one class per row
     (a sequence of ints, or an integer tensor on the logits' device). Returns (rows,)
-    weights in the logits' kind, dtype and device.
+    weights in the logits' kind, dtype and device; with ``return_probabilities=True``,
+    ``(probabilities, weights)`` from one softmax, equal bit for bit to what two calls
+    with "prob" and ``mode`` return.
     """
     if not isinstance(logits, torch.Tensor):
-        return _core.confidence(logits, targets, mode)
+        return _core.confidence(logits, targets, mode, return_probabilities=return_probabilities)
     _check_tensor("logits", logits)
     shape = list(logits.shape)
     if isinstance(targets, torch.Tensor):
@@ -120,15 +130,19 @@ def confidence(logits: Array, targets: Targets, mode: Weighting = "exp") -> Arra
     if path == "tch":
         if not isinstance(targets, torch.Tensor):  # ints, one per row, in range: checked by the core
             targets = torch.tensor(_core.confidence_targets(shape, targets, mode), device=logits.device)
-        return runtime.tch_module().confidence(logits, targets, mode)  # type: ignore[union-attr]
-    # The other paths read the targets on the host, as one checked list.
-    host = _core.confidence_targets(shape, targets.tolist() if isinstance(targets, torch.Tensor) else targets, mode)
-    if path == "portable":
-        return torch.from_numpy(_core.confidence(_numpy_view(logits), host, mode))
+        return runtime.tch_module().confidence(logits, targets, mode, return_probabilities=return_probabilities)  # type: ignore[union-attr]
+    host: Sequence[int] | npt.NDArray[np.integer] = targets.tolist() if isinstance(targets, torch.Tensor) else targets
+    if path == "portable":  # the core checks the targets
+        result = _core.confidence(_numpy_view(logits), host, mode, return_probabilities=return_probabilities)
+        if isinstance(result, tuple):
+            return torch.from_numpy(result[0]), torch.from_numpy(result[1])
+        return torch.from_numpy(result)
+    # Torch ops read the targets on the host, as one checked list.
+    host = _core.confidence_targets(shape, host, mode)
     _check_finite("logits", logits)
     # a target tensor is already on the device: no copy back from the host list
     on_device = targets.long() if isinstance(targets, torch.Tensor) else torch.tensor(host, dtype=torch.int64, device=logits.device)
-    return torch_ops.confidence(logits, on_device, mode)
+    return torch_ops.confidence(logits, on_device, mode, return_probabilities=return_probabilities)
 
 
 def fold(maps: Array, weights: Array, grid: Grid) -> Array:

@@ -7,6 +7,8 @@ validated by :mod:`ucag.kernels`.
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 import torch.nn.functional as F
 
@@ -36,18 +38,29 @@ def unfold(images: torch.Tensor, grid: Grid) -> torch.Tensor:
     return out.view(batch * grid.num_patches, channels, sh, sw)
 
 
+@overload
+def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: Literal[False] = False) -> torch.Tensor: ...
+@overload
+def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+@overload
+def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 @torch.no_grad()
-def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str) -> torch.Tensor:
+def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Softmax probability of each row's target (int64 on the logits' device), weighted by
-    ``mode``; (rows,) in the logits' dtype."""
+    ``mode``; (rows,) in the logits' dtype. With ``return_probabilities``, (probabilities,
+    weights) from the same softmax, each cast to the logits' dtype once (as two calls with
+    "prob" and ``mode`` would give them)."""
     probabilities = torch.softmax(logits, 1, dtype=accumulation_dtype(logits.dtype)).gather(1, targets[:, None])[:, 0]
     if mode == "exp":
-        weights = probabilities.exp()
+        weights = probabilities.exp().to(logits.dtype)
     elif mode == "prob":
-        weights = probabilities
+        # a tensor of its own (a cast to the same dtype would return the probabilities)
+        weights = probabilities.to(logits.dtype, copy=True)
     else:
-        weights = torch.ones_like(probabilities)
-    return weights.to(logits.dtype)
+        weights = torch.ones_like(probabilities).to(logits.dtype)
+    if return_probabilities:
+        return probabilities.to(logits.dtype), weights
+    return weights
 
 
 @torch.no_grad()

@@ -118,6 +118,18 @@ pub fn unfold(images: &Tensor, grid: &Grid) -> Result<Tensor, UcagError> {
 /// Softmax probability of each row's target class, turned into a weight; (rows,) in the
 /// logits' dtype on their device.
 pub fn confidence(logits: &Tensor, targets: &Tensor, mode: Weighting) -> Result<Tensor, UcagError> {
+    confidence_with_probabilities(logits, targets, mode).map(|(_, weights)| weights)
+}
+
+/// Softmax probability p of each row's target class and its weight, from one read of the
+/// targets and one softmax: (probabilities, weights), each (rows,) in the logits' dtype on
+/// their device. Both equal what `confidence` gives with `Weighting::Prob` and with `mode`,
+/// bit for bit (p in the accumulation precision, each result cast to the logits' dtype once).
+pub fn confidence_with_probabilities(
+    logits: &Tensor,
+    targets: &Tensor,
+    mode: Weighting,
+) -> Result<(Tensor, Tensor), UcagError> {
     ensure_floating("logits", logits)?;
     ensure_same_device("targets", targets, "logits", logits.device())?;
     let shape = dims(logits);
@@ -155,12 +167,16 @@ pub fn confidence(logits: &Tensor, targets: &Tensor, mode: Weighting) -> Result<
         .and_then(|s| s.f_gather(1, &targets.f_unsqueeze(1)?, false))
         .and_then(|g| g.f_squeeze_dim(1))
         .map_err(&err)?;
+    let out = logits.kind();
     let weights = match mode {
-        Weighting::Exp => probabilities.f_exp().map_err(&err)?,
-        Weighting::Prob => probabilities,
-        Weighting::Uniform => probabilities.f_ones_like().map_err(&err)?,
-    };
-    weights.f_to_kind(logits.kind()).map_err(err)
+        Weighting::Exp => probabilities.f_exp().and_then(|e| e.f_to_kind(out)),
+        // a tensor of its own (a cast to the same dtype would return the probabilities)
+        Weighting::Prob => probabilities.f_to_dtype(out, false, true),
+        Weighting::Uniform => probabilities.f_ones_like().and_then(|o| o.f_to_kind(out)),
+    }
+    .map_err(&err)?;
+    let probabilities = probabilities.f_to_kind(out).map_err(err)?;
+    Ok((probabilities, weights))
 }
 
 /// Fold partial maps (B*N, h', w') or (B*N, 1, h', w') with weights (B*N,) into raw UCAG
