@@ -27,9 +27,10 @@ import torch
 
 
 def setup(n_images: int):
-    import ucag
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    import ucag
     from ucag.data import SAMPLE_PHOTOS, load_sample_model, sample_image
 
     sm = load_sample_model()
@@ -50,9 +51,10 @@ def race(candidates: dict, repeats: int) -> dict:
 
 
 def speed(label: str, model, layer, x, batch_size: int, repeats: int, with_sess: bool) -> None:
-    import ucag
     from pytorch_grad_cam import SESS, GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    import ucag
 
     with torch.inference_mode():
         targets = model(x).argmax(1).tolist()
@@ -86,8 +88,7 @@ def speed(label: str, model, layer, x, batch_size: int, repeats: int, with_sess:
     print(f"\nspeed, {label}: {len(x)} images x {grid.num_patches} patches of {grid.scaled_size}, batch_size {batch_size}, best of {repeats}")
     for name, t in times.items():
         print(f"  {name:38s} {t:7.2f} s   this / UCAG = {t / ours:5.2f}x")
-    print(f"  UCAG / (a) = {ours / times['(a) no-grad forwards of the patches']:.2f}x (target <= 1.3x); "
-          f"(b) / UCAG = {times['(b) UCAG(GradCAM), full backward'] / ours:.2f}x (target >= 2.5x)")
+    print(f"  UCAG / (a) = {ours / times['(a) no-grad forwards of the patches']:.2f}x (target <= 1.3x); (b) / UCAG = {times['(b) UCAG(GradCAM), full backward'] / ours:.2f}x (target >= 2.5x)")
 
 
 def overhead(x, cam, batch_size: int) -> None:

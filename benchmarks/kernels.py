@@ -22,10 +22,9 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -110,11 +109,7 @@ def torch_reference_fold(maps: torch.Tensor, weights: torch.Tensor, grid: ucag.G
 
 def torch_reference_unfold(images: torch.Tensor, grid: ucag.Grid) -> torch.Tensor:
     h, w = grid.patch_size
-    patches = [
-        F.interpolate(images[:, :, y : y + h, x : x + w], size=grid.scaled_size, mode="bicubic", align_corners=False)
-        for y in grid.offsets_y
-        for x in grid.offsets_x
-    ]
+    patches = [F.interpolate(images[:, :, y : y + h, x : x + w], size=grid.scaled_size, mode="bicubic", align_corners=False) for y in grid.offsets_y for x in grid.offsets_x]
     return torch.stack(patches, 1).flatten(0, 1)
 
 
@@ -143,12 +138,12 @@ def main() -> None:
         assert ((out - check).abs().max() / check.abs().max()).item() < 1e-5
 
     print(f"\nfold: {B} x {N} maps of {grid.scaled_size} -> {B} x {grid.image_size} (best of {R}, interleaved)")
-    candidates = {"pure-PyTorch reference": lambda: torch_reference_fold(maps_d, weights_d, grid)}
-    candidates |= kernel_paths(lambda: ucag.fold(maps_d, weights_d, grid), (lambda: ucag.fold(maps_np, weights_np, grid)) if dev == "cpu" else None)
+    candidates = {"pure-PyTorch reference": lambda: torch_reference_fold(maps_d, weights_d, grid)}  # noqa: F821  (run before the del below)
+    candidates |= kernel_paths(lambda: ucag.fold(maps_d, weights_d, grid), (lambda: ucag.fold(maps_np, weights_np, grid)) if dev == "cpu" else None)  # noqa: F821  (run before the del below)
     times = race(candidates, R, dev)
     if dev == "cpu":
         geom = spec_reference.geometry((224, 224))
-        times.update(race({"per-patch reference loop (tests)": lambda: spec_reference.fold(maps, weights, geom)}, 1, dev))
+        times.update(race({"per-patch reference loop (tests)": lambda: spec_reference.fold(maps, weights, geom)}, 1, dev))  # noqa: F821  (run before the del below)
     report(times, "pure-PyTorch reference", "reference time / this")
     del maps, weights, maps_np, weights_np, maps_d, weights_d
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,10 +45,11 @@ def digest(array: Any) -> str:
 def main() -> int:
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    import ucag
-    import ucag.data
     from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    import ucag
+    import ucag.data
 
     sm = ucag.data.load_sample_model()
     model, layer = sm.model, sm.target_layer
@@ -97,7 +99,7 @@ def main() -> int:
     from zennit.composites import EpsilonPlusFlat
 
     record("ucag zennit", ucag_with(lambda: Gradient(model, EpsilonPlusFlat()), units=3))
-    record("ucag callable", ucag_with(lambda: (lambda patches, t: patches.mean(dim=1)), units=3))
+    record("ucag callable", ucag_with(lambda: lambda patches, t: patches.mean(dim=1), units=3))
     record("upscale gradcam", lambda: ucag.baselines.Upscale(GradCAM(model, [layer]), model=model).explain(x, targets))
     record("cameras", lambda: ucag.baselines.CAMERAS(model, layer, resolutions=[224, 324]).explain(x, targets))
     record("lrp on its own", lambda: LRP(model)(input_tensor=x, targets=targets))

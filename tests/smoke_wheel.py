@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch  # noqa: F401  (the extension must also load when torch comes second)
-
-import ucag
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+import ucag
 from ucag.data import load_sample_model, sample_image
 
 source_tree, expected_path = Path(sys.argv[1]).resolve(), sys.argv[2]

@@ -7,19 +7,17 @@ import math
 
 import numpy as np
 import pytest
+import pytorch_grad_cam as pgc
 import torch
 import torch.nn.functional as F
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 import ucag
 import ucag.data
-from ucag.bases.adapters import GradCamAdapter
 from ucag.baselines import CAMERAS, CamerasExplanation, Upscale
+from ucag.bases.adapters import GradCamAdapter
 from ucag.postprocess import cam_postprocess
-
-import pytorch_grad_cam as pgc
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
 
 # ---- independent references ---------------------------------------------------------------
 
@@ -167,9 +165,7 @@ def test_upscale_rejects_a_non_number_factor_and_keeps_ucag_checks(tiny):
         Upscale(pgc.GradCAM(model, [model.conv2]), batch_size=0)
     with pytest.raises(ValueError, match="postprocess"):
         Upscale(pgc.GradCAM(model, [model.conv2]), postprocess="relu")
-    assert repr(Upscale(pgc.GradCAM(model, [model.conv2]), 3)) == (
-        "Upscale(base=GradCAM, factor=3.0, batch_size=16, postprocess='cam')"
-    )
+    assert repr(Upscale(pgc.GradCAM(model, [model.conv2]), 3)) == ("Upscale(base=GradCAM, factor=3.0, batch_size=16, postprocess='cam')")
 
 
 def test_upscale_context_manager_releases_gradcam_hooks(tiny):
@@ -211,9 +207,7 @@ def test_cameras_default_resolutions(sample, small_pair):
     sm, _ = sample
     cameras = CAMERAS(sm.model, sm.target_layer)
     assert cameras.resolutions_for((224, 224)) == tuple((s, s) for s in range(224, 1000, 100))
-    assert cameras.resolutions_for((112, 150)) == tuple(
-        (int(112 * s / 224 + 0.5), int(150 * s / 224 + 0.5)) for s in range(224, 1000, 100)
-    )
+    assert cameras.resolutions_for((112, 150)) == tuple((int(112 * s / 224 + 0.5), int(150 * s / 224 + 0.5)) for s in range(224, 1000, 100))
     _, x = small_pair
     x = x[:1]
     e = cameras.explain(x, [285])
@@ -221,7 +215,7 @@ def test_cameras_default_resolutions(sample, small_pair):
     assert e.probabilities.shape == (1, 8)
     single = CAMERAS(sm.model, sm.target_layer, resolutions=[96]).explain(x, [285])
     assert e.saliency.shape == single.saliency.shape == (1, 96, 96)
-    assert torch.isfinite(e.saliency).all() and 0 <= float(e.saliency.min()) and float(e.saliency.max()) <= 1
+    assert torch.isfinite(e.saliency).all() and float(e.saliency.min()) >= 0 and float(e.saliency.max()) <= 1
     assert (e.saliency - single.saliency).abs().max() > 0.05  # multi-scale changes the map
 
 
@@ -230,7 +224,7 @@ def test_cameras_batch_equals_single_calls_and_targets_forms_agree(small_pair):
     cameras = CAMERAS(sm.model, sm.target_layer, resolutions=[96, 128], batch_size=2)
     whole = cameras.explain(x, [285, 967])
     assert whole.saliency.shape == (2, 96, 96) and torch.isfinite(whole.raw).all()
-    assert 0 <= float(whole.saliency.min()) and float(whole.saliency.max()) <= 1
+    assert float(whole.saliency.min()) >= 0 and float(whole.saliency.max()) <= 1
     for b, t in enumerate([285, 967]):
         single = cameras.explain(x[b : b + 1], [t])
         torch.testing.assert_close(single.raw[0], whole.raw[b], rtol=1e-4, atol=1e-6)

@@ -313,7 +313,7 @@ def test_coco2014_pairs_and_masks(tmp_path):
         coco.annToMask(coco.anns[3]),
         coco.annToMask(coco.anns[4]),
     ]
-    for sample, mask in zip(samples, expected):
+    for sample, mask in zip(samples, expected, strict=True):
         np.testing.assert_array_equal(sample.mask, mask.astype(bool))
     assert (samples[0].mask & CROWD).sum() == CROWD.sum()
     assert samples[0].mask[2, 2] and not samples[0].mask[0, 0]
@@ -349,7 +349,7 @@ def write_gtsegs(path: Path, photos: list[np.ndarray], masks: list[np.ndarray]) 
     with h5py.File(path, "w") as mat:
         refs = mat.create_group("#refs#")
         image_refs, cell_refs = [], []
-        for index, (photo, mask) in enumerate(zip(photos, masks)):
+        for index, (photo, mask) in enumerate(zip(photos, masks, strict=True)):
             image = refs.create_dataset(f"img{index}", data=photo.transpose(2, 1, 0) if photo.ndim == 3 else photo.T)
             stored_mask = refs.create_dataset(f"gt{index}", data=mask.T.astype(np.uint8))
             cell = refs.create_dataset(f"cell{index}", data=np.array([[stored_mask.ref]], dtype=h5py.ref_dtype))

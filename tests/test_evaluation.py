@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import ucag
-from ucag.eval import metrics
 from ucag.data import load_sample_model
+from ucag.eval import metrics
 from ucag.eval.datasets import SampleImages
 from ucag.eval.runner import evaluate, summarize
 
@@ -280,7 +280,7 @@ def test_two_processes_under_torchrun_write_what_one_process_writes(tmp_path):
     for name in ("results.csv", "curves.csv"):
         one, two = _numbers(tmp_path / "one" / name), _numbers(tmp_path / "two" / name)
         assert len(one) == len(two) == (3 * 2 * 2 + 1 if name == "curves.csv" else 3 * 2 + 1)
-        for a, b in zip(one, two):
+        for a, b in zip(one, two, strict=True):
             assert [c for c in a if isinstance(c, str)] == [c for c in b if isinstance(c, str)]
             np.testing.assert_allclose([c for c in a if isinstance(c, float)], [c for c in b if isinstance(c, float)], atol=1e-5)
     assert (tmp_path / "two" / "summary.md").exists() and (tmp_path / "two" / "curves.png").exists()

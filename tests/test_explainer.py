@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pytorch_grad_cam as pgc
 import torch
+from captum import attr as captum_attr
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
+from zennit.attribution import Gradient
+from zennit.composites import EpsilonPlusFlat
 
 import spec_reference as ref
 import ucag
 import ucag.data
 import ucag.postprocess
-
-import pytorch_grad_cam as pgc
-from captum import attr as captum_attr
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from zennit.attribution import Gradient
-from zennit.composites import EpsilonPlusFlat
 
 
 class SmallCNN(nn.Module):
@@ -27,9 +26,17 @@ class SmallCNN(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
         )
         self.head = nn.Linear(16, 10)
         for bn in (m for m in self.features if isinstance(m, nn.BatchNorm2d)):
@@ -55,24 +62,24 @@ SMALL = dict(units=3, scale=1.5)
 
 # Every CAM class pytorch-grad-cam 1.5.7 exports, with the constructor arguments it needs.
 CAM_CLASSES = {
-    "GradCAM": lambda m, l: pgc.GradCAM(m, [l]),
-    "HiResCAM": lambda m, l: pgc.HiResCAM(m, [l]),
-    "GradCAMElementWise": lambda m, l: pgc.GradCAMElementWise(m, [l]),
-    "GradCAMPlusPlus": lambda m, l: pgc.GradCAMPlusPlus(m, [l]),
-    "XGradCAM": lambda m, l: pgc.XGradCAM(m, [l]),
-    "LayerCAM": lambda m, l: pgc.LayerCAM(m, [l]),
-    "EigenCAM": lambda m, l: pgc.EigenCAM(m, [l]),
-    "EigenGradCAM": lambda m, l: pgc.EigenGradCAM(m, [l]),
-    "KPCA_CAM": lambda m, l: pgc.KPCA_CAM(m, [l]),
-    "ScoreCAM": lambda m, l: pgc.ScoreCAM(m, [l]),
-    "AblationCAM": lambda m, l: pgc.AblationCAM(m, [l]),
-    "RandomCAM": lambda m, l: pgc.RandomCAM(m, [l]),
-    "FEM": lambda m, l: pgc.FEM(m, [l]),
-    "ShapleyCAM": lambda m, l: pgc.ShapleyCAM(m, [l]),
-    "FullGrad": lambda m, l: pgc.FullGrad(m, [l]),
-    "FinerCAM": lambda m, l: pgc.FinerCAM(m, [l]),
-    "RefineCAM": lambda m, l: pgc.RefineCAM(m, [l]),
-    "SESS": lambda m, l: pgc.SESS(m, [l], num_scales=2),
+    "GradCAM": lambda m, layer: pgc.GradCAM(m, [layer]),
+    "HiResCAM": lambda m, layer: pgc.HiResCAM(m, [layer]),
+    "GradCAMElementWise": lambda m, layer: pgc.GradCAMElementWise(m, [layer]),
+    "GradCAMPlusPlus": lambda m, layer: pgc.GradCAMPlusPlus(m, [layer]),
+    "XGradCAM": lambda m, layer: pgc.XGradCAM(m, [layer]),
+    "LayerCAM": lambda m, layer: pgc.LayerCAM(m, [layer]),
+    "EigenCAM": lambda m, layer: pgc.EigenCAM(m, [layer]),
+    "EigenGradCAM": lambda m, layer: pgc.EigenGradCAM(m, [layer]),
+    "KPCA_CAM": lambda m, layer: pgc.KPCA_CAM(m, [layer]),
+    "ScoreCAM": lambda m, layer: pgc.ScoreCAM(m, [layer]),
+    "AblationCAM": lambda m, layer: pgc.AblationCAM(m, [layer]),
+    "RandomCAM": lambda m, layer: pgc.RandomCAM(m, [layer]),
+    "FEM": lambda m, layer: pgc.FEM(m, [layer]),
+    "ShapleyCAM": lambda m, layer: pgc.ShapleyCAM(m, [layer]),
+    "FullGrad": lambda m, layer: pgc.FullGrad(m, [layer]),
+    "FinerCAM": lambda m, layer: pgc.FinerCAM(m, [layer]),
+    "RefineCAM": lambda m, layer: pgc.RefineCAM(m, [layer]),
+    "SESS": lambda m, layer: pgc.SESS(m, [layer], num_scales=2),
 }
 NORMALISED = {"FullGrad", "FinerCAM", "RefineCAM", "SESS"}
 
@@ -105,7 +112,7 @@ def gradcam_reference(model, layer, x, targets, units, scale, chunk=16):
     maps, weights = [], []
     for s in range(0, len(patches), chunk):
         store = {}
-        handle = layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+        handle = layer.register_forward_hook(lambda m, i, o, store=store: store.__setitem__("a", o))
         try:
             logits = model(patches[s : s + chunk])
         finally:
@@ -171,7 +178,7 @@ def test_state_is_restored_after_a_call_that_raised(small):
     assert not model.training and not any(m.training for m in model.modules())
     assert [p.requires_grad for p in model.parameters()] == before_flags
     assert {k: dict(v._forward_hooks) for k, v in model.named_modules()} == hooks_before
-    for p, f in zip(model.parameters(), flags):
+    for p, f in zip(model.parameters(), flags, strict=True):
         p.requires_grad_(f)
 
 
@@ -236,7 +243,7 @@ def test_gradcam_on_sample_model_equals_reference(sample):
     assert e.partials.shape == (36, 10, 10) and not e.partials_normalised
     expected = gradcam_reference(sm.model, sm.target_layer, x, [285], 6, 2.6)
     assert_rel(e.raw, expected, 1e-4)
-    assert e.saliency.shape == (1, 224, 224) and 0 <= float(e.saliency.min()) and float(e.saliency.max()) <= 1
+    assert e.saliency.shape == (1, 224, 224) and float(e.saliency.min()) >= 0 and float(e.saliency.max()) <= 1
     # post-processing is docs/algorithm.md §5 on the raw map
     torch.testing.assert_close(e.saliency, ucag.postprocess.cam_postprocess(e.raw))
 

@@ -8,13 +8,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
+from zennit.attribution import Gradient
+from zennit.composites import LayerMapComposite
+from zennit.rules import Epsilon, Norm, Pass
+from zennit.types import Activation, AvgPool
+from zennit.types import Linear as AnyLinear
 
 import ucag
 import ucag.data
 from ucag.bases.adapters import PatchAttribution, make_adapter
-from ucag.eval import registry
-from ucag.eval.registry import METHODS, methods_of_kind
 from ucag.bases.propagation import (
     LRP,
     ContrastiveLRP,
@@ -27,6 +31,8 @@ from ucag.bases.propagation import (
     softmax_gradient_relevance,
     traced_batchnorm_pairs,
 )
+from ucag.eval import registry
+from ucag.eval.registry import METHODS, methods_of_kind
 
 #: The registered propagation methods (LRP, c*LRP, SGLRP, FullGrad).
 PROPAGATION = methods_of_kind("propagation")
@@ -35,12 +41,6 @@ PROPAGATION = methods_of_kind("propagation")
 def propagation_method(name, model):
     return METHODS[name].factory(model, None)
 
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from zennit.attribution import Gradient
-from zennit.composites import LayerMapComposite
-from zennit.rules import Epsilon, Norm, Pass
-from zennit.types import Activation, AvgPool
-from zennit.types import Linear as AnyLinear
 
 # ---- toy networks -------------------------------------------------------------------------
 
@@ -144,7 +144,7 @@ def test_softmax_gradient_relevance_matches_the_hand_computed_gradient():
             expected = y[t] * (1 - y[t]) if k == t else -y[t] * y[k]
             assert got[b, k].item() == pytest.approx(expected, rel=1e-5, abs=1e-8)
         # ... which is the Jacobian row of softmax_t with respect to the logits
-        jacobian = torch.autograd.functional.jacobian(lambda z: torch.softmax(z, -1)[t], logits[b])
+        jacobian = torch.autograd.functional.jacobian(lambda z, t=t: torch.softmax(z, -1)[t], logits[b])
         torch.testing.assert_close(got[b], jacobian)
     assert got.sum(dim=1).abs().max() < 1e-6  # a softmax gradient sums to zero
 

@@ -8,9 +8,9 @@ import pytest
 import pytorch_grad_cam as pgc
 import torch
 import torchvision
-from torch import nn
 from captum.attr import Saliency
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
 from zennit.attribution import Gradient
 
 import ucag
@@ -97,7 +97,7 @@ def test_methods_needing_input_gradients_are_never_truncated(resnet):
 
 @pytest.mark.parametrize("name", ["GradCAM", "GradCAMPlusPlus", "LayerCAM"])
 def test_fast_cam_equals_the_cam(sample, resnet, name):
-    for model, single, multi, x, targets in (sample, resnet):
+    for model, _single, multi, x, targets in (sample, resnet):
         cam = getattr(pgc, name)(model, multi)
         objects = [ClassifierOutputTarget(t) for t in targets] * (len(x) // len(targets))
         before = state_of(model)
@@ -135,7 +135,6 @@ def test_transformer_fast_path_is_off_inside_and_restored_after():
         out = layer(x)
         assert out.requires_grad  # the hook on norm1 ran and cut there: a graph to backprop
     assert torch.backends.mha.get_fastpath_enabled()
-    with pytest.raises(RuntimeError, match="boom"):
-        with truncated_backward(layer, [layer.norm1]):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), truncated_backward(layer, [layer.norm1]):
+        raise RuntimeError("boom")
     assert torch.backends.mha.get_fastpath_enabled()

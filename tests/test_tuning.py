@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from pytorch_grad_cam import GradCAM
 
 import ucag
-from ucag.eval import metrics
 from ucag.data import load_sample_model, sample_image
+from ucag.eval import metrics
 from ucag.eval.tuning import Setting, tune
 
 STEP = 224 * 28  # 8 deletion/insertion steps

@@ -72,10 +72,7 @@ def curves(sample):
     out = {}
     for kind, metric in (("deletion", metrics.deletion), ("insertion", metrics.insertion)):
         both = metric(sm.model, inputs, maps, [CAT, CAT], step=224 * 56)
-        out[kind] = {
-            name: metrics.MetricResult(kind, both.values[k : k + 1], both.curves[k : k + 1])
-            for k, name in enumerate(("GradCAM", "UCAG"))
-        }
+        out[kind] = {name: metrics.MetricResult(kind, both.values[k : k + 1], both.curves[k : k + 1]) for k, name in enumerate(("GradCAM", "UCAG"))}
     return out
 
 
@@ -389,11 +386,11 @@ def test_plot_curves_compares_methods_with_their_aucs(curves):
     deletion_ax, insertion_ax = fig.axes
     for ax, results in ((deletion_ax, curves["deletion"]), (insertion_ax, curves["insertion"])):
         assert legend_texts(ax) == [f"{name} (AUC {r.mean:.3f})" for name, r in results.items()]
-        for line, result in zip(ax.get_lines(), results.values()):
+        for line, result in zip(ax.get_lines(), results.values(), strict=True):
             np.testing.assert_allclose(line.get_xdata(), np.linspace(0, 1, result.curves.shape[1]))
             np.testing.assert_allclose(line.get_ydata(), result.curves[0])
     # A method keeps its colour in both panels.
-    assert [l.get_color() for l in deletion_ax.get_lines()] == [l.get_color() for l in insertion_ax.get_lines()]
+    assert [line.get_color() for line in deletion_ax.get_lines()] == [line.get_color() for line in insertion_ax.get_lines()]
 
 
 def test_plot_curves_in_one_given_axes(curves):

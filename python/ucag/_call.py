@@ -105,12 +105,12 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        for m, mode in zip(modules, training):
+        for m, mode in zip(modules, training, strict=True):
             m.training = mode
         for p, flag in requires_grad:
             if p.requires_grad != flag:
                 p.requires_grad_(flag)
-        for m, saved in zip(modules, hooks):
+        for m, saved in zip(modules, hooks, strict=True):
             for name, entries in saved.items():
                 current = getattr(m, name)
                 if current.keys() != entries.keys():
@@ -135,4 +135,4 @@ class GradCamCallable:
     ) -> np.ndarray:
         """Numpy float32 (B, H, W) maps of ``input_tensor`` for ``targets``."""
         maps = self._call_maps(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
-        return maps.detach().float().cpu().numpy()  # type: ignore[no-any-return]
+        return maps.detach().float().cpu().numpy()

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ class Upscale(UCAG):
             raise TypeError(f"factor: expected a number > 0, got {type(factor).__name__}")
         if not math.isfinite(factor) or factor <= 0:
             raise ValueError(f"factor: expected a finite number > 0, got {factor!r}")
-        self.factor = float(factor)
+        self.factor: float = float(factor)
         super().__init__(
             base,
             model=model,
@@ -78,10 +79,7 @@ class Upscale(UCAG):
         )
 
     def __repr__(self) -> str:
-        return (
-            f"Upscale(base={self.adapter.name}, factor={self.factor}, batch_size={self.batch_size}, "
-            f"postprocess={self.postprocess!r})"
-        )
+        return f"Upscale(base={self.adapter.name}, factor={self.factor}, batch_size={self.batch_size}, postprocess={self.postprocess!r})"
 
 
 # ---- CAMERAS ------------------------------------------------------------------------------
@@ -118,10 +116,7 @@ class CamerasExplanation:
     postprocess: str
 
     def __repr__(self) -> str:
-        return (
-            f"CamerasExplanation(images={self.raw.shape[0]}, maps={tuple(self.raw.shape[1:])}, "
-            f"resolutions={list(self.resolutions)}, postprocess={self.postprocess!r})"
-        )
+        return f"CamerasExplanation(images={self.raw.shape[0]}, maps={tuple(self.raw.shape[1:])}, resolutions={list(self.resolutions)}, postprocess={self.postprocess!r})"
 
 
 def _as_resolutions(resolutions: Any) -> tuple[tuple[int, int], ...]:
@@ -215,12 +210,9 @@ class CAMERAS(GradCamCallable):
 
     def __repr__(self) -> str:
         resolutions = "default (224..924 px at 224)" if self.resolutions is None else list(self.resolutions)
-        return (
-            f"CAMERAS(target_layer={type(self.target_layer).__name__}, resolutions={resolutions}, "
-            f"batch_size={self.batch_size}, postprocess={self.postprocess!r}, blur={self.blur})"
-        )
+        return f"CAMERAS(target_layer={type(self.target_layer).__name__}, resolutions={resolutions}, batch_size={self.batch_size}, postprocess={self.postprocess!r}, blur={self.blur})"
 
-    def __enter__(self) -> "CAMERAS":
+    def __enter__(self) -> CAMERAS:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -271,9 +263,7 @@ class CAMERAS(GradCamCallable):
             postprocess=self.postprocess,
         )
 
-    def _explain_chunk(
-        self, x: torch.Tensor, targets: torch.Tensor, resolutions: Sequence[tuple[int, int]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _explain_chunk(self, x: torch.Tensor, targets: torch.Tensor, resolutions: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps (b, H, W) and target probabilities (b, R) of a chunk of images."""
         activations, gradients, probabilities = [], [], []
         for resolution in resolutions:
@@ -284,11 +274,9 @@ class CAMERAS(GradCamCallable):
             gradients.append(g)
             probabilities.append(p)
         # Kept at feature-map resolution (a few MB); resized only in _fuse, block by block.
-        return _fuse(activations, gradients, tuple(x.shape[-2:])), torch.stack(probabilities, dim=1)
+        return _fuse(activations, gradients, (x.shape[-2], x.shape[-1])), torch.stack(probabilities, dim=1)
 
-    def _activations_and_gradients(
-        self, x: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _activations_and_gradients(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Target-layer activations and gradients of the target logits (b, C, h, w) and
         the target probabilities (b,) for one input size."""
         outputs: list[torch.Tensor] = []
@@ -310,9 +298,7 @@ class CAMERAS(GradCamCallable):
         finally:
             handle.remove()
         if len(outputs) != 1:
-            raise ValueError(
-                f"target_layer: ran {len(outputs)} times in one forward pass; CAMERAS needs a layer that runs exactly once"
-            )
+            raise ValueError(f"target_layer: ran {len(outputs)} times in one forward pass; CAMERAS needs a layer that runs exactly once")
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise ValueError(f"model: expected (B, K) logits, got {getattr(logits, 'shape', type(logits).__name__)}")
         if int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]:
@@ -352,7 +338,7 @@ def _fuse(activations: list[torch.Tensor], gradients: list[torch.Tensor], size: 
     block = max(1, _FUSION_BLOCK_ELEMENTS // (b * H * W))
 
     def mean_resized(maps: list[torch.Tensor], c: slice) -> torch.Tensor:
-        return rows @ torch.cat([m[:, c].to(dtype) @ x_t for m, x_t in zip(maps, columns_t)], dim=-2)
+        return rows @ torch.cat([m[:, c].to(dtype) @ x_t for m, x_t in zip(maps, columns_t, strict=True)], dim=-2)
 
     raw = torch.zeros((b, H, W), dtype=dtype, device=like.device)
     for start in range(0, channels, block):

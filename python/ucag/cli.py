@@ -17,7 +17,9 @@ import argparse
 import importlib
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,10 +29,16 @@ import ucag
 from .eval.registry import BASELINES, METHODS, VARIANTS, method, methods_of_kind
 from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
 
+if TYPE_CHECKING:
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from .data import SampleModel
+
 #: Methods ``explain``, ``demo`` and ``tune`` can put under UCAG (every registered base).
 BASE_METHODS = methods_of_kind("gradcam", "propagation")
 
-def _load_user_model(spec: str, weights: str | None, layer: str, mean, std):
+
+def _load_user_model(spec: str, weights: str | None, layer: str, mean: Sequence[float], std: Sequence[float]) -> SampleModel:
     from .data import SampleModel
 
     module_name, _, factory_name = spec.partition(":")
@@ -47,7 +55,7 @@ def _load_user_model(spec: str, weights: str | None, layer: str, mean, std):
         raise ValueError("--layer: required with --model (the CAM target layer, e.g. layer4)")
     target = model.get_submodule(layer)
     names = [str(i) for i in range(1000)]
-    return SampleModel(model=model.eval(), target_layer=target, class_names=names, mean=tuple(mean), std=tuple(std))
+    return SampleModel(model=model.eval(), target_layer=target, class_names=names, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]))
 
 
 def _read_image(path: str) -> tuple[str, np.ndarray]:
@@ -106,7 +114,7 @@ def explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classifier_target(index: int):
+def _classifier_target(index: int) -> ClassifierOutputTarget:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     return ClassifierOutputTarget(index)
@@ -212,7 +220,7 @@ def tune(args: argparse.Namespace) -> int:
     from .eval.tuning import tune as run_tune
 
     sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std) if args.model else load_sample_model()
-    names, photos = zip(*(_read_image(path) for path in args.images))
+    names, photos = zip(*(_read_image(path) for path in args.images), strict=True)
     x = torch.cat([sm.preprocess(rgb) for rgb in photos])
     space = {
         "units": args.units,
@@ -230,7 +238,7 @@ def tune(args: argparse.Namespace) -> int:
         f.write("units,patch_fraction,scale,weighting,global_view,image,deletion,insertion\n")
         for r in result.rows:
             s = r.setting
-            for name, d, i in zip(names, r.deletion, r.insertion):
+            for name, d, i in zip(names, r.deletion, r.insertion, strict=True):
                 f.write(f"{s.units},{s.patch_fraction!r},{s.scale!r},{s.weighting},{s.global_view or ''},{name},{d!r},{i!r}\n")
     fig = result.plot()
     fig.savefig(out / "tune.png", dpi=100)
@@ -256,9 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("evaluate", help="measure methods with and without UCAG over a dataset (resumable; torchrun shards it)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--samples", action="store_true", help="the bundled photos with the sample model")
-    source.add_argument(
-        "--dataset", help="samples | imagenet:ROOT[:LABELS] | voc2007:ROOT | coco2014:ROOT:ANNOTATIONS | imagenet-seg:PATH"
-    )
+    source.add_argument("--dataset", help="samples | imagenet:ROOT[:LABELS] | voc2007:ROOT | coco2014:ROOT:ANNOTATIONS | imagenet-seg:PATH")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam")
     p.add_argument("--variants", nargs="+", default=["base", "ucag"], choices=list(VARIANTS), help="default: base ucag")
     p.add_argument("--baselines", nargs="*", default=[], choices=BASELINES, help="also run these baselines")
@@ -290,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_model_options(p)
     p.set_defaults(run=tune)
     args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return args.run(args)
+        return run(args)
     except (ValueError, TypeError, ImportError) as err:
         print(f"ucag: error: {err}", file=sys.stderr)
         return 2

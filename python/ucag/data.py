@@ -8,6 +8,8 @@ class names from torchvision's weight metadata. Needs the ``examples`` extra.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 
 
-def _examples_import(module: str):
+def _examples_import(module: str) -> ModuleType:
     import importlib
 
     try:
@@ -79,8 +81,8 @@ def sample_images(names: tuple[str, ...] = SAMPLE_PHOTOS) -> list[SamplePhoto]:
     return [sample_image(n) for n in names]
 
 
-def _efficientnet_class():
-    EfficientNet = _examples_import("efficientnet_lite_pytorch").EfficientNet
+def _efficientnet_class() -> type[Any]:
+    EfficientNet: Any = _examples_import("efficientnet_lite_pytorch").EfficientNet
 
     class SampleEfficientNet(EfficientNet):
         """EfficientNet-Lite0 whose head activation is a module of its own.
@@ -98,14 +100,13 @@ def _efficientnet_class():
                 if rate:
                     rate *= float(idx) / len(self._blocks)
                 x = block(x, drop_connect_rate=rate)
-            return self.head_activation(self._bn1(self._conv_head(x)))
+            features: torch.Tensor = self.head_activation(self._bn1(self._conv_head(x)))
+            return features
 
     return SampleEfficientNet
 
 
-def preprocess_image(
-    image: np.ndarray | torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], size: int | tuple[int, int] = 224
-) -> torch.Tensor:
+def preprocess_image(image: np.ndarray | torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], size: int | tuple[int, int] = 224) -> torch.Tensor:
     """uint8 (H, W, 3) or float [0, 1] (3, H, W) -> normalised (1, 3, size, size).
 
     The whole photo is resized (antialiased bilinear), not cropped, so that objects and
@@ -116,8 +117,8 @@ def preprocess_image(
         image = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255.0
     if image.dim() != 3 or image.shape[0] != 3:
         raise ValueError(f"image: expected a (3, H, W) tensor, got shape {tuple(image.shape)}")
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    x = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    out_size = (size, size) if isinstance(size, int) else tuple(size)
+    x = F.interpolate(image[None].float(), size=out_size, mode="bilinear", antialias=True, align_corners=False)
     return normalize(x, mean, std)
 
 
@@ -131,9 +132,9 @@ def resize_mask(mask: np.ndarray, size: int | tuple[int, int] = 224) -> torch.Te
     photo, by nearest neighbour at pixel centres ("nearest-exact"): bool (1, size, size)."""
     if mask.ndim != 2:
         raise ValueError(f"mask: expected a (H, W) array, got shape {mask.shape}")
-    size = (size, size) if isinstance(size, int) else tuple(size)
+    out_size = (size, size) if isinstance(size, int) else tuple(size)
     m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))[None, None]
-    return F.interpolate(m, size=size, mode="nearest-exact")[0] > 0.5
+    return F.interpolate(m, size=out_size, mode="nearest-exact")[0] > 0.5
 
 
 @dataclass
@@ -181,5 +182,3 @@ def load_sample_model(device: str | torch.device = "cpu") -> SampleModel:
     model.head_activation = nn.ReLU6()
     model = model.to(device).eval()
     return SampleModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
-
-

@@ -205,9 +205,7 @@ class UCAG(GradCamCallable):
         with preserved_state(self.model):
             target_ids = resolve_targets(self.model, x, targets)
             patches = self.attribute_patches(x, grid, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
-            global_map = (
-                self.attribute_global(x, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if self.global_view else None
-            )
+            global_map = self.attribute_global(x, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if self.global_view else None
         return self.conquer(patches, grid, target_ids, global_map)
 
     def attribute_patches(
@@ -241,9 +239,7 @@ class UCAG(GradCamCallable):
         maps = self._attribute_chunks(chunks, target_ids, target_objects(targets), aug_smooth, eigen_smooth).maps[:, None]
         return F.interpolate(maps, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=False)[:, 0]
 
-    def _attribute_chunks(
-        self, chunks: Iterator[torch.Tensor], row_targets: torch.Tensor, objects: list[Any] | None, aug_smooth: bool, eigen_smooth: bool
-    ) -> PatchAttribution:
+    def _attribute_chunks(self, chunks: Iterator[torch.Tensor], row_targets: torch.Tensor, objects: list[Any] | None, aug_smooth: bool, eigen_smooth: bool) -> PatchAttribution:
         """The base method on each chunk, each row for its target (and grad-cam target
         object), with a progress bar when asked; the parts joined."""
         if self.progress:
@@ -255,9 +251,7 @@ class UCAG(GradCamCallable):
         for chunk in chunks:
             rows = slice(start, start + len(chunk))
             start += len(chunk)
-            parts.append(
-                self.adapter(chunk, row_targets[rows], target_objects=objects[rows] if objects else None, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
-            )
+            parts.append(self.adapter(chunk, row_targets[rows], target_objects=objects[rows] if objects else None, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth))
         return _concatenated(parts)
 
     def conquer(

@@ -35,7 +35,7 @@ def _is_int(value: object) -> bool:
 def _patch_size(value: object) -> PatchSize:
     """``value`` validated and normalised (an int becomes an (h, w) pair)."""
     if value is None or value == "image":
-        return value  # type: ignore[return-value]
+        return value
     if _is_int(value):
         value = (value, value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
@@ -48,10 +48,7 @@ def _patch_size(value: object) -> PatchSize:
         if not (0.0 < fraction <= 1.0):
             raise ValueError(f"patch_size: a float is a fraction of the image side and must lie in (0, 1], got {value!r}")
         return fraction
-    raise TypeError(
-        "patch_size: must be an int or an (h, w) pair of ints (pixels), a float in (0, 1] (a fraction of the image side), "
-        f"'image' or None, got {value!r}"
-    )
+    raise TypeError(f"patch_size: must be an int or an (h, w) pair of ints (pixels), a float in (0, 1] (a fraction of the image side), 'image' or None, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -95,9 +95,8 @@ def kernel_path(device_type: str, dtype: torch.dtype) -> KernelPath:
     the tch module for other cpu/cuda tensors where it matches (for every cpu/cuda tensor
     under ``UCAG_KERNELS=tch``), torch operations otherwise."""
     portable = device_type == "cpu" and dtype in PORTABLE_DTYPES
-    if tch_module() is not None and device_type in ("cpu", "cuda"):
-        if requested_kernels() == "tch" or not portable:
-            return "tch"
+    if tch_module() is not None and device_type in ("cpu", "cuda") and (requested_kernels() == "tch" or not portable):
+        return "tch"
     return "portable" if portable else "torch ops"
 
 

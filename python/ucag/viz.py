@@ -33,7 +33,8 @@ from __future__ import annotations
 import numbers
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeGuard, Union, cast
 
 import numpy as np
 import torch
@@ -43,14 +44,16 @@ from .explainer import Explanation
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.colorbar import Colorbar
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
     from PIL.Image import Image as PILImage
 
 #: A photo: tensor (3, H, W) / (1, 3, H, W), array (H, W, 3) or PIL image.
 ImageLike = Union[torch.Tensor, np.ndarray, "PILImage"]
 #: One saliency map (H, W) or a batch (B, H, W).
-MapLike = Union[torch.Tensor, np.ndarray]
+MapLike = torch.Tensor | np.ndarray
 
 __all__ = ["compare", "overlay", "show_partials", "show_signed"]
 
@@ -67,7 +70,7 @@ SIGNED_CMAP = "bwr"
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def _pyplot():
+def _pyplot() -> ModuleType:
     try:
         import matplotlib.pyplot as plt
     except ImportError as err:  # matplotlib is an optional dependency (examples extra)
@@ -93,7 +96,7 @@ def _channel_constants(value: Any, argument: str) -> np.ndarray:
     return constants
 
 
-def _is_pil_image(value: Any) -> bool:
+def _is_pil_image(value: Any) -> TypeGuard[PILImage]:
     # If PIL was never imported, the value cannot be a PIL image: no import needed.
     pil = sys.modules.get("PIL.Image")
     return pil is not None and isinstance(value, pil.Image)
@@ -103,6 +106,7 @@ def _image_rgb(image: ImageLike, mean: Any = None, std: Any = None, argument: st
     """An image as float64 (H, W, 3) RGB in [0, 1], and the dtype :func:`overlay` returns."""
     if (mean is None) != (std is None):
         raise ValueError("mean, std: give both (for a normalised image) or neither")
+    out_dtype: np.dtype[Any]
     if _is_pil_image(image):
         if mean is not None:
             raise ValueError(f"{argument}: a PIL image is not normalised; drop mean= and std=")
@@ -148,11 +152,7 @@ def _image_rgb(image: ImageLike, mean: Any = None, std: Any = None, argument: st
         return np.clip(rgb, 0.0, 1.0), out_dtype
     low, high = float(rgb.min()), float(rgb.max())
     if low < -FLOAT_IMAGE_SLACK or high > 1.0 + FLOAT_IMAGE_SLACK:
-        hint = (
-            "divide by 255 (or pass uint8)"
-            if low >= 0 and high <= 255
-            else "if it is normalised, pass mean= and std= (e.g. SampleModel.mean, SampleModel.std)"
-        )
+        hint = "divide by 255 (or pass uint8)" if low >= 0 and high <= 255 else "if it is normalised, pass mean= and std= (e.g. SampleModel.mean, SampleModel.std)"
         raise ValueError(f"{argument}: float pixels span [{low:.3g}, {high:.3g}], expected [0, 1]: {hint}")
     return np.clip(rgb, 0.0, 1.0), out_dtype
 
@@ -228,7 +228,8 @@ def _check_alpha(alpha: float) -> float:
 
 
 def _grey(rgb: np.ndarray) -> np.ndarray:
-    return rgb @ _LUMA
+    grey: np.ndarray = rgb @ _LUMA
+    return grey
 
 
 def _symmetric_limit(array: np.ndarray) -> float:
@@ -342,13 +343,15 @@ def overlay(
     # Scale before resizing: the range is the map's own, not that of its resampled values.
     heat_map = _resize_map(_unit_range(_map_2d(saliency, "saliency")), rgb.shape[:2])
     heat = colormap(heat_map)[..., :3]
-    blended = (1.0 - alpha) * rgb + alpha * heat
+    blended: np.ndarray = (1.0 - alpha) * rgb + alpha * heat
     if out_dtype == np.uint8:
-        return np.clip(np.rint(blended * 255.0), 0, 255).astype(np.uint8)
-    return np.clip(blended, 0.0, 1.0).astype(out_dtype)
+        levels: np.ndarray = np.clip(np.rint(blended * 255.0), 0, 255)
+        return levels.astype(np.uint8)
+    clipped: np.ndarray = np.clip(blended, 0.0, 1.0)
+    return clipped.astype(out_dtype)
 
 
-def _draw_signed(ax: Axes, raw: np.ndarray, grey: np.ndarray | None, alpha: float, limit: float):
+def _draw_signed(ax: Axes, raw: np.ndarray, grey: np.ndarray | None, alpha: float, limit: float) -> AxesImage:
     """A signed map (over a grey photo when given) in SIGNED_CMAP with limits ±limit."""
     if grey is not None:
         ax.imshow(grey, cmap="gray", vmin=0.0, vmax=1.0, interpolation="bilinear")
@@ -362,7 +365,7 @@ def _draw_signed(ax: Axes, raw: np.ndarray, grey: np.ndarray | None, alpha: floa
     )
 
 
-def _signed_colorbar(fig: Figure, ax: Axes | list[Axes], limit: float, label: str | None = None, **kwargs: Any):
+def _signed_colorbar(fig: Figure, ax: Axes | list[Axes], limit: float, label: str | None = None, **kwargs: Any) -> Colorbar:
     """A colorbar at full opacity (the map itself may be drawn translucent)."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -408,11 +411,12 @@ def show_signed(
         rgb, _ = _image_rgb(image, mean, std)
         grey = _grey(rgb)
         signed = _resize_map(signed, grey.shape)
+    fig: Figure
     if ax is None:
         height, width = signed.shape
         fig, ax = _pyplot().subplots(figsize=(4.0 + (0.8 if colorbar else 0.0), 4.0 * height / width), layout="constrained")
     else:
-        fig = ax.figure
+        fig = cast("Figure", ax.figure)  # (a SubFigure when ax lies in one)
     limit = _symmetric_limit(signed)
     _draw_signed(ax, signed, grey, alpha, limit)
     ax.set_axis_off()
@@ -471,6 +475,7 @@ def compare(
     columns = 1 + len(method_maps)
 
     given = _given_axes(axes, count * columns, "axes")
+    fig: Figure
     if given is None:
         height, width = rgbs[0].shape[:2]
         fig, grid = _pyplot().subplots(
@@ -481,12 +486,12 @@ def compare(
             layout="constrained",
         )
     else:
-        fig = given[0].figure
+        fig = cast("Figure", given[0].figure)  # (a SubFigure when the axes lie in one)
         grid = np.asarray(given, dtype=object).reshape(count, columns)
 
     for row, rgb in enumerate(rgbs):
         grid[row, 0].imshow(rgb)
-        for column, (name, per_image) in enumerate(method_maps.items(), start=1):
+        for column, per_image in enumerate(method_maps.values(), start=1):
             grid[row, column].imshow(overlay(rgb, per_image[row], cmap=cmap, alpha=alpha))
         for column in range(columns):
             _bare(grid[row, column])
@@ -563,17 +568,16 @@ def show_partials(
     grey = _grey(rgb) if rgb is not None else None
 
     given = _given_axes(axes, patches + 1, "axes")
+    fig: Figure
     if given is None:
         # Patch cells on the left (n x n), the folded map as large as the whole grid on the right.
         cell_height = cell_inches * patch_height / patch_width
-        fig = _pyplot().figure(
-            figsize=(2 * units * cell_inches + 1.2, units * (cell_height + 0.45) + 0.5), layout="constrained"
-        )
+        fig = _pyplot().figure(figsize=(2 * units * cell_inches + 1.2, units * (cell_height + 0.45) + 0.5), layout="constrained")
         layout = fig.add_gridspec(units, 2 * units)
         patch_axes = [fig.add_subplot(layout[i, j]) for i in range(units) for j in range(units)]
         result_ax = fig.add_subplot(layout[:, units:])
     else:
-        fig = given[0].figure
+        fig = cast("Figure", given[0].figure)  # (a SubFigure when the axes lie in one)
         patch_axes, result_ax = given[:patches], given[patches]
 
     limit = _symmetric_limit(partials)

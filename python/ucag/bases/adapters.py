@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
 import torch
@@ -107,10 +108,7 @@ def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
         return per_layer[0]
     h = max(m.shape[-2] for m in per_layer)
     w = max(m.shape[-1] for m in per_layer)
-    resized = [
-        m if m.shape[-2:] == (h, w) else F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-        for m in per_layer
-    ]
+    resized = [m if m.shape[-2:] == (h, w) else F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0] for m in per_layer]
     return torch.stack(resized).mean(dim=0)
 
 
@@ -151,7 +149,7 @@ class GradCamAdapter(BaseAdapter):
     removes grad-cam's hooks, as ``with GradCAM(...) as cam`` does on exit.
     """
 
-    def __init__(self, cam: Any, model: nn.Module | None = None):
+    def __init__(self, cam: Any, model: nn.Module | None = None) -> None:
         self.cam = cam
         self.model = model if model is not None else find_model(cam)
         self.captures_raw = hasattr(cam, "get_cam_image") and hasattr(cam, "activations_and_grads")
@@ -224,7 +222,7 @@ class CaptumAdapter(BaseAdapter):
     input-level (n, C, h, w) results are summed over channels. Captum does not expose the
     logits of its forward pass, so one extra forward of ``forward_func`` supplies them."""
 
-    def __init__(self, attribution: Any, model: nn.Module | None = None, **attribute_kwargs: Any):
+    def __init__(self, attribution: Any, model: nn.Module | None = None, **attribute_kwargs: Any) -> None:
         self.attribution = attribution
         self.model = model if model is not None else find_model(attribution)
         self.attribute_kwargs = attribute_kwargs
@@ -258,7 +256,7 @@ class ZennitAdapter(BaseAdapter):
 
     map_kind: MapKind = "signed"
 
-    def __init__(self, attributor: Any, model: nn.Module | None = None):
+    def __init__(self, attributor: Any, model: nn.Module | None = None) -> None:
         self.attributor = attributor
         self.model = model if model is not None else attributor.model
 
@@ -291,7 +289,7 @@ class CallableAdapter(BaseAdapter):
     (n, C, h, w), torch or numpy). The logits come from one extra forward of ``model``,
     which must be given."""
 
-    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], Any], model: nn.Module | None):
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], Any], model: nn.Module | None) -> None:
         if model is None:
             raise ValueError("model: a plain callable base needs model= (to weight patches by the model's confidence)")
         self.fn = fn

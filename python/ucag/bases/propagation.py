@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -132,7 +133,7 @@ def traced_batchnorm_pairs(model: nn.Module, example: torch.Tensor) -> list[tupl
     return [pair for pair in pairs if linears.count(pair[0][0]) == 1 and norms.count(pair[1]) == 1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exact_merge_class() -> type:
     from zennit.canonizers import NamedMergeBatchNorm
 
@@ -145,9 +146,10 @@ def _exact_merge_class() -> type:
         about 2%. Here the variance becomes ``1 - eps``."""
 
         @staticmethod
-        def merge_batch_norm(modules: Any, batch_norm: nn.Module) -> None:
+        def merge_batch_norm(modules: Any, batch_norm: nn.modules.batchnorm._BatchNorm) -> None:
             NamedMergeBatchNorm.merge_batch_norm(modules, batch_norm)
             if batch_norm.eps < 1:
+                assert batch_norm.running_var is not None  # zennit's merge above has just reset it
                 batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - batch_norm.eps)
 
     return ExactNamedMergeBatchNorm
@@ -195,7 +197,7 @@ class _PropagationAdapter(BaseAdapter):
 
     map_kind: MapKind = "signed"
 
-    def __init__(self, method: _Method, model: nn.Module | None = None):
+    def __init__(self, method: _Method, model: nn.Module | None = None) -> None:
         if model is not None and model is not method.model:
             raise ValueError("model: differs from the model the propagation method was built with")
         self.method = method
@@ -234,12 +236,17 @@ class _Method(GradCamCallable):
             raise TypeError(f"{self.name} takes no attribute options, got {sorted(options)}")
         return _PropagationAdapter(self, model)
 
-    def _attribute(self, x: torch.Tensor, targets: torch.Tensor, **kwargs: Any) -> PatchAttribution:
+    def _attribute(
+        self,
+        x: torch.Tensor,
+        targets: torch.Tensor,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+        target_objects: list[Any] | None = None,
+    ) -> PatchAttribution:
         raise NotImplementedError
 
-    def attribute(
-        self, input_tensor: torch.Tensor, targets: Targets = None, *, aug_smooth: bool = False, eigen_smooth: bool = False
-    ) -> PatchAttribution:
+    def attribute(self, input_tensor: torch.Tensor, targets: Targets = None, *, aug_smooth: bool = False, eigen_smooth: bool = False) -> PatchAttribution:
         """Raw maps (B, H, W) and the logits (B, K) of the same forward pass, as torch tensors
         on the model's device. ``targets``: class indices, grad-cam ``ClassifierOutputTarget``
         objects or a 1-D integer tensor, one per image; None explains the prediction. The
@@ -278,7 +285,7 @@ class LRP(_Method):
     change the model's outputs, LRP warns and runs without merging.
     """
 
-    def __init__(self, model: nn.Module, composite: Any = None, *, epsilon: float = 1e-6):
+    def __init__(self, model: nn.Module, composite: Any = None, *, epsilon: float = 1e-6) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if composite is not None and not isinstance(composite, str) and not hasattr(composite, "register"):
@@ -337,7 +344,7 @@ class LRP(_Method):
         targets: torch.Tensor,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
-        target_objects: Any = None,
+        target_objects: list[Any] | None = None,
     ) -> PatchAttribution:
         from zennit.attribution import Gradient
 
@@ -405,18 +412,19 @@ def _fullgrad_per_layer(cam: Any, input_tensor: torch.Tensor) -> np.ndarray:
     from pytorch_grad_cam.utils.image import scale_accross_batch_and_channels
 
     target_size = cam.get_target_width_height(input_tensor)
+    assert input_tensor.grad is not None  # grad-cam's FullGrad has just run the backward pass
     grad_x_input = np.abs(input_tensor.grad.data.cpu().numpy() * input_tensor.data.cpu().numpy())
-    total = scale_accross_batch_and_channels(grad_x_input, target_size).sum(axis=1)
+    total: np.ndarray = scale_accross_batch_and_channels(grad_x_input, target_size).sum(axis=1)
     gradients = [g.cpu().data.numpy() for g in cam.activations_and_grads.gradients]
     if len(gradients) != len(cam.bias_data):
         raise RuntimeError("FullGrad: one gradient per bias layer expected")
-    for bias, grads in zip(cam.bias_data, gradients):
+    for bias, grads in zip(cam.bias_data, gradients, strict=True):
         component = np.abs(bias[None, :, None, None] * grads)
         component = component - component.min(axis=(2, 3), keepdims=True)
         component = component / (1e-7 + component.max(axis=(2, 3), keepdims=True))
         summed = component.sum(axis=1)
-        total = total + np.stack([cv2.resize(np.float32(m), target_size) for m in summed])
-    return np.float32(total)[:, None]
+        total = total + np.stack([cv2.resize(m.astype(np.float32), target_size) for m in summed])
+    return total.astype(np.float32)[:, None]
 
 
 class FullGrad(_Method):
@@ -437,7 +445,7 @@ class FullGrad(_Method):
     chunks of ``chunk_size`` (grad-cam keeps every layer's gradients in memory).
     """
 
-    def __init__(self, model: nn.Module, *, exact: bool = False, chunk_size: int = 4):
+    def __init__(self, model: nn.Module, *, exact: bool = False, chunk_size: int = 4) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(chunk_size, int) or chunk_size < 1:
@@ -461,7 +469,7 @@ class FullGrad(_Method):
             raise ValueError("aug_smooth: FullGrad's raw maps cannot be augmentation-smoothed (grad-cam undoes it only on normalised maps)")
         ids = [int(t) for t in targets.tolist()]
         if target_objects:
-            objects = [o if callable(o) else ClassifierOutputTarget(i) for o, i in zip(target_objects, ids)]
+            objects = [o if callable(o) else ClassifierOutputTarget(i) for o, i in zip(target_objects, ids, strict=True)]
         else:
             objects = [ClassifierOutputTarget(i) for i in ids]
         maps, logits = [], []
@@ -471,6 +479,7 @@ class FullGrad(_Method):
             captured: list[np.ndarray] = []
 
             def capture(input_tensor: torch.Tensor, target_category: Any, smooth: bool) -> np.ndarray:
+                per_layer: np.ndarray
                 if self.exact or smooth:
                     per_layer = original(input_tensor, target_category, smooth)
                 else:

@@ -13,7 +13,8 @@ floating-point summation order. :func:`fast` offers the same for an unwrapped CA
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,8 +94,7 @@ class FastCAM:
     def __init__(self, cam: Any) -> None:
         if not can_truncate(cam):
             raise ValueError(
-                f"cam: {type(cam).__name__} needs gradients below its target layers (or none at all); "
-                "ucag.fast applies to gradient-based CAMs such as GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM"
+                f"cam: {type(cam).__name__} needs gradients below its target layers (or none at all); ucag.fast applies to gradient-based CAMs such as GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM"
             )
         self.cam = cam
 
@@ -105,7 +105,7 @@ class FastCAM:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.cam, name)
 
-    def __enter__(self) -> "FastCAM":
+    def __enter__(self) -> FastCAM:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -11,8 +11,9 @@ EfficientNet-Lite0 batch on 2 CPU cores) counts perturbed inputs per forward: ra
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TypeAlias
 
 import numpy as np
 import torch
@@ -20,6 +21,11 @@ from torch import nn
 
 from .._call import model_device
 from ..postprocess import gaussian_blur
+
+#: Saliency maps (B, H, W) or ground-truth masks (B, H, W), numpy or torch.
+Maps: TypeAlias = torch.Tensor | np.ndarray
+#: One class index per image: a list of ints, or a 1-D integer tensor or array.
+ClassIndices: TypeAlias = Sequence[int] | torch.Tensor | np.ndarray
 
 
 @dataclass
@@ -38,7 +44,7 @@ class MetricResult:
         return f"MetricResult({self.name}: mean {self.mean:.4f} over {len(self.values)} images)"
 
 
-def _saliency(saliency, batch: int | None, size: tuple[int, int] | None, device: torch.device | None = None) -> torch.Tensor:
+def _saliency(saliency: Maps, batch: int | None, size: tuple[int, ...] | None, device: torch.device | None = None) -> torch.Tensor:
     s = torch.as_tensor(saliency.detach() if isinstance(saliency, torch.Tensor) else np.asarray(saliency))
     if s.dim() != 3:
         raise ValueError(f"saliency: expected shape (B, H, W), got {tuple(s.shape)}")
@@ -52,7 +58,7 @@ def _saliency(saliency, batch: int | None, size: tuple[int, int] | None, device:
     return s.to(device) if device is not None else s
 
 
-def _masks(masks, saliency: torch.Tensor) -> torch.Tensor:
+def _masks(masks: Maps, saliency: torch.Tensor) -> torch.Tensor:
     m = torch.as_tensor(masks.detach() if isinstance(masks, torch.Tensor) else np.asarray(masks))
     if m.shape != saliency.shape:
         raise ValueError(f"masks: expected shape {tuple(saliency.shape)} like the saliency, got {tuple(m.shape)}")
@@ -63,7 +69,7 @@ def _masks(masks, saliency: torch.Tensor) -> torch.Tensor:
     return m
 
 
-def _targets(targets, batch: int, device: torch.device) -> torch.Tensor:
+def _targets(targets: ClassIndices, batch: int, device: torch.device) -> torch.Tensor:
     t = targets.detach() if isinstance(targets, torch.Tensor) else torch.as_tensor(np.asarray(targets))
     if t.dim() != 1 or t.shape[0] != batch or t.is_floating_point():
         raise ValueError(f"targets: expected {batch} integer class indices, got {tuple(t.shape)} {t.dtype}")
@@ -86,7 +92,16 @@ def auc(curves: torch.Tensor) -> torch.Tensor:
     return (curves.sum(1) - curves[:, 0] / 2 - curves[:, -1] / 2) / steps
 
 
-def _perturbation_curves(model, inputs, saliency, targets, start, end, step, batch_size) -> MetricResult:
+def _perturbation_curves(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: torch.Tensor,
+    targets: torch.Tensor,
+    start: torch.Tensor,
+    end: torch.Tensor,
+    step: int | None,
+    batch_size: int,
+) -> MetricResult:
     B, C, H, W = inputs.shape
     step = 8 * W if step is None else int(step)
     if step < 1:
@@ -114,7 +129,7 @@ def _perturbation_curves(model, inputs, saliency, targets, start, end, step, bat
     return MetricResult("", auc(scores).cpu().numpy(), scores.cpu().numpy())
 
 
-def deletion(model: nn.Module, inputs: torch.Tensor, saliency, targets, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
+def deletion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
     """Deletion (RISE): remove pixels (all channels set to 0 in the normalised input space)
     in descending saliency order, ``step`` pixels per step (default 8 * W), and take the AUC
     of the target probability. Lower is better."""
@@ -124,7 +139,7 @@ def deletion(model: nn.Module, inputs: torch.Tensor, saliency, targets, *, step:
     return result
 
 
-def insertion(model: nn.Module, inputs: torch.Tensor, saliency, targets, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
+def insertion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
     """Insertion (RISE): start from the image blurred with a Gaussian (kernel 51, sigma 50,
     reflect borders) and restore original pixels in descending saliency order; AUC of the
     target probability. Higher is better."""
@@ -136,7 +151,7 @@ def insertion(model: nn.Module, inputs: torch.Tensor, saliency, targets, *, step
     return result
 
 
-def _prepare(model, inputs, saliency, targets):
+def _prepare(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
         raise ValueError(f"inputs: expected a float tensor (B, C, H, W), got {getattr(inputs, 'shape', type(inputs))}")
     device = model_device(model)
@@ -145,7 +160,7 @@ def _prepare(model, inputs, saliency, targets):
     return x, s, _targets(targets, x.shape[0], device)
 
 
-def pointing_game(saliency, masks, tolerance: int = 15) -> MetricResult:
+def pointing_game(saliency: Maps, masks: Maps, tolerance: int = 15) -> MetricResult:
     """Pointing game (TorchRay protocol): a hit when a mask pixel lies within ``tolerance``
     px of the map's maximum (squared distance < tolerance^2; the first maximum in flat order
     on ties). ``values`` are 1 (hit) or 0 (miss)."""
@@ -161,7 +176,7 @@ def pointing_game(saliency, masks, tolerance: int = 15) -> MetricResult:
     return MetricResult("pointing game", hits.float().numpy())
 
 
-def energy_pointing_game(saliency, masks) -> MetricResult:
+def energy_pointing_game(saliency: Maps, masks: Maps) -> MetricResult:
     """Energy-based pointing game (Score-CAM): with the map clipped at 0,
     sum(S * mask) / sum(S); 0 where the map is all zero."""
     s = _saliency(saliency, None, None).clamp_min(0)
@@ -172,7 +187,7 @@ def energy_pointing_game(saliency, masks) -> MetricResult:
     return MetricResult("energy pointing game", values.numpy())
 
 
-def map_density(model: nn.Module, inputs: torch.Tensor, saliency, targets, *, batch_size: int = 8) -> tuple[MetricResult, MetricResult]:
+def map_density(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, *, batch_size: int = 8) -> tuple[MetricResult, MetricResult]:
     """Positive and negative map density (CAMERAS) on maps min-max scaled to [0, 1]:
     positive = p(x * S) / mean(S), negative = p(x * (1 - S)) / mean(1 - S). Higher positive
     and lower negative are better. A constant map has no density: ValueError."""
@@ -215,7 +230,7 @@ class SegmentationScores:
     ap: np.ndarray
 
 
-def segmentation_scores(saliency, masks, threshold: str | float = "mean") -> SegmentationScores:
+def segmentation_scores(saliency: Maps, masks: Maps, threshold: str | float = "mean") -> SegmentationScores:
     """Binarise each map at ``threshold`` (default: its own mean), then pixel accuracy over
     all pixels of all images, and the mean over images of the average precision of the
     continuous map against the mask."""

@@ -7,7 +7,7 @@ notebooks and the ``curves.png`` of :func:`ucag.eval.evaluate`. It follows
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -102,15 +102,17 @@ def plot_curves(
 
     from matplotlib.axes import Axes as AxesType
 
+    fig: Figure
     if ax is None:
         fig, grid = _pyplot().subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False, layout="constrained")
         panels = {name: grid[0, k] for k, (name, _) in enumerate(kinds)}
     elif isinstance(ax, AxesType):
-        fig = ax.figure
+        fig = cast("Figure", ax.figure)  # (a SubFigure when ax lies in one)
         panels = {name: ax for name, _ in kinds}
     else:
         flat = _given_axes(ax, len(kinds), "ax")
-        fig = flat[0].figure
+        assert flat is not None  # (None only for ax=None, handled above)
+        fig = cast("Figure", flat[0].figure)  # (a SubFigure when the axes lie in one)
         panels = {name: flat[k] for k, (name, _) in enumerate(kinds)}
     shared = len(set(map(id, panels.values()))) < len(panels)
 

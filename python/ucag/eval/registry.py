@@ -29,8 +29,8 @@ from typing import Any, Literal, TypeAlias
 import torch
 from torch import nn
 
-from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLRP
 from ..baselines import CAMERAS, Upscale
+from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLRP
 from ..explainer import UCAG
 from ..postprocess import cam_postprocess
 

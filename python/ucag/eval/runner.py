@@ -126,12 +126,12 @@ def _markdown_table(cells: list[Cell], columns: list[str], first: str) -> list[s
     for (method, variant), by_column in rows.items():
         entries = []
         for col in present:
-            c = by_column.get(col)
-            if c is None or c.n == 0:
+            cell = by_column.get(col)
+            if cell is None or cell.n == 0:
                 entries.append("—")
                 continue
-            text = f"{c.mean:.3f}" + (f" ± {c.ci95:.3f}" if c.ci95 is not None else "")
-            entries.append(text + (f" (n={c.n})" if c.n != most and col != "pointing_game" else ""))
+            text = f"{cell.mean:.3f}" + (f" ± {cell.ci95:.3f}" if cell.ci95 is not None else "")
+            entries.append(text + (f" (n={cell.n})" if cell.n != most and col != "pointing_game" else ""))
         lines.append("| " + " | ".join([display_name(method, variant)] + entries) + " |")
     return lines
 
@@ -227,10 +227,7 @@ class _Run:
         target = int(probabilities.argmax()) if sample.target is None else int(sample.target)
         maps = torch.cat(
             [
-                explain_with(m, v, self.model, self.target_layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur)
-                .detach()
-                .float()
-                .to(device)
+                explain_with(m, v, self.model, self.target_layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur).detach().float().to(device)
                 for m, v in self.pairs
             ]
         )
@@ -243,9 +240,7 @@ class _Run:
                 curve_rows.append([sample.id, method, variant, name] + [_cell_value(v) for v in curve[i]])
         return result_rows, curve_rows
 
-    def _metric_values(
-        self, x: torch.Tensor, maps: torch.Tensor, target: int, mask: np.ndarray | None
-    ) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
+    def _metric_values(self, x: torch.Tensor, maps: torch.Tensor, target: int, mask: np.ndarray | None) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
         """Every column's value per map (None where undefined) and the curves."""
         n = len(maps)
         xs, targets = x.expand(n, -1, -1, -1), [target] * n
@@ -509,9 +504,7 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
                 differences.append(_cell(method, "ucag", column, diffs))
     images = len(dict.fromkeys(r["id"] for r in rows))
     summary = EvaluationSummary(out, images, columns, cells, differences)
-    (out / SUMMARY_JSON).write_text(
-        json.dumps({"images": images, "cells": [asdict(c) for c in cells], "ucag_minus_base": [asdict(c) for c in differences]}, indent=2) + "\n"
-    )
+    (out / SUMMARY_JSON).write_text(json.dumps({"images": images, "cells": [asdict(c) for c in cells], "ucag_minus_base": [asdict(c) for c in differences]}, indent=2) + "\n")
     (out / SUMMARY_MD).write_text(summary.markdown())
     if plot:
         _plot_mean_curves(out, pairs)

@@ -129,7 +129,7 @@ class TuneResult:
         recommended setting circled. Returns the Figure."""
         import matplotlib.pyplot as plt
 
-        fig, ax = (plt.subplots(figsize=(6.4, 4.8)) if ax is None else (ax.figure, ax))
+        fig, ax = plt.subplots(figsize=(6.4, 4.8)) if ax is None else (ax.figure, ax)
         d = np.array([r.mean_deletion for r in self.rows])
         i = np.array([r.mean_insertion for r in self.rows])
         front = np.array([r.pareto for r in self.rows])
@@ -238,7 +238,7 @@ def tune(
         score = {"insertion-deletion": insertion.mean() - deletion.mean(), "insertion": insertion.mean(), "deletion": -deletion.mean()}[objective]
         rows.append(TuneRow(s, deletion, insertion, float(score)))
     front = _pareto(np.array([r.mean_deletion for r in rows]), np.array([r.mean_insertion for r in rows]))
-    for r, on_front in zip(rows, front):
+    for r, on_front in zip(rows, front, strict=True):
         r.pareto = bool(on_front)
     best = max(rows, key=lambda r: r.score).setting  # max keeps the first of equal scores
     return TuneResult(rows, best, objective, size, images=len(x))
