@@ -59,7 +59,7 @@ def test_paths_agree(force_path, seed, dtype):
         results[path] = (ucag.unfold(images, grid), weights, ucag.fold(maps, weights, grid), ucag.confidence(logits, targets.tolist(), "prob"))
     reference = results[PATHS[-1]]
     for path, outputs in results.items():
-        for got, expected in zip(outputs, reference):
+        for got, expected in zip(outputs, reference, strict=True):
             assert got.dtype == dtype and got.shape == expected.shape
             assert relative_error(got, expected) <= 1e-5, (path, relative_error(got, expected))
 
@@ -74,7 +74,7 @@ def test_torch_ops_equal_the_tch_kernels_bit_for_bit(force_path):
             force_path(path)
             weights = ucag.confidence(logits.to(dtype), targets)
             outputs[path] = (ucag.unfold(images.to(dtype), grid), weights, ucag.fold(maps.to(dtype), weights, grid))
-        for a, b in zip(outputs["tch"], outputs["torch ops"]):
+        for a, b in zip(outputs["tch"], outputs["torch ops"], strict=True):
             assert a.dtype == dtype and torch.equal(a, b)
 
 

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import spec_reference as ref
 import ucag
@@ -239,3 +238,12 @@ def test_return_probabilities_defaults_to_the_weights_alone():
     assert torch.equal(weights, ucag.confidence(logits, targets, "exp", return_probabilities=False))
     pair = ucag.confidence(logits.numpy(), targets.tolist(), return_probabilities=True)
     assert isinstance(pair, tuple) and len(pair) == 2
+
+
+def test_numpy_logits_take_a_tensor_of_targets():
+    logits = np.random.default_rng(3).normal(size=(5, 7)).astype(np.float32)
+    targets = [0, 6, 3, 3, 1]
+    expected = ucag.confidence(logits, targets)
+    np.testing.assert_array_equal(ucag.confidence(logits, torch.tensor(targets)), expected)
+    probabilities, weights = ucag.confidence(logits, torch.tensor(targets), "prob", return_probabilities=True)
+    np.testing.assert_array_equal(probabilities, weights)

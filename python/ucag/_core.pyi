@@ -1,6 +1,7 @@
 """Type stubs for the portable Rust extension ``ucag._core`` (see src/python.rs)."""
 
-from typing import Literal, Self, Sequence, TypeVar, final, overload
+from collections.abc import Sequence
+from typing import Literal, Self, TypeVar, final, overload
 
 import numpy as np
 import numpy.typing as npt

@@ -25,6 +25,7 @@ from torch import nn
 
 from ._call import GradCamCallable, Targets, check_input, model_device, preserved_state, resolve_targets
 from .explainer import UCAG
+from .grid import round_half_up
 from .postprocess import postprocess as apply_postprocess
 
 # ---- Upscale: UCAG with one patch ---------------------------------------------------------
@@ -224,11 +225,8 @@ class CAMERAS(GradCamCallable):
             return self.resolutions
         H, W = size
         ref = CAMERAS_REFERENCE_INPUT
-
-        def scaled(side: int, s: int) -> int:  # round_half_up(side * s / ref) in integers, exactly
-            return (2 * side * s + ref) // (2 * ref)
-
-        return tuple((scaled(H, s), scaled(W, s)) for s in CAMERAS_REFERENCE_SIZES)
+        # exact: side * s / ref is a multiple of 1 / ref, never within a rounding error of a half
+        return tuple((round_half_up(H * s / ref), round_half_up(W * s / ref)) for s in CAMERAS_REFERENCE_SIZES)
 
     def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
         for name, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):

@@ -275,8 +275,8 @@ class UCAG(GradCamCallable):
         partials = patches.maps
         logits = patches.logits.float().to(partials.device)
         patch_targets = target_ids.repeat_interleave(grid.num_patches).to(partials.device)
-        probabilities = kernels.confidence(logits, patch_targets, "prob")
-        weights = kernels.confidence(logits, patch_targets, weighting)
+        # one softmax on the device gives both (the weights derive from the probabilities)
+        probabilities, weights = kernels.confidence(logits, patch_targets, weighting, return_probabilities=True)
         raw = kernels.fold(partials, weights, grid)
         fused = None
         if view is not None:

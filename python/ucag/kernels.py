@@ -17,7 +17,9 @@ loads it. Which applies is :func:`ucag.show_config`'s business (:mod:`ucag.runti
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence, TypeVar, overload
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Literal, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +70,14 @@ def _numpy_view(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().resolve_neg().numpy()
 
 
+def _tch() -> ModuleType:
+    """The tch module, where :func:`tensor_path` chose it (it is loaded then)."""
+    module = runtime.tch_module()
+    if module is None:  # pragma: no cover - tensor_path returns "tch" only with the module
+        raise RuntimeError("the tch module is not loaded")
+    return module
+
+
 def _geometry(grid: Grid) -> tuple:
     return grid.__getnewargs__()
 
@@ -86,7 +96,8 @@ def unfold(images: Array, grid: Grid) -> Array:
     _check_tensor("images", images)
     path = tensor_path(images)
     if path == "tch":
-        return runtime.tch_module().unfold(images, _geometry(grid))  # type: ignore[union-attr]
+        patches: torch.Tensor = _tch().unfold(images, _geometry(grid))
+        return patches
     if path == "portable":
         return torch.from_numpy(_core.unfold(_numpy_view(images), grid))
     _core.check_images(list(images.shape), grid)
@@ -121,7 +132,8 @@ def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, retu
     with "prob" and ``mode`` return.
     """
     if not isinstance(logits, torch.Tensor):
-        return _core.confidence(logits, targets, mode, return_probabilities=return_probabilities)
+        listed = targets.tolist() if isinstance(targets, torch.Tensor) else targets
+        return _core.confidence(logits, listed, mode, return_probabilities=return_probabilities)
     _check_tensor("logits", logits)
     shape = list(logits.shape)
     if isinstance(targets, torch.Tensor):
@@ -130,7 +142,8 @@ def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, retu
     if path == "tch":
         if not isinstance(targets, torch.Tensor):  # ints, one per row, in range: checked by the core
             targets = torch.tensor(_core.confidence_targets(shape, targets, mode), device=logits.device)
-        return runtime.tch_module().confidence(logits, targets, mode, return_probabilities=return_probabilities)  # type: ignore[union-attr]
+        weighted: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = _tch().confidence(logits, targets, mode, return_probabilities=return_probabilities)
+        return weighted
     host: Sequence[int] | npt.NDArray[np.integer] = targets.tolist() if isinstance(targets, torch.Tensor) else targets
     if path == "portable":  # the core checks the targets
         result = _core.confidence(_numpy_view(logits), host, mode, return_probabilities=return_probabilities)
@@ -163,7 +176,8 @@ def fold(maps: Array, weights: Array, grid: Grid) -> Array:
     _check_same_device("weights", weights, "maps", maps.device)
     path = tensor_path(maps)
     if path == "tch":
-        return runtime.tch_module().fold(maps, weights, _geometry(grid))  # type: ignore[union-attr]
+        raw: torch.Tensor = _tch().fold(maps, weights, _geometry(grid))
+        return raw
     if path == "portable":
         if weights.dtype not in runtime.PORTABLE_DTYPES:
             weights = weights.to(maps.dtype)

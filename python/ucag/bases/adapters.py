@@ -96,12 +96,6 @@ class Adapter(Protocol):
     def release(self) -> None: ...
 
 
-def _reject_smoothing(name: str, aug_smooth: bool, eigen_smooth: bool) -> None:
-    for option, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
-        if flag:
-            raise ValueError(f"{option}: {name} does not support it")
-
-
 def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
     """Raw maps of several target layers: resize to the finest layer (bilinear), average."""
     if len(per_layer) == 1:
@@ -114,7 +108,8 @@ def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
 
 class BaseAdapter:
     """Defaults of :class:`Adapter` for adapters to build on: a CAM-style map, a full
-    backward pass, nothing to release."""
+    backward pass, nothing to release, no smoothing options; a subclass provides the name
+    and :meth:`_attribute`."""
 
     model: nn.Module
     map_kind: MapKind = "cam"
@@ -127,6 +122,26 @@ class BaseAdapter:
 
     def release(self) -> None:
         """Nothing to release: the method holds no hooks between calls."""
+
+    def __call__(
+        self,
+        patches: torch.Tensor,
+        targets: torch.Tensor,
+        *,
+        target_objects: list[Any] | None = None,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> PatchAttribution:
+        """The method on a chunk of patches; a method without grad-cam's smoothing options
+        (the default) refuses them rather than ignoring them."""
+        for option, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
+            if flag:
+                raise ValueError(f"{option}: {self.name} does not support it")
+        return self._attribute(patches, targets)
+
+    def _attribute(self, patches: torch.Tensor, targets: torch.Tensor) -> PatchAttribution:
+        """Partial maps and logits of a chunk of patches, each for its target."""
+        raise NotImplementedError
 
 
 class GradCamAdapter(BaseAdapter):
@@ -232,16 +247,7 @@ class CaptumAdapter(BaseAdapter):
     def name(self) -> str:
         return type(self.attribution).__name__
 
-    def __call__(
-        self,
-        patches: torch.Tensor,
-        targets: torch.Tensor,
-        *,
-        target_objects: list[Any] | None = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-    ) -> PatchAttribution:
-        _reject_smoothing(self.name, aug_smooth, eigen_smooth)
+    def _attribute(self, patches: torch.Tensor, targets: torch.Tensor) -> PatchAttribution:
         with warnings.catch_warnings():
             # The patches are ucag's own fresh tensors: Captum may mark them as requiring grad.
             warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
@@ -266,16 +272,7 @@ class ZennitAdapter(BaseAdapter):
         suffix = f"[{type(composite).__name__}]" if composite is not None else ""
         return type(self.attributor).__name__ + suffix
 
-    def __call__(
-        self,
-        patches: torch.Tensor,
-        targets: torch.Tensor,
-        *,
-        target_objects: list[Any] | None = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-    ) -> PatchAttribution:
-        _reject_smoothing(self.name, aug_smooth, eigen_smooth)
+    def _attribute(self, patches: torch.Tensor, targets: torch.Tensor) -> PatchAttribution:
 
         def one_hot(output: torch.Tensor) -> torch.Tensor:
             return F.one_hot(targets.to(output.device), output.shape[-1]).to(output.dtype)
@@ -299,16 +296,7 @@ class CallableAdapter(BaseAdapter):
     def name(self) -> str:
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
-    def __call__(
-        self,
-        patches: torch.Tensor,
-        targets: torch.Tensor,
-        *,
-        target_objects: list[Any] | None = None,
-        aug_smooth: bool = False,
-        eigen_smooth: bool = False,
-    ) -> PatchAttribution:
-        _reject_smoothing(self.name, aug_smooth, eigen_smooth)
+    def _attribute(self, patches: torch.Tensor, targets: torch.Tensor) -> PatchAttribution:
         return PatchAttribution(_as_maps(self.fn(patches, targets), patches.device, "base"), inference_logits(self.model, patches))
 
 

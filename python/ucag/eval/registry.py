@@ -112,24 +112,17 @@ for _name, _display, _class in (
     _register_gradcam(_name, _display, _class)
 
 
-@register_method("fullgrad", "FullGrad", "propagation", gradcam_class="FullGrad")
-def _fullgrad(model: nn.Module, target_layer: nn.Module, **options: Any) -> FullGrad:
-    return FullGrad(model, **options)
+def _register_propagation(name: str, display_name: str, method_class: type, gradcam_class: str | None = None) -> None:
+    def factory(model: nn.Module, target_layer: nn.Module, **options: Any) -> Any:
+        return method_class(model, **options)  # the whole model's relevance: no target layer
+
+    register_method(name, display_name, "propagation", gradcam_class)(factory)
 
 
-@register_method("lrp", "LRP", "propagation")
-def _lrp(model: nn.Module, target_layer: nn.Module, **options: Any) -> LRP:
-    return LRP(model, **options)
-
-
-@register_method("clrp", "c*LRP", "propagation")
-def _clrp(model: nn.Module, target_layer: nn.Module, **options: Any) -> ContrastiveLRP:
-    return ContrastiveLRP(model, **options)
-
-
-@register_method("sglrp", "SGLRP", "propagation")
-def _sglrp(model: nn.Module, target_layer: nn.Module, **options: Any) -> SoftmaxGradientLRP:
-    return SoftmaxGradientLRP(model, **options)
+_register_propagation("fullgrad", "FullGrad", FullGrad, gradcam_class="FullGrad")
+_register_propagation("lrp", "LRP", LRP)
+_register_propagation("clrp", "c*LRP", ContrastiveLRP)
+_register_propagation("sglrp", "SGLRP", SoftmaxGradientLRP)
 
 
 @register_method("cameras", "CAMERAS", "baseline")
