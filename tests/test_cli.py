@@ -20,6 +20,22 @@ def test_explain_bundled_photo_writes_a_picture(tmp_path, capsys):
     assert picture.std() > 20  # a real figure, not a blank canvas
 
 
+def test_explain_with_a_signed_base_draws_signed_maps(tmp_path, capsys, monkeypatch):
+    """A propagation method from the registry: its maps keep their sign and are drawn with
+    the signed colour scale; a CAM's maps are not."""
+    from ucag import viz
+
+    drawn = []
+    original = viz.show_signed
+    monkeypatch.setattr(viz, "show_signed", lambda raw, *args, **kwargs: drawn.append(np.asarray(raw)) or original(raw, *args, **kwargs))
+    assert main(["explain", "chelsea", "--method", "clrp", "--units", "2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "c*LRP" in out and (tmp_path / "chelsea_clrp.png").exists()
+    assert len(drawn) == 2 and all((m < 0).any() and (m > 0).any() for m in drawn)  # base and UCAG, signed
+    assert main(["explain", "chelsea", "--units", "2", "--out", str(tmp_path)]) == 0
+    assert len(drawn) == 2
+
+
 def test_explain_a_file_with_a_user_model(tmp_path, capsys):
     torchvision = __import__("torchvision")
     model = torchvision.models.resnet18(weights=None, num_classes=7)

@@ -105,7 +105,16 @@ def explain(args: argparse.Namespace) -> int:
             photo = (sm.denormalize(x)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
             label = sm.class_names[target] if target < len(sm.class_names) else str(target)
             title = f"{name}: class {target} '{label}', confidence {float(probs[target]):.3f}"
-            fig = viz.compare([photo], {method_name: [base_map], f"UCAG({method_name})": [ucag_map]})
+            panels = {method_name: base_map, f"UCAG({method_name})": ucag_map}
+            if explainer.postprocess == "none":  # signed maps: red for the class, blue against
+                fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.6), layout="constrained")
+                axes[0].imshow(photo)
+                axes[0].set_axis_off()
+                axes[0].set_title("image")
+                for ax, (panel, signed) in zip(axes[1:], panels.items(), strict=True):
+                    viz.show_signed(signed, photo, ax=ax, title=panel)
+            else:
+                fig = viz.compare([photo], {panel: [m] for panel, m in panels.items()})
             fig.suptitle(title)
             path_png = out_dir / f"{name}_{args.method}.png"
             fig.savefig(path_png, dpi=90)
