@@ -153,7 +153,7 @@ def test_segmentation_scores_against_sklearn():
         (lambda: metrics.deletion(MeanModel(), torch.rand(2, 1, 8, 8), torch.rand(2, 8, 8), [0]), "targets"),
         (lambda: metrics.insertion(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], step=0), "step"),
         (lambda: metrics.map_density(MeanModel(), torch.rand(1, 1, 8, 8), torch.ones(1, 8, 8), [0]), "saliency"),
-        (lambda: metrics.segmentation_scores(torch.rand(1, 8, 8), torch.ones(1, 8, 8), threshold="median"), "threshold"),
+        (lambda: metrics.segmentation_scores(torch.rand(1, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool), threshold="median"), "threshold"),
     ],
 )
 def test_bad_input_raises(call, argument):

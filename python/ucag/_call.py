@@ -1,5 +1,6 @@
 """What every entry point shares: input checks, targets, the model's device, preserved
-model state and pytorch-grad-cam's call convention.
+model state, chunked work that backs off on out-of-memory, and pytorch-grad-cam's call
+convention.
 
 :class:`ucag.UCAG`, the baselines (:mod:`ucag.baselines`) and the propagation bases
 (:mod:`ucag.bases.propagation`) all take a (B, C, H, W) batch and one target per image,
@@ -10,12 +11,16 @@ pieces for that live here, so none of them imports another for a helper.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any, TypeAlias
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+
+from .grid import GridSpec
+from .postprocess import check_blur
 
 #: One target per image: class indices (ints or a 1-D integer tensor), pytorch-grad-cam
 #: target objects (their ``category``), or None for the model's prediction.
@@ -64,15 +69,34 @@ def target_index(target: Any, argument: str = "targets") -> int:
     raise TypeError(f"{argument}: expected class indices or ClassifierOutputTarget objects, got {type(target).__name__}")
 
 
+def checked_logits(output: Any, rows: int, argument: str = "model") -> torch.Tensor:
+    """``output`` if it is the (rows, K) floating tensor of logits a classifier returns, else
+    an error that says so (a model returning a tuple or a dict needs a wrapper)."""
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(f"{argument}: must return a (B, K) tensor of logits, got {type(output).__name__}; wrap the model so that forward returns the logits")
+    if output.dim() != 2 or output.shape[0] != rows or output.shape[1] < 1 or not output.is_floating_point():
+        raise ValueError(f"{argument}: must return (B, K) floating logits for B = {rows} inputs, got {output.dtype} of shape {tuple(output.shape)}")
+    return output
+
+
+def check_target_range(targets: Sequence[int] | torch.Tensor, classes: int, argument: str = "targets") -> None:
+    """Class indices in [0, classes), or a ValueError listing the ones that are not."""
+    values = targets.tolist() if isinstance(targets, torch.Tensor) else list(targets)
+    bad = [t for t in values if not 0 <= t < classes]
+    if bad:
+        raise ValueError(f"{argument}: class indices must lie in [0, {classes}) for this model's {classes} outputs, got {bad}")
+
+
 def resolve_targets(model: nn.Module, x: torch.Tensor, targets: Targets) -> torch.Tensor:
     """One class index per image of ``x`` (B,) long: ``None`` is the model's prediction on
     ``x``; otherwise ints, a 1-D integer tensor or grad-cam target objects (their
-    ``category``), one per image."""
+    ``category``), one per image, checked against the model's number of classes (one
+    forward of the first image) before any attribution runs."""
     B = x.shape[0]
     if targets is None:
         # no_grad, not inference_mode: the indices may later index a tensor in a graph.
         with torch.no_grad():
-            return model(x).argmax(dim=1)  # type: ignore[no-any-return]
+            return checked_logits(model(x), B).argmax(dim=1)
     if isinstance(targets, torch.Tensor):
         if targets.is_floating_point() or targets.dim() != 1:
             raise TypeError(f"targets: expected a 1-D integer tensor, got {targets.dtype} of shape {tuple(targets.shape)}")
@@ -83,7 +107,11 @@ def resolve_targets(model: nn.Module, x: torch.Tensor, targets: Targets) -> torc
         items = list(targets)
     if len(items) != B:
         raise ValueError(f"targets: got {len(items)} targets for {B} images; give one per image (or None)")
-    return torch.tensor([target_index(t) for t in items], dtype=torch.long, device=x.device)
+    ids = [target_index(t) for t in items]
+    with torch.no_grad():
+        classes = checked_logits(model(x[:1]), 1).shape[1]
+    check_target_range(ids, classes)
+    return torch.tensor(ids, dtype=torch.long, device=x.device)
 
 
 def target_objects(targets: Targets, repeats: int = 1) -> list[Any] | None:
@@ -116,6 +144,75 @@ def preserved_state(model: nn.Module) -> Iterator[None]:
                 if current.keys() != entries.keys():
                     current.clear()
                     current.update(entries)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode (as pytorch-grad-cam runs it: no dropout, batch norms use and
+    keep their running statistics) for the block; its modes, ``requires_grad`` flags and
+    hooks come back on exit (:func:`preserved_state`)."""
+    with preserved_state(model):
+        model.eval()
+        yield
+
+
+#: What torch raises when a device runs out of memory (torch.OutOfMemoryError from 2.5 on).
+OutOfMemoryError = torch.cuda.OutOfMemoryError
+
+T = TypeVar("T")
+
+
+def run_in_chunks(rows: int, size: int, run: Callable[[slice], T], what: str = "rows") -> tuple[list[T], int]:
+    """``run`` on consecutive slices of at most ``size`` of ``rows`` rows, in order.
+
+    When a slice runs out of device memory it is halved and retried (down to one row);
+    what was computed before is kept, and the smaller size holds for the rest. Returns the
+    results and the size that ran last, for the caller to remember. A warning reports
+    each back-off."""
+    results: list[T] = []
+    start = 0
+    while start < rows:
+        stop = min(start + size, rows)
+        try:
+            results.append(run(slice(start, stop)))
+        except OutOfMemoryError:
+            if stop - start == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            size = (stop - start) // 2
+            warnings.warn(f"out of memory with {stop - start} {what} per chunk; continuing with {size}", RuntimeWarning, stacklevel=2)
+            continue
+        start = stop
+    return results, size
+
+
+#: The settings :class:`ucag.UCAG` takes besides the base, the model and Captum's options.
+SETTINGS = ("units", "patch_size", "scale", "weighting", "batch_size", "postprocess", "blur", "progress", "truncate_backward", "global_view", "global_weight")
+
+
+def check_settings(**settings: Any) -> None:
+    """Raise, naming the argument, for any invalid :class:`ucag.UCAG` setting among ``settings``
+    (keys from :data:`SETTINGS`), before a base method or model is touched: what
+    :class:`ucag.UCAG` checks on construction, for callers that validate options up front."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise TypeError(f"{unknown[0]}: not a UCAG setting; expected some of {', '.join(SETTINGS)}")
+    if settings.keys() & {"units", "patch_size", "scale"}:
+        GridSpec(settings.get("units", 6), settings.get("patch_size"), settings.get("scale", 2.6))
+    batch_size = settings.get("batch_size", 16)
+    if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size: expected a positive int or 'auto', got {batch_size!r}")
+    if settings.get("weighting", "exp") not in ("exp", "prob", "uniform"):
+        raise ValueError(f"weighting: expected 'exp', 'prob' or 'uniform', got {settings['weighting']!r}")
+    if settings.get("postprocess", "auto") not in ("auto", "cam", "none"):
+        raise ValueError(f"postprocess: expected 'auto', 'cam' or 'none', got {settings['postprocess']!r}")
+    check_blur(settings.get("blur"))
+    if settings.get("global_view") not in (None, "product", "mean"):
+        raise ValueError(f"global_view: expected None, 'product' or 'mean', got {settings['global_view']!r}")
+    weight = settings.get("global_weight", 0.5)
+    if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0.0 <= weight <= 1.0:
+        raise ValueError(f"global_weight: expected a number in [0, 1], got {weight!r}")
 
 
 class GradCamCallable:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._call import GradCamCallable, Targets, check_input, model_device, preserved_state, resolve_targets
+from ._call import GradCamCallable, Targets, check_input, eval_mode, model_device, resolve_targets
 from .explainer import UCAG
 from .grid import round_half_up
 from .postprocess import postprocess as apply_postprocess
@@ -241,10 +241,10 @@ class CAMERAS(GradCamCallable):
         size = (x.shape[-2], x.shape[-1])
         resolutions = self.resolutions_for(size)
         raws, probabilities = [], []
-        with preserved_state(self.model):
+        with eval_mode(self.model):
             target_ids = resolve_targets(self.model, x, targets)
             # Only the gradient at the target layer is needed: without parameter gradients
-            # the forward keeps no graph below it (preserved_state restores the flags).
+            # the forward keeps no graph below it (eval_mode restores the flags).
             self.model.requires_grad_(False)
             for start in range(0, x.shape[0], self.batch_size):
                 rows = slice(start, start + self.batch_size)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _core, kernels
-from ._call import GradCamCallable, Targets, check_input, model_device, preserved_state, resolve_targets, target_objects
+from ._call import GradCamCallable, Targets, check_input, check_settings, eval_mode, model_device, resolve_targets, run_in_chunks, target_objects
 from .bases.adapters import PatchAttribution, make_adapter
 from .grid import GridSpec, PatchSize
 from .postprocess import cam_postprocess
@@ -44,6 +44,8 @@ class Explanation:
     global_view: how the full-image map was fused (None: not at all, the paper's method).
     global_map: the base method's raw map of the full image, resized to (B, H, W), when fused.
     fused: the fused map (B, H, W) that post-processing received instead of ``raw``.
+    chunk_size: patches per forward/backward at the end of the call (below ``batch_size``
+        after an out-of-memory back-off).
     """
 
     saliency: torch.Tensor
@@ -60,6 +62,7 @@ class Explanation:
     global_view: GlobalView | None = None
     global_map: torch.Tensor | None = None
     fused: torch.Tensor | None = None
+    chunk_size: int | None = None
 
     def __repr__(self) -> str:
         B = self.raw.shape[0]
@@ -107,7 +110,7 @@ class UCAG(GradCamCallable):
         patch_size: PatchSize = None,
         scale: float = 2.6,
         weighting: Weighting = "exp",
-        batch_size: int = 16,
+        batch_size: int | Literal["auto"] = 16,
         postprocess: Literal["auto", "cam", "none"] = "auto",
         blur: tuple[int, float] | None = (5, 3.0),
         progress: bool = False,
@@ -116,25 +119,20 @@ class UCAG(GradCamCallable):
         global_weight: float = 0.5,
         **attribute_kwargs: Any,
     ) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-        if weighting not in ("exp", "prob", "uniform"):
-            raise ValueError(f"weighting: expected 'exp', 'prob' or 'uniform', got {weighting!r}")
-        if postprocess not in ("auto", "cam", "none"):
-            raise ValueError(f"postprocess: expected 'auto', 'cam' or 'none', got {postprocess!r}")
-        if global_view not in (None, "product", "mean"):
-            raise ValueError(f"global_view: expected None, 'product' or 'mean', got {global_view!r}")
-        if not isinstance(global_weight, (int, float)) or not 0.0 <= global_weight <= 1.0:
-            raise ValueError(f"global_weight: expected a number in [0, 1], got {global_weight!r}")
+        check_settings(weighting=weighting, batch_size=batch_size, postprocess=postprocess, blur=blur, global_view=global_view, global_weight=global_weight)
+        self.grid_spec = GridSpec(units, patch_size, scale)
         self.global_view: GlobalView | None = global_view
         self.global_weight = float(global_weight)
         self.adapter = make_adapter(base, model, **attribute_kwargs)
         self.adapter.truncate = self.adapter.truncatable and truncate_backward
         self.base = base
         self.model: nn.Module = self.adapter.model
-        self.grid_spec = GridSpec(units, patch_size, scale)
         self.weighting: Weighting = weighting
         self.batch_size = batch_size
+        #: Patches per forward/backward now: ``batch_size`` ("auto": 64 on a GPU, 16 on the
+        #: CPU), halved for good whenever a chunk runs out of device memory.
+        self.chunk_size = batch_size if isinstance(batch_size, int) else (64 if model_device(self.model).type == "cuda" else 16)
+        self._released = False
         if postprocess == "auto":
             postprocess = "cam" if self.adapter.map_kind == "cam" else "none"
         self.postprocess: Literal["cam", "none"] = postprocess
@@ -166,6 +164,7 @@ class UCAG(GradCamCallable):
 
     def __exit__(self, *exc: object) -> None:
         self.adapter.release()
+        self._released = True
 
     def grid_for(self, size: tuple[int, int]) -> _core.Grid:
         """The grid for images of ``size`` (H, W)."""
@@ -175,17 +174,18 @@ class UCAG(GradCamCallable):
         return self.explain(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth).saliency
 
     def _patch_chunks(self, x: torch.Tensor, grid: _core.Grid) -> Iterator[torch.Tensor]:
-        """Chunks of ``batch_size`` patches across all images, unfolding one image at a time
+        """Chunks of ``chunk_size`` patches across all images, unfolding one image at a time
         so peak memory does not grow with the number of images."""
         pending: list[torch.Tensor] = []
         count = 0
         for b in range(x.shape[0]):
             pending.append(kernels.unfold(x[b : b + 1], grid))
             count += grid.num_patches
-            while count >= self.batch_size:
+            while count >= self.chunk_size:
                 rows = torch.cat(pending) if len(pending) > 1 else pending[0]
-                yield rows[: self.batch_size]
-                rest = rows[self.batch_size :]
+                size = self.chunk_size  # read once: a back-off while the chunk runs changes it
+                yield rows[:size]
+                rest = rows[size:]
                 pending, count = ([rest] if len(rest) else []), len(rest)
         if count:
             yield torch.cat(pending) if len(pending) > 1 else pending[0]
@@ -199,10 +199,12 @@ class UCAG(GradCamCallable):
         eigen_smooth: bool = False,
     ) -> Explanation:
         """The UCAG explanation of a (B, C, H, W) batch for one target per image."""
+        if self._released:
+            raise RuntimeError("UCAG: this explainer's with block has ended and released the base method's hooks; create a new UCAG (and base) to explain more")
         check_input(input_tensor)
         x = input_tensor.detach().to(model_device(self.model))
         grid = self.grid_for((x.shape[-2], x.shape[-1]))
-        with preserved_state(self.model):
+        with eval_mode(self.model):
             target_ids = resolve_targets(self.model, x, targets)
             patches = self.attribute_patches(x, grid, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
             global_map = self.attribute_global(x, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if self.global_view else None
@@ -235,23 +237,30 @@ class UCAG(GradCamCallable):
     ) -> torch.Tensor:
         """The base method on the full images, its raw maps resized to (H, W) with the
         fold's bilinear resize (§4): the global view (B, H, W)."""
-        chunks = (x[s : s + self.batch_size] for s in range(0, len(x), self.batch_size))
+        chunks = (x[s : s + self.chunk_size] for s in range(0, len(x), self.chunk_size))
         maps = self._attribute_chunks(chunks, target_ids, target_objects(targets), aug_smooth, eigen_smooth).maps[:, None]
         return F.interpolate(maps, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=False)[:, 0]
 
     def _attribute_chunks(self, chunks: Iterator[torch.Tensor], row_targets: torch.Tensor, objects: list[Any] | None, aug_smooth: bool, eigen_smooth: bool) -> PatchAttribution:
         """The base method on each chunk, each row for its target (and grad-cam target
-        object), with a progress bar when asked; the parts joined."""
+        object), with a progress bar when asked; the parts joined. A chunk that runs out of
+        device memory is split and retried (:func:`ucag._call.run_in_chunks`)."""
         if self.progress:
             from tqdm.auto import tqdm
 
-            chunks = tqdm(chunks, total=-(-len(row_targets) // self.batch_size), desc=f"UCAG[{self.adapter.name}]", unit="chunk")
-        parts = []
+            chunks = tqdm(chunks, total=-(-len(row_targets) // self.chunk_size), desc=f"UCAG[{self.adapter.name}]", unit="chunk")
+        parts: list[PatchAttribution] = []
         start = 0
         for chunk in chunks:
-            rows = slice(start, start + len(chunk))
+            offset = start
             start += len(chunk)
-            parts.append(self.adapter(chunk, row_targets[rows], target_objects=objects[rows] if objects else None, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth))
+
+            def attribute(rows: slice, chunk: torch.Tensor = chunk, offset: int = offset) -> PatchAttribution:
+                picked = slice(offset + rows.start, offset + rows.stop)
+                return self.adapter(chunk[rows], row_targets[picked], target_objects=objects[picked] if objects else None, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+
+            done, self.chunk_size = run_in_chunks(len(chunk), self.chunk_size, attribute, "patches")
+            parts += done
         return _concatenated(parts)
 
     def conquer(
@@ -299,6 +308,7 @@ class UCAG(GradCamCallable):
             global_view=view,
             global_map=global_map if view is not None else None,
             fused=fused,
+            chunk_size=self.chunk_size,
         )
 
 

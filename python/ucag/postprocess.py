@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -10,12 +11,22 @@ import torch.nn.functional as F
 Postprocess = Literal["cam", "none"]
 
 
+def check_blur(blur: object) -> None:
+    """``blur`` is None or a (kernel, sigma) pair: a positive odd int and a finite number > 0."""
+    if blur is None:
+        return
+    if not isinstance(blur, (tuple, list)) or len(blur) != 2:
+        raise TypeError(f"blur: expected None or a (kernel, sigma) pair, got {blur!r}")
+    kernel, sigma = blur
+    if not isinstance(kernel, int) or isinstance(kernel, bool) or kernel < 1 or kernel % 2 != 1:
+        raise ValueError(f"blur: kernel size must be a positive odd int, got {kernel!r}")
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"blur: sigma must be a finite number > 0, got {sigma!r}")
+
+
 def gaussian_blur(maps: torch.Tensor, kernel: int = 5, sigma: float = 3.0) -> torch.Tensor:
     """Separable Gaussian blur of (B, H, W) maps with reflect borders."""
-    if kernel % 2 != 1 or kernel < 1:
-        raise ValueError(f"blur: kernel size must be a positive odd int, got {kernel}")
-    if sigma <= 0:
-        raise ValueError(f"blur: sigma must be > 0, got {sigma}")
+    check_blur((kernel, sigma))
     offsets = torch.arange(kernel, dtype=torch.float64) - (kernel - 1) / 2
     weights = torch.exp(-(offsets**2) / (2 * sigma**2))
     weights = (weights / weights.sum()).to(maps.dtype).to(maps.device)

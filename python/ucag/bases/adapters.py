@@ -41,16 +41,24 @@ class PatchAttribution:
     normalised: bool = False
 
 
-def _as_maps(result: Any, device: torch.device, argument: str) -> torch.Tensor:
-    """(n, h, w), (n, 1, h, w) or (n, C, h, w) (summed over channels) -> float (n, h, w)."""
+def _as_maps(result: Any, device: torch.device, argument: str, rows: int) -> torch.Tensor:
+    """A method's result for ``rows`` patches, (n, h, w), (n, 1, h, w) or (n, C, h, w)
+    (summed over channels), torch or numpy -> float (n, h, w); anything else is an error
+    naming ``argument``."""
     if isinstance(result, tuple):
         result = result[0]
-    maps = torch.as_tensor(np.asarray(result) if not isinstance(result, torch.Tensor) else result)
-    maps = maps.detach().to(device)
+    if not isinstance(result, torch.Tensor):
+        array = np.asarray(result) if result is not None else None
+        if array is None or array.dtype.kind not in "biuf":
+            raise TypeError(f"{argument}: expected maps (n, h, w) as a torch tensor or numpy array, got {type(result).__name__}")
+        result = torch.as_tensor(array)
+    maps: torch.Tensor = result.detach().to(device)
     if maps.dim() == 4:
         maps = maps.sum(dim=1)
     if maps.dim() != 3:
         raise ValueError(f"{argument}: expected maps of shape (n, h, w) or (n, C, h, w), got {tuple(maps.shape)}")
+    if maps.shape[0] != rows:
+        raise ValueError(f"{argument}: returned {maps.shape[0]} maps for {rows} patches; expected one map per patch")
     if not maps.is_floating_point():
         maps = maps.float()
     return maps
@@ -192,6 +200,10 @@ class GradCamAdapter(BaseAdapter):
     ) -> PatchAttribution:
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+        if not self.truncate and not any(p.requires_grad for p in self.model.parameters()):
+            # A frozen model builds no graph from its weights: let the patches carry one, so
+            # the target layer's activations still get their gradient.
+            patches = patches.detach().requires_grad_(True)
         # The user's own target objects (e.g. ClassifierOutputSoftmaxTarget) keep their meaning.
         cam_targets = target_objects or [ClassifierOutputTarget(int(t)) for t in targets.tolist()]
         kwargs = {"aug_smooth": aug_smooth, "eigen_smooth": eigen_smooth}
@@ -202,13 +214,13 @@ class GradCamAdapter(BaseAdapter):
                 if kwargs.pop(key):
                     raise ValueError(f"{key}: {self.name} does not support it")
             out = self.cam(patches, cam_targets, **kwargs)
-            return PatchAttribution(_as_maps(out, patches.device, "base"), inference_logits(self.model, patches), True)
+            return PatchAttribution(_as_maps(out, patches.device, "base", len(patches)), inference_logits(self.model, patches), True)
         captured: list[torch.Tensor] = []
         method = type(self.cam).get_cam_image
 
         def capture(*args: Any, **kw: Any) -> Any:
             result = method(self.cam, *args, **kw)
-            captured.append(_as_maps(result, patches.device, "base"))
+            captured.append(_as_maps(result, patches.device, "base", len(patches)))
             return result
 
         self.cam.get_cam_image = capture  # shadows the class method for this call only
@@ -227,7 +239,7 @@ class GradCamAdapter(BaseAdapter):
             logits = inference_logits(self.model, patches)
         if captured and not aug_smooth:
             return PatchAttribution(_mean_of_layers(captured), logits, False)
-        return PatchAttribution(_as_maps(out, patches.device, "base"), logits, True)
+        return PatchAttribution(_as_maps(out, patches.device, "base", len(patches)), logits, True)
 
 
 class CaptumAdapter(BaseAdapter):
@@ -252,7 +264,7 @@ class CaptumAdapter(BaseAdapter):
             # The patches are ucag's own fresh tensors: Captum may mark them as requiring grad.
             warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
             result = self.attribution.attribute(patches, target=targets, **self.attribute_kwargs)
-        return PatchAttribution(_as_maps(result, patches.device, "base"), inference_logits(self.model, patches))
+        return PatchAttribution(_as_maps(result, patches.device, "base", len(patches)), inference_logits(self.model, patches))
 
 
 class ZennitAdapter(BaseAdapter):
@@ -278,7 +290,7 @@ class ZennitAdapter(BaseAdapter):
             return F.one_hot(targets.to(output.device), output.shape[-1]).to(output.dtype)
 
         output, relevance = self.attributor(patches, one_hot)
-        return PatchAttribution(_as_maps(relevance, patches.device, "base"), output.detach())
+        return PatchAttribution(_as_maps(relevance, patches.device, "base", len(patches)), output.detach())
 
 
 class CallableAdapter(BaseAdapter):
@@ -297,7 +309,7 @@ class CallableAdapter(BaseAdapter):
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def _attribute(self, patches: torch.Tensor, targets: torch.Tensor) -> PatchAttribution:
-        return PatchAttribution(_as_maps(self.fn(patches, targets), patches.device, "base"), inference_logits(self.model, patches))
+        return PatchAttribution(_as_maps(self.fn(patches, targets), patches.device, "base", len(patches)), inference_logits(self.model, patches))
 
 
 def find_model(base: Any) -> nn.Module:

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._call import GradCamCallable, Targets, check_input, model_device, preserved_state, resolve_targets, target_objects
+from .._call import GradCamCallable, Targets, check_input, eval_mode, model_device, resolve_targets, target_objects
 from .adapters import BaseAdapter, MapKind, PatchAttribution
 
 # --------------------------------------------------------------------------------------
@@ -216,8 +216,7 @@ class _PropagationAdapter(BaseAdapter):
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ) -> PatchAttribution:
-        with preserved_state(self.model):
-            self.model.eval()
+        with eval_mode(self.model):
             return self.method._attribute(patches, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, target_objects=target_objects)
 
 
@@ -254,8 +253,7 @@ class _Method(GradCamCallable):
         and hooks are restored afterwards."""
         check_input(input_tensor)
         x = input_tensor.detach().to(model_device(self.model))
-        with preserved_state(self.model):
-            self.model.eval()  # as grad-cam does; the modes are restored on exit
+        with eval_mode(self.model):  # as grad-cam runs it; the modes are restored on exit
             ids = resolve_targets(self.model, x, targets)
             # grad-cam target objects: FullGrad honours them (e.g. softmax targets)
             objects = target_objects(targets)

@@ -2,10 +2,13 @@
 
 Every metric returns a :class:`MetricResult`: ``values`` (numpy, one value per image) and
 ``mean``; deletion and insertion also carry ``curves`` (B, T+1), and their values are the
-curves' AUCs. Saliency maps may be numpy or torch (B, H, W); masks are bool (B, H, W);
-targets are ints (a list or a tensor). Inputs that would give an undefined value raise a
-ValueError naming the argument instead of a NaN. ``batch_size`` (default 8, the fastest
-EfficientNet-Lite0 batch on 2 CPU cores) counts perturbed inputs per forward: raise it on a GPU.
+curves' AUCs. Saliency maps may be numpy or torch (B, H, W); masks are boolean or integer
+(B, H, W) (nonzero is the object); targets are class indices in the model's range (a list
+or a tensor). Inputs that would give an undefined value raise a ValueError naming the
+argument instead of a NaN. The model runs in eval mode; its modes come back afterwards.
+``batch_size`` (default 8, the fastest EfficientNet-Lite0 batch on 2 CPU cores) counts
+perturbed inputs per forward: raise it on a GPU. A chunk that runs out of device memory is
+halved and retried; ``MetricResult.batch_size`` is the size that ran last.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import model_device
+from .._call import check_target_range, checked_logits, eval_mode, model_device, run_in_chunks
 from ..postprocess import gaussian_blur
 
 #: Saliency maps (B, H, W) or ground-truth masks (B, H, W), numpy or torch.
@@ -35,6 +38,8 @@ class MetricResult:
     name: str
     values: np.ndarray
     curves: np.ndarray | None = None
+    #: perturbed inputs per forward at the end (below the requested one after a back-off)
+    batch_size: int | None = None
 
     @property
     def mean(self) -> float:
@@ -59,7 +64,17 @@ def _saliency(saliency: Maps, batch: int | None, size: tuple[int, ...] | None, d
 
 
 def _masks(masks: Maps, saliency: torch.Tensor) -> torch.Tensor:
-    m = torch.as_tensor(masks.detach() if isinstance(masks, torch.Tensor) else np.asarray(masks))
+    if isinstance(masks, torch.Tensor):
+        m = masks.detach()
+    else:
+        array = np.asarray(masks)
+        if array.dtype.kind not in "biu":
+            hint = "; threshold a soft mask first, e.g. masks > 0.5" if array.dtype.kind == "f" else ""
+            raise TypeError(f"masks: expected boolean or integer masks (nonzero = object), got dtype {array.dtype}{hint}")
+        m = torch.as_tensor(array)
+    if m.is_floating_point() or m.is_complex():
+        # A soft mask has no single right threshold (`!= 0` would count a 0.2 background as object).
+        raise TypeError(f"masks: expected boolean or integer masks (nonzero = object), got {m.dtype}; threshold a soft mask first, e.g. masks > 0.5")
     if m.shape != saliency.shape:
         raise ValueError(f"masks: expected shape {tuple(saliency.shape)} like the saliency, got {tuple(m.shape)}")
     m = m.bool().to(saliency.device)
@@ -76,14 +91,17 @@ def _targets(targets: ClassIndices, batch: int, device: torch.device) -> torch.T
     return t.long().to(device)
 
 
-def _probabilities(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Softmax probability of each row's target, in chunks, under inference_mode."""
-    out = []
+def _probabilities(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:
+    """Softmax probability of each row's target, in chunks, under inference_mode; and the
+    chunk size that ran last."""
+
+    def probabilities(rows: slice) -> torch.Tensor:
+        logits = model(inputs[rows])
+        return torch.softmax(logits.float(), dim=1).gather(1, targets[rows, None])[:, 0]
+
     with torch.inference_mode():
-        for s in range(0, len(inputs), batch_size):
-            logits = model(inputs[s : s + batch_size])
-            out.append(torch.softmax(logits.float(), dim=1).gather(1, targets[s : s + batch_size, None])[:, 0])
-    return torch.cat(out)
+        out, size = run_in_chunks(len(inputs), batch_size, probabilities, "inputs")
+    return torch.cat(out), size
 
 
 def auc(curves: torch.Tensor) -> torch.Tensor:
@@ -116,25 +134,28 @@ def _perturbation_curves(
     # min(k * step, H * W) top-ranked pixels from `start` to `end`
     pairs = [(b, k) for b in range(B) for k in range(T + 1)]
     scores = torch.empty(B, T + 1, device=inputs.device)
+
+    def score(rows: slice) -> None:
+        chunk = pairs[rows]
+        b_idx = torch.tensor([b for b, _ in chunk], device=inputs.device)
+        k_idx = torch.tensor([k for _, k in chunk], device=inputs.device)
+        changed = rank[b_idx] < (k_idx * step).view(-1, 1, 1, 1)
+        batch = torch.where(changed, end[b_idx], start[b_idx])
+        logits = model(batch)
+        scores[b_idx, k_idx] = torch.softmax(logits.float(), dim=1).gather(1, targets[b_idx, None])[:, 0]
+
     with torch.inference_mode():
-        for s in range(0, len(pairs), batch_size):
-            chunk = pairs[s : s + batch_size]
-            b_idx = torch.tensor([b for b, _ in chunk], device=inputs.device)
-            k_idx = torch.tensor([k for _, k in chunk], device=inputs.device)
-            changed = rank[b_idx] < (k_idx * step).view(-1, 1, 1, 1)
-            batch = torch.where(changed, end[b_idx], start[b_idx])
-            logits = model(batch)
-            p = torch.softmax(logits.float(), dim=1).gather(1, targets[b_idx, None])[:, 0]
-            scores[b_idx, k_idx] = p
-    return MetricResult("", auc(scores).cpu().numpy(), scores.cpu().numpy())
+        _, size = run_in_chunks(len(pairs), batch_size, score, "inputs")
+    return MetricResult("", auc(scores).cpu().numpy(), scores.cpu().numpy(), size)
 
 
 def deletion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
     """Deletion (RISE): remove pixels (all channels set to 0 in the normalised input space)
     in descending saliency order, ``step`` pixels per step (default 8 * W), and take the AUC
     of the target probability. Lower is better."""
-    x, s, t = _prepare(model, inputs, saliency, targets)
-    result = _perturbation_curves(model, x, s, t, x, torch.zeros_like(x), step, batch_size)
+    x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
+    with eval_mode(model):
+        result = _perturbation_curves(model, x, s, t, x, torch.zeros_like(x), step, batch_size)
     result.name = "deletion"
     return result
 
@@ -143,21 +164,32 @@ def insertion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: C
     """Insertion (RISE): start from the image blurred with a Gaussian (kernel 51, sigma 50,
     reflect borders) and restore original pixels in descending saliency order; AUC of the
     target probability. Higher is better."""
-    x, s, t = _prepare(model, inputs, saliency, targets)
+    x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
     B, C, H, W = x.shape
     blurred = gaussian_blur(x.reshape(B * C, H, W), 51, 50.0).view(B, C, H, W)
-    result = _perturbation_curves(model, x, s, t, blurred, x, step, batch_size)
+    with eval_mode(model):
+        result = _perturbation_curves(model, x, s, t, blurred, x, step, batch_size)
     result.name = "insertion"
     return result
 
 
-def _prepare(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _prepare(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The inputs on the model's device, the checked maps and targets: the targets lie in
+    the model's class range (one forward of the first image, in eval mode, tells it)."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
         raise ValueError(f"inputs: expected a float tensor (B, C, H, W), got {getattr(inputs, 'shape', type(inputs))}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if inputs.shape[0] == 0:
+        raise ValueError("inputs: the batch is empty")
     device = model_device(model)
     x = inputs.detach().to(device)
     s = _saliency(saliency, x.shape[0], x.shape[-2:], device)
-    return x, s, _targets(targets, x.shape[0], device)
+    t = _targets(targets, x.shape[0], device)
+    with eval_mode(model), torch.inference_mode():
+        classes = checked_logits(model(x[:1]), 1).shape[1]
+    check_target_range(t, classes)
+    return x, s, t
 
 
 def pointing_game(saliency: Maps, masks: Maps, tolerance: int = 15) -> MetricResult:
@@ -191,7 +223,7 @@ def map_density(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets:
     """Positive and negative map density (CAMERAS) on maps min-max scaled to [0, 1]:
     positive = p(x * S) / mean(S), negative = p(x * (1 - S)) / mean(1 - S). Higher positive
     and lower negative are better. A constant map has no density: ValueError."""
-    x, s, t = _prepare(model, inputs, saliency, targets)
+    x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
     flat = s.flatten(1)
     lo, hi = flat.min(1).values, flat.max(1).values
     constant = (hi - lo <= 0).nonzero().flatten().tolist()
@@ -199,11 +231,15 @@ def map_density(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets:
         raise ValueError(f"saliency: maps {constant} are constant; map density is undefined for them")
     scaled = (s - lo.view(-1, 1, 1)) / (hi - lo).view(-1, 1, 1)
     S = scaled[:, None]
-    p_pos = _probabilities(model, x * S, t, batch_size)
-    p_neg = _probabilities(model, x * (1 - S), t, batch_size)
+    with eval_mode(model):
+        p_pos, batch_size = _probabilities(model, x * S, t, batch_size)
+        p_neg, batch_size = _probabilities(model, x * (1 - S), t, batch_size)
     positive = p_pos / scaled.flatten(1).mean(1)
     negative = p_neg / (1 - scaled).flatten(1).mean(1)
-    return MetricResult("positive density", positive.cpu().numpy()), MetricResult("negative density", negative.cpu().numpy())
+    return (
+        MetricResult("positive density", positive.cpu().numpy(), batch_size=batch_size),
+        MetricResult("negative density", negative.cpu().numpy(), batch_size=batch_size),
+    )
 
 
 def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> float:

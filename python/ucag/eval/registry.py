@@ -179,6 +179,16 @@ def comparison_pairs(methods: Sequence[str], variants: Sequence[str] = ("base", 
     return list(dict.fromkeys(pairs))
 
 
+def check_baseline_options(baseline_options: dict[str, dict[str, Any]] | None) -> None:
+    """``baseline_options`` maps baseline names to keyword dicts, or a ValueError."""
+    unknown = set(baseline_options or {}) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"baseline_options: expected keys from {', '.join(BASELINES)}, got {sorted(unknown)}")
+    for key, value in (baseline_options or {}).items():
+        if not isinstance(value, dict):
+            raise TypeError(f"baseline_options: {key!r} needs a dict of keyword arguments, got {type(value).__name__}")
+
+
 def explain_with(
     name: str,
     variant: str,
@@ -205,9 +215,7 @@ def explain_with(
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
     targets = [int(t) for t in targets]
-    unknown = set(baseline_options or {}) - set(BASELINES)
-    if unknown:
-        raise ValueError(f"baseline_options: expected keys from {', '.join(BASELINES)}, got {sorted(unknown)}")
+    check_baseline_options(baseline_options)
     options = {key: dict((baseline_options or {}).get(key, {})) for key in BASELINES}
     if variant == "sess":
         from pytorch_grad_cam import SESS
@@ -244,6 +252,7 @@ __all__ = [
     "VARIANTS",
     "MethodKind",
     "MethodSpec",
+    "check_baseline_options",
     "comparison_pairs",
     "display_name",
     "explain_with",

@@ -34,10 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import model_device
+from .._call import check_settings, eval_mode, model_device
 from ..data import preprocess_image, resize_mask
+from ..postprocess import check_blur
 from . import metrics as M
-from .registry import comparison_pairs, display_name, explain_with
+from .registry import check_baseline_options, comparison_pairs, display_name, explain_with
 
 #: Metric names -> the columns they fill in results.csv.
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -219,7 +220,11 @@ class _Run:
         return json.loads(json.dumps(config, default=repr))  # type: ignore[no-any-return]  # as it reads back (tuples -> lists)
 
     def measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
-        """results.csv and curves.csv rows of one sample."""
+        """results.csv and curves.csv rows of one sample (the model in eval mode)."""
+        with eval_mode(self.model):
+            return self._measure(sample)
+
+    def _measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
         device = model_device(self.model)
         x = preprocess_image(sample.rgb, self.mean, self.std, self.input_size).to(device)
         with torch.inference_mode():
@@ -381,6 +386,7 @@ def evaluate(
         raise ValueError(f"step: expected a positive number of pixels or None, got {step!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
+    _check_options(ucag_options, baseline_options, blur, metric_batch_size, input_size, mean, std)
     pairs = comparison_pairs(methods, variants, baselines)
     metrics = [m for m in METRICS if m in metrics]
     run = _Run(
@@ -419,6 +425,36 @@ def evaluate(
         bar.close()
     summary = summarize(out, plot=plot) if rank == 0 else None
     return _broadcast(summary, world)  # type: ignore[no-any-return]
+
+
+def _check_options(
+    ucag_options: dict[str, Any] | None,
+    baseline_options: dict[str, dict[str, Any]] | None,
+    blur: tuple[int, float] | None,
+    metric_batch_size: int,
+    input_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> None:
+    """Every option of :func:`evaluate`, checked before anything is written to ``out`` (a
+    bad option must not leave a config.json that refuses the corrected rerun)."""
+    if ucag_options is not None and not isinstance(ucag_options, dict):
+        raise TypeError(f"ucag_options: expected a dict of UCAG settings, got {type(ucag_options).__name__}")
+    try:
+        check_settings(**(ucag_options or {}))
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"ucag_options: {err}") from err
+    check_baseline_options(baseline_options)
+    check_blur(blur)
+    if not isinstance(metric_batch_size, int) or isinstance(metric_batch_size, bool) or metric_batch_size < 1:
+        raise ValueError(f"metric_batch_size: expected a positive int, got {metric_batch_size!r}")
+    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
+        raise ValueError(f"input_size: expected a positive int, got {input_size!r}")
+    for name, values in (("mean", mean), ("std", std)):
+        if not isinstance(values, Sequence) or not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            raise ValueError(f"{name}: expected one finite number per channel, got {values!r}")
+    if any(v == 0 for v in std):
+        raise ValueError(f"std: must not contain 0, got {list(std)}")
 
 
 def _measure_samples(run: _Run, dataset: Any, pending: list[int], out: Path, rank: int, world: int, bar: Any) -> None:

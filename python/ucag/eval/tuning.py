@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import Targets, check_input, model_device, preserved_state, resolve_targets
+from .._call import Targets, check_input, eval_mode, model_device, resolve_targets
 from .._core import Grid
 from ..explainer import UCAG, GlobalView, Weighting
 from ..grid import GridSpec
@@ -217,7 +217,7 @@ def tune(
 
         bar = tqdm(total=len(settings), desc=f"tune ({len(grids)} grids)", unit="setting")
     scores: dict[Setting, tuple[np.ndarray, np.ndarray]] = {}
-    with preserved_state(model):
+    with eval_mode(model):
         target_ids = resolve_targets(model, x, targets)
         global_map = probe.attribute_global(x, target_ids, targets) if any(s.global_view for s in settings) else None
         for grid, group in grids.items():
