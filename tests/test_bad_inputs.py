@@ -470,3 +470,24 @@ def test_metrics_back_off_too():
     reference = metrics.deletion(model, X, MAPS, [0, 1], step=128, batch_size=2)
     np.testing.assert_allclose(result.curves, reference.curves, rtol=1e-6)
     assert result.batch_size == 2 and density[0].batch_size == 2
+
+
+def test_evaluate_backs_off_and_remembers(tmp_path):
+    from ucag.eval.datasets import SampleImages
+
+    model = small_model()
+    oom = RunsOutAbove(3)
+    options = {"methods": ["gradcam"], "variants": ["base", "ucag"], "metrics": ["deletion"], "input_size": 32, "step": 128, "ucag_options": SMALL}
+    dataset = SampleImages(("astronaut", "rocket"))  # no ImageNet label: the small model's prediction is explained
+    handle = model.register_forward_pre_hook(lambda module, args: oom.check(len(args[0])) if len(args[0]) > 3 and not torch.is_grad_enabled() else None)
+    try:
+        with pytest.warns(RuntimeWarning, match="out of memory with 8 inputs per chunk"):
+            summary = evaluate(model, model.features[4], dataset, tmp_path / "oom", progress=False, plot=False, **options)
+    finally:
+        handle.remove()
+    reference = evaluate(model, model.features[4], dataset, tmp_path / "ok", progress=False, plot=False, metric_batch_size=2, **options)
+    assert summary.images == reference.images == 2
+    for got, expected in zip(summary.cells, reference.cells, strict=True):
+        assert (got.method, got.variant, got.column) == (expected.method, expected.variant, expected.column)
+        assert got.mean == pytest.approx(expected.mean, rel=1e-6)
+    assert max(oom.sizes) == 8 and oom.sizes.count(8) == 1  # one back-off, remembered for the second photo

@@ -181,11 +181,18 @@ class _Run:
     blur: tuple[int, float] | None
     step: int | None
     metric_batch_size: int
+    #: what the run learnt while it ran: the metrics' batch size after an out-of-memory back-off
+    learnt: dict[str, int] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
         """The metric columns of results.csv."""
         return [c for m in self.metrics for c in METRIC_COLUMNS[m]]
+
+    @property
+    def _metric_batch_size(self) -> int:
+        """``metric_batch_size``, or the smaller size an out-of-memory back-off settled on."""
+        return self.learnt.get("metric_batch_size", self.metric_batch_size)
 
     @property
     def header(self) -> list[str]:
@@ -253,7 +260,8 @@ class _Run:
         curves: dict[str, np.ndarray] = {}
         for name, metric in (("deletion", M.deletion), ("insertion", M.insertion)):
             if name in self.metrics:
-                result = metric(self.model, xs, maps, targets, step=self.step, batch_size=self.metric_batch_size)
+                result = metric(self.model, xs, maps, targets, step=self.step, batch_size=self._metric_batch_size)
+                self.learnt["metric_batch_size"] = result.batch_size or self._metric_batch_size
                 values[name] = list(result.values)
                 assert result.curves is not None
                 curves[name] = result.curves
@@ -261,7 +269,8 @@ class _Run:
             flat = maps.flatten(1)
             varying = [i for i in range(n) if float(flat[i].max() - flat[i].min()) > 0]  # constant maps: undefined
             if varying:
-                pos, neg = M.map_density(self.model, xs[varying], maps[varying], [target] * len(varying), batch_size=self.metric_batch_size)
+                pos, neg = M.map_density(self.model, xs[varying], maps[varying], [target] * len(varying), batch_size=self._metric_batch_size)
+                self.learnt["metric_batch_size"] = pos.batch_size or self._metric_batch_size
                 for j, i in enumerate(varying):
                     values["positive_density"][i], values["negative_density"][i] = float(pos.values[j]), float(neg.values[j])
         if mask is not None:
