@@ -1,6 +1,31 @@
 //! Patch geometry of the spatial unfoldment (docs/algorithm.md section 1): patch size,
-//! offsets, scaled size and the coverage ("duplication") matrix. Pure integer arithmetic.
+//! offsets, scaled size and the coverage ("duplication") matrix. Pure integer arithmetic,
+//! exact (in u128 where a product of user sizes could overflow usize) and checked.
+//!
+//! # Limits
+//!
+//! `Grid::new` accepts a grid only within these limits, checked in this order; each
+//! violation is a `UcagError::Value` naming the argument and the limit:
+//!
+//! - `image_size`: both sides at least 1, and at most `MAX_PIXELS` = isize::MAX pixels in
+//!   all (H * W): no array can address more elements, so no image of more pixels exists.
+//! - `units`: at least 1, at most `MAX_UNITS` (1024, so at most 2^20 patches per image),
+//!   and at most the image's shorter side min(H, W): an axis of S pixels has at most S
+//!   distinct patch positions (S - h + 1 for patches of h pixels), so more patches per
+//!   axis than pixels could only repeat patches. (Fewer units may still repeat positions,
+//!   e.g. a patch as large as the image with units > 1; such grids stay valid.)
+//! - `patch_size`: at most the image on each side; with `units = 1` it must be the whole
+//!   image (an error naming `units`); neighbouring patches must leave no pixel uncovered.
+//! - `scale` (when no `scaled_size` is given): finite and > 0, and the scaled patch side
+//!   round_half_up(scale * side) at most `MAX_SCALED_SIDE` (32768 px): scale below
+//!   32768.5 / max(h, w).
+//! - `scaled_size`: each side in 1..=`MAX_SCALED_SIDE`.
+//!
+//! Within them every count fits its type: N = units^2 <= 2^20 patches, a pixel's coverage
+//! (at most N) fits i32, every offset is at most side - patch. Buffers sized by the image
+//! (the coverage matrix and counts) are allocated fallibly (`crate::alloc`).
 
+use crate::alloc::{self, AllocError};
 use crate::error::UcagError;
 use ndarray::Array2;
 
@@ -11,6 +36,8 @@ const DEFAULT_PATCH_DEN: usize = 224;
 pub const MAX_SCALED_SIDE: usize = 1 << 15;
 /// Most patches per axis accepted (units * units patches per image); guards likewise.
 pub const MAX_UNITS: usize = 1 << 10;
+/// Most pixels (H * W) an image may have: the most elements an array can address.
+pub const MAX_PIXELS: usize = isize::MAX as usize;
 
 /// A `units` x `units` grid of overlapping patches over an `image` of (H, W) pixels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -23,49 +50,73 @@ pub struct Grid {
     offsets_x: Vec<usize>,
 }
 
-/// `round_half_up(num / den)` for non-negative integers, exactly (in u128, so no size a
+/// `round_half_up(num / den)` for non-negative integers, exactly; None when `den` is 0 or
+/// `2 * num + den` overflows u128 (it never does for products of two usizes, so no size a
 /// user gives overflows it).
-pub fn round_half_up_ratio(num: u128, den: u128) -> u128 {
-    (2 * num + den) / (2 * den)
+pub fn round_half_up_ratio(num: u128, den: u128) -> Option<u128> {
+    num.checked_mul(2)?
+        .checked_add(den)?
+        .checked_div(den.checked_mul(2)?)
 }
 
 /// The default patch side for an image side: round_half_up(124/224 * side) (at most side).
 fn default_patch_side(side: usize) -> usize {
-    let patch = round_half_up_ratio(
+    round_half_up_ratio(
         DEFAULT_PATCH_NUM as u128 * side as u128,
         DEFAULT_PATCH_DEN as u128,
-    );
-    usize::try_from(patch).expect("124/224 of a usize fits a usize")
+    )
+    .and_then(|patch| usize::try_from(patch).ok())
+    .unwrap_or(side) // unreachable: 124/224 of a usize is a smaller usize
 }
 
 /// Offsets `round_half_up(i * (size - patch) / (units - 1))` for i in 0..units (each at
-/// most size - patch; computed in u128, so large sizes do not overflow).
-pub fn axis_offsets(size: usize, patch: usize, units: usize) -> Vec<usize> {
-    if units == 1 {
-        return vec![0];
+/// most size - patch; computed in u128, so large sizes do not overflow). Errors when
+/// `patch > size` (naming `patch_size`) or `units` is 0 or above `MAX_UNITS` (naming
+/// `units`).
+pub fn axis_offsets(size: usize, patch: usize, units: usize) -> Result<Vec<usize>, UcagError> {
+    let free = size.checked_sub(patch).ok_or_else(|| {
+        UcagError::value(
+            "patch_size",
+            format!("{patch} is larger than the image side {size}"),
+        )
+    })?;
+    if units == 0 || units > MAX_UNITS {
+        return Err(UcagError::value(
+            "units",
+            format!("must be between 1 and {MAX_UNITS}, got {units}"),
+        ));
     }
-    let free = (size - patch) as u128;
+    if units == 1 {
+        return Ok(vec![0]);
+    }
     let steps = (units - 1) as u128;
     (0..units)
         .map(|i| {
-            let offset = round_half_up_ratio(i as u128 * free, steps);
-            usize::try_from(offset).expect("an offset is at most size - patch")
+            round_half_up_ratio(i as u128 * free as u128, steps)
+                .and_then(|offset| usize::try_from(offset).ok())
+                .filter(|&offset| offset <= free)
+                .ok_or_else(|| {
+                    UcagError::value("units", format!("offset {i} of {units} is out of range"))
+                })
         })
         .collect()
 }
 
-fn scaled_side(patch: usize, scale: f64) -> usize {
+/// round_half_up(scale * patch), at least 1; None above `MAX_SCALED_SIDE` (or when the
+/// product is not finite).
+fn scaled_side(patch: usize, scale: f64) -> Option<usize> {
     let s = (scale * patch as f64 + 0.5).floor();
-    if s < 1.0 {
-        1
+    if s <= MAX_SCALED_SIDE as f64 {
+        Some((s as usize).max(1))
     } else {
-        s as usize
+        None
     }
 }
 
 impl Grid {
     /// Builds and validates a grid. `patch` defaults to 124/224 of the image side (rounded
-    /// half up); `scaled` overrides `scale`. Errors name the offending argument.
+    /// half up); `scaled` overrides `scale`. Errors name the offending argument; the
+    /// limits are in the module documentation.
     pub fn new(
         image: (usize, usize),
         units: usize,
@@ -80,6 +131,16 @@ impl Grid {
                 format!("must be positive, got ({height}, {width})"),
             ));
         }
+        let pixels = height as u128 * width as u128;
+        if pixels > MAX_PIXELS as u128 {
+            return Err(UcagError::value(
+                "image_size",
+                format!(
+                    "({height}, {width}) has {pixels} pixels, more than the {MAX_PIXELS} \
+                     elements an array can address"
+                ),
+            ));
+        }
         if units == 0 {
             return Err(UcagError::value("units", "must be at least 1, got 0"));
         }
@@ -88,6 +149,17 @@ impl Grid {
                 "units",
                 format!(
                     "must be at most {MAX_UNITS} ({MAX_UNITS}^2 patches per image), got {units}"
+                ),
+            ));
+        }
+        let shorter = height.min(width);
+        if units > shorter {
+            return Err(UcagError::value(
+                "units",
+                format!(
+                    "must be at most {shorter}, the shorter side of image_size ({height}, \
+                     {width}): an axis of S pixels has at most S distinct patch positions, \
+                     got {units}"
                 ),
             ));
         }
@@ -120,6 +192,12 @@ impl Grid {
                         format!("must be positive, got ({sh}, {sw})"),
                     ));
                 }
+                if sh > MAX_SCALED_SIDE || sw > MAX_SCALED_SIDE {
+                    return Err(UcagError::value(
+                        "scaled_size",
+                        format!("each side must be at most {MAX_SCALED_SIDE} px, got ({sh}, {sw})"),
+                    ));
+                }
                 (sh, sw)
             }
             None => {
@@ -129,29 +207,29 @@ impl Grid {
                         format!("must be a finite number > 0, got {scale}"),
                     ));
                 }
-                (scaled_side(patch.0, scale), scaled_side(patch.1, scale))
+                match (scaled_side(patch.0, scale), scaled_side(patch.1, scale)) {
+                    (Some(sh), Some(sw)) => (sh, sw),
+                    _ => {
+                        let limit = (MAX_SCALED_SIDE as f64 + 0.5) / patch.0.max(patch.1) as f64;
+                        return Err(UcagError::value(
+                            "scale",
+                            format!(
+                                "must be below {limit} for patch_size ({}, {}): scaled patches \
+                                 are limited to {MAX_SCALED_SIDE} px per side, got {scale:?}",
+                                patch.0, patch.1
+                            ),
+                        ));
+                    }
+                }
             }
         };
-        if scaled.0 > MAX_SCALED_SIDE || scaled.1 > MAX_SCALED_SIDE {
-            let arg = if scale.is_finite() && scaled.0 != 0 {
-                "scale"
-            } else {
-                "scaled_size"
-            };
-            return Err(UcagError::value(
-                arg,
-                format!(
-                    "gives scaled patches of ({}, {}), above the limit of {MAX_SCALED_SIDE} px per side",
-                    scaled.0, scaled.1
-                ),
-            ));
-        }
-        let offsets_y = axis_offsets(height, patch.0, units);
-        let offsets_x = axis_offsets(width, patch.1, units);
+        let offsets_y = axis_offsets(height, patch.0, units)?;
+        let offsets_x = axis_offsets(width, patch.1, units)?;
         for (axis, offsets, side) in [
             ("rows", &offsets_y, patch.0),
             ("columns", &offsets_x, patch.1),
         ] {
+            // offsets never decrease and each is at most size - patch: no overflow here
             if let Some(w) = offsets.windows(2).find(|w| w[1] - w[0] > side) {
                 return Err(UcagError::value(
                     "patch_size",
@@ -199,10 +277,11 @@ impl Grid {
     pub fn offsets_x(&self) -> &[usize] {
         &self.offsets_x
     }
+    /// N = units * units (at most `MAX_UNITS`^2 = 2^20).
     pub fn num_patches(&self) -> usize {
         self.units * self.units
     }
-    /// (row offset, column offset) of patch `p = i * units + j`.
+    /// (row offset, column offset) of patch `p = i * units + j` (p < `num_patches`).
     pub fn patch_origin(&self, p: usize) -> (usize, usize) {
         (
             self.offsets_y[p / self.units],
@@ -210,32 +289,53 @@ impl Grid {
         )
     }
 
-    /// Number of patch rows covering each image row (length H).
-    pub fn row_coverage(&self) -> Vec<u32> {
+    /// Number of patch rows covering each image row (length H, allocated fallibly).
+    pub fn row_coverage(&self) -> Result<Vec<u32>, AllocError> {
         axis_coverage(self.image.0, self.patch.0, &self.offsets_y)
     }
-    /// Number of patch columns covering each image column (length W).
-    pub fn column_coverage(&self) -> Vec<u32> {
+    /// Number of patch columns covering each image column (length W, allocated fallibly).
+    pub fn column_coverage(&self) -> Result<Vec<u32>, AllocError> {
         axis_coverage(self.image.1, self.patch.1, &self.offsets_x)
     }
 
     /// The duplication matrix D (H, W): how many patches contain each pixel. The grid is a
     /// product of row and column intervals, so D is the outer product of the axis counts.
-    pub fn coverage(&self) -> Array2<i32> {
-        let rows = self.row_coverage();
-        let cols = self.column_coverage();
-        Array2::from_shape_fn(self.image, |(y, x)| (rows[y] * cols[x]) as i32)
+    /// An error naming `image_size` when the H * W int32 matrix cannot be allocated
+    /// (`crate::alloc`: ValueError above isize::MAX bytes, MemoryError above the
+    /// memory this process can have or when the allocator refuses).
+    pub fn coverage(&self) -> Result<Array2<i32>, UcagError> {
+        let (height, width) = self.image;
+        let what = || format!("gives a coverage matrix of shape ({height}, {width}) int32");
+        // check before the axis counts, so that the error names the matrix
+        alloc::check_shape(std::mem::size_of::<i32>(), &[height, width])
+            .map_err(|e| e.named("image_size", what()))?;
+        let rows = self
+            .row_coverage()
+            .map_err(|e| e.named("image_size", what()))?;
+        let cols = self
+            .column_coverage()
+            .map_err(|e| e.named("image_size", what()))?;
+        // a count is at most units, a product at most units^2 <= 2^20: fits i32
+        let values = rows
+            .iter()
+            .flat_map(|&r| cols.iter().map(move |&c| (r * c) as i32));
+        let data = alloc::try_collect(height * width, values)
+            .map_err(|e| e.named("image_size", what()))?;
+        Array2::from_shape_vec(self.image, data)
+            .map_err(|e| UcagError::value("image_size", format!("{}: {e}", what())))
     }
 }
 
-fn axis_coverage(size: usize, patch: usize, offsets: &[usize]) -> Vec<u32> {
-    let mut counts = vec![0u32; size];
+/// How many of the patches at `offsets` (each `patch` long) cover each of `size` indices.
+fn axis_coverage(size: usize, patch: usize, offsets: &[usize]) -> Result<Vec<u32>, AllocError> {
+    let mut counts = alloc::try_zeros::<u32>(size)?;
     for &o in offsets {
+        // o + patch <= size: a grid's offsets are at most size - patch
         for c in &mut counts[o..o + patch] {
             *c += 1;
         }
     }
-    counts
+    Ok(counts)
 }
 
 #[cfg(test)]
@@ -250,7 +350,7 @@ mod tests {
         assert_eq!(g.offsets_y(), &[0, 20, 40, 60, 80, 100]);
         assert_eq!(g.offsets_x(), &[0, 20, 40, 60, 80, 100]);
         assert_eq!(g.num_patches(), 36);
-        let d = g.coverage();
+        let d = g.coverage().unwrap();
         assert_eq!(d[(0, 0)], 1);
         assert_eq!(d[(112, 112)], 36);
         assert_eq!(d[(223, 223)], 1);
@@ -277,11 +377,13 @@ mod tests {
         let g = Grid::new((15, 15), 3, Some((10, 10)), 1.0, None).unwrap();
         assert_eq!(g.offsets_y(), &[0, 3, 5]);
         // 124/224 * 112 = 62 exactly; 124/224*2 = 1.107 -> 1
-        assert_eq!(round_half_up_ratio(124 * 112, 224), 62);
+        assert_eq!(round_half_up_ratio(124 * 112, 224), Some(62));
         assert_eq!(default_patch_side(112), 62);
-        assert_eq!(round_half_up_ratio(5, 2), 3);
-        assert_eq!(round_half_up_ratio(7, 4), 2);
-        assert_eq!(round_half_up_ratio(5, 4), 1);
+        assert_eq!(round_half_up_ratio(5, 2), Some(3));
+        assert_eq!(round_half_up_ratio(7, 4), Some(2));
+        assert_eq!(round_half_up_ratio(5, 4), Some(1));
+        assert_eq!(round_half_up_ratio(5, 0), None);
+        assert_eq!(round_half_up_ratio(u128::MAX / 2 + 1, 3), None);
     }
 
     #[test]
@@ -299,7 +401,7 @@ mod tests {
         let g = Grid::new((30, 40), 1, Some((30, 40)), 2.0, None).unwrap();
         assert_eq!(g.offsets_y(), &[0]);
         assert_eq!(g.num_patches(), 1);
-        assert!(g.coverage().iter().all(|&c| c == 1));
+        assert!(g.coverage().unwrap().iter().all(|&c| c == 1));
         let err = Grid::new((30, 40), 1, None, 2.0, None).unwrap_err();
         assert_eq!(err.argument(), "units");
     }
@@ -312,7 +414,8 @@ mod tests {
                     let patch = if units == 1 { Some((h, w)) } else { None };
                     match Grid::new((h, w), units, patch, 2.6, None) {
                         Ok(g) => {
-                            let d = g.coverage();
+                            assert!(units <= h.min(w), "{h}x{w} units {units}");
+                            let d = g.coverage().unwrap();
                             assert!(d.iter().all(|&c| c >= 1), "{h}x{w} units {units}");
                             let total: i64 = d.iter().map(|&c| c as i64).sum();
                             let (ph, pw) = g.patch_size();
@@ -321,6 +424,7 @@ mod tests {
                             assert_eq!(g.offsets_y()[units - 1] + ph, h);
                             assert_eq!(g.offsets_x()[units - 1] + pw, w);
                         }
+                        Err(e) if units > h.min(w) => assert_eq!(e.argument(), "units", "{e}"),
                         Err(e) => assert_eq!(e.argument(), "patch_size", "{h}x{w} units {units}"),
                     }
                 }
@@ -336,12 +440,108 @@ mod tests {
             default_patch_side(side),
             ((side as u128 * 124 + 112) / 224) as usize
         );
-        let offsets = axis_offsets(side, 1, 3);
+        let offsets = axis_offsets(side, 1, 3).unwrap();
         assert_eq!(offsets, [0, (side - 1) / 2, side - 1]);
+        assert_eq!(axis_offsets(5, 6, 2).unwrap_err().argument(), "patch_size");
+        assert_eq!(axis_offsets(5, 2, 0).unwrap_err().argument(), "units");
+        assert_eq!(
+            axis_offsets(5, 2, MAX_UNITS + 1).unwrap_err().argument(),
+            "units"
+        );
+        // the largest image side with 7 columns: 2 * 5 * (side - patch) overflows u64
+        let side = MAX_PIXELS / 7;
         let g = Grid::new((side, 7), 6, Some((side / 2, 7)), 1e-30, None).unwrap();
         assert_eq!(*g.offsets_y().last().unwrap() + side / 2, side);
         let err = Grid::new((64, 64), MAX_UNITS + 1, None, 2.6, None).unwrap_err();
         assert_eq!(err.argument(), "units");
+    }
+
+    #[test]
+    fn limits_name_the_argument_and_the_limit() {
+        let cases: Vec<(Result<Grid, UcagError>, &str, &str)> = vec![
+            (
+                Grid::new((1 << 62, 1 << 62), 6, None, 2.6, None),
+                "image_size",
+                "more than the 9223372036854775807 elements an array can address",
+            ),
+            (
+                Grid::new((MAX_PIXELS / 2 + 1, 2), 2, None, 1e-30, None),
+                "image_size",
+                "has 9223372036854775808 pixels",
+            ),
+            (
+                Grid::new((64, 64), 1 << 62, None, 2.6, None),
+                "units",
+                "must be at most 1024",
+            ),
+            (
+                Grid::new((64, 40), 41, Some((1, 1)), 1.0, None),
+                "units",
+                "must be at most 40, the shorter side of image_size (64, 40)",
+            ),
+            (
+                Grid::new((64, 64), 6, None, 1e300, None),
+                "scale",
+                "must be below 936.2428571428571 for patch_size (35, 35): scaled patches \
+                 are limited to 32768 px per side, got 1e300",
+            ),
+            (
+                Grid::new((64, 64), 6, None, 2.6, Some((1 << 40, 1 << 40))),
+                "scaled_size",
+                "each side must be at most 32768 px, got (1099511627776, 1099511627776)",
+            ),
+            (
+                Grid::new((64, 64), 6, None, 2.6, Some((5, 32769))),
+                "scaled_size",
+                "at most 32768",
+            ),
+        ];
+        for (result, argument, limit) in cases {
+            let err = result.unwrap_err();
+            assert_eq!(err.argument(), argument, "{err}");
+            assert!(
+                err.to_string().starts_with(&format!("{argument}: ")),
+                "{err}"
+            );
+            assert!(err.to_string().contains(limit), "{err}");
+        }
+        // at the limits: one patch position per pixel, the largest scaled patch
+        let g = Grid::new((64, 40), 40, Some((25, 1)), 1.0, Some((32768, 32768))).unwrap();
+        assert_eq!(g.scaled_size(), (32768, 32768));
+        assert_eq!(
+            Grid::new((64, 40), 40, Some((25, 1)), 1310.0, None)
+                .unwrap()
+                .scaled_size(),
+            (32750, 1310)
+        );
+        assert_eq!(g.offsets_x(), (0..40).collect::<Vec<_>>());
+        assert!(Grid::new((64, 64), 2, Some((35, 35)), 936.24, None).is_ok());
+        assert!(Grid::new((64, 64), 2, Some((35, 35)), 936.25, None).is_err());
+        // a patch as large as the image repeats positions but stays valid
+        let g = Grid::new((100, 80), 3, Some((100, 80)), 1.0, None).unwrap();
+        assert_eq!(g.offsets_y(), &[0, 0, 0]);
+        assert_eq!(g.coverage().unwrap()[(0, 0)], 9);
+    }
+
+    #[test]
+    fn a_coverage_matrix_too_large_is_an_error_not_an_abort() {
+        // 2^62 int32 counts: more bytes than an array can address
+        let g = Grid::new((1 << 31, 1 << 31), 2, None, 1e-9, None).unwrap();
+        let err = g.coverage().unwrap_err();
+        assert!(matches!(err, UcagError::Value { .. }), "{err}");
+        assert!(err.to_string().starts_with("image_size: gives a coverage matrix of shape (2147483648, 2147483648) int32, too large to allocate"), "{err}");
+        // 2^48 counts (1 PiB): addressable, beyond any machine's memory
+        let g = Grid::new((1 << 24, 1 << 24), 6, None, 1e-6, None).unwrap();
+        let err = g.coverage().unwrap_err();
+        assert!(matches!(err, UcagError::Memory { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with(
+                "image_size: gives a coverage matrix of shape (16777216, 16777216) int32, "
+            ),
+            "{err}"
+        );
+        // the axis counts alone are small
+        assert_eq!(g.row_coverage().unwrap().len(), 1 << 24);
     }
 
     #[test]

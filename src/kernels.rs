@@ -2,22 +2,38 @@
 //! (docs/algorithm.md section 1), confidence weights (section 3) and the fold (section 4).
 //! They take views of any dimensionality, check shapes and finiteness (once: the bindings
 //! only convert) and return `UcagError`s naming the argument.
+//!
+//! Every buffer whose size follows from the arguments (outputs, resampling tables, the
+//! per-thread resize buffer, coverage counts, a row-major copy of strided maps) is
+//! allocated through `crate::alloc`: a size that cannot be addressed is a ValueError; one
+//! beyond the memory the process can have, or refused by the allocator, a MemoryError;
+//! both name the argument (`images` for unfold, `maps` for fold). Sub-products of an
+//! output's shape fit usize once the whole shape has been checked.
 
+use crate::alloc::{self, AllocError, ZeroBits};
 use crate::error::UcagError;
 use crate::grid::Grid;
 use crate::resample::{cubic_taps, linear_taps, Taps};
 use ndarray::{
-    Array1, Array2, Array3, Array4, ArrayView, ArrayView2, Axis, Dimension, Ix1, Ix2, Ix3, Ix4,
+    Array1, Array2, Array3, Array4, ArrayView, ArrayView2, ArrayView3, Axis, CowArray, Dimension,
+    Ix1, Ix2, Ix3, Ix4,
 };
 use num_traits::Float;
 use rayon::prelude::*;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Floating element types the kernels accept.
-pub trait Real: Float + Send + Sync + 'static {}
-impl Real for f32 {}
-impl Real for f64 {}
+/// Floating element types the kernels accept (zeroed memory is a valid array of them).
+pub trait Real: Float + ZeroBits + Send + Sync + 'static {
+    /// The numpy name of the type, for messages.
+    const NAME: &'static str;
+}
+impl Real for f32 {
+    const NAME: &'static str = "float32";
+}
+impl Real for f64 {
+    const NAME: &'static str = "float64";
+}
 
 /// How a patch's target probability becomes its weight (docs/algorithm.md section 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,20 +100,47 @@ fn with_dims<'a, T, D: Dimension, E: Dimension>(
         .map_err(|e| UcagError::value(argument, format!("unexpected dimensionality: {e}")))
 }
 
-/// Checks that an output of `shape` (sizes from the user's arrays and grid) can be
-/// addressed: its element count and byte size fit (ndarray would panic otherwise).
-fn ensure_allocatable<T>(argument: &'static str, shape: &[usize]) -> Result<(), UcagError> {
-    let bytes = shape
-        .iter()
-        .try_fold(std::mem::size_of::<T>(), |acc, &d| acc.checked_mul(d))
-        .filter(|&b| b <= isize::MAX as usize);
-    match bytes {
-        Some(_) => Ok(()),
-        None => Err(UcagError::value(
+/// Checks that an array of `shape` could exist: its element count fits isize (the check
+/// functions take shapes from Python, not only from existing arrays).
+fn ensure_addressable(argument: &'static str, shape: &[usize]) -> Result<(), UcagError> {
+    match alloc::byte_size(1, shape) {
+        Some(n) if n <= isize::MAX as u128 => Ok(()),
+        _ => Err(UcagError::value(
             argument,
-            format!("gives a result of shape {shape:?}, too large to allocate"),
+            format!(
+                "shape {shape:?} has more elements than the {} an array can address",
+                isize::MAX
+            ),
         )),
     }
+}
+
+/// `len` zeros of `T` as an array of `shape` (whose element count is `len`), fallibly.
+fn zeros<T: Real, D: Dimension>(
+    shape: impl Into<ndarray::StrideShape<D>>,
+    len: usize,
+    argument: &'static str,
+    what: impl Fn() -> String,
+) -> Result<ndarray::Array<T, D>, UcagError> {
+    let data = alloc::try_zeros::<T>(len).map_err(|e| e.named(argument, what()))?;
+    ndarray::Array::from_shape_vec(shape, data)
+        .map_err(|e| UcagError::value(argument, format!("{}: {e}", what())))
+}
+
+/// `view` in row-major order: borrowed when it already is, else copied fallibly.
+fn standard_layout<'a, T: Real>(
+    argument: &'static str,
+    view: ArrayView3<'a, T>,
+) -> Result<CowArray<'a, T, Ix3>, UcagError> {
+    if view.is_standard_layout() {
+        return Ok(CowArray::from(view));
+    }
+    let what = || format!("of shape {:?} needs a row-major copy", view.shape());
+    let data = alloc::try_collect(view.len(), view.iter().copied())
+        .map_err(|e| e.named(argument, what()))?;
+    let copy = Array3::from_shape_vec(view.raw_dim(), data)
+        .map_err(|e| UcagError::value(argument, format!("{}: {e}", what())))?;
+    Ok(CowArray::from(copy))
 }
 
 fn ensure_nonempty(argument: &'static str, shape: &[usize]) -> Result<(), UcagError> {
@@ -123,6 +166,7 @@ pub fn check_images(shape: &[usize], grid: &Grid) -> Result<usize, UcagError> {
         ));
     }
     ensure_nonempty("images", shape)?;
+    ensure_addressable("images", shape)?;
     let (h, w) = grid.image_size();
     if (shape[2], shape[3]) != (h, w) {
         return Err(UcagError::value(
@@ -155,6 +199,7 @@ pub fn check_fold_inputs(
         }
     };
     ensure_nonempty("maps", maps_shape)?;
+    ensure_addressable("maps", maps_shape)?;
     if weights_shape.len() != 1 {
         return Err(UcagError::value(
             "weights",
@@ -192,6 +237,8 @@ pub fn check_confidence_inputs(
         ));
     }
     ensure_nonempty("logits", logits_shape)?;
+    // rows * K elements: addressable, so every class index fits i64 too
+    ensure_addressable("logits", logits_shape)?;
     let (rows, classes) = (logits_shape[0], logits_shape[1]);
     if targets.len() != rows {
         return Err(UcagError::value(
@@ -202,7 +249,8 @@ pub fn check_confidence_inputs(
             ),
         ));
     }
-    if let Some(bad) = targets.iter().find(|&&t| t < 0 || t >= classes as i64) {
+    let out_of_range = |t: i64| usize::try_from(t).map_or(true, |t| t >= classes);
+    if let Some(bad) = targets.iter().find(|&&t| out_of_range(t)) {
         return Err(UcagError::value(
             "targets",
             format!("class {bad} is out of range for {classes} classes"),
@@ -223,18 +271,46 @@ pub fn unfold<T: Real, D: Dimension>(
     let n = grid.num_patches();
     let (ph, pw) = grid.patch_size();
     let (sh, sw) = grid.scaled_size();
-    ensure_allocatable::<T>("images", &[batch, n, channels, sh, sw])?;
-    let rows = cubic_taps::<T>(ph, sh);
-    let cols = cubic_taps::<T>(pw, sw);
-    let mut out = Array4::<T>::zeros((batch * n, channels, sh, sw));
+    let what = || {
+        format!(
+            "with this grid ({n} patches of {ph} x {pw} px scaled to {sh} x {sw}) gives a result of \
+             shape ({}, {channels}, {sh}, {sw}) {}",
+            batch as u128 * n as u128,
+            T::NAME
+        )
+    };
+    let bytes = alloc::check_shape(std::mem::size_of::<T>(), &[batch, n, channels, sh, sw])
+        .map_err(|e| e.named("images", what()))?;
+    // The result's shape fits: so does every product of its sides below.
+    let len = bytes / std::mem::size_of::<T>().max(1);
+    let table =
+        |e: AllocError| e.named("images", "needs bicubic tables for the grid's scaled size");
+    let rows = cubic_taps::<T>(ph, sh).map_err(table)?;
+    let cols = cubic_taps::<T>(pw, sw).map_err(table)?;
+    // Each task resizes through a (patch rows x S_w) float64 buffer of its own.
+    let threads = rayon::current_num_threads();
+    let across_what =
+        || format!("needs a {ph} x {sw} float64 resize buffer on each of {threads} threads");
+    alloc::check_shape(std::mem::size_of::<f64>(), &[threads, ph, sw])
+        .map_err(|e| e.named("images", across_what()))?;
+    let mut out = zeros::<T, _>((batch * n, channels, sh, sw), len, "images", what)?;
+    let refused = AtomicBool::new(false);
     // One task per output plane (patch row k, channel c); planes are disjoint.
     out.as_slice_mut()
         .expect("fresh array is contiguous")
         .par_chunks_mut(sh * sw)
         .enumerate()
         .for_each_init(
-            || Array2::<f64>::zeros((ph, sw)),
+            || {
+                alloc::try_zeros::<f64>(ph * sw)
+                    .ok()
+                    .and_then(|data| Array2::from_shape_vec((ph, sw), data).ok())
+            },
             |across, (plane, dst)| {
+                let Some(across) = across else {
+                    refused.store(true, Ordering::Relaxed);
+                    return;
+                };
                 let (k, c) = (plane / channels, plane % channels);
                 let (b, p) = (k / n, k % n);
                 let (oy, ox) = grid.patch_origin(p);
@@ -243,6 +319,12 @@ pub fn unfold<T: Real, D: Dimension>(
                 resize_cubic_plane(src, (oy, ox), &rows, &cols, across, dst);
             },
         );
+    if refused.into_inner() {
+        return Err(UcagError::memory(
+            "images",
+            format!("{}, which could not be allocated", across_what()),
+        ));
+    }
     Ok(out)
 }
 
@@ -325,7 +407,16 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
 ) -> Result<Array3<T>, UcagError> {
     let (batch, mh, mw) = check_fold_inputs(maps.shape(), weights.shape(), grid)?;
     let (height, width) = grid.image_size();
-    ensure_allocatable::<T>("maps", &[batch, height, width])?;
+    let what = || {
+        format!(
+            "with this grid gives a result of shape ({batch}, {height}, {width}) {}",
+            T::NAME
+        )
+    };
+    let bytes = alloc::check_shape(std::mem::size_of::<T>(), &[batch, height, width])
+        .map_err(|e| e.named("maps", what()))?;
+    // The result's shape fits: so does every product of its sides below.
+    let len = bytes / std::mem::size_of::<T>().max(1);
     let maps = maps.into_dyn();
     let maps = if maps.ndim() == 4 {
         maps.index_axis_move(Axis(1), 0)
@@ -339,20 +430,36 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
     // checked as it is read (a separate pass over 0.5 GB of maps would cost half the fold).
     // Row-major maps let the inner loops read map rows as plain slices (borrowed when the
     // caller's array already is row-major, copied once otherwise).
-    let maps = maps.as_standard_layout();
+    let maps = standard_layout("maps", maps)?;
     let data = maps.as_slice().expect("standard layout is contiguous");
     let (ph, pw) = grid.patch_size();
     let n = grid.num_patches();
-    let rows = linear_taps::<T>(mh, ph);
-    let cols: Vec<(usize, usize, T, T)> = linear_taps::<T>(mw, pw)
-        .into_iter()
-        .map(|t| (t.index[0], t.index[1], real(t.weight[0]), real(t.weight[1])))
-        .collect();
-    let row_cov = grid.row_coverage();
-    let col_cov = grid.column_coverage();
+    let table = |e: AllocError| {
+        e.named(
+            "maps",
+            format!("with this grid needs bilinear tables for {ph} x {pw} px patches"),
+        )
+    };
+    let rows = linear_taps::<T>(mh, ph).map_err(table)?;
+    let cols: Vec<(usize, usize, T, T)> = alloc::try_collect(
+        pw,
+        linear_taps::<T>(mw, pw)
+            .map_err(table)?
+            .into_iter()
+            .map(|t| (t.index[0], t.index[1], real(t.weight[0]), real(t.weight[1]))),
+    )
+    .map_err(table)?;
+    let counts = |e: AllocError| {
+        e.named(
+            "maps",
+            format!("with this grid needs coverage counts for {height} x {width} px"),
+        )
+    };
+    let row_cov = grid.row_coverage().map_err(counts)?;
+    let col_cov = grid.column_coverage().map_err(counts)?;
     let plane = mh * mw;
     let all_finite = AtomicBool::new(true);
-    let mut out = Array3::<T>::zeros((batch, height, width));
+    let mut out = zeros::<T, _>((batch, height, width), len, "maps", what)?;
     // Tasks are horizontal bands of one image (enough of them to keep every thread busy
     // even for B = 1). A band adds the patches in the order of docs/algorithm.md section 4,
     // p = 0..N, streaming each map's rows top to bottom (one sequential read per map, which
@@ -455,7 +562,7 @@ mod tests {
         maps.index_axis_mut(Axis(0), 3).fill(1.0); // patch (1, 1) at offset (4, 4)
         let weights = Array1::from(vec![1.0f32, 1.0, 1.0, 3.0]);
         let out = fold(maps.view(), weights.view(), &grid).unwrap();
-        let d = grid.coverage();
+        let d = grid.coverage().unwrap();
         for y in 0..10 {
             for x in 0..12 {
                 let inside = y >= 4 && x >= 4;
@@ -556,6 +663,79 @@ mod tests {
             err.to_string(),
             "logits: must have shape (rows, K), got [6]"
         );
+    }
+
+    #[test]
+    fn results_beyond_memory_are_errors_naming_the_argument() {
+        // 4096 patches scaled to 16384 x 16384: 12 TiB
+        let grid = Grid::new((64, 64), 64, Some((1, 1)), 16384.0, None).unwrap();
+        let images = Array4::<f32>::zeros((1, 3, 64, 64));
+        let err = unfold(images.view(), &grid).unwrap_err();
+        assert!(matches!(err, UcagError::Memory { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with(
+                "images: with this grid (4096 patches of 1 x 1 px scaled to 16384 x 16384) gives \
+                 a result of shape (4096, 3, 16384, 16384) float32, which needs 12.0 TiB \
+                 (13194139533312 bytes), more than the memory this process can have ("
+            ),
+            "{err}"
+        );
+        // a tiny result through a huge per-thread resize buffer (2^20 patch rows x 32768)
+        let grid = Grid::new((1 << 20, 1), 1, Some((1 << 20, 1)), 1.0, Some((1, 32768))).unwrap();
+        let images = Array4::<f32>::zeros((1, 1, 1 << 20, 1));
+        let err = unfold(images.view(), &grid).unwrap_err();
+        assert!(matches!(err, UcagError::Memory { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("images: needs a 1048576 x 32768 float64 resize buffer"),
+            "{err}"
+        );
+        // 2^48 pixels of float64: 2 PiB
+        let grid = Grid::new((1 << 24, 1 << 24), 2, None, 1e-9, None).unwrap();
+        let maps = Array3::<f64>::zeros((4, 1, 1));
+        let err = fold(maps.view(), Array1::zeros(4).view(), &grid).unwrap_err();
+        assert!(matches!(err, UcagError::Memory { .. }), "{err}");
+        assert!(
+            err.to_string().starts_with(
+                "maps: with this grid gives a result of shape (1, 16777216, 16777216) float64, \
+                 which needs 2.0 PiB"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shapes_that_no_array_can_have_are_refused() {
+        let grid = Grid::new((8, 8), 2, Some((5, 5)), 1.0, None).unwrap();
+        let huge = usize::MAX / 2;
+        let err = check_images(&[huge, huge, 8, 8], &grid).unwrap_err();
+        assert_eq!(err.argument(), "images");
+        assert!(err.to_string().contains("more elements than"), "{err}");
+        let err = check_fold_inputs(&[4, huge, huge], &[4], &grid).unwrap_err();
+        assert_eq!(err.argument(), "maps");
+        let err = check_confidence_inputs(&[1, usize::MAX], &[0]).unwrap_err();
+        assert_eq!(err.argument(), "logits");
+        // the largest class count of an addressable shape: no overflow comparing targets
+        assert_eq!(
+            check_confidence_inputs(&[1, isize::MAX as usize], &[i64::MAX - 1]),
+            Ok(isize::MAX as usize)
+        );
+    }
+
+    #[test]
+    fn strided_maps_fold_like_contiguous_ones() {
+        let grid = Grid::new((10, 12), 2, Some((6, 8)), 1.0, None).unwrap();
+        let maps = Array::from_shape_fn((4, 5, 7), |(k, y, x)| (k * 35 + y * 7 + x) as f32);
+        let weights = Array1::from(vec![1.0f32, 2.0, 3.0, 4.0]);
+        let expected = fold(maps.view(), weights.view(), &grid).unwrap();
+        let transposed = maps
+            .clone()
+            .permuted_axes([0, 2, 1])
+            .as_standard_layout()
+            .to_owned();
+        let strided = transposed.view().permuted_axes([0, 2, 1]);
+        assert!(!strided.is_standard_layout());
+        assert_eq!(fold(strided, weights.view(), &grid).unwrap(), expected);
     }
 
     #[test]

@@ -2,61 +2,143 @@
 //! libtorch, it runs the ndarray + rayon `kernels` on numpy arrays (and on zero-copy numpy
 //! views of CPU tensors, made by `ucag.kernels`) with the GIL released, and exposes the
 //! shape checks so that every path rejects bad input with the same message. It only
-//! converts arguments: the kernels check them.
+//! converts arguments: the kernels check them. Every entry point runs its body through
+//! `py_guard`, so that not even a bug can raise pyo3's PanicException (a BaseException).
 
-use crate::error::UcagError;
+use crate::alloc;
+use crate::error::{py_guard, UcagError};
 use crate::grid::Grid;
 use crate::kernels::{self, Real, Weighting};
-use ndarray::ArrayViewD;
+use ndarray::{ArrayD, ArrayViewD};
 use numpy::{
     Element, IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
 };
+use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-/// A size argument as Python gives it: an int, an (h, w) tuple, or another sequence of
-/// ints (which must hold two).
-#[derive(FromPyObject)]
-enum Size {
-    Side(i64),
-    Pair(i64, i64),
-    Values(Vec<i64>),
+/// `repr(obj)`, shortened when it is long (a huge int): "100000000000...0000 (401
+/// characters)".
+fn short_repr(obj: &Bound<'_, PyAny>) -> String {
+    let text = obj.repr().map(|r| r.to_string()).unwrap_or_default();
+    let count = text.chars().count();
+    if count <= 40 {
+        return text;
+    }
+    let head: String = text.chars().take(12).collect();
+    let tail: String = text.chars().skip(count - 4).collect();
+    format!("{head}...{tail} ({count} characters)")
 }
 
-impl Size {
-    /// The size passed as `argument`, as positive (h, w); errors name the argument.
-    fn from_arg(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize)> {
-        let (h, w) = match obj.extract::<Size>() {
-            Ok(Size::Side(v)) => (v, v),
-            Ok(Size::Pair(h, w)) => (h, w),
-            Ok(Size::Values(v)) => match *v.as_slice() {
-                [h, w] => (h, w),
+/// An int argument as Python gave it (anything with `__index__`), extracted without
+/// failing so that the body can name the argument in every error: pyo3's own conversion
+/// raises OverflowError for an int beyond i64, naming nothing.
+#[derive(Debug, Clone)]
+enum IntArg {
+    Small(i64),
+    /// An int beyond i64: its repr and whether it is negative.
+    Huge(String, bool),
+    /// Not an int: the type's name.
+    NotInt(String),
+}
+
+impl<'py> FromPyObject<'py> for IntArg {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(match obj.extract::<i64>() {
+            Ok(v) => IntArg::Small(v),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                IntArg::Huge(short_repr(obj), obj.lt(0).unwrap_or(false))
+            }
+            Err(_) => IntArg::NotInt(type_name(obj)),
+        })
+    }
+}
+
+/// A float argument as Python gave it (a float, or anything `float()` takes without a
+/// string: ints, numpy scalars), extracted without failing, like `IntArg`.
+#[derive(Debug, Clone)]
+enum FloatArg {
+    Float(f64),
+    /// An int too large for a float: its repr.
+    Huge(String),
+    NotFloat(String),
+}
+
+impl<'py> FromPyObject<'py> for FloatArg {
+    fn extract_bound(obj: &Bound<'py, PyAny>) -> PyResult<Self> {
+        Ok(match obj.extract::<f64>() {
+            Ok(v) => FloatArg::Float(v),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => {
+                FloatArg::Huge(short_repr(obj))
+            }
+            Err(_) => FloatArg::NotFloat(type_name(obj)),
+        })
+    }
+}
+
+/// A size argument: an int, or a sequence of two ints (h, w), as positive (h, w); errors
+/// name the argument. Sides beyond i64 are refused here (every limit of the grid is far
+/// below them).
+fn size_arg(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<(usize, usize)> {
+    let not_a_size = || {
+        UcagError::type_error(
+            argument,
+            format!(
+                "must be an int or an (h, w) pair of ints, got {}",
+                type_name(obj)
+            ),
+        )
+    };
+    let (h, w) = match IntArg::extract_bound(obj)? {
+        IntArg::NotInt(_) => {
+            // any sequence (a str is not one here); numpy arrays and lists included
+            let items = obj
+                .extract::<Vec<Bound<'_, PyAny>>>()
+                .map_err(|_| not_a_size())?;
+            match items.as_slice() {
+                [h, w] => (IntArg::extract_bound(h)?, IntArg::extract_bound(w)?),
                 _ => {
                     return Err(UcagError::value(
                         argument,
-                        format!("must be an int or an (h, w) pair, got {} values", v.len()),
+                        format!(
+                            "must be an int or an (h, w) pair, got {} values",
+                            items.len()
+                        ),
                     )
                     .into())
                 }
-            },
-            Err(_) => {
-                return Err(UcagError::type_error(
-                    argument,
-                    format!(
-                        "must be an int or an (h, w) pair of ints, got {}",
-                        obj.get_type().name()?
-                    ),
-                )
-                .into())
-            }
-        };
-        match (usize::try_from(h), usize::try_from(w)) {
-            (Ok(h), Ok(w)) if h >= 1 && w >= 1 => Ok((h, w)),
-            _ => {
-                Err(UcagError::value(argument, format!("must be positive, got ({h}, {w})")).into())
             }
         }
+        side => (side.clone(), side),
+    };
+    let text = |v: &IntArg| match v {
+        IntArg::Small(v) => v.to_string(),
+        IntArg::Huge(repr, _) => repr.clone(),
+        IntArg::NotInt(name) => format!("a {name}"),
+    };
+    let sides = [&h, &w];
+    if sides.iter().any(|v| matches!(v, IntArg::NotInt(_))) {
+        return Err(not_a_size().into());
     }
+    if let (IntArg::Small(h), IntArg::Small(w)) = (&h, &w) {
+        if *h >= 1 && *w >= 1 {
+            return Ok((*h as usize, *w as usize));
+        }
+    }
+    // not both positive i64: some side is not positive, or beyond i64
+    let positive = |v: &&IntArg| {
+        matches!(v, IntArg::Small(n) if *n >= 1) || matches!(v, IntArg::Huge(_, false))
+    };
+    let problem = if sides.iter().all(positive) {
+        format!("each side must be at most {}", i64::MAX)
+    } else {
+        "must be positive".to_string()
+    };
+    Err(UcagError::value(
+        argument,
+        format!("{problem}, got ({}, {})", text(&h), text(&w)),
+    )
+    .into())
 }
 
 /// A float32 or float64 numpy array (any dimensionality and strides), borrowed read-only.
@@ -162,7 +244,12 @@ fn mixed_kinds(argument: &'static str, expected: &str, reference: &str) -> PyErr
 ///
 /// `image_size` and `patch_size` take an int or an (h, w) pair. `patch_size` defaults to
 /// round_half_up(124/224 * side); `scaled_size` defaults to round_half_up(scale * patch).
-/// Invalid geometry raises ValueError naming the argument.
+///
+/// Limits: H * W at most 2**63 - 1 pixels; 1 <= `units` <= min(1024, H, W) (an axis of S
+/// pixels has at most S distinct patch positions); the patch within the image; scaled
+/// sides at most 32768 px (so `scale` < 32768.5 / max(h, w)). Invalid geometry raises
+/// ValueError (TypeError for a wrong type) whose message starts with the argument's name
+/// and says the limit.
 #[pyclass(name = "Grid", module = "ucag", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyGrid(Grid);
@@ -170,93 +257,139 @@ pub struct PyGrid(Grid);
 /// (image_size, units, patch_size, scale, scaled_size), as `Grid.__new__` takes them.
 type GridArgs = ((usize, usize), usize, (usize, usize), f64, (usize, usize));
 
+/// `units` as a positive usize, or an error naming it.
+fn units_arg(units: IntArg) -> PyResult<usize> {
+    match units {
+        IntArg::Small(n) if n >= 1 => Ok(n as usize),
+        IntArg::Small(n) => {
+            Err(UcagError::value("units", format!("must be at least 1, got {n}")).into())
+        }
+        IntArg::Huge(repr, true) => {
+            Err(UcagError::value("units", format!("must be at least 1, got {repr}")).into())
+        }
+        IntArg::Huge(repr, false) => Err(UcagError::value(
+            "units",
+            format!(
+                "must be at most {} ({0}^2 patches per image), got {repr}",
+                crate::grid::MAX_UNITS
+            ),
+        )
+        .into()),
+        IntArg::NotInt(name) => {
+            Err(UcagError::type_error("units", format!("must be an int, got {name}")).into())
+        }
+    }
+}
+
+/// `scale` as an f64 (the grid checks its range), or an error naming it.
+fn scale_arg(scale: FloatArg) -> PyResult<f64> {
+    match scale {
+        FloatArg::Float(v) => Ok(v),
+        FloatArg::Huge(repr) => Err(UcagError::value(
+            "scale",
+            format!("must be a finite number > 0, got {repr}: beyond the float range"),
+        )
+        .into()),
+        FloatArg::NotFloat(name) => {
+            Err(UcagError::type_error("scale", format!("must be a number, got {name}")).into())
+        }
+    }
+}
+
 #[pymethods]
 impl PyGrid {
     #[new]
-    #[pyo3(signature = (image_size, units = 6, patch_size = None, scale = 2.6, scaled_size = None))]
+    #[pyo3(
+        signature = (image_size, units = IntArg::Small(6), patch_size = None, scale = FloatArg::Float(2.6), scaled_size = None),
+        text_signature = "(image_size, units=6, patch_size=None, scale=2.6, scaled_size=None)"
+    )]
     fn new(
         image_size: &Bound<'_, PyAny>,
-        units: i64,
+        units: IntArg,
         patch_size: Option<&Bound<'_, PyAny>>,
-        scale: f64,
+        scale: FloatArg,
         scaled_size: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let image = Size::from_arg("image_size", image_size)?;
-        let units = match usize::try_from(units) {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                let message = format!("must be at least 1, got {units}");
-                return Err(UcagError::value("units", message).into());
-            }
-        };
-        let patch = patch_size
-            .map(|p| Size::from_arg("patch_size", p))
-            .transpose()?;
-        let scaled = scaled_size
-            .map(|s| Size::from_arg("scaled_size", s))
-            .transpose()?;
-        Ok(PyGrid(Grid::new(image, units, patch, scale, scaled)?))
+        py_guard(|| {
+            let image = size_arg("image_size", image_size)?;
+            let units = units_arg(units)?;
+            let patch = patch_size.map(|p| size_arg("patch_size", p)).transpose()?;
+            let scale = scale_arg(scale)?;
+            let scaled = scaled_size
+                .map(|s| size_arg("scaled_size", s))
+                .transpose()?;
+            Ok(PyGrid(Grid::new(image, units, patch, scale, scaled)?))
+        })
     }
 
     /// (H, W) of the images this grid unfolds.
     #[getter]
-    fn image_size(&self) -> (usize, usize) {
-        self.0.image_size()
+    fn image_size(&self) -> PyResult<(usize, usize)> {
+        py_guard(|| Ok(self.0.image_size()))
     }
     /// Patches per axis (n); the grid has n * n patches.
     #[getter]
-    fn units(&self) -> usize {
-        self.0.units()
+    fn units(&self) -> PyResult<usize> {
+        py_guard(|| Ok(self.0.units()))
     }
     /// (h, w) of a patch in image pixels.
     #[getter]
-    fn patch_size(&self) -> (usize, usize) {
-        self.0.patch_size()
+    fn patch_size(&self) -> PyResult<(usize, usize)> {
+        py_guard(|| Ok(self.0.patch_size()))
     }
     /// (S_h, S_w) every patch is resized to before attribution.
     #[getter]
-    fn scaled_size(&self) -> (usize, usize) {
-        self.0.scaled_size()
+    fn scaled_size(&self) -> PyResult<(usize, usize)> {
+        py_guard(|| Ok(self.0.scaled_size()))
     }
     /// Row offset of each patch row, top to bottom.
     #[getter]
     fn offsets_y<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.0.offsets_y())
+        py_guard(|| PyTuple::new(py, self.0.offsets_y()))
     }
     /// Column offset of each patch column, left to right.
     #[getter]
     fn offsets_x<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.0.offsets_x())
+        py_guard(|| PyTuple::new(py, self.0.offsets_x()))
     }
     /// N = units * units.
     #[getter]
-    fn num_patches(&self) -> usize {
-        self.0.num_patches()
+    fn num_patches(&self) -> PyResult<usize> {
+        py_guard(|| Ok(self.0.num_patches()))
     }
     /// The duplication matrix D: how many patches contain each pixel, int32 (H, W).
-    fn coverage<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<i32>> {
-        self.0.coverage().into_pyarray(py)
+    /// MemoryError (ValueError beyond 2**63 - 1 bytes) naming image_size when it cannot be
+    /// allocated.
+    fn coverage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i32>>> {
+        py_guard(|| {
+            let coverage = py.allow_threads(|| self.0.coverage())?;
+            Ok(coverage.into_pyarray(py))
+        })
     }
     /// Pickles as the explicit patch and scaled sizes, which rebuild the same grid.
-    fn __getnewargs__(&self) -> GridArgs {
-        (
-            self.0.image_size(),
-            self.0.units(),
-            self.0.patch_size(),
-            1.0,
-            self.0.scaled_size(),
-        )
+    fn __getnewargs__(&self) -> PyResult<GridArgs> {
+        py_guard(|| {
+            Ok((
+                self.0.image_size(),
+                self.0.units(),
+                self.0.patch_size(),
+                1.0,
+                self.0.scaled_size(),
+            ))
+        })
     }
-    fn __repr__(&self) -> String {
-        let g = &self.0;
-        format!(
-            "Grid(image_size={:?}, units={}, patch_size={:?}, scaled_size={:?}, num_patches={})",
-            g.image_size(),
-            g.units(),
-            g.patch_size(),
-            g.scaled_size(),
-            g.num_patches()
-        )
+    fn __repr__(&self) -> PyResult<String> {
+        py_guard(|| {
+            let g = &self.0;
+            Ok(format!(
+                "Grid(image_size={:?}, units={}, patch_size={:?}, scaled_size={:?}, num_patches={})",
+                g.image_size(),
+                g.units(),
+                g.patch_size(),
+                g.scaled_size(),
+                g.num_patches()
+            ))
+        })
     }
 }
 
@@ -271,12 +404,14 @@ fn unfold(
     images: &Bound<'_, PyAny>,
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<PyObject> {
-    let grid = &grid.get().0;
-    let images = FloatArray::from_arg("images", images, not_an_array("images", images))?;
-    with_float_array!(images, images => {
-        let view = images.as_array();
-        let out = py.allow_threads(|| kernels::unfold(view, grid))?;
-        Ok(out.into_pyarray(py).into_any().unbind())
+    py_guard(|| {
+        let grid = &grid.get().0;
+        let images = FloatArray::from_arg("images", images, not_an_array("images", images))?;
+        with_float_array!(images, images => {
+            let view = images.as_array();
+            let out = py.allow_threads(|| kernels::unfold(view, grid))?;
+            Ok(out.into_pyarray(py).into_any().unbind())
+        })
     })
 }
 
@@ -296,21 +431,23 @@ fn confidence(
     mode: &str,
     return_probabilities: bool,
 ) -> PyResult<PyObject> {
-    let mode: Weighting = mode.parse()?;
-    let logits = FloatArray::from_arg("logits", logits, not_an_array("logits", logits))?;
-    let targets = Targets::from_arg(targets)?;
-    with_float_array!(logits, logits => {
-        let view = logits.as_array();
-        let (probabilities, weights) = py.allow_threads(|| {
-            kernels::confidence_with_probabilities(view, &targets, mode)
-        })?;
-        let weights = weights.into_pyarray(py);
-        if return_probabilities {
-            let pair = (probabilities.into_pyarray(py), weights).into_pyobject(py)?;
-            Ok(pair.into_any().unbind())
-        } else {
-            Ok(weights.into_any().unbind())
-        }
+    py_guard(|| {
+        let mode: Weighting = mode.parse()?;
+        let logits = FloatArray::from_arg("logits", logits, not_an_array("logits", logits))?;
+        let targets = Targets::from_arg(targets)?;
+        with_float_array!(logits, logits => {
+            let view = logits.as_array();
+            let (probabilities, weights) = py.allow_threads(|| {
+                kernels::confidence_with_probabilities(view, &targets, mode)
+            })?;
+            let weights = weights.into_pyarray(py);
+            if return_probabilities {
+                let pair = (probabilities.into_pyarray(py), weights).into_pyobject(py)?;
+                Ok(pair.into_any().unbind())
+            } else {
+                Ok(weights.into_any().unbind())
+            }
+        })
     })
 }
 
@@ -327,12 +464,14 @@ fn fold(
     weights: &Bound<'_, PyAny>,
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<PyObject> {
-    let grid = &grid.get().0;
-    let maps = FloatArray::from_arg("maps", maps, not_an_array("maps", maps))?;
-    let weights = FloatArray::from_arg("weights", weights, || {
-        mixed_kinds("weights", "numpy.ndarray", "maps")
-    })?;
-    with_float_array!(maps, maps => fold_numpy(py, maps.as_array(), weights, grid))
+    py_guard(|| {
+        let grid = &grid.get().0;
+        let maps = FloatArray::from_arg("maps", maps, not_an_array("maps", maps))?;
+        let weights = FloatArray::from_arg("weights", weights, || {
+            mixed_kinds("weights", "numpy.ndarray", "maps")
+        })?;
+        with_float_array!(maps, maps => fold_numpy(py, maps.as_array(), weights, grid))
+    })
 }
 
 fn fold_numpy<T: Real + Element>(
@@ -341,9 +480,15 @@ fn fold_numpy<T: Real + Element>(
     weights: FloatArray<'_>,
     grid: &Grid,
 ) -> PyResult<PyObject> {
-    // Weights in the maps' dtype (the kernel accumulates in it).
+    // Weights in the maps' dtype (the kernel accumulates in it), in their own shape (the
+    // kernel checks it), allocated fallibly.
     let weights = with_float_array!(weights, weights => {
-        weights.as_array().mapv(|v| T::from(v).unwrap_or_else(T::nan))
+        let view = weights.as_array();
+        let converted = view.iter().map(|&v| T::from(v).unwrap_or_else(T::nan));
+        let data = alloc::try_collect(view.len(), converted)
+            .map_err(|e| e.named("weights", format!("of shape {:?} needs a copy", view.shape())))?;
+        ArrayD::from_shape_vec(view.raw_dim(), data)
+            .map_err(|e| UcagError::value("weights", e.to_string()))?
     });
     let out = py.allow_threads(|| kernels::fold(maps, weights.view(), grid))?;
     Ok(out.into_pyarray(py).into_any().unbind())
@@ -352,7 +497,7 @@ fn fold_numpy<T: Real + Element>(
 /// The shape checks of `unfold` for a (B, C, H, W) batch shape; returns B.
 #[pyfunction]
 fn check_images(shape: Vec<usize>, grid: &Bound<'_, PyGrid>) -> PyResult<usize> {
-    Ok(kernels::check_images(&shape, &grid.get().0)?)
+    py_guard(|| Ok(kernels::check_images(&shape, &grid.get().0)?))
 }
 
 /// The shape checks of `fold`; returns (B, h', w').
@@ -362,11 +507,13 @@ fn check_fold_inputs(
     weights_shape: Vec<usize>,
     grid: &Bound<'_, PyGrid>,
 ) -> PyResult<(usize, usize, usize)> {
-    Ok(kernels::check_fold_inputs(
-        &maps_shape,
-        &weights_shape,
-        &grid.get().0,
-    )?)
+    py_guard(|| {
+        Ok(kernels::check_fold_inputs(
+            &maps_shape,
+            &weights_shape,
+            &grid.get().0,
+        )?)
+    })
 }
 
 /// The checks of `confidence` on the logits' shape, the targets and the mode; returns the
@@ -377,22 +524,26 @@ fn confidence_targets(
     targets: &Bound<'_, PyAny>,
     mode: &str,
 ) -> PyResult<Vec<i64>> {
-    mode.parse::<Weighting>()?;
-    let host = Targets::from_arg(targets)?;
-    kernels::check_confidence_inputs(&logits_shape, &host)?;
-    Ok(host)
+    py_guard(|| {
+        mode.parse::<Weighting>()?;
+        let host = Targets::from_arg(targets)?;
+        kernels::check_confidence_inputs(&logits_shape, &host)?;
+        Ok(host)
+    })
 }
 
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyGrid>()?;
-    m.add_function(wrap_pyfunction!(unfold, m)?)?;
-    m.add_function(wrap_pyfunction!(fold, m)?)?;
-    m.add_function(wrap_pyfunction!(confidence, m)?)?;
-    m.add_function(wrap_pyfunction!(check_images, m)?)?;
-    m.add_function(wrap_pyfunction!(check_fold_inputs, m)?)?;
-    m.add_function(wrap_pyfunction!(confidence_targets, m)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    Ok(())
+    py_guard(|| {
+        m.add_class::<PyGrid>()?;
+        m.add_function(wrap_pyfunction!(unfold, m)?)?;
+        m.add_function(wrap_pyfunction!(fold, m)?)?;
+        m.add_function(wrap_pyfunction!(confidence, m)?)?;
+        m.add_function(wrap_pyfunction!(check_images, m)?)?;
+        m.add_function(wrap_pyfunction!(check_fold_inputs, m)?)?;
+        m.add_function(wrap_pyfunction!(confidence_targets, m)?)?;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        Ok(())
+    })
 }

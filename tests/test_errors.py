@@ -1,10 +1,18 @@
-"""Bad input raises ValueError/TypeError naming the argument; nothing crashes."""
+"""Bad input raises ValueError/TypeError/MemoryError naming the argument; nothing crashes."""
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import ucag
+from ucag import runtime
 
 GRID = ucag.Grid((32, 40), units=3)
 N = GRID.num_patches
@@ -150,13 +158,191 @@ def test_confidence_with_probabilities_rejects_the_same(label, logits, targets, 
 def test_huge_sizes_are_errors_not_crashes():
     """Sizes whose arithmetic overflows, or whose arrays could never be allocated, raise
     ValueError naming the argument (the process neither aborts nor panics)."""
-    with pytest.raises(ValueError, match="scale"):
-        ucag.Grid(2**62)  # 124/224 of it is the patch: exact, then too large to scale
-    with pytest.raises(ValueError, match="units"):
+    with pytest.raises(ValueError, match="^image_size: .* more than the 9223372036854775807 elements"):
+        ucag.Grid(2**62)  # 2^124 pixels
+    with pytest.raises(ValueError, match="^units: must be at most 1024"):
         ucag.Grid(224, units=10**9)
-    with pytest.raises(ValueError, match="image_size"):
+    with pytest.raises(ValueError, match="^image_size: must be positive"):
         ucag.Grid(-(2**63))
     huge = ucag.Grid((2**31, 2**31), units=2, scale=1e-9)
     for maps, weights in ((np.ones((4, 1, 1), np.float32), np.ones(4, np.float32)), (torch.ones(4, 1, 1), torch.ones(4))):
-        with pytest.raises(ValueError, match="maps"):
+        with pytest.raises(ValueError, match="^maps: .*too large to allocate"):
             ucag.fold(maps, weights, huge)
+
+
+# --- Hostile sizes, each in a child interpreter --------------------------------------
+#
+# Before these were checked, some aborted the interpreter (Rust's allocator) instead of
+# raising. An abort in a child kills the child only: the case fails, the suite goes on.
+
+_CHILD = """
+import json, os, sys
+try:  # an abort here is expected to leave no core file behind
+    import resource
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+except (ImportError, ValueError, OSError):
+    pass
+import numpy as np, torch, ucag
+from ucag import runtime
+try:
+    tch = runtime.tch_module() is not None
+except Exception as err:  # UCAG_KERNELS=tch without a usable tch module
+    tch = False
+print(json.dumps(["(tch)", tch]), flush=True)
+for case_id, code in json.loads(sys.stdin.read()):
+    try:
+        value = eval(code)
+        result = {"returned": type(value).__name__}
+    except BaseException as err:
+        result = {"type": type(err).__name__, "is_exception": isinstance(err, Exception), "message": str(err)}
+    print(json.dumps([case_id, result]), flush=True)
+"""
+
+
+def run_isolated(cases: list[tuple[str, str]], mode: str) -> dict:
+    """Evaluates each ``(id, code)`` in a child interpreter under ``UCAG_KERNELS=mode``, in
+    order; returns ``{id: outcome}``: ``{"returned": type name}``, ``{"type", "is_exception",
+    "message"}`` for what it raised, or ``{"died": why}`` for the case running when the
+    child died (a fresh child then runs the cases after it). ``"(tch)"``: whether the tch
+    module is in use."""
+    package_root = str(Path(ucag.__file__).resolve().parents[1])
+    env = {**os.environ, "UCAG_KERNELS": mode, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    outcomes: dict = {}
+    pending = list(cases)
+    while pending:
+        try:
+            child = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(pending), capture_output=True, text=True, env=env, timeout=600)
+            stdout, why = child.stdout, f"exit status {child.returncode}; stderr: {child.stderr[-3000:]}"
+        except subprocess.TimeoutExpired as err:
+            partial = err.stdout or ""  # bytes even with text=True on some Pythons
+            stdout, why = partial.decode() if isinstance(partial, bytes) else partial, "timed out after 600 s"
+        for line in stdout.splitlines():
+            if line.startswith("["):
+                case_id, outcome = json.loads(line)
+                outcomes[case_id] = outcome
+        done = [case_id in outcomes for case_id, _ in pending]
+        if all(done):
+            break
+        died = done.index(False)
+        outcomes[pending[died][0]] = {"died": why}
+        pending = pending[died + 1 :]
+    return outcomes
+
+
+def test_run_isolated_survives_an_abort():
+    outcomes = run_isolated([("abort", "os.abort()"), ("after", "ucag.Grid(64).num_patches")], "portable")
+    assert "died" in outcomes["abort"]
+    assert outcomes["after"] == {"returned": "int"}
+
+
+TOO_MANY_PIXELS = "ucag.Grid((2**31, 2**31), units=2, scale=1e-9)"  # 2^62 pixels: no coverage or result fits
+PETABYTE_GRID = "ucag.Grid((2**24, 2**24), units=2, scale=1e-9)"  # 2^48 pixels: beyond any machine's memory
+# A grid within every limit whose unfold is 12 TiB: 4096 patches scaled to 16384 x 16384.
+TERABYTE_UNFOLD = "ucag.Grid(64, units=64, patch_size=1, scale=2**14)"
+
+#: (id, code, the argument the message starts with, the exceptions allowed)
+HOSTILE = [
+    ("units=2**62", "ucag.Grid(64, units=2**62)", "units", ValueError),
+    ("units=10**9", "ucag.Grid(64, units=10**9)", "units", ValueError),
+    ("units beyond int64", "ucag.Grid(64, units=2**64)", "units", ValueError),
+    ("units beyond the image side", "ucag.Grid((64, 40), units=41, patch_size=1)", "units", ValueError),
+    ("image_size=2**62", "ucag.Grid(2**62)", "image_size", ValueError),
+    ("image_size beyond int64", "ucag.Grid(2**64)", "image_size", ValueError),
+    ("coverage of (2**20, 2**20)", "ucag.Grid((2**20, 2**20)).coverage()", "scale", ValueError),  # refused at construction
+    ("coverage of 1 PiB", f"{PETABYTE_GRID}.coverage()", "image_size", MemoryError),
+    ("coverage beyond isize", f"{TOO_MANY_PIXELS}.coverage()", "image_size", ValueError),
+    ("scale=1e300", "ucag.Grid(64, scale=1e300)", "scale", ValueError),
+    ("scale beyond float", "ucag.Grid(64, scale=10**400)", "scale", ValueError),
+    ("scaled_size=2**40", "ucag.Grid(64, scaled_size=2**40)", "scaled_size", ValueError),
+    ("unfold 12 TiB, tensor", f"ucag.unfold(torch.zeros(1, 3, 64, 64), {TERABYTE_UNFOLD})", "images", MemoryError),
+    ("unfold 12 TiB, numpy", f"ucag.unfold(np.zeros((1, 3, 64, 64), np.float32), {TERABYTE_UNFOLD})", "images", MemoryError),
+    ("unfold resize buffer, numpy", "ucag.unfold(np.zeros((1, 1, 2**20, 1), np.float32), ucag.Grid((2**20, 1), units=1, patch_size=(2**20, 1), scaled_size=(1, 32768)))", "images", MemoryError),
+    ("fold beyond isize, tensor", f"ucag.fold(torch.ones(4, 1, 1), torch.ones(4), {TOO_MANY_PIXELS})", "maps", ValueError),
+    ("fold beyond isize, numpy", f"ucag.fold(np.ones((4, 1, 1)), np.ones(4), {TOO_MANY_PIXELS})", "maps", ValueError),
+    ("fold 1 PiB, tensor", f"ucag.fold(torch.ones(4, 1, 1), torch.ones(4), {PETABYTE_GRID})", "maps", MemoryError),
+    ("fold 1 PiB, numpy", f"ucag.fold(np.ones((4, 1, 1), np.float32), np.ones(4, np.float32), {PETABYTE_GRID})", "maps", MemoryError),
+]
+
+
+@functools.cache
+def hostile_outcomes(mode: str) -> dict:
+    return run_isolated([(case_id, code) for case_id, code, _, _ in HOSTILE], mode)
+
+
+@pytest.mark.parametrize("mode", ["portable", "tch"])
+@pytest.mark.parametrize("case_id,code,argument,exc", HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_sizes_raise_a_plain_exception_naming_the_argument(mode, case_id, code, argument, exc):
+    outcomes = hostile_outcomes(mode)
+    if mode == "tch" and not outcomes.get("(tch)"):
+        pytest.skip("the tch module is not available here")
+    outcome = outcomes[case_id]
+    assert "died" not in outcome, f"{code} killed the interpreter ({outcome['died']})"
+    assert "returned" not in outcome, f"{code} returned a {outcome['returned']} instead of raising"
+    assert outcome["is_exception"], f"{code} raised {outcome['type']}, a BaseException that `except Exception` misses"
+    assert outcome["type"] == exc.__name__, outcome
+    assert outcome["message"].startswith(f"{argument}: "), outcome["message"]
+
+
+# --- Every failure is an Exception ------------------------------------------------------
+#
+# Both modules run every entry point through one guard (ucag::error::py_guard) that turns
+# a panic into RuntimeError("ucag internal error: ..."): pyo3's own PanicException is a
+# BaseException, which `except Exception` does not catch. No input here raises one.
+
+GRID_CASES = [
+    dict(image_size=0),
+    dict(image_size=(1, 2, 3)),
+    dict(image_size="big"),
+    dict(image_size=2**62),
+    dict(image_size=(2**64, 5)),
+    dict(image_size=224, units=0),
+    dict(image_size=224, units=2**64),
+    dict(image_size=224, units=225),
+    dict(image_size=224, units=None),
+    dict(image_size=224, patch_size=300),
+    dict(image_size=224, patch_size=(2**70, 3)),
+    dict(image_size=224, scale=float("nan")),
+    dict(image_size=224, scale=10**400),
+    dict(image_size=224, scale="big"),
+    dict(image_size=224, scaled_size=(0, 5)),
+    dict(image_size=224, scaled_size=2**40),
+]
+
+
+def every_bad_call():
+    for label, images, _ in UNFOLD_CASES:
+        yield f"unfold {label}", functools.partial(ucag.unfold, images, GRID)
+    for label, maps, weights, _, _ in FOLD_CASES:
+        yield f"fold {label}", functools.partial(ucag.fold, maps, weights, GRID)
+    for label, logits, targets, _, _ in CONFIDENCE_CASES:
+        yield f"confidence {label}", functools.partial(ucag.confidence, logits, targets)
+        yield f"confidence pair {label}", functools.partial(ucag.confidence, logits, targets, return_probabilities=True)
+    yield "confidence mode", functools.partial(ucag.confidence, torch.rand(2, 10), [1, 2], mode="softmax")
+    yield "unfold non-grid", functools.partial(ucag.unfold, GOOD_IMAGES, (32, 40))
+    for kwargs in GRID_CASES:
+        yield f"Grid {kwargs}", functools.partial(ucag.Grid, **kwargs)
+    huge = ucag.Grid((2**31, 2**31), units=2, scale=1e-9)
+    yield "coverage beyond isize", huge.coverage
+    yield "fold beyond isize", functools.partial(ucag.fold, torch.ones(4, 1, 1), torch.ones(4), huge)
+
+
+@pytest.mark.parametrize("mode", ["portable", "tch"])
+def test_no_input_raises_a_base_exception_that_is_not_an_exception(mode, monkeypatch):
+    monkeypatch.setenv("UCAG_KERNELS", mode)  # read at every kernel call
+    if mode == "tch":
+        try:
+            if runtime.tch_module() is None:
+                pytest.skip("the tch module is not available here")
+        except RuntimeError:
+            pytest.skip("the tch module is not available here")
+    bad = []
+    for label, call in every_bad_call():
+        try:
+            call()
+        except Exception:
+            continue
+        except BaseException as err:  # what this test is about
+            bad.append(f"{label}: {type(err).__name__}: {err}")
+        else:
+            bad.append(f"{label}: raised nothing")
+    assert not bad, "\n".join(bad)

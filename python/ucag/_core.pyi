@@ -1,4 +1,8 @@
-"""Type stubs for the portable Rust extension ``ucag._core`` (see src/python.rs)."""
+"""Type stubs for the portable Rust extension ``ucag._core`` (see src/python.rs).
+
+Every function raises ValueError/TypeError (bad arguments) or MemoryError (a result this
+machine cannot hold) whose message starts with the argument's name; a bug inside raises
+RuntimeError("ucag internal error: ... (please report)"), never a BaseException."""
 
 from collections.abc import Sequence
 from typing import Literal, Self, TypeVar, final, overload
@@ -22,7 +26,13 @@ class Grid:
 
     ``image_size`` and ``patch_size`` take an int or an (h, w) pair. ``patch_size`` defaults
     to round_half_up(124/224 * side); ``scaled_size`` defaults to round_half_up(scale *
-    patch). Invalid geometry raises ValueError naming the argument."""
+    patch).
+
+    Limits: H * W at most 2**63 - 1 pixels; 1 <= ``units`` <= min(1024, H, W) (an axis of S
+    pixels has at most S distinct patch positions); the patch within the image; scaled
+    sides at most 32768 px (so ``scale`` < 32768.5 / max(h, w)). Invalid geometry raises
+    ValueError (TypeError for a wrong type) whose message starts with the argument's name
+    and says the limit."""
 
     def __new__(
         cls,
@@ -54,7 +64,9 @@ class Grid:
     def num_patches(self) -> int:
         """N = units * units."""
     def coverage(self) -> npt.NDArray[np.int32]:
-        """The duplication matrix D: how many patches contain each pixel, int32 (H, W)."""
+        """The duplication matrix D: how many patches contain each pixel, int32 (H, W).
+        MemoryError (ValueError beyond 2**63 - 1 bytes) naming image_size when it cannot be
+        allocated."""
     def __getnewargs__(self) -> tuple[tuple[int, int], int, tuple[int, int], float, tuple[int, int]]:
         """(image_size, units, patch_size, 1.0, scaled_size): the explicit sizes, which
         rebuild the same grid (pickling uses them)."""

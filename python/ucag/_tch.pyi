@@ -1,5 +1,10 @@
 """Type stubs for the libtorch extension ``ucag._tch`` (see tch/src/python.rs); loaded only
-by ``ucag.runtime``, next to the torch it was built for."""
+by ``ucag.runtime``, next to the torch it was built for.
+
+Errors as in ``ucag._core``: ValueError/TypeError naming the argument, MemoryError naming
+it for a result too large for the machine (checked before allocating on the CPU) or an
+allocation libtorch refuses (CUDA out of memory), RuntimeError for a bug; never a
+BaseException."""
 
 from typing import Literal, overload
 

@@ -1,22 +1,96 @@
 //! The UCAG kernels on libtorch tensors through `tch`: they run on the tensor's own
 //! device and dtype, never copying the input to the host. Unfold and fold issue the same
 //! ATen resampling calls as `F.interpolate`, so they match PyTorch bit for bit.
+//!
+//! Sizes from the arguments are checked before libtorch allocates (`ucag::alloc`): a
+//! result or intermediate that cannot be addressed is a ValueError; one on the CPU beyond
+//! the memory the process can have a MemoryError; both name the argument. An allocation
+//! libtorch itself refuses (CUDA out of memory, a CPU allocation failure) is a
+//! MemoryError naming the argument too.
 
 use tch::{Device, Kind, Tensor};
+use ucag::alloc;
 use ucag::kernels::{check_confidence_inputs, check_fold_inputs, check_images, Weighting};
 use ucag::{Grid, UcagError};
 
+/// A tensor's sizes (never negative).
 fn dims(t: &Tensor) -> Vec<usize> {
-    t.size().iter().map(|&d| d as usize).collect()
+    t.size()
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(0))
+        .collect()
+}
+
+/// A size as libtorch takes it. Grid and tensor sizes are at most isize::MAX, so this
+/// fails only on a platform whose usize is wider than i64.
+fn i64_size(argument: &'static str, v: usize) -> Result<i64, UcagError> {
+    i64::try_from(v)
+        .map_err(|_| UcagError::value(argument, format!("size {v} does not fit libtorch's int64")))
+}
+
+/// Whether a libtorch error is an allocation failure (its messages, CPU and CUDA).
+fn is_out_of_memory(text: &str) -> bool {
+    [
+        "out of memory",
+        "can't allocate memory",
+        "Cannot allocate memory",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
 }
 
 /// libtorch errors on arguments we already validated are internal failures (out of memory,
-/// a dtype libtorch lacks on this device); name the argument they came from.
-fn tch_error(argument: &'static str) -> impl Fn(tch::TchError) -> UcagError {
+/// a dtype libtorch lacks on this device); name the argument they came from. Allocation
+/// failures are `Memory` errors (Python MemoryError), the rest `Value` errors.
+pub fn tch_error(argument: &'static str) -> impl Fn(tch::TchError) -> UcagError {
     move |e| {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or("libtorch error").to_string();
-        UcagError::value(argument, format!("libtorch failed: {first}"))
+        if is_out_of_memory(&text) {
+            UcagError::memory(
+                argument,
+                format!("libtorch could not allocate memory: {first}"),
+            )
+        } else {
+            UcagError::value(argument, format!("libtorch failed: {first}"))
+        }
+    }
+}
+
+/// Checks that a tensor of `shape` and `kind` could be allocated on `device` before
+/// libtorch tries: addressable everywhere, and on the CPU within the memory the process
+/// can have (under overcommit libtorch's CPU allocator would grant more, and the process
+/// be killed when the pages are touched). `what` describes it for the message.
+fn check_tensor_size(
+    argument: &'static str,
+    what: impl Fn() -> String,
+    shape: &[usize],
+    kind: Kind,
+    device: Device,
+) -> Result<(), UcagError> {
+    match alloc::check_shape(kind.elt_size_in_bytes(), shape) {
+        Ok(_) => Ok(()),
+        Err(alloc::AllocError::BeyondMemory { .. }) if device != Device::Cpu => Ok(()),
+        Err(e) => Err(e.named(argument, what())),
+    }
+}
+
+/// A device as torch writes it: "cpu", "cuda:0".
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Half => "float16",
+        Kind::BFloat16 => "bfloat16",
+        Kind::Float => "float32",
+        Kind::Double => "float64",
+        _ => "tensor",
     }
 }
 
@@ -86,28 +160,39 @@ fn accumulation_kind(kind: Kind) -> Kind {
 pub fn unfold(images: &Tensor, grid: &Grid) -> Result<Tensor, UcagError> {
     let shape = dims(images);
     ensure_floating("images", images)?;
-    let batch = check_images(&shape, grid)? as i64;
+    let batch = check_images(&shape, grid)?;
     ensure_finite("images", images)?;
     let _no_grad = tch::no_grad_guard();
-    let channels = shape[1] as i64;
-    let n = grid.num_patches() as i64;
+    let n = grid.num_patches();
     let (ph, pw) = grid.patch_size();
     let (sh, sw) = grid.scaled_size();
-    let (sh, sw) = (sh as i64, sw as i64);
+    let (kind, device) = (images.kind(), images.device());
+    let what = || {
+        format!(
+            "with this grid ({n} patches of {ph} x {pw} px scaled to {sh} x {sw}) gives a result of \
+             shape ({}, {}, {sh}, {sw}) {} on {}",
+            batch as u128 * n as u128,
+            shape[1],
+            kind_name(kind),
+            device_name(device)
+        )
+    };
+    check_tensor_size("images", what, &[batch, n, shape[1], sh, sw], kind, device)?;
+    // The result's shape fits isize: so does each of its sides and products below.
+    let size = |v: usize| i64_size("images", v);
+    let (batch, n, channels) = (size(batch)?, size(n)?, size(shape[1])?);
+    let (ph, pw, sh, sw) = (size(ph)?, size(pw)?, size(sh)?, size(sw)?);
     let err = tch_error("images");
-    let out = Tensor::f_empty(
-        [batch, n, channels, sh, sw],
-        (images.kind(), images.device()),
-    )
-    .map_err(&err)?;
+    let out = Tensor::f_empty([batch, n, channels, sh, sw], (kind, device)).map_err(&err)?;
     for p in 0..grid.num_patches() {
         let (oy, ox) = grid.patch_origin(p);
+        let (oy, ox) = (size(oy)?, size(ox)?);
         let crop = images
-            .f_narrow(2, oy as i64, ph as i64)
-            .and_then(|c| c.f_narrow(3, ox as i64, pw as i64))
+            .f_narrow(2, oy, ph)
+            .and_then(|c| c.f_narrow(3, ox, pw))
             .map_err(&err)?;
         // (B, C, S_h, S_w) written into slot p of every image.
-        let slot = out.f_select(1, p as i64).map_err(&err)?;
+        let slot = out.f_select(1, size(p)?).map_err(&err)?;
         let _ = crop
             .f_upsample_bicubic2d_out(&slot, [sh, sw], false, None, None)
             .map_err(&err)?;
@@ -192,14 +277,34 @@ pub fn fold(maps: &Tensor, weights: &Tensor, grid: &Grid) -> Result<Tensor, Ucag
     let device = maps.device();
     let kind = accumulation_kind(maps.kind());
     let (height, width) = grid.image_size();
-    let (ph, pw) = (grid.patch_size().0 as i64, grid.patch_size().1 as i64);
-    let n = grid.num_patches() as i64;
-    let rows = batch as i64 * n;
+    let (ph, pw) = grid.patch_size();
+    let n = grid.num_patches();
+    // The largest buffers: the resized (and weighted) maps, (B*N, h, w), and the result.
+    let rows = batch * n; // the maps' row count
+    let resized_what = || {
+        format!(
+            "with this grid gives resized maps of shape ({rows}, {ph}, {pw}) {} on {}",
+            kind_name(kind),
+            device_name(device)
+        )
+    };
+    check_tensor_size("maps", resized_what, &[rows, ph, pw], kind, device)?;
+    let result_what = || {
+        format!(
+            "with this grid gives a result of shape ({batch}, {height}, {width}) {} on {}",
+            kind_name(kind),
+            device_name(device)
+        )
+    };
+    check_tensor_size("maps", result_what, &[batch, height, width], kind, device)?;
+    let size = |v: usize| i64_size("maps", v);
+    let (batch, n, rows) = (size(batch)?, size(n)?, size(rows)?);
+    let (ph, pw, mh, mw) = (size(ph)?, size(pw)?, size(mh)?, size(mw)?);
     let mut resized = maps
-        .f_reshape([rows, 1, mh as i64, mw as i64])
+        .f_reshape([rows, 1, mh, mw])
         .and_then(|m| m.f_to_kind(kind))
         .map_err(&err)?;
-    if (mh as i64, mw as i64) != (ph, pw) {
+    if (mh, mw) != (ph, pw) {
         resized = resized
             .f_upsample_bilinear2d([ph, pw], false, None, None)
             .map_err(&err)?;
@@ -215,29 +320,40 @@ pub fn fold(maps: &Tensor, weights: &Tensor, grid: &Grid) -> Result<Tensor, Ucag
         .map_err(&err)?;
     let weighted = resized
         .f_mul(&weights)
-        .and_then(|r| r.f_reshape([batch as i64, n, ph, pw]))
+        .and_then(|r| r.f_reshape([batch, n, ph, pw]))
         .map_err(&err)?;
-    let mut canvas = Tensor::f_zeros([batch as i64, height as i64, width as i64], (kind, device))
-        .map_err(&err)?;
+    let mut canvas =
+        Tensor::f_zeros([batch, size(height)?, size(width)?], (kind, device)).map_err(&err)?;
     for p in 0..grid.num_patches() {
         let (oy, ox) = grid.patch_origin(p);
+        let (oy, ox) = (size(oy)?, size(ox)?);
         let mut window = canvas
-            .f_narrow(1, oy as i64, ph)
-            .and_then(|c| c.f_narrow(2, ox as i64, pw))
+            .f_narrow(1, oy, ph)
+            .and_then(|c| c.f_narrow(2, ox, pw))
             .map_err(&err)?;
         let _ = window
-            .f_add_(&weighted.f_select(1, p as i64).map_err(&err)?)
+            .f_add_(&weighted.f_select(1, size(p)?).map_err(&err)?)
             .map_err(&err)?;
     }
-    let coverage = coverage_tensor(grid, kind, device).map_err(&err)?;
+    let coverage = coverage_tensor(grid, kind, device)?;
     let _ = canvas.f_div_(&coverage).map_err(&err)?;
     canvas.f_to_kind(maps.kind()).map_err(err)
 }
 
-/// The duplication matrix D on `device`, built from the two axis counts (outer product).
-fn coverage_tensor(grid: &Grid, kind: Kind, device: Device) -> Result<Tensor, tch::TchError> {
-    let to_f64 = |v: Vec<u32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
-    let rows = Tensor::f_from_slice(&to_f64(grid.row_coverage()))?;
-    let cols = Tensor::f_from_slice(&to_f64(grid.column_coverage()))?;
-    rows.f_outer(&cols)?.f_to_kind(kind)?.f_to(device)
+/// The duplication matrix D on `device`, built from the two axis counts (outer product);
+/// the result's size has been checked, the host buffers are allocated fallibly.
+fn coverage_tensor(grid: &Grid, kind: Kind, device: Device) -> Result<Tensor, UcagError> {
+    let what = || "with this grid needs the coverage counts".to_string();
+    let to_f64 = |counts: Result<Vec<u32>, alloc::AllocError>| {
+        let counts = counts.map_err(|e| e.named("maps", what()))?;
+        alloc::try_collect(counts.len(), counts.iter().map(|&c| f64::from(c)))
+            .map_err(|e| e.named("maps", what()))
+    };
+    let rows = to_f64(grid.row_coverage())?;
+    let cols = to_f64(grid.column_coverage())?;
+    Tensor::f_from_slice(&rows)
+        .and_then(|r| r.f_outer(&Tensor::f_from_slice(&cols)?))
+        .and_then(|d| d.f_to_kind(kind))
+        .and_then(|d| d.f_to(device))
+        .map_err(tch_error("maps"))
 }

@@ -1,11 +1,13 @@
 //! The pyo3 binding `ucag._tch`. It only converts arguments and releases the GIL; the
-//! kernels check them, and which tensors come here is decided in Python.
+//! kernels check them, and which tensors come here is decided in Python. Every entry
+//! point runs its body through `ucag::py_guard`: a panic (in tch, which panics on some
+//! libtorch errors, or a bug here) is a RuntimeError, never pyo3's PanicException.
 
 use crate::kernels;
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
-use ucag::{Grid, UcagError, Weighting};
+use ucag::{py_guard, Grid, UcagError, Weighting};
 
 /// The torch tensor passed as `argument`; a TypeError naming it otherwise.
 fn tensor(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
@@ -38,10 +40,12 @@ fn grid((image, units, patch, scale, scaled): GridArgs) -> Result<Grid, UcagErro
 /// (docs/algorithm.md section 1).
 #[pyfunction]
 fn unfold(py: Python<'_>, images: &Bound<'_, PyAny>, geometry: GridArgs) -> PyResult<PyObject> {
-    let images = tensor("images", images)?;
-    let grid = grid(geometry)?;
-    let out = py.allow_threads(move || kernels::unfold(&images, &grid))?;
-    to_py(py, out)
+    py_guard(|| {
+        let images = tensor("images", images)?;
+        let grid = grid(geometry)?;
+        let out = py.allow_threads(move || kernels::unfold(&images, &grid))?;
+        to_py(py, out)
+    })
 }
 
 /// Per-row confidence weights (docs/algorithm.md section 3) from (rows, K) logits and an
@@ -56,17 +60,20 @@ fn confidence(
     mode: &str,
     return_probabilities: bool,
 ) -> PyResult<PyObject> {
-    let mode: Weighting = mode.parse()?;
-    let logits = tensor("logits", logits)?;
-    let targets = tensor("targets", targets)?;
-    let (probabilities, weights) =
-        py.allow_threads(move || kernels::confidence_with_probabilities(&logits, &targets, mode))?;
-    if return_probabilities {
-        let pair = (PyTensor(probabilities), PyTensor(weights)).into_pyobject(py)?;
-        Ok(pair.into_any().unbind())
-    } else {
-        to_py(py, weights)
-    }
+    py_guard(|| {
+        let mode: Weighting = mode.parse()?;
+        let logits = tensor("logits", logits)?;
+        let targets = tensor("targets", targets)?;
+        let (probabilities, weights) = py.allow_threads(move || {
+            kernels::confidence_with_probabilities(&logits, &targets, mode)
+        })?;
+        if return_probabilities {
+            let pair = (PyTensor(probabilities), PyTensor(weights)).into_pyobject(py)?;
+            Ok(pair.into_any().unbind())
+        } else {
+            to_py(py, weights)
+        }
+    })
 }
 
 /// Fold (B*N, [1,] h', w') partial maps with (B*N,) weights into raw (B, H, W) UCAG maps
@@ -78,19 +85,23 @@ fn fold(
     weights: &Bound<'_, PyAny>,
     geometry: GridArgs,
 ) -> PyResult<PyObject> {
-    let maps = tensor("maps", maps)?;
-    let weights = tensor("weights", weights)?;
-    let grid = grid(geometry)?;
-    let out = py.allow_threads(move || kernels::fold(&maps, &weights, &grid))?;
-    to_py(py, out)
+    py_guard(|| {
+        let maps = tensor("maps", maps)?;
+        let weights = tensor("weights", weights)?;
+        let grid = grid(geometry)?;
+        let out = py.allow_threads(move || kernels::fold(&maps, &weights, &grid))?;
+        to_py(py, out)
+    })
 }
 
 #[pymodule]
 #[pyo3(name = "_tch")]
 fn tch_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(unfold, m)?)?;
-    m.add_function(wrap_pyfunction!(fold, m)?)?;
-    m.add_function(wrap_pyfunction!(confidence, m)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    Ok(())
+    py_guard(|| {
+        m.add_function(wrap_pyfunction!(unfold, m)?)?;
+        m.add_function(wrap_pyfunction!(fold, m)?)?;
+        m.add_function(wrap_pyfunction!(confidence, m)?)?;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        Ok(())
+    })
 }

@@ -495,3 +495,54 @@ fn confidence_errors_name_their_argument() {
     assert_eq!(err.argument(), "logits");
     assert!(matches!(err, UcagError::Type { .. }));
 }
+
+#[test]
+fn results_too_large_are_errors_naming_the_argument() {
+    // 4096 patches scaled to 16384 x 16384: a 12 TiB result, beyond the machine's memory
+    let grid = Grid::new((64, 64), 64, Some((1, 1)), 16384.0, None).unwrap();
+    let images = Tensor::zeros([1, 3, 64, 64], (Kind::Float, CPU));
+    let err = kernels::unfold(&images, &grid).unwrap_err();
+    assert!(matches!(err, UcagError::Memory { .. }), "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "images: with this grid (4096 patches of 1 x 1 px scaled to 16384 x 16384) gives a \
+             result of shape (4096, 3, 16384, 16384) float32 on cpu, which needs 12.0 TiB"
+        ),
+        "{err}"
+    );
+    // 2^62 pixels: the resized maps and the result cannot even be addressed
+    let huge = Grid::new((1 << 31, 1 << 31), 2, None, 1e-9, None).unwrap();
+    let maps = Tensor::ones([4, 1, 1], (Kind::Float, CPU));
+    let err = kernels::fold(&maps, &Tensor::ones([4], (Kind::Float, CPU)), &huge).unwrap_err();
+    assert!(matches!(err, UcagError::Value { .. }), "{err}");
+    assert!(err.to_string().starts_with("maps: "), "{err}");
+    assert!(err.to_string().contains("too large to allocate"), "{err}");
+    // 2^48 pixels (1 PiB of float32): addressable, beyond the machine's memory
+    let big = Grid::new((1 << 24, 1 << 24), 2, None, 1e-9, None).unwrap();
+    let err = kernels::fold(&maps, &Tensor::ones([4], (Kind::Float, CPU)), &big).unwrap_err();
+    assert!(matches!(err, UcagError::Memory { .. }), "{err}");
+    assert!(err.to_string().starts_with("maps: "), "{err}");
+}
+
+#[test]
+fn libtorch_allocation_failures_are_memory_errors() {
+    let cpu = "Internal torch error: [enforce fail at alloc_cpu.cpp:127] err == 0. \
+               DefaultCPUAllocator: can't allocate memory: you tried to allocate 13194139533312 \
+               bytes. Error code 12 (Cannot allocate memory)";
+    let cuda = "CUDA out of memory. Tried to allocate 12.00 TiB (GPU 0; 139.8 GiB total)";
+    for text in [cpu, cuda] {
+        let err = kernels::tch_error("images")(tch::TchError::Torch(text.to_string()));
+        assert!(matches!(err, UcagError::Memory { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("images: libtorch could not allocate memory: "),
+            "{err}"
+        );
+    }
+    let err = kernels::tch_error("maps")(tch::TchError::Torch("shape mismatch".to_string()));
+    assert!(matches!(err, UcagError::Value { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "maps: libtorch failed: Internal torch error: shape mismatch"
+    );
+}
