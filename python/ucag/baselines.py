@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._call import GradCamCallable, Targets, check_input, eval_mode, model_device, resolve_targets
+from ._call import GradCamCallable, Targets, check_input, check_target_range, checked_logits, eval_mode, model_device, resolve_targets
 from .explainer import UCAG
 from .grid import round_half_up
 from .postprocess import postprocess as apply_postprocess
@@ -297,10 +297,8 @@ class CAMERAS(GradCamCallable):
             handle.remove()
         if len(outputs) != 1:
             raise ValueError(f"target_layer: ran {len(outputs)} times in one forward pass; CAMERAS needs a layer that runs exactly once")
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            raise ValueError(f"model: expected (B, K) logits, got {getattr(logits, 'shape', type(logits).__name__)}")
-        if int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]:
-            raise ValueError(f"targets: class indices must lie in [0, {logits.shape[1]}), got {targets.tolist()}")
+        logits = checked_logits(logits, len(x))
+        check_target_range(targets, logits.shape[1])
         chosen = logits.gather(1, targets[:, None].to(logits.device))
         try:
             (gradient,) = torch.autograd.grad(chosen.sum(), outputs[0])
