@@ -42,14 +42,18 @@ class SmallNet(nn.Module):
         return self.head(self.features(x))
 
 
-class TupleNet(SmallNet):
+class AuxFirstNet(SmallNet):
+    """A tuple whose first element is not the logits (a tuple starting with them is fine)."""
+
     def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
-        return super().forward(x), "aux"
+        return "aux", super().forward(x)
 
 
-class DictNet(SmallNet):
+class ScoresDictNet(SmallNet):
+    """A dict without a "logits" entry (one with it is fine)."""
+
     def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
-        return {"logits": super().forward(x)}
+        return {"scores": super().forward(x)}
 
 
 class FlatNet(SmallNet):
@@ -226,7 +230,7 @@ def test_callable_results_are_checked(fn, error, argument):
     raises(error, argument, lambda: ucag.UCAG(fn, model=MODEL, units=3, scale=1.0, batch_size=4).explain(X, [0, 1]))
 
 
-@pytest.mark.parametrize(("cls", "error"), [(TupleNet, TypeError), (DictNet, TypeError), (FlatNet, ValueError)], ids=["tuple", "dict", "1-d"])
+@pytest.mark.parametrize(("cls", "error"), [(AuxFirstNet, TypeError), (ScoresDictNet, TypeError), (FlatNet, ValueError)], ids=["tuple", "dict", "1-d"])
 @pytest.mark.parametrize("targets", [None, [0, 1]], ids=["predicted", "given"])
 def test_models_that_do_not_return_logits(cls, error, targets):
     model = small_model(cls)
@@ -282,7 +286,7 @@ METRIC_CASES = [
     (lambda: metrics.deletion(MODEL, X, MAPS[:1], [0, 1]), ValueError, "saliency"),
     (lambda: metrics.deletion(MODEL, X, MAPS * float("nan"), [0, 1]), ValueError, "saliency"),
     (lambda: metrics.deletion(MODEL, X.numpy(), MAPS, [0, 1]), ValueError, "inputs"),
-    (lambda: metrics.deletion(small_model(TupleNet), X, MAPS, [0, 1]), TypeError, "model"),
+    (lambda: metrics.deletion(small_model(AuxFirstNet), X, MAPS, [0, 1]), TypeError, "model"),
     (lambda: metrics.map_density(MODEL, X, torch.ones(2, 32, 32), [0, 1]), ValueError, "saliency"),
     (lambda: metrics.pointing_game(MAPS, MASKS.float()), TypeError, "masks"),
     (lambda: metrics.energy_pointing_game(MAPS, np.where(MASKS.numpy(), 1.0, 0.2)), TypeError, "masks"),

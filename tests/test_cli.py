@@ -191,7 +191,6 @@ def test_bad_models_are_one_line_naming_the_option(tmp_path, capsys, factories):
     run = ["explain", photo, "--units", "2", "--out", str(tmp_path / "out")]
     assert "no submodule 'no.such.layer'" in _fails(capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "no.such.layer"], "--layer", "layer4")
     assert "did you mean layer4" in _fails(capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "layer5"], "--layer")
-    _fails(capsys, [*run, "--model", "torchvision.models:resnet18"], "--layer", "required")
     _fails(capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "fc"], "--layer", "'fc'", "(1, 1000)")
     _fails(capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "layer4.1.relu"], "--layer", "2 times")
     _fails(capsys, [*run, "--model", "torchvision.models.resnet18", "--layer", "layer4"], "--model", "package.module:factory")
@@ -390,3 +389,44 @@ def test_read_image_bundled_photo_name():
 
     name, rgb = read_image("coffee")
     assert name == "coffee" and rgb.dtype == np.uint8 and rgb.shape[2] == 3
+
+
+# --- models from timm, torchvision and Hugging Face folders ------------------------------
+
+
+def test_explain_with_timm_torchvision_and_hf_models(tmp_path, capsys):
+    """--model timm:NAME / torchvision:NAME (random weights, or --weights) and hf:FOLDER; the
+    target layer is the suggested one and said so on stderr; a ViT's patches are resized
+    to its 224 x 224 input."""
+    timm = pytest.importorskip("timm")
+    transformers = pytest.importorskip("transformers")
+    out = str(tmp_path / "out")
+    torch.manual_seed(0)
+    weights = tmp_path / "deit.pth"
+    torch.save(timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict(), weights)
+    assert main(["explain", "chelsea", "--model", "timm:deit_tiny_patch16_224", "--weights", str(weights), "--units", "2", "--out", out]) == 0
+    captured = capsys.readouterr()
+    assert "ucag: target layer blocks.11.norm1 (LayerNorm, reshape_transform=TokenGrid(height=14, width=14, prefix_tokens=1))" in captured.err
+    assert (tmp_path / "out" / "chelsea_gradcam.png").exists()
+
+    assert main(["explain", "coffee", "--model", "torchvision:resnet18", "--units", "2", "--out", out]) == 0
+    assert "ucag: target layer layer4.1 (BasicBlock)" in capsys.readouterr().err
+
+    folder = tmp_path / "hf-vit"
+    config = transformers.ViTConfig(num_labels=5, hidden_size=96, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192)
+    transformers.ViTForImageClassification(config).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}')
+    assert main(["explain", "astronaut", "--model", f"hf:{folder}", "--units", "2", "--method", "gradcam++", "--out", out]) == 0
+    captured = capsys.readouterr()
+    assert "ucag: target layer vit.layers.1.layernorm_before" in captured.err and "class" in captured.out
+    assert (tmp_path / "out" / "astronaut_gradcam++.png").exists()
+
+
+def test_bad_library_models_are_one_line(tmp_path, capsys):
+    pytest.importorskip("timm")
+    run = ["explain", "chelsea", "--units", "2", "--out", str(tmp_path / "out")]
+    assert "did you mean resnet50" in _fails(capsys, [*run, "--model", "timm:resnet5O"], "--model", "timm has no model 'resnet5O'")
+    _fails(capsys, [*run, "--model", "torchvision:vit_b_17"], "--model", "torchvision has no model 'vit_b_17'")
+    _fails(capsys, [*run, "--model", f"hf:{tmp_path}"], "--model", "not a folder with a config.json")
+    _fails(capsys, [*run, "--model", f"hf:{tmp_path}", "--weights", str(tmp_path / "w.pth")], "--weights", "drop --weights")
+    _fails(capsys, [*run, "--model", "timm:resnet18", "--layer", "fc"], "--layer", "'fc'", "(1, 1000)")

@@ -5,6 +5,8 @@ The library (docs/algorithm.md has every definition it implements):
 - :class:`UCAG` (:mod:`ucag.explainer`) wraps a pytorch-grad-cam, Captum or zennit object,
   one of :mod:`ucag.bases`' propagation methods or a plain callable, and returns UCAG maps
   (:class:`Explanation`); :func:`fast` stops a CAM's backward pass at its target layer;
+- :mod:`ucag.models`: :func:`suggest_target_layer` / :func:`layer_suggestion` (which layer a
+  CAM should use on a CNN, ViT or Swin, and why) and the input size of fixed-resolution models;
 - the Rust kernels: :class:`Grid` (the patch geometry, §1; :class:`GridSpec` describes it
   for any image size), :func:`unfold` (images -> upsampled patches), :func:`confidence`
   (logits -> per-patch weights, §3), :func:`fold` (weighted partial maps -> raw maps,
@@ -19,13 +21,14 @@ Above it, the evaluation toolkit :mod:`ucag.eval`: metrics, the method registry,
 
 import torch  # noqa: F401  (libtorch must be loaded before the tch module)
 
-from . import baselines, eval
+from . import baselines, eval, models
 from ._core import Grid, __version__
 from .bases.truncation import fast
 from .eval import evaluate, metrics, tune
 from .explainer import UCAG, Explanation
 from .grid import GridSpec
 from .kernels import confidence, fold, unfold
+from .models import layer_suggestion, suggest_target_layer
 from .runtime import show_config
 
 __all__ = [
@@ -40,8 +43,11 @@ __all__ = [
     "evaluate",
     "fast",
     "fold",
+    "layer_suggestion",
     "metrics",
+    "models",
     "show_config",
+    "suggest_target_layer",
     "tune",
     "unfold",
 ]

@@ -1,6 +1,6 @@
-"""What every entry point shares: input checks, targets, the model's device, preserved
-model state, chunked work that backs off on out-of-memory, and pytorch-grad-cam's call
-convention.
+"""What every entry point shares: input checks, targets, the logits in whatever a model
+returns, the model's device, preserved model state, chunked work that backs off on
+out-of-memory, and pytorch-grad-cam's call convention.
 
 :class:`ucag.UCAG`, the baselines (:mod:`ucag.baselines`) and the propagation bases
 (:mod:`ucag.bases.propagation`) all take a (B, C, H, W) batch and one target per image,
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
@@ -69,14 +69,41 @@ def target_index(target: Any, argument: str = "targets") -> int:
     raise TypeError(f"{argument}: expected class indices or ClassifierOutputTarget objects, got {type(target).__name__}")
 
 
+def logits_of(output: Any, argument: str = "model") -> torch.Tensor:
+    """The logits in a model's output: the tensor itself, a ``logits`` entry or attribute
+    (a Hugging Face ``ModelOutput``, a dict), or the first element of a tuple or list
+    (models that also return features or auxiliary heads). TypeError naming ``argument``
+    for anything else."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)  # a ModelOutput is a Mapping too
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"{argument}: must return (B, K) logits: a tensor, a tuple whose first element they are, or a dict / ModelOutput with 'logits'; got {type(output).__name__}")
+
+
+class LogitsOnly(nn.Module):
+    """``model`` with :func:`logits_of` applied to its output, for libraries that index a
+    model's output as a tensor. It owns no parameters of its own; hooks on ``model``'s
+    layers see the same calls."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return logits_of(self.model(*args, **kwargs))
+
+
 def checked_logits(output: Any, rows: int, argument: str = "model") -> torch.Tensor:
-    """``output`` if it is the (rows, K) floating tensor of logits a classifier returns, else
-    an error that says so (a model returning a tuple or a dict needs a wrapper)."""
-    if not isinstance(output, torch.Tensor):
-        raise TypeError(f"{argument}: must return a (B, K) tensor of logits, got {type(output).__name__}; wrap the model so that forward returns the logits")
-    if output.dim() != 2 or output.shape[0] != rows or output.shape[1] < 1 or not output.is_floating_point():
-        raise ValueError(f"{argument}: must return (B, K) floating logits for B = {rows} inputs, got {output.dtype} of shape {tuple(output.shape)}")
-    return output
+    """The (rows, K) floating logits in a model's ``output`` (:func:`logits_of`), else an
+    error that says what was returned."""
+    logits = logits_of(output, argument)
+    if logits.dim() != 2 or logits.shape[0] != rows or logits.shape[1] < 1 or not logits.is_floating_point():
+        raise ValueError(f"{argument}: must return (B, K) floating logits for B = {rows} inputs, got {logits.dtype} of shape {tuple(logits.shape)}")
+    return logits
 
 
 def check_target_range(targets: Sequence[int] | torch.Tensor, classes: int, argument: str = "targets") -> None:
@@ -188,7 +215,7 @@ def run_in_chunks(rows: int, size: int, run: Callable[[slice], T], what: str = "
 
 
 #: The settings :class:`ucag.UCAG` takes besides the base, the model and Captum's options.
-SETTINGS = ("units", "patch_size", "scale", "weighting", "batch_size", "postprocess", "blur", "progress", "truncate_backward", "global_view", "global_weight")
+SETTINGS = ("units", "patch_size", "scale", "scaled_size", "weighting", "batch_size", "postprocess", "blur", "progress", "truncate_backward", "global_view", "global_weight")
 
 
 def check_settings(**settings: Any) -> None:
@@ -198,8 +225,11 @@ def check_settings(**settings: Any) -> None:
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:
         raise TypeError(f"{unknown[0]}: not a UCAG setting; expected some of {', '.join(SETTINGS)}")
-    if settings.keys() & {"units", "patch_size", "scale"}:
-        GridSpec(settings.get("units", 6), settings.get("patch_size"), settings.get("scale", 2.6))
+    scale, scaled_size = settings.get("scale"), settings.get("scaled_size")
+    if scale is not None and scaled_size is not None:
+        raise ValueError(f"scaled_size: give scale or scaled_size, not both (got scale={scale!r}, scaled_size={scaled_size!r})")
+    if settings.keys() & {"units", "patch_size", "scale", "scaled_size"}:
+        GridSpec(settings.get("units", 6), settings.get("patch_size"), 2.6 if scale is None else scale, scaled_size)
     batch_size = settings.get("batch_size", 16)
     if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size: expected a positive int or 'auto', got {batch_size!r}")

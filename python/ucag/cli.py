@@ -36,6 +36,7 @@ from torch import nn
 
 import ucag
 
+from ._call import logits_of
 from .eval.registry import BASELINES, METHODS, VARIANTS, comparison_pairs, method, methods_of_kind
 from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
 from .grid import GridSpec
@@ -197,11 +198,17 @@ def _load_weights(model: nn.Module, weights: str, spec: str) -> None:
     if path.is_dir():
         raise UsageError(f"--weights: {weights!r} is a folder; give the weights file (a state dict saved with torch.save)")
     try:
-        state: Any = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise UsageError(f"--weights: cannot read {weights!r} as PyTorch weights ({_short(err)}); give a state dict saved with torch.save(model.state_dict(), path)") from None
-    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
+    for key in ("state_dict", "model"):  # training checkpoints keep the weights under one of these
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
     if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
         raise UsageError(f"--weights: {weights!r} holds a {type(state).__name__}, not a state dict; give one saved with torch.save(model.state_dict(), path)")
     own = model.state_dict()
@@ -228,12 +235,76 @@ def _load_weights(model: nn.Module, weights: str, spec: str) -> None:
     raise UsageError(f"--weights: {weights!r} does not fit {spec}: {'; '.join(problems)}; give weights saved from the model {spec} builds")
 
 
-def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Sequence[float], std: Sequence[float]) -> SampleModel:
-    from .data import SampleModel
+#: What ``--model`` takes besides ``package.module:factory``.
+MODEL_SOURCES = "timm:NAME, torchvision:NAME, hf:FOLDER"
 
+
+def _models_import(module: str, spec: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(f"--model: {spec} needs the {module.split('.')[0]} package; pip install 'ucag[models]'") from None
+
+
+def _known_name(name: str, names: Sequence[str], library: str, spec: str) -> None:
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"see {library}'s model list"
+        raise UsageError(f"--model: {library} has no model {name!r} ({spec}); {hint}")
+
+
+def _build_model(spec: str, weights: str | None) -> tuple[nn.Module, dict[str, Any]]:
+    """The model ``--model`` names, with random weights unless ``--weights`` (or, for
+    ``hf:``, the folder) holds them — nothing is downloaded — and the preprocessing its
+    library records for it (``mean``, ``std``: timm's ``pretrained_cfg``, a Hugging Face
+    folder's ``preprocessor_config.json``)."""
+    source, _, name = spec.partition(":")
+    hints: dict[str, Any] = {}
+    if source == "timm":
+        timm = _models_import("timm", spec)
+        _known_name(name, timm.list_models(), "timm", spec)
+        model = timm.create_model(name, pretrained=False)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        hints = {key: tuple(cfg[key]) for key in ("mean", "std") if len(cfg.get(key) or ()) == 3}
+    elif source == "torchvision":
+        models = _models_import("torchvision.models", spec)
+        _known_name(name, models.list_models(), "torchvision", spec)
+        model = models.get_model(name, weights=None)
+    elif source == "hf":
+        return _hf_model(spec, name, weights)
+    else:
+        model = _factory_model(spec)
+    if weights:
+        _load_weights(model, weights, spec)
+    return model, hints
+
+
+def _hf_model(spec: str, folder: str, weights: str | None) -> tuple[nn.Module, dict[str, Any]]:
+    """A Hugging Face image classifier saved in a local folder (``save_pretrained``)."""
+    path = Path(folder)
+    if weights:
+        raise UsageError(f"--weights: {spec} loads the weights saved in its folder; drop --weights")
+    if not (path / "config.json").is_file():
+        raise UsageError(f"--model: {spec}: {folder!r} is not a folder with a config.json; give a folder written by model.save_pretrained(...)")
+    transformers = _models_import("transformers", spec)
+    try:
+        model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
+    except Exception as err:
+        raise UsageError(f"--model: cannot load an image classifier from {folder!r} ({_short(err)})") from None
+    hints: dict[str, Any] = {}
+    preprocessor = path / "preprocessor_config.json"
+    if preprocessor.is_file():
+        import json
+
+        config = json.loads(preprocessor.read_text())
+        hints = {key: tuple(config[f"image_{key}"]) for key in ("mean", "std") if len(config.get(f"image_{key}") or ()) == 3}
+    return model, hints
+
+
+def _factory_model(spec: str) -> nn.Module:
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
-        raise UsageError(f"--model: expected 'package.module:factory' (e.g. torchvision.models:resnet18), got {spec!r}")
+        raise UsageError(f"--model: expected 'package.module:factory' (e.g. torchvision.models:resnet18) or one of {MODEL_SOURCES}, got {spec!r}")
     try:
         module = importlib.import_module(module_name)
     except Exception as err:
@@ -251,13 +322,34 @@ def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Se
         raise UsageError(f"--model: {spec}() raised {_short(err)}; give a factory that builds the model with no arguments") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"--model: {spec}() returned a {type(model).__name__}, expected a torch.nn.Module")
-    if weights:
-        _load_weights(model, weights, spec)
-    if not layer:
-        children = ", ".join(n for n, _ in model.named_children())
-        raise UsageError(f"--layer: required with --model: the dotted name of the CAM target layer (e.g. layer4 for a ResNet); top-level modules of {spec}: {children}")
-    target = _submodule(model, layer, spec)
-    return SampleModel(model=model.eval(), target_layer=target, class_names=[], mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]))
+    return model
+
+
+def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Sequence[float] | None, std: Sequence[float] | None) -> SampleModel:
+    """``--model`` with its weights, its target layer (``--layer``, else the suggested one,
+    reported on stderr), the reshape_transform a transformer's layer needs, its input size
+    and normalisation (``--mean``/``--std``, else its library's, else ImageNet's)."""
+    from .data import SampleModel
+    from .models import layer_suggestion, reshape_transform_for, trace_size
+
+    model, hints = _build_model(spec, weights)
+    model.eval()
+    size = trace_size(model)
+    if size[0] != size[1]:
+        raise UsageError(f"--model: {spec} takes {size[0]}x{size[1]} inputs; the command line feeds square images")
+    try:
+        if layer:
+            target = _submodule(model, layer, spec)
+            transform = reshape_transform_for(model, [target])
+        else:
+            suggestion = layer_suggestion(model)
+            target, transform = suggestion.layer, suggestion.reshape_transform
+            print(f"ucag: target layer {suggestion} (--layer picks another)", file=sys.stderr)
+    except ValueError as err:
+        raise UsageError(f"--layer: {_short(err)}") from None
+    mean = tuple(mean or hints.get("mean") or IMAGENET_MEAN)
+    std = tuple(std or hints.get("std") or IMAGENET_STD)
+    return SampleModel(model=model, target_layer=target, class_names=[], mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), input_size=size[0], reshape_transform=transform)
 
 
 def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch.device | str = "cpu") -> tuple[SampleModel, int]:
@@ -269,7 +361,7 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
     from .data import load_sample_model
 
     if args.model:
-        sm = _load_user_model(args.model, args.weights, args.layer, args.mean or IMAGENET_MEAN, args.std or IMAGENET_STD)
+        sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std)
         sm.model.to(device)
         what = args.model
     else:
@@ -286,23 +378,27 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
     blank = torch.zeros(1, 3, sm.input_size, sm.input_size, device=parameter.device if parameter is not None else device)
     try:
         with torch.no_grad():
-            logits = sm.model(blank)
+            output = sm.model(blank)
     except Exception as err:
         if not args.model:
             raise
         raise UsageError(f"--model: {what} fails on a 1x3x{sm.input_size}x{sm.input_size} image ({_short(err)}); the command line feeds RGB images of that size") from None
     finally:
         hook.remove()
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        got = f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else f"a {type(logits).__name__}"
-        raise UsageError(f"--model: {what} returns {got}; the command line needs (batch, classes) logits")
+    try:
+        logits = logits_of(output)
+    except TypeError:
+        raise UsageError(f"--model: {what} returns a {type(output).__name__}; the command line needs (batch, classes) logits (a tensor, a tuple starting with them, or a ModelOutput)") from None
+    if logits.dim() != 2:
+        raise UsageError(f"--model: {what} returns logits of shape {tuple(logits.shape)}; the command line needs (batch, classes) logits")
     layer = args.layer or "the target layer"
     if needs_feature_map:
         if not outputs:
             raise UsageError(f"--layer: {layer!r} is not run by the forward pass of {what}; give a layer the model runs")
         if len(outputs) > 1:
             raise UsageError(f"--layer: {layer!r} runs {len(outputs)} times per forward pass of {what} (a shared module); give a layer that runs once")
-        if not isinstance(outputs[0], torch.Tensor) or outputs[0].dim() != 4:
+        feature_map = sm.reshape_transform(outputs[0]) if sm.reshape_transform is not None and isinstance(outputs[0], torch.Tensor) else outputs[0]
+        if not isinstance(feature_map, torch.Tensor) or feature_map.dim() != 4:
             got = f"shape {tuple(outputs[0].shape)}" if isinstance(outputs[0], torch.Tensor) else f"a {type(outputs[0]).__name__}"
             raise UsageError(f"--layer: {layer!r} outputs {got}; CAM methods need a (batch, channels, height, width) feature map, e.g. the last convolutional block")
     classes = int(logits.shape[1])
@@ -367,7 +463,7 @@ def explain(args: argparse.Namespace) -> int:
             name, rgb = read_image(path)
             x = sm.preprocess(rgb)
             with torch.no_grad():
-                probs = sm.model(x).softmax(1)[0]
+                probs = logits_of(sm.model(x)).softmax(1)[0]
             target = int(probs.argmax()) if args.target is None else args.target
             start = time.perf_counter()
             base_map = cam(input_tensor=x, targets=[_classifier_target(target)])[0]
@@ -409,14 +505,17 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="importable factory 'package.module:function' returning the model (default: the sample model)")
-    p.add_argument("--weights", help="local weights file (a state dict) for --model")
+    p.add_argument(
+        "--model",
+        help=f"the model: {MODEL_SOURCES} (a local save_pretrained folder) or an importable factory 'package.module:function'; random weights unless --weights (default: the sample model)",
+    )
+    p.add_argument("--weights", help="local weights file for --model (a state dict from torch.save, or .safetensors)")
     p.add_argument(
         "--layer",
-        help="dotted name of the CAM target layer: in --model (required there, e.g. layer4), else in the sample EfficientNet-Lite0 (default head_activation, e.g. _blocks.15)",
+        help="dotted name of the CAM target layer (default: the one ucag.layer_suggestion finds, e.g. layer4.2 for a ResNet; head_activation in the sample EfficientNet-Lite0)",
     )
-    p.add_argument("--mean", type=_finite_float, nargs=3, help="input normalisation mean for --model (default ImageNet's)")
-    p.add_argument("--std", type=_positive_float, nargs=3, help="input normalisation std for --model (default ImageNet's)")
+    p.add_argument("--mean", type=_finite_float, nargs=3, help="input normalisation mean for --model (default: its library's, else ImageNet's)")
+    p.add_argument("--std", type=_positive_float, nargs=3, help="input normalisation std for --model (default: its library's, else ImageNet's)")
 
 
 def _add_explain_options(p: argparse.ArgumentParser) -> None:

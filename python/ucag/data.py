@@ -8,6 +8,7 @@ class names from torchvision's weight metadata. Needs the ``examples`` extra.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,8 @@ class SampleModel:
     mean: tuple[float, float, float] = LITE_MEAN
     std: tuple[float, float, float] = LITE_STD
     input_size: int = 224
+    #: what grad-cam needs to read a transformer's target layer (ucag.models.TokenGrid …)
+    reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def preprocess(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (H, W, 3) or float [0, 1] (3, H, W) -> normalised (1, 3, 224, 224)."""

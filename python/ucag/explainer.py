@@ -9,6 +9,7 @@ image (Rust); post-process.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
@@ -21,6 +22,7 @@ from . import _core, kernels
 from ._call import GradCamCallable, Targets, check_input, check_settings, eval_mode, model_device, resolve_targets, run_in_chunks, target_objects
 from .bases.adapters import PatchAttribution, make_adapter
 from .grid import GridSpec, PatchSize
+from .models import LayerSuggestion, layer_suggestion, model_input_size
 from .postprocess import cam_postprocess
 from .postprocess import postprocess as apply_postprocess
 
@@ -78,12 +80,27 @@ class UCAG(GradCamCallable):
 
     ``base`` is a pytorch-grad-cam CAM object, a Captum ``Attribution``, a zennit
     ``Attributor``, one of :mod:`ucag.bases.propagation`'s methods, or a plain callable
-    ``fn(patches, targets) -> maps`` (then ``model=`` is required). Defaults are the
-    paper's (docs/algorithm.md §1-4): a 6 x 6 grid of patches of 124/224 of the image,
-    upsampled x2.6, weighted by ``exp(p)``. ``units``, ``patch_size`` (pixels, an (h, w)
-    pair, a fraction of the image side or ``"image"``) and ``scale`` form the
+    ``fn(patches, targets) -> maps`` (then ``model=`` is required). A pytorch-grad-cam
+    *class* with ``model=`` (``UCAG(GradCAM, model=model)``) is built at the layer
+    :func:`ucag.layer_suggestion` finds, with the ``reshape_transform`` a ViT or Swin needs
+    (``layer_suggestion`` keeps the choice and its reason); a CAM object built on a
+    transformer's layer without a ``reshape_transform`` gets the matching one for UCAG's
+    calls. The model may return logits as a tensor, a tuple or a dict / Hugging Face
+    ``ModelOutput`` (``logits``).
+
+    Defaults are the paper's (docs/algorithm.md §1-4): a 6 x 6 grid of patches of 124/224
+    of the image, upsampled x2.6, weighted by ``exp(p)``. ``units``, ``patch_size``
+    (pixels, an (h, w) pair, a fraction of the image side or ``"image"``) and ``scale`` —
+    or ``scaled_size``, the patches' size in pixels after upsampling — form the
     :class:`ucag.grid.GridSpec` (``grid_spec``); ``attribute_kwargs`` go to a Captum
     method's ``attribute``.
+
+    Fixed-resolution models (ViT, DeiT, Swin from timm; torchvision's ViT; Hugging Face
+    ViTs — :func:`ucag.models.model_input_size`) accept only their input size: when
+    neither ``scale`` nor ``scaled_size`` is given, the patches are resized to it
+    automatically (each patch then grows by input size / patch size); a ``scaled_size`` or
+    ``scale`` that gives another size is an error that says what to pass. The forward pass
+    that picks the predicted class sees the image resized to the model's size.
 
     ``postprocess="auto"`` means "cam" (ReLU, min-max to [0, 1], Gaussian blur ``blur``;
     §5) for CAM-style bases and "none" (the signed raw map) for the others (zennit, LRP).
@@ -108,7 +125,8 @@ class UCAG(GradCamCallable):
         model: nn.Module | None = None,
         units: int = 6,
         patch_size: PatchSize = None,
-        scale: float = 2.6,
+        scale: float | None = None,
+        scaled_size: int | tuple[int, int] | None = None,
         weighting: Weighting = "exp",
         batch_size: int | Literal["auto"] = 16,
         postprocess: Literal["auto", "cam", "none"] = "auto",
@@ -119,14 +137,29 @@ class UCAG(GradCamCallable):
         global_weight: float = 0.5,
         **attribute_kwargs: Any,
     ) -> None:
-        check_settings(weighting=weighting, batch_size=batch_size, postprocess=postprocess, blur=blur, global_view=global_view, global_weight=global_weight)
-        self.grid_spec = GridSpec(units, patch_size, scale)
+        check_settings(scale=scale, scaled_size=scaled_size, weighting=weighting, batch_size=batch_size, postprocess=postprocess, blur=blur, global_view=global_view, global_weight=global_weight)
+        grid_spec = GridSpec(units, patch_size, 2.6 if scale is None else scale, scaled_size)
         self.global_view: GlobalView | None = global_view
         self.global_weight = float(global_weight)
+        #: The suggested target layer when ``base`` is a CAM class (None otherwise).
+        self.layer_suggestion: LayerSuggestion | None = None
+        if isinstance(base, type):
+            base, self.layer_suggestion = _cam_with_suggested_layer(base, model)
         self.adapter = make_adapter(base, model, **attribute_kwargs)
         self.adapter.truncate = self.adapter.truncatable and truncate_backward
         self.base = base
         self.model: nn.Module = self.adapter.model
+        #: The one input size the model accepts (ucag.models.model_input_size), or None.
+        self.model_input_size = model_input_size(self.model)
+        if self.model_input_size is not None:
+            if scale is None and scaled_size is None:
+                grid_spec = dataclasses.replace(grid_spec, scaled_size=self.model_input_size)
+            elif grid_spec.scaled_size not in (None, self.model_input_size):
+                raise ValueError(
+                    f"scaled_size: {type(self.model).__name__} takes only {_size(self.model_input_size)} inputs, got scaled_size={grid_spec.scaled_size}; "
+                    f"pass scaled_size={self.model_input_size} or leave scale and scaled_size out"
+                )
+        self.grid_spec = grid_spec
         self.weighting: Weighting = weighting
         self.batch_size = batch_size
         #: Patches per forward/backward now: ``batch_size`` ("auto": 64 on a GPU, 16 on the
@@ -151,10 +184,17 @@ class UCAG(GradCamCallable):
     def scale(self) -> float:
         return self.grid_spec.scale
 
+    @property
+    def scaled_size(self) -> tuple[int, int] | None:
+        size = self.grid_spec.scaled_size
+        assert not isinstance(size, int)  # GridSpec normalises an int to a pair
+        return size
+
     def __repr__(self) -> str:
         return (
-            f"UCAG(base={self.adapter.name}, units={self.units}, patch_size={self.patch_size}, scale={self.scale}, "
-            f"weighting={self.weighting!r}, batch_size={self.batch_size}, postprocess={self.postprocess!r}"
+            f"UCAG(base={self.adapter.name}, units={self.units}, patch_size={self.patch_size}, "
+            + (f"scaled_size={self.scaled_size}, " if self.scaled_size else f"scale={self.scale}, ")
+            + f"weighting={self.weighting!r}, batch_size={self.batch_size}, postprocess={self.postprocess!r}"
             + (f", global_view={self.global_view!r}, global_weight={self.global_weight}" if self.global_view else "")
             + ")"
         )
@@ -167,11 +207,28 @@ class UCAG(GradCamCallable):
         self._released = True
 
     def grid_for(self, size: tuple[int, int]) -> _core.Grid:
-        """The grid for images of ``size`` (H, W)."""
-        return self.grid_spec.grid(size)
+        """The grid for images of ``size`` (H, W); for a fixed-resolution model, an error
+        unless its patches are resized to the model's input size."""
+        grid = self.grid_spec.grid(size)
+        if self.model_input_size is not None and grid.scaled_size != self.model_input_size:
+            patch = grid.patch_size
+            raise ValueError(
+                f"scale: {type(self.model).__name__} takes only {_size(self.model_input_size)} inputs, but {_size(patch)} patches upsampled x{self.scale:g} "
+                f"are {_size(grid.scaled_size)}; pass scaled_size={self.model_input_size} instead of scale (or leave both out: UCAG then uses the model's size)"
+            )
+        return grid
 
     def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
         return self.explain(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth).saliency
+
+    def _model_view(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the model can take it: resized (bilinear, antialiased) to a
+        fixed-resolution model's input size, for the forward that picks the predicted class
+        or checks the targets; ``x`` itself otherwise."""
+        size = self.model_input_size
+        if size is None or tuple(x.shape[-2:]) == size:
+            return x
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
     def _patch_chunks(self, x: torch.Tensor, grid: _core.Grid) -> Iterator[torch.Tensor]:
         """Chunks of ``chunk_size`` patches across all images, unfolding one image at a time
@@ -205,7 +262,7 @@ class UCAG(GradCamCallable):
         x = input_tensor.detach().to(model_device(self.model))
         grid = self.grid_for((x.shape[-2], x.shape[-1]))
         with eval_mode(self.model):
-            target_ids = resolve_targets(self.model, x, targets)
+            target_ids = resolve_targets(self.model, self._model_view(x), targets)
             patches = self.attribute_patches(x, grid, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
             global_map = self.attribute_global(x, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if self.global_view else None
         return self.conquer(patches, grid, target_ids, global_map)
@@ -237,6 +294,11 @@ class UCAG(GradCamCallable):
     ) -> torch.Tensor:
         """The base method on the full images, its raw maps resized to (H, W) with the
         fold's bilinear resize (§4): the global view (B, H, W)."""
+        x_model = self._model_view(x)
+        if x_model is not x:
+            raise ValueError(
+                f"global_view: {type(self.model).__name__} takes only {_size(self.model_input_size or (0, 0))} inputs, the images are {_size(tuple(x.shape[-2:]))}; resize them or drop global_view"
+            )
         chunks = (x[s : s + self.chunk_size] for s in range(0, len(x), self.chunk_size))
         maps = self._attribute_chunks(chunks, target_ids, target_objects(targets), aug_smooth, eigen_smooth).maps[:, None]
         return F.interpolate(maps, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=False)[:, 0]
@@ -310,6 +372,25 @@ class UCAG(GradCamCallable):
             fused=fused,
             chunk_size=self.chunk_size,
         )
+
+
+def _size(size: tuple[int, ...]) -> str:
+    return "x".join(str(int(v)) for v in size)
+
+
+def _cam_with_suggested_layer(cam_class: type, model: nn.Module | None) -> tuple[Any, LayerSuggestion]:
+    """A pytorch-grad-cam class built on ``model`` at the suggested target layer, with the
+    reshape_transform a transformer's tokens need (ucag.models.layer_suggestion)."""
+    if not (cam_class.__module__ or "").startswith("pytorch_grad_cam"):
+        raise TypeError(f"base: a class must be a pytorch-grad-cam CAM class (e.g. GradCAM), got {cam_class.__name__}; pass an object for other libraries")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: building {cam_class.__name__} needs model= (the classifier to explain)")
+    suggestion = layer_suggestion(model)
+    modes = [(m, m.training) for m in model.modules()]
+    cam = cam_class(model=model, target_layers=[suggestion.layer], reshape_transform=suggestion.reshape_transform)
+    for m, training in modes:  # grad-cam puts the model in eval mode for good; UCAG's calls do it for their duration
+        m.training = training
+    return cam, suggestion
 
 
 def _concatenated(parts: list[PatchAttribution]) -> PatchAttribution:

@@ -2,7 +2,7 @@
 
 A :class:`GridSpec` says how to cut any image: ``units`` patches per axis, the patch size
 (pixels, an (h, w) pair, a fraction of the image side, the whole image, or the paper's
-default of 124/224 of the side) and the upsampling ``scale``. :meth:`GridSpec.grid` gives
+default of 124/224 of the side) and the upsampling ``scale`` (or a fixed ``scaled_size``). :meth:`GridSpec.grid` gives
 the Rust :class:`ucag.Grid` (offsets, scaled size, coverage) for one image size
 (docs/algorithm.md §1). The explainer, the Upscale baseline and :func:`ucag.tune` all
 describe their grids this way.
@@ -51,13 +51,26 @@ def _patch_size(value: object) -> PatchSize:
     raise TypeError(f"patch_size: must be an int or an (h, w) pair of ints (pixels), a float in (0, 1] (a fraction of the image side), 'image' or None, got {value!r}")
 
 
+def _scaled_size(value: object) -> tuple[int, int] | None:
+    """``scaled_size`` validated: None, or a positive int or (h, w) pair of them."""
+    if value is None:
+        return None
+    if _is_int(value):
+        value = (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value):
+        return (int(value[0]), int(value[1]))
+    raise ValueError(f"scaled_size: must be a positive int or an (h, w) pair of positive ints (pixels), got {value!r}")
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """How to cut an image of any size into UCAG's patches (docs/algorithm.md §1).
 
     ``units``: patches per axis (n; n * n patches). ``patch_size``: see :data:`PatchSize`;
     None is the paper's 124/224 of the image side. ``scale``: the factor each patch is
-    upsampled by before attribution. Invalid settings raise here, naming the argument;
+    upsampled by before attribution; ``scaled_size`` (pixels, or an (h, w) pair), when
+    given, is the size every patch is resized to instead (what a fixed-resolution model
+    needs; ``scale`` is then unused). Invalid settings raise here, naming the argument;
     what depends on the image (a patch larger than the image, ``units=1`` with a patch
     smaller than it) raises in :meth:`grid`.
     """
@@ -65,6 +78,7 @@ class GridSpec:
     units: int = 6
     patch_size: PatchSize = None
     scale: float = 2.6
+    scaled_size: int | tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not _is_int(self.units):
@@ -78,6 +92,7 @@ class GridSpec:
         object.__setattr__(self, "units", int(self.units))
         object.__setattr__(self, "patch_size", _patch_size(self.patch_size))
         object.__setattr__(self, "scale", float(self.scale))
+        object.__setattr__(self, "scaled_size", _scaled_size(self.scaled_size))
 
     def patch_pixels(self, size: tuple[int, int]) -> tuple[int, int] | None:
         """The patch (h, w) in pixels for images of ``size`` (H, W); None for the default,
@@ -97,4 +112,4 @@ class GridSpec:
 
 @functools.lru_cache(maxsize=256)
 def _grid(spec: GridSpec, size: tuple[int, int]) -> Grid:
-    return Grid(size, units=spec.units, patch_size=spec.patch_pixels(size), scale=spec.scale)
+    return Grid(size, units=spec.units, patch_size=spec.patch_pixels(size), scale=spec.scale, scaled_size=spec.scaled_size)

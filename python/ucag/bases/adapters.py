@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._call import LogitsOnly, logits_of
+from ..models import reshape_transform_for
 from .truncation import can_truncate, truncated_backward
 
 #: "cam": CAM-style maps, post-processed (ReLU, min-max, blur) by default; "signed":
@@ -68,7 +70,24 @@ def inference_logits(model: nn.Module, patches: torch.Tensor) -> torch.Tensor:
     """The model's logits on ``patches`` from one forward under ``torch.inference_mode``
     (for methods that do not expose those of their own forward)."""
     with torch.inference_mode():
-        return model(patches)  # type: ignore[no-any-return]
+        return logits_of(model(patches))
+
+
+@contextlib.contextmanager
+def _attributes(obj: Any, **values: Any) -> Iterator[None]:
+    """``obj``'s attributes set to ``values`` for the block (those it lacked removed after)."""
+    missing = object()
+    saved = {name: obj.__dict__.get(name, missing) for name in values}
+    for name, value in values.items():
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, value)
 
 
 @runtime_checkable
@@ -179,6 +198,9 @@ class GradCamAdapter(BaseAdapter):
         #: Gradient-based CAMs need nothing below their target layers (see ucag.bases.truncation).
         self.truncatable = can_truncate(cam)
         self.truncate = self.truncatable
+        #: The token layout of a transformer's target layers, applied during calls when the
+        #: CAM was built without a ``reshape_transform`` (ucag.models.reshape_transform_for).
+        self.reshape_transform = reshape_transform_for(self.model, cam.target_layers) if self.captures_raw and cam.reshape_transform is None else None
 
     @property
     def name(self) -> str:
@@ -223,13 +245,16 @@ class GradCamAdapter(BaseAdapter):
             captured.append(_as_maps(result, patches.device, "base", len(patches)))
             return result
 
-        self.cam.get_cam_image = capture  # shadows the class method for this call only
-        truncation = truncated_backward(self.model, self.cam.target_layers) if self.truncate else contextlib.nullcontext()
-        try:
-            with truncation:
-                out = self.cam(input_tensor=patches, targets=cam_targets, **kwargs)
-        finally:
-            del self.cam.get_cam_image
+        # For this call only: the class method shadowed by the capture; the model seen
+        # through logits_of (grad-cam indexes its output as a tensor); the token layout.
+        logits_model = LogitsOnly(self.model)
+        transform = {"reshape_transform": self.reshape_transform} if self.reshape_transform else {}
+        with (
+            _attributes(self.cam, get_cam_image=capture, model=logits_model, **transform),
+            _attributes(self.cam.activations_and_grads, model=logits_model, **transform),
+            truncated_backward(self.model, self.cam.target_layers) if self.truncate else contextlib.nullcontext(),
+        ):
+            out = self.cam(input_tensor=patches, targets=cam_targets, **kwargs)
         logits = getattr(self.cam, "outputs", None)
         if isinstance(logits, torch.Tensor):
             # Keep the outputs but not their autograd graph: grad-cam holds it until its
@@ -259,11 +284,21 @@ class CaptumAdapter(BaseAdapter):
     def name(self) -> str:
         return type(self.attribution).__name__
 
+    def _logits_forward(self) -> contextlib.AbstractContextManager[None]:
+        """Captum indexes its ``forward_func``'s output by target: for the call, a model that
+        returns a tuple or a ModelOutput is seen through logits_of (LRP, which walks the
+        model's own layers, keeps it as it is)."""
+        forward = getattr(self.attribution, "forward_func", None)
+        if forward is not self.model or self.map_kind == "signed":
+            return contextlib.nullcontext()
+        return _attributes(self.attribution, forward_func=lambda *args, **kwargs: logits_of(forward(*args, **kwargs)))
+
     def _attribute(self, patches: torch.Tensor, targets: torch.Tensor) -> PatchAttribution:
         with warnings.catch_warnings():
             # The patches are ucag's own fresh tensors: Captum may mark them as requiring grad.
             warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
-            result = self.attribution.attribute(patches, target=targets, **self.attribute_kwargs)
+            with self._logits_forward():
+                result = self.attribution.attribute(patches, target=targets, **self.attribute_kwargs)
         return PatchAttribution(_as_maps(result, patches.device, "base", len(patches)), inference_logits(self.model, patches))
 
 
@@ -318,6 +353,8 @@ def find_model(base: Any) -> nn.Module:
         obj = base
         for part in path.split("."):
             obj = getattr(obj, part, None)
+        if isinstance(obj, LogitsOnly):  # the model a CAM was built on through ucag's registry
+            return obj.model
         if isinstance(obj, nn.Module):
             return obj
     layers = getattr(base, "base_cam_per_layer", None)  # RefineCAM

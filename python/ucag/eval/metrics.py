@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import check_target_range, checked_logits, eval_mode, model_device, run_in_chunks
+from .._call import check_target_range, checked_logits, eval_mode, logits_of, model_device, run_in_chunks
 from ..postprocess import gaussian_blur
 
 #: Saliency maps (B, H, W) or ground-truth masks (B, H, W), numpy or torch.
@@ -96,7 +96,7 @@ def _probabilities(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     chunk size that ran last."""
 
     def probabilities(rows: slice) -> torch.Tensor:
-        logits = model(inputs[rows])
+        logits = logits_of(model(inputs[rows]))
         return torch.softmax(logits.float(), dim=1).gather(1, targets[rows, None])[:, 0]
 
     with torch.inference_mode():
@@ -141,7 +141,7 @@ def _perturbation_curves(
         k_idx = torch.tensor([k for _, k in chunk], device=inputs.device)
         changed = rank[b_idx] < (k_idx * step).view(-1, 1, 1, 1)
         batch = torch.where(changed, end[b_idx], start[b_idx])
-        logits = model(batch)
+        logits = logits_of(model(batch))
         scores[b_idx, k_idx] = torch.softmax(logits.float(), dim=1).gather(1, targets[b_idx, None])[:, 0]
 
     with torch.inference_mode():

@@ -29,9 +29,11 @@ from typing import Any, Literal, TypeAlias
 import torch
 from torch import nn
 
+from .._call import LogitsOnly
 from ..baselines import CAMERAS, Upscale
 from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLRP
 from ..explainer import UCAG
+from ..models import reshape_transform_for
 from ..postprocess import cam_postprocess
 
 MethodKind: TypeAlias = Literal["gradcam", "propagation", "baseline"]
@@ -92,7 +94,10 @@ def gradcam_class(name: str) -> type:
 
 def _register_gradcam(name: str, display_name: str, class_name: str) -> None:
     def factory(model: nn.Module, target_layer: nn.Module, **options: Any) -> Any:
-        return gradcam_class(name)(model=model, target_layers=[target_layer], **options)
+        # grad-cam indexes the model's output as a tensor (LogitsOnly reads a tuple or a
+        # ModelOutput) and needs a transformer's token layout (reshape_transform_for)
+        options.setdefault("reshape_transform", reshape_transform_for(model, [target_layer]))
+        return gradcam_class(name)(model=LogitsOnly(model), target_layers=[target_layer], **options)
 
     register_method(name, display_name, "gradcam", class_name)(factory)
 
@@ -220,7 +225,8 @@ def explain_with(
     if variant == "sess":
         from pytorch_grad_cam import SESS
 
-        with SESS(model=model, target_layers=[target_layer], base_method=gradcam_class(name), **options["sess"]) as sess:
+        sess_options = {"reshape_transform": reshape_transform_for(model, [target_layer]), **options["sess"]}
+        with SESS(model=LogitsOnly(model), target_layers=[target_layer], base_method=gradcam_class(name), **sess_options) as sess:
             maps = sess(inputs, [ClassifierOutputTarget(t) for t in targets])
         return cam_postprocess(torch.as_tensor(maps), blur)
     method_options = {**options["cameras"], "postprocess": "none"} if name == "cameras" else {}

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import check_settings, eval_mode, model_device
+from .._call import check_settings, eval_mode, logits_of, model_device
 from ..data import preprocess_image, resize_mask
+from ..models import suggest_target_layer
 from ..postprocess import check_blur
 from . import metrics as M
 from .registry import check_baseline_options, comparison_pairs, display_name, explain_with
@@ -235,7 +236,7 @@ class _Run:
         device = model_device(self.model)
         x = preprocess_image(sample.rgb, self.mean, self.std, self.input_size).to(device)
         with torch.inference_mode():
-            probabilities = torch.softmax(self.model(x).float(), dim=1)[0]
+            probabilities = torch.softmax(logits_of(self.model(x)).float(), dim=1)[0]
         target = int(probabilities.argmax()) if sample.target is None else int(sample.target)
         maps = torch.cat(
             [
@@ -345,7 +346,7 @@ def _write_rows(path: Path, rows: Iterable[list[str]], mode: str = "w") -> None:
 
 def evaluate(
     model: nn.Module,
-    target_layer: nn.Module,
+    target_layer: nn.Module | None,
     dataset: Any,
     out: str | Path,
     *,
@@ -367,7 +368,8 @@ def evaluate(
 ) -> EvaluationSummary:
     """Explain and measure every sample of ``dataset`` with every method in every variant.
 
-    ``dataset``: a reader from :mod:`ucag.eval.datasets` (or a spec for
+    ``target_layer``: the layer of the CAM methods (and CAMERAS); None takes
+    :func:`ucag.suggest_target_layer`'s. ``dataset``: a reader from :mod:`ucag.eval.datasets` (or a spec for
     :func:`ucag.eval.datasets.open_dataset`, e.g. ``"samples"``); each sample's photo is resized
     to ``input_size`` and normalised with ``mean``/``std``, its mask resized alike.
     ``methods`` are names from :data:`ucag.eval.registry.METHODS`, each run in every ``variant``
@@ -398,6 +400,8 @@ def evaluate(
     _check_options(ucag_options, baseline_options, blur, metric_batch_size, input_size, mean, std)
     pairs = comparison_pairs(methods, variants, baselines)
     metrics = [m for m in METRICS if m in metrics]
+    if target_layer is None:
+        target_layer = suggest_target_layer(model, input_size)
     run = _Run(
         model=model,
         target_layer=target_layer,
