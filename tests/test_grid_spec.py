@@ -106,3 +106,14 @@ def test_explainer_takes_any_patch_form_and_builds_no_probe_grid():
     with pytest.raises(ValueError, match="patch_size"):
         large.explain(x[..., :40, :40], [1])
     assert large.explain(torch.randn(1, 3, 64, 64), [1]).grid.patch_size == (50, 50)
+
+
+def test_scaled_size_replaces_scale_and_is_checked():
+    """``scaled_size`` (what a fixed-resolution model needs) fixes the patches' size after
+    upsampling, whatever ``scale`` says; bad values name the argument."""
+    assert GridSpec(2, None, 2.6, 100).grid((50, 50)).scaled_size == (100, 100)
+    assert GridSpec(2, 0.5, 9.0, (64, 48)).grid((40, 30)).scaled_size == (64, 48)
+    assert GridSpec(2, 0.5, 9.0, [64, 48]).scaled_size == (64, 48)
+    for bad in (0, -1, True, 2.5, (1, 2, 3), (0, 5), "224"):
+        with pytest.raises(ValueError, match="scaled_size: must be a positive int"):
+            GridSpec(2, None, 2.6, bad)

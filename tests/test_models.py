@@ -218,3 +218,21 @@ def test_evaluate_takes_a_model_output_model_and_suggests_its_layer(tmp_path: An
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert len(rows) == 3  # header + base + ucag for one photo
     assert summary is not None
+
+
+class _ChannelAttention(nn.Module):
+    """A CBAM-style channel attention: an "Attention" module in a CNN."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.fc(x.mean(dim=(2, 3))))[:, :, None, None]
+
+
+def test_a_cnn_with_attention_modules_keeps_the_cnn_rule() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.Sequential(_ChannelAttention(8), nn.ReLU()), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    suggestion = layer_suggestion(model)
+    assert (suggestion.name, suggestion.reshape_transform, suggestion.layout) == ("3.1", None, "NCHW")  # the ReLU: "3" is a plain Sequential
+    assert "after its activation" in suggestion.reason

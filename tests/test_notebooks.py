@@ -21,12 +21,12 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
-for _module in ("ipykernel", "matplotlib", "pytorch_grad_cam", "captum", "zennit", "skimage", "imgviz", "efficientnet_lite_pytorch"):
+for _module in ("ipykernel", "matplotlib", "pytorch_grad_cam", "captum", "zennit", "skimage", "imgviz", "efficientnet_lite_pytorch", "timm", "transformers"):
     pytest.importorskip(_module)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-EXPECTED = ["01_quickstart.ipynb", "02_pytorch_grad_cam.ipynb", "03_evaluation.ipynb", "04_hyperparameters.ipynb"]
+EXPECTED = ["01_quickstart.ipynb", "02_pytorch_grad_cam.ipynb", "03_evaluation.ipynb", "04_hyperparameters.ipynb", "05_your_model.ipynb"]
 FIGURE_TYPES = ("image/png", "image/jpeg")
 #: Generous per-cell limit: the quick run of the slowest cell takes a few minutes on a busy
 #: two-core machine. A whole notebook should take well under 10 minutes.
@@ -47,7 +47,7 @@ def _errors(nb) -> list[str]:
     return [f"{out.ename}: {out.evalue}" for cell in _code_cells(nb) for out in cell.outputs if out.output_type == "error"]
 
 
-def test_the_four_notebooks_are_there():
+def test_the_five_notebooks_are_there():
     assert [p.name for p in NOTEBOOKS] == EXPECTED
 
 

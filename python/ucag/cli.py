@@ -279,6 +279,16 @@ def _build_model(spec: str, weights: str | None) -> tuple[nn.Module, dict[str, A
     return model, hints
 
 
+def _imagenet_names() -> list[str]:
+    """ImageNet's class names for a 1000-class model (from torchvision's metadata), else indices."""
+    try:
+        from .data import imagenet_class_names
+
+        return imagenet_class_names()
+    except ImportError:
+        return [str(i) for i in range(1000)]
+
+
 def _hf_model(spec: str, folder: str, weights: str | None) -> tuple[nn.Module, dict[str, Any]]:
     """A Hugging Face image classifier saved in a local folder (``save_pretrained``)."""
     path = Path(folder)
@@ -291,13 +301,16 @@ def _hf_model(spec: str, folder: str, weights: str | None) -> tuple[nn.Module, d
         model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
     except Exception as err:
         raise UsageError(f"--model: cannot load an image classifier from {folder!r} ({_short(err)})") from None
-    hints: dict[str, Any] = {}
+    labels = getattr(model.config, "id2label", None) or {}
+    names = [str(labels.get(i, i)) for i in range(len(labels))]
+    # transformers' placeholders (LABEL_0, ...) name nothing
+    hints: dict[str, Any] = {"class_names": names} if names and names[0] != "LABEL_0" else {}
     preprocessor = path / "preprocessor_config.json"
     if preprocessor.is_file():
         import json
 
         config = json.loads(preprocessor.read_text())
-        hints = {key: tuple(config[f"image_{key}"]) for key in ("mean", "std") if len(config.get(f"image_{key}") or ()) == 3}
+        hints |= {key: tuple(config[f"image_{key}"]) for key in ("mean", "std") if len(config.get(f"image_{key}") or ()) == 3}
     return model, hints
 
 
@@ -347,9 +360,10 @@ def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Se
             print(f"ucag: target layer {suggestion} (--layer picks another)", file=sys.stderr)
     except ValueError as err:
         raise UsageError(f"--layer: {_short(err)}") from None
+    names = list(hints.get("class_names") or [])
     mean = tuple(mean or hints.get("mean") or IMAGENET_MEAN)
     std = tuple(std or hints.get("std") or IMAGENET_STD)
-    return SampleModel(model=model, target_layer=target, class_names=[], mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), input_size=size[0], reshape_transform=transform)
+    return SampleModel(model=model, target_layer=target, class_names=names, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), input_size=size[0], reshape_transform=transform)
 
 
 def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch.device | str = "cpu") -> tuple[SampleModel, int]:
@@ -403,7 +417,7 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
             raise UsageError(f"--layer: {layer!r} outputs {got}; CAM methods need a (batch, channels, height, width) feature map, e.g. the last convolutional block")
     classes = int(logits.shape[1])
     if len(sm.class_names) != classes:
-        sm.class_names = [str(i) for i in range(classes)]
+        sm.class_names = _imagenet_names() if classes == 1000 else [str(i) for i in range(classes)]
     return sm, classes
 
 

@@ -202,9 +202,10 @@ def layer_suggestion(model: nn.Module, input_size: int | tuple[int, int] | None 
     for call in calls:
         counts[id(call.module)] = counts.get(id(call.module), 0) + 1
     attention = [c for c in calls if _is_attention(c.module) and c.module is not model]
-    if attention:
-        return _transformer_layer(model, calls, attention, counts, size)
-    return _cnn_layer(model, calls, counts, size)
+    tokens = _transformer_layer(model, calls, attention, counts, size) if attention else None
+    # CNNs with attention modules of their own (channel attention, an attention-pool head)
+    # keep NCHW maps: the CNN rule
+    return tokens or _cnn_layer(model, calls, counts, size)
 
 
 def _bad_size(value: Any) -> tuple[int, int]:
@@ -245,24 +246,32 @@ def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], siz
     return LayerSuggestion(chosen.name, chosen.module, None, "NCHW", (int(h), int(w)), size, reason)
 
 
-def _transformer_layer(model: nn.Module, calls: list[_Call], attention: list[_Call], counts: dict[int, int], size: tuple[int, int]) -> LayerSuggestion:
+def _transformer_layer(model: nn.Module, calls: list[_Call], attention: list[_Call], counts: dict[int, int], size: tuple[int, int]) -> LayerSuggestion | None:
+    """The LayerNorm before the last attention block's attention, when its output is tokens
+    ((B, T, C), or (B, H, W, C) normalised over C); None otherwise."""
     outermost = [c for c in attention if not any(o.name != c.name and _inside(c.name, o.name) for o in attention)]
     last_attention = outermost[-1]
     block_name = last_attention.name.rpartition(".")[0]
+    if not block_name:
+        return None  # attention directly in the model: a head, not a block
     block = model.get_submodule(block_name)
     norms = [c for c in calls if _is_layer_norm(c.module) and _inside(c.name, block_name) and not _inside(c.name, last_attention.name) and counts[id(c.module)] == 1]
     chosen = norms[0] if norms else next(c for c in calls if c.module is block)
     output = chosen.output
     if not isinstance(output, torch.Tensor):
-        raise ValueError(f"model: the last attention block {block_name!r} returns a {type(output).__name__}; give the target layer and reshape_transform yourself")
+        return None
     where = f"the {'first LayerNorm' if norms else 'output'} of the last attention block {block_name!r}"
     if output.dim() == 4:
+        if not norms or output.shape[-1] == output.shape[1]:
+            return None  # an NCHW map (a hybrid CNN's block): the CNN rule
         _, h, w, _ = output.shape
         return LayerSuggestion(chosen.name, chosen.module, ChannelsLast(), "NHWC", (int(h), int(w)), size, f"{where}: a {h} x {w} grid of tokens (B, H, W, C) at {size[0]}x{size[1]} input")
     if output.dim() != 3:
-        raise ValueError(f"model: {chosen.name!r} outputs {tuple(output.shape)}, neither (B, T, C) tokens nor (B, H, W, C); give the target layer and reshape_transform yourself")
-    tokens = int(output.shape[1])
-    prefix, h, w = _token_grid(tokens, size)
+        return None
+    try:
+        prefix, h, w = _token_grid(int(output.shape[1]), size)
+    except ValueError:
+        return None
     extra = f", after {prefix} prefix token{'s' if prefix > 1 else ''} (class/distillation/register)" if prefix else ""
     return LayerSuggestion(
         chosen.name,
