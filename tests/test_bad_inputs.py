@@ -334,8 +334,16 @@ EVALUATE_CASES = [
 @pytest.mark.parametrize(("kwargs", "error", "argument"), EVALUATE_CASES, ids=[next(iter(k)) + f"-{i}" for i, (k, _, _) in enumerate(EVALUATE_CASES)])
 def test_evaluate_checks_every_option_before_writing(tmp_path, kwargs, error, argument):
     out = tmp_path / "run"
-    raises(error, argument, lambda: evaluate(MODEL, LAYER, "samples", out, progress=False, plot=False, **kwargs))
+    normalization = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}  # the small model has none of its own
+    raises(error, argument, lambda: evaluate(MODEL, LAYER, "samples", out, progress=False, plot=False, **{**normalization, **kwargs}))
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(("kwargs", "argument"), [({}, "mean: cannot tell how SmallNet normalises"), ({"mean": (0.5, 0.5, 0.5)}, "std: give mean and std together")], ids=["none", "mean-only"])
+def test_evaluate_never_guesses_the_normalisation(tmp_path, kwargs, argument):
+    """A model that does not say how its inputs are normalised needs mean= and std=."""
+    raises(ValueError, argument, lambda: evaluate(MODEL, LAYER, "samples", tmp_path / "run", progress=False, plot=False, **kwargs))
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
@@ -481,7 +489,7 @@ def test_evaluate_backs_off_and_remembers(tmp_path):
 
     model = small_model()
     oom = RunsOutAbove(3)
-    options = {"methods": ["gradcam"], "variants": ["base", "ucag"], "metrics": ["deletion"], "input_size": 32, "step": 128, "ucag_options": SMALL}
+    options = {"methods": ["gradcam"], "variants": ["base", "ucag"], "metrics": ["deletion"], "input_size": 32, "step": 128, "ucag_options": SMALL, "mean": (0.5,) * 3, "std": (0.25,) * 3}
     dataset = SampleImages(("astronaut", "rocket"))  # no ImageNet label: the small model's prediction is explained
     handle = model.register_forward_pre_hook(lambda module, args: oom.check(len(args[0])) if len(args[0]) > 3 and not torch.is_grad_enabled() else None)
     try:

@@ -4,6 +4,7 @@ dicts or ModelOutputs, and UCAG(Grad-CAM) end to end on a real photo (ucag.model
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -214,8 +215,13 @@ def test_models_returning_tuples_dicts_and_model_outputs(kind: str) -> None:
 def test_evaluate_takes_a_model_output_model_and_suggests_its_layer(tmp_path: Any) -> None:
     torch.manual_seed(0)
     model = _hf_vit()
-    summary = ucag.evaluate(model, None, "samples", tmp_path, methods=["gradcam"], metrics=["deletion"], limit=1, ucag_options={"units": 2}, step=224 * 56, progress=False, plot=False)
-    rows = (tmp_path / "results.csv").read_text().splitlines()
+    model.save_pretrained(tmp_path / "vit")  # a folder with the image processor's normalisation beside the weights
+    (tmp_path / "vit" / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}')
+    model = transformers.ViTForImageClassification.from_pretrained(tmp_path / "vit", local_files_only=True)
+    assert ucag.models.model_normalization(model) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    summary = ucag.evaluate(model, None, "samples", tmp_path / "run", methods=["gradcam"], metrics=["deletion"], limit=1, ucag_options={"units": 2}, step=224 * 56, progress=False, plot=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["mean"] == [0.5, 0.5, 0.5]
+    rows = (tmp_path / "run" / "results.csv").read_text().splitlines()
     assert len(rows) == 3  # header + base + ucag for one photo
     assert summary is not None
 

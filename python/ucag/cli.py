@@ -255,17 +255,14 @@ def _known_name(name: str, names: Sequence[str], library: str, spec: str) -> Non
 
 def _build_model(spec: str, weights: str | None) -> tuple[nn.Module, dict[str, Any]]:
     """The model ``--model`` names, with random weights unless ``--weights`` (or, for
-    ``hf:``, the folder) holds them — nothing is downloaded — and the preprocessing its
-    library records for it (``mean``, ``std``: timm's ``pretrained_cfg``, a Hugging Face
-    folder's ``preprocessor_config.json``)."""
+    ``hf:``, the folder) holds them — nothing is downloaded — and what its library
+    records about it (``class_names``: a Hugging Face config's labels)."""
     source, _, name = spec.partition(":")
     hints: dict[str, Any] = {}
     if source == "timm":
         timm = _models_import("timm", spec)
         _known_name(name, timm.list_models(), "timm", spec)
         model = timm.create_model(name, pretrained=False)
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        hints = {key: tuple(cfg[key]) for key in ("mean", "std") if len(cfg.get(key) or ()) == 3}
     elif source == "torchvision":
         models = _models_import("torchvision.models", spec)
         _known_name(name, models.list_models(), "torchvision", spec)
@@ -305,12 +302,6 @@ def _hf_model(spec: str, folder: str, weights: str | None) -> tuple[nn.Module, d
     names = [str(labels.get(i, i)) for i in range(len(labels))]
     # transformers' placeholders (LABEL_0, ...) name nothing
     hints: dict[str, Any] = {"class_names": names} if names and names[0] != "LABEL_0" else {}
-    preprocessor = path / "preprocessor_config.json"
-    if preprocessor.is_file():
-        import json
-
-        config = json.loads(preprocessor.read_text())
-        hints |= {key: tuple(config[f"image_{key}"]) for key in ("mean", "std") if len(config.get(f"image_{key}") or ()) == 3}
     return model, hints
 
 
@@ -343,7 +334,7 @@ def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Se
     reported on stderr), the reshape_transform a transformer's layer needs, its input size
     and normalisation (``--mean``/``--std``, else its library's, else ImageNet's)."""
     from .data import SampleModel
-    from .models import layer_suggestion, reshape_transform_for, trace_size
+    from .models import layer_suggestion, model_normalization, reshape_transform_for, trace_size
 
     model, hints = _build_model(spec, weights)
     model.eval()
@@ -361,8 +352,8 @@ def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Se
     except ValueError as err:
         raise UsageError(f"--layer: {_short(err)}") from None
     names = list(hints.get("class_names") or [])
-    mean = tuple(mean or hints.get("mean") or IMAGENET_MEAN)
-    std = tuple(std or hints.get("std") or IMAGENET_STD)
+    own_mean, own_std = model_normalization(model) or (IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = tuple(mean or own_mean), tuple(std or own_std)
     return SampleModel(model=model, target_layer=target, class_names=names, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), input_size=size[0], reshape_transform=transform)
 
 

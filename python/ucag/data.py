@@ -187,6 +187,8 @@ def load_sample_model(device: str | torch.device = "cpu") -> SampleModel:
     with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line per call
         model = SampleEfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
     model.head_activation = nn.ReLU6()
+    # how its inputs are normalised, where ucag.models.model_normalization (and timm users) look
+    model.pretrained_cfg = {"mean": LITE_MEAN, "std": LITE_STD, "input_size": (3, 224, 224)}
     model = model.to(device).eval()
     return SampleModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
 

@@ -3,6 +3,8 @@
 - :class:`LogitsOnly` (defined with :func:`logits_of` in ``ucag._call``, used by every entry
   point): a model that returns a tuple, a dict or a Hugging Face ``ModelOutput`` seen as
   one that returns its logits, for code that calls it directly (a plain grad-cam object).
+- :func:`model_normalization`: the mean and std its inputs are normalised with, where the
+  model says (timm's ``pretrained_cfg``, a Hugging Face folder's preprocessor config).
 - :func:`model_input_size`: the one input size a fixed-resolution model (ViT, DeiT, Swin…)
   accepts, read from timm's ``pretrained_cfg``, a torchvision ViT's ``image_size`` or a
   Hugging Face config; None for models that take any size.
@@ -14,9 +16,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import torch
@@ -79,6 +83,36 @@ def trace_size(model: nn.Module) -> tuple[int, int]:
     config = getattr(model, "config", None)
     size = _config_size(getattr(config, "image_size", None)) if config is not None else None
     return size or (224, 224)
+
+
+def _triple(values: Any) -> tuple[float, float, float] | None:
+    if isinstance(values, (tuple, list)) and len(values) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return (float(values[0]), float(values[1]), float(values[2]))
+    return None
+
+
+def model_normalization(model: nn.Module) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
+    """The (mean, std) a model's inputs are normalised with, where the model says: timm's
+    ``pretrained_cfg`` (which :func:`ucag.data.load_sample_model` also sets), or the
+    ``preprocessor_config.json`` (``image_mean``, ``image_std``) in the folder a Hugging
+    Face model was loaded from. None when it does not say — never a guess."""
+    cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
+    if isinstance(cfg, Mapping):
+        mean, std = _triple(cfg.get("mean")), _triple(cfg.get("std"))
+        if mean and std:
+            return mean, std
+    folder = getattr(getattr(model, "config", None), "_name_or_path", None)
+    if isinstance(folder, str) and folder:
+        path = Path(folder) / "preprocessor_config.json"
+        if path.is_file():
+            try:
+                config = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+            mean, std = _triple(config.get("image_mean")), _triple(config.get("image_std"))
+            if mean and std:
+                return mean, std
+    return None
 
 
 @dataclass(frozen=True)
@@ -340,6 +374,7 @@ __all__ = [
     "layer_suggestion",
     "logits_of",
     "model_input_size",
+    "model_normalization",
     "reshape_transform_for",
     "suggest_target_layer",
     "trace_size",

@@ -123,6 +123,16 @@ class Adapter(Protocol):
     def release(self) -> None: ...
 
 
+def oriented(maps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Principal-component maps (n, h, w) with their arbitrary sign fixed: each map is
+    negated where it correlates negatively with its ``reference`` map (the channel sum of
+    the matrix it was projected from: where the features, or the class evidence, are),
+    so a solver's sign choice cannot invert a partial map (docs/algorithm.md §2.1)."""
+    centred = reference - reference.mean(dim=(-2, -1), keepdim=True)
+    agreement = (maps * centred).sum(dim=(-2, -1))
+    return torch.where(agreement[:, None, None] < 0, -maps, maps)
+
+
 def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
     """Raw maps of several target layers: resize to the finest layer (bilinear), average."""
     if len(per_layer) == 1:
@@ -178,7 +188,9 @@ class GradCamAdapter(BaseAdapter):
     Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, EigenCAM, ScoreCAM, AblationCAM, ...), the
     partial maps are the RAW per-layer maps ``get_cam_image`` returns — before grad-cam's
     ReLU and min-max scaling (docs/algorithm.md §2) — captured during grad-cam's own call;
-    several target layers are averaged after resizing to the finest one. The logits are
+    several target layers are averaged after resizing to the finest one. Maps built from a
+    principal component (Eigen-CAM, EigenGrad-CAM, KPCA-CAM, ``eigen_smooth``) are
+    :func:`oriented` first. The logits are
     grad-cam's own forward outputs (``cam.outputs``). With ``aug_smooth`` (whose
     augmentations are undone only on the final map), for grad-cam's FullGrad (which
     bypasses ``get_cam_image``; :class:`ucag.bases.propagation.FullGrad` gives its raw map)
@@ -205,6 +217,22 @@ class GradCamAdapter(BaseAdapter):
     @property
     def name(self) -> str:
         return type(self.cam).__name__
+
+    def _projection_reference(self, method: Callable[..., Any], args: tuple[Any, ...], eigen_smooth: bool) -> Any:
+        """What a principal-component map is oriented against (:func:`oriented`), None for
+        maps whose sign is already meaningful: the activations for Eigen-CAM and KPCA-CAM,
+        gradients x activations for EigenGrad-CAM (the matrices they project), and a CAM's
+        own map without ``eigen_smooth`` when it projects with it."""
+        from pytorch_grad_cam import KPCA_CAM, EigenCAM, EigenGradCAM
+
+        activations, grads = args[3], args[4]
+        if isinstance(self.cam, EigenGradCAM):
+            return (np.asarray(grads) * np.asarray(activations)).sum(axis=1)
+        if isinstance(self.cam, (EigenCAM, KPCA_CAM)):
+            return np.asarray(activations).sum(axis=1)
+        if eigen_smooth:
+            return method(self.cam, *args, False)
+        return None
 
     def release(self) -> None:
         hooks = getattr(self.cam, "activations_and_grads", None)
@@ -240,9 +268,12 @@ class GradCamAdapter(BaseAdapter):
         captured: list[torch.Tensor] = []
         method = type(self.cam).get_cam_image
 
-        def capture(*args: Any, **kw: Any) -> Any:
-            result = method(self.cam, *args, **kw)
-            captured.append(_as_maps(result, patches.device, "base", len(patches)))
+        def capture(input_tensor: Any, target_layer: Any, targets: Any, activations: Any, grads: Any, eigen_smooth: bool = False) -> Any:
+            args = (input_tensor, target_layer, targets, activations, grads)
+            result = method(self.cam, *args, eigen_smooth)
+            maps = _as_maps(result, patches.device, "base", len(patches))
+            reference = self._projection_reference(method, args, eigen_smooth)
+            captured.append(maps if reference is None else oriented(maps, _as_maps(reference, patches.device, "base", len(patches))))
             return result
 
         # For this call only: the class method shadowed by the capture; the model seen
@@ -267,18 +298,35 @@ class GradCamAdapter(BaseAdapter):
         return PatchAttribution(_as_maps(out, patches.device, "base", len(patches)), logits, True)
 
 
+def captum_map_kind(attribution: Any, attribute_kwargs: dict[str, Any]) -> MapKind:
+    """ "cam" for LayerGradCam and Saliency with ``abs`` (its default), "signed" for every
+    other Captum method; a NoiseTunnel is what the method it wraps is."""
+    inner = getattr(attribution, "attribution_method", None)  # NoiseTunnel
+    if inner is not None and type(attribution).__name__ == "NoiseTunnel":
+        return captum_map_kind(inner, attribute_kwargs)
+    name = type(attribution).__name__
+    if name == "LayerGradCam" or (name == "Saliency" and attribute_kwargs.get("abs", True)):
+        return "cam"
+    return "signed"
+
+
 class CaptumAdapter(BaseAdapter):
     """Any Captum ``Attribution`` (LayerGradCam, GuidedGradCam, IntegratedGradients,
     Saliency, LRP, ...), called as ``attribute(patches, target=targets, **attribute_kwargs)``.
     Layer-level results are used as they are (LayerGradCam's default keeps them raw);
     input-level (n, C, h, w) results are summed over channels. Captum does not expose the
-    logits of its forward pass, so one extra forward of ``forward_func`` supplies them."""
+    logits of its forward pass, so one extra forward of ``forward_func`` supplies them.
+
+    The maps are "cam" maps only for LayerGradCam and for Saliency's absolute gradients;
+    every other method (gradient x input, Integrated Gradients, DeepLift, GradientShap,
+    occlusion, LRP, layer attributions, ...) gives signed evidence for and against the
+    class, which ``postprocess="auto"`` keeps (no ReLU)."""
 
     def __init__(self, attribution: Any, model: nn.Module | None = None, **attribute_kwargs: Any) -> None:
         self.attribution = attribution
         self.model = model if model is not None else find_model(attribution)
         self.attribute_kwargs = attribute_kwargs
-        self.map_kind = "signed" if "LRP" in type(attribution).__name__ else "cam"
+        self.map_kind = captum_map_kind(attribution, attribute_kwargs)
 
     @property
     def name(self) -> str:
@@ -289,7 +337,7 @@ class CaptumAdapter(BaseAdapter):
         returns a tuple or a ModelOutput is seen through logits_of (LRP, which walks the
         model's own layers, keeps it as it is)."""
         forward = getattr(self.attribution, "forward_func", None)
-        if forward is not self.model or self.map_kind == "signed":
+        if forward is not self.model or "LRP" in type(self.attribution).__name__:
             return contextlib.nullcontext()
         return _attributes(self.attribution, forward_func=lambda *args, **kwargs: logits_of(forward(*args, **kwargs)))
 

@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._call import LogitsOnly
 from ..baselines import CAMERAS, Upscale
+from ..bases.adapters import GradCamAdapter
 from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLRP
 from ..explainer import UCAG
 from ..models import reshape_transform_for
@@ -115,6 +117,10 @@ for _name, _display, _class in (
     ("ablationcam", "Ablation-CAM", "AblationCAM"),
 ):
     _register_gradcam(_name, _display, _class)
+
+
+#: Methods whose maps are a principal component's projection, with its arbitrary sign.
+PROJECTION_METHODS = ("eigencam", "eigengradcam")
 
 
 def _register_propagation(name: str, display_name: str, method_class: type, gradcam_class: str | None = None) -> None:
@@ -234,6 +240,11 @@ def explain_with(
         if variant == "base":
             if isinstance(base, CAMERAS):
                 raw = base.explain(inputs, targets).raw
+            elif name in PROJECTION_METHODS:
+                # grad-cam's own map keeps the principal component's arbitrary sign (and ReLUs
+                # it away when inverted): the adapter's raw, oriented map, resized to the input
+                maps = GradCamAdapter(base, model)(inputs, torch.as_tensor(targets, device=inputs.device)).maps
+                raw = F.interpolate(maps[:, None], size=tuple(inputs.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
             else:
                 raw = torch.as_tensor(base(input_tensor=inputs, targets=[ClassifierOutputTarget(t) for t in targets]))
             return cam_postprocess(raw.float(), blur)
@@ -255,6 +266,7 @@ def explain_with(
 __all__ = [
     "BASELINES",
     "METHODS",
+    "PROJECTION_METHODS",
     "VARIANTS",
     "MethodKind",
     "MethodSpec",

@@ -36,7 +36,7 @@ from torch import nn
 
 from .._call import check_settings, eval_mode, logits_of, model_device
 from ..data import preprocess_image, resize_mask
-from ..models import suggest_target_layer
+from ..models import model_normalization, suggest_target_layer
 from ..postprocess import check_blur
 from . import metrics as M
 from .registry import check_baseline_options, comparison_pairs, display_name, explain_with
@@ -354,8 +354,8 @@ def evaluate(
     variants: Sequence[str] = ("base", "ucag"),
     baselines: Sequence[str] = (),
     metrics: Sequence[str] = DEFAULT_METRICS,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     input_size: int = 224,
     ucag_options: dict[str, Any] | None = None,
     baseline_options: dict[str, dict[str, Any]] | None = None,
@@ -371,7 +371,10 @@ def evaluate(
     ``target_layer``: the layer of the CAM methods (and CAMERAS); None takes
     :func:`ucag.suggest_target_layer`'s. ``dataset``: a reader from :mod:`ucag.eval.datasets` (or a spec for
     :func:`ucag.eval.datasets.open_dataset`, e.g. ``"samples"``); each sample's photo is resized
-    to ``input_size`` and normalised with ``mean``/``std``, its mask resized alike.
+    to ``input_size`` and normalised with ``mean``/``std`` — by default the model's own
+    (timm's ``pretrained_cfg``, the sample model's, a Hugging Face folder's
+    ``preprocessor_config.json``; an error when the model does not say) — its mask resized
+    alike.
     ``methods`` are names from :data:`ucag.eval.registry.METHODS`, each run in every ``variant``
     ("base", "ucag"...), plus ``baselines`` ("upscale", "sess", "cameras"; see
     :func:`ucag.eval.registry.comparison_pairs`). ``metrics`` from :data:`METRICS`; the mask
@@ -397,6 +400,7 @@ def evaluate(
         raise ValueError(f"step: expected a positive number of pixels or None, got {step!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
+    mean, std = _normalization(model, mean, std)
     _check_options(ucag_options, baseline_options, blur, metric_batch_size, input_size, mean, std)
     pairs = comparison_pairs(methods, variants, baselines)
     metrics = [m for m in METRICS if m in metrics]
@@ -438,6 +442,22 @@ def evaluate(
         bar.close()
     summary = summarize(out, plot=plot) if rank == 0 else None
     return _broadcast(summary, world)  # type: ignore[no-any-return]
+
+
+def _normalization(model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[Sequence[float], Sequence[float]]:
+    """The ``mean``/``std`` given, else the model's own (:func:`ucag.models.model_normalization`),
+    else an error: numbers under another normalisation than the model's are silently wrong."""
+    if mean is not None and std is not None:
+        return mean, std
+    if (mean is None) != (std is None):
+        raise ValueError(f"{'std' if std is None else 'mean'}: give mean and std together (got only {'mean' if std is None else 'std'})")
+    found = model_normalization(model)
+    if found is None:
+        raise ValueError(
+            f"mean: cannot tell how {type(model).__name__} normalises its inputs (no timm pretrained_cfg, no Hugging Face preprocessor_config.json beside it); "
+            "pass mean= and std= (ImageNet's: ucag.eval.IMAGENET_MEAN, ucag.eval.IMAGENET_STD)"
+        )
+    return found
 
 
 def _check_options(
