@@ -123,8 +123,10 @@ def test_token_grid_reshapes_and_names_the_mismatch() -> None:
     grid = TokenGrid(3, 3, prefix_tokens=1)(tokens)
     assert grid.shape == (2, 3, 3, 3)
     assert torch.equal(grid[0, :, 0, 1], tokens[0, 2])  # token 1 + (row 0, column 1)
-    with pytest.raises(ValueError, match=r"reshape_transform: expected \(B, 10, C\) tokens"):
-        TokenGrid(3, 3, prefix_tokens=1)(torch.zeros(1, 17, 3))
+    assert TokenGrid(3, 3, prefix_tokens=1)(torch.zeros(1, 17, 5)).shape == (1, 5, 4, 4)  # a larger input, same aspect
+    assert TokenGrid(2, 4)(torch.zeros(1, 32, 5)).shape == (1, 5, 4, 8)
+    with pytest.raises(ValueError, match="reshape_transform: 13 tokens are not 1 prefix tokens and a 1:1 grid"):
+        TokenGrid(3, 3, prefix_tokens=1)(torch.zeros(1, 13, 3))
 
 
 def test_a_cam_built_without_reshape_transform_gets_one(photo: torch.Tensor) -> None:
@@ -242,3 +244,15 @@ def test_a_cnn_with_attention_modules_keeps_the_cnn_rule() -> None:
     suggestion = layer_suggestion(model)
     assert (suggestion.name, suggestion.reshape_transform, suggestion.layout) == ("3.1", None, "NCHW")  # the ReLU: "3" is a plain Sequential
     assert "after its activation" in suggestion.reason
+
+
+def test_a_swin_that_takes_any_size_reads_its_tokens_at_the_patch_size(photo: torch.Tensor) -> None:
+    """Hugging Face's Swin pads any input: its (B, T, C) tokens at UCAG's 322 px patches form
+    an 11 x 11 grid, not the 7 x 7 the layer was traced at."""
+    torch.manual_seed(0)
+    config = transformers.SwinConfig(num_labels=10, embed_dim=48, depths=[1, 1, 1, 1], num_heads=[3, 3, 3, 3])
+    swin = transformers.SwinForImageClassification(config)
+    assert model_input_size(swin) is None and layer_suggestion(swin).reshape_transform == TokenGrid(7, 7)
+    explanation = ucag.UCAG(GradCAM, model=swin, units=2).explain(photo)
+    assert explanation.grid.scaled_size == (322, 322) and explanation.partials.shape == (4, 11, 11)
+    assert torch.isfinite(explanation.saliency).all() and float(explanation.saliency.max()) > 0.5

@@ -119,21 +119,36 @@ def model_normalization(model: nn.Module) -> tuple[tuple[float, float, float], t
 class TokenGrid:
     """grad-cam ``reshape_transform`` for a ViT-style (B, T, C) layer: drop the
     ``prefix_tokens`` (class, distillation, register tokens) and lay the rest out as a
-    (B, C, height, width) map."""
+    (B, C, height, width) map (another size of the same aspect ratio when the model ran on
+    another input size: :meth:`grid_for`)."""
 
     height: int
     width: int
     prefix_tokens: int = 0
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
-        expected = self.prefix_tokens + self.height * self.width
-        if tensor.dim() != 3 or tensor.shape[1] != expected:
-            raise ValueError(
-                f"reshape_transform: expected (B, {expected}, C) tokens ({self.prefix_tokens} prefix + {self.height}x{self.width}), got {tuple(tensor.shape)}; "
-                "the model ran on another input size than the one the transform was built for"
-            )
-        grid = tensor[:, self.prefix_tokens :, :].reshape(tensor.shape[0], self.height, self.width, tensor.shape[2])
+        if tensor.dim() != 3:
+            raise ValueError(f"reshape_transform: expected (B, T, C) tokens, got {tuple(tensor.shape)}")
+        height, width = self.grid_for(int(tensor.shape[1]))
+        grid = tensor[:, self.prefix_tokens :, :].reshape(tensor.shape[0], height, width, tensor.shape[2])
         return grid.permute(0, 3, 1, 2)
+
+    def grid_for(self, tokens: int) -> tuple[int, int]:
+        """The (h, w) grid of ``tokens`` tokens: (height, width), or for a model that takes
+        other input sizes (a Swin that pads), the grid of the same aspect ratio that holds
+        them all; ValueError when none does."""
+        cells = tokens - self.prefix_tokens
+        if cells == self.height * self.width:
+            return self.height, self.width
+        g = math.gcd(self.height, self.width)
+        ah, aw = self.height // g, self.width // g
+        k = math.isqrt(max(cells, 0) // (ah * aw))
+        if cells > 0 and k * k * ah * aw == cells:
+            return k * ah, k * aw
+        raise ValueError(
+            f"reshape_transform: {tokens} tokens are not {self.prefix_tokens} prefix tokens and a {ah}:{aw} grid (built for {self.height}x{self.width}); "
+            "the model ran on an input of another shape than the one the transform was built for (pass a scaled_size of that shape)"
+        )
 
 
 @dataclass(frozen=True)
