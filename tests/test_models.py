@@ -209,6 +209,15 @@ def test_models_returning_tuples_dicts_and_model_outputs(kind: str) -> None:
     captum = ucag.UCAG(LayerGradCam(wrapped, sample.target_layer), units=2).explain(x, [285])
     assert torch.isfinite(captum.saliency).all() and float(captum.saliency.max()) > 0.5
 
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlusFlat
+
+    with Gradient(sample.model, EpsilonPlusFlat()) as plain_lrp:
+        lrp_expected = ucag.UCAG(plain_lrp, units=2).explain(x, [285]).raw
+    with Gradient(wrapped, EpsilonPlusFlat()) as lrp:
+        assert torch.allclose(ucag.UCAG(lrp, units=2).explain(x, [285]).raw, lrp_expected, atol=1e-6)
+    assert lrp.model is wrapped  # the adapter's wrapper is gone after the call
+
     deletion = ucag.metrics.deletion(wrapped, x, expected.saliency, [285], step=224 * 56)
     reference = ucag.metrics.deletion(sample.model, x, expected.saliency, [285], step=224 * 56)
     assert np.allclose(deletion.curves, reference.curves) and np.allclose(deletion.values, reference.values)
@@ -256,3 +265,15 @@ def test_a_swin_that_takes_any_size_reads_its_tokens_at_the_patch_size(photo: to
     explanation = ucag.UCAG(GradCAM, model=swin, units=2).explain(photo)
     assert explanation.grid.scaled_size == (322, 322) and explanation.partials.shape == (4, 11, 11)
     assert torch.isfinite(explanation.saliency).all() and float(explanation.saliency.max()) > 0.5
+
+
+def test_tune_on_a_fixed_resolution_model(photo: torch.Tensor) -> None:
+    """The patches are resized to the ViT's 224 px: the recommendation names no scale, and a
+    space that varies the scale is refused."""
+    torch.manual_seed(0)
+    vit = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
+    with GradCAM(vit, [ucag.suggest_target_layer(vit)]) as cam:
+        result = ucag.tune(vit, cam, photo, space={"units": (2,), "weighting": ("exp", "uniform")}, step=224 * 56, progress=False)
+        assert len(result.rows) == 2 and "scale" not in result.call and "224x224px" in result.best.label()
+        with pytest.raises(ValueError, match="space: VisionTransformer takes only 224x224 inputs, so its patches are resized to that size and scale cannot vary"):
+            ucag.tune(vit, cam, photo, space={"units": (2,), "scale": (2.0, 2.6)}, progress=False)

@@ -372,7 +372,10 @@ class ZennitAdapter(BaseAdapter):
         def one_hot(output: torch.Tensor) -> torch.Tensor:
             return F.one_hot(targets.to(output.device), output.shape[-1]).to(output.dtype)
 
-        output, relevance = self.attributor(patches, one_hot)
+        # zennit differentiates the model's output as a tensor: see a tuple or a
+        # ModelOutput through logits_of for the call (rules still attach to the same layers)
+        with _attributes(self.attributor, model=LogitsOnly(self.attributor.model)):
+            output, relevance = self.attributor(patches, one_hot)
         return PatchAttribution(_as_maps(relevance, patches.device, "base", len(patches)), output.detach())
 
 

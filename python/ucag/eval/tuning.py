@@ -11,6 +11,7 @@ number of distinct grids.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,10 +49,17 @@ class Setting:
     scale: float = 2.6
     weighting: Weighting = "exp"
     global_view: GlobalView | None = None
+    #: the one input size of a fixed-resolution model, which replaces ``scale`` (set by :func:`tune`)
+    scaled_size: tuple[int, int] | None = None
 
     @property
     def grid_spec(self) -> GridSpec:
-        return GridSpec(self.units, self.patch_fraction, self.scale)
+        return GridSpec(self.units, self.patch_fraction, self.scale, self.scaled_size)
+
+    def size_kwargs(self) -> dict[str, Any]:
+        """How :class:`ucag.UCAG` is told the patches' size: ``scale``, or nothing for a
+        fixed-resolution model (UCAG then resizes the patches to the model's size)."""
+        return {} if self.scaled_size else {"scale": self.scale}
 
     def grid(self, size: tuple[int, int]) -> Grid:
         """The grid this setting cuts images of ``size`` (H, W) into."""
@@ -61,7 +69,7 @@ class Setting:
         """Keyword arguments of :class:`ucag.UCAG` for images of ``size`` (H, W), the patch
         in pixels."""
         patch = self.grid(size).patch_size
-        kwargs: dict[str, Any] = {"units": self.units, "patch_size": patch, "scale": self.scale, "weighting": self.weighting}
+        kwargs: dict[str, Any] = {"units": self.units, "patch_size": patch, **self.size_kwargs(), "weighting": self.weighting}
         if self.global_view is not None:
             kwargs["global_view"] = self.global_view
         return kwargs
@@ -72,7 +80,8 @@ class Setting:
         return f"ucag.UCAG({base}, {args})"
 
     def label(self) -> str:
-        text = f"n={self.units} p={self.patch_fraction:.2f} s={self.scale:g} {self.weighting}"
+        size = f"{self.scaled_size[0]}x{self.scaled_size[1]}px" if self.scaled_size else f"s={self.scale:g}"
+        text = f"n={self.units} p={self.patch_fraction:.2f} {size} {self.weighting}"
         return text + (f" +{self.global_view}" if self.global_view else "")
 
 
@@ -194,7 +203,8 @@ def tune(
 
     ``space``: a dict of value lists over ``units``, ``patch_fraction``, ``scale``,
     ``weighting`` and ``global_view`` (missing keys keep the paper's default; see
-    :data:`DEFAULT_SPACE`), or a list of :class:`Setting`. Every setting is scored by
+    :data:`DEFAULT_SPACE`), or a list of :class:`Setting`. For a fixed-resolution model
+    (ViT, Swin, ...) the patches are resized to its input size, so ``scale`` cannot vary. Every setting is scored by
     ``objective``: "insertion-deletion" (mean insertion minus mean deletion AUC),
     "insertion", or "deletion" (its negative, so higher is always better); ties keep the
     first setting. ``step`` and ``metric_batch_size`` go to the metrics, ``batch_size``
@@ -206,6 +216,12 @@ def tune(
     settings = _settings(space)
     probe = UCAG(base, model=model, batch_size=batch_size, blur=blur)
     model = probe.model
+    fixed = probe.model_input_size
+    if fixed is not None:
+        scales = sorted({s.scale for s in settings})
+        if len(scales) > 1:
+            raise ValueError(f"space: {type(model).__name__} takes only {fixed[0]}x{fixed[1]} inputs, so its patches are resized to that size and scale cannot vary; got scales {scales}")
+        settings = [dataclasses.replace(s, scaled_size=fixed) for s in settings]
     x = images.detach().to(model_device(model))
     size = (int(x.shape[-2]), int(x.shape[-1]))
     grids: dict[Grid, list[Setting]] = {}
@@ -221,7 +237,7 @@ def tune(
         target_ids = resolve_targets(model, x, targets)
         global_map = probe.attribute_global(x, target_ids, targets) if any(s.global_view for s in settings) else None
         for grid, group in grids.items():
-            explainer = UCAG(base, model=model, units=grid.units, patch_size=grid.patch_size, scale=group[0].scale, batch_size=batch_size, blur=blur)
+            explainer = UCAG(base, model=model, units=grid.units, patch_size=grid.patch_size, **group[0].size_kwargs(), batch_size=batch_size, blur=blur)
             patches = explainer.attribute_patches(x, grid, target_ids, targets)
             for s in group:
                 saliency = explainer.conquer(patches, grid, target_ids, global_map, weighting=s.weighting, global_view=s.global_view).saliency
