@@ -284,3 +284,14 @@ def test_two_processes_under_torchrun_write_what_one_process_writes(tmp_path):
             assert [c for c in a if isinstance(c, str)] == [c for c in b if isinstance(c, str)]
             np.testing.assert_allclose([c for c in a if isinstance(c, float)], [c for c in b if isinstance(c, float)], atol=1e-5)
     assert (tmp_path / "two" / "summary.md").exists() and (tmp_path / "two" / "curves.png").exists()
+
+
+def test_evaluate_measures_road(sample_model, tmp_path):
+    summary = evaluate(sample_model.model, None, SampleImages(["coffee"]), tmp_path, methods=["gradcam"], metrics=["road"], ucag_options=FAST, progress=False, plot=False)
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert header[-3:] == ["road_morf", "road_lerf", "road_combined"]
+    for variant in ("base", "ucag"):
+        morf, lerf, combined = (summary.cell("gradcam", variant, c) for c in ("road_morf", "road_lerf", "road_combined"))
+        assert morf is not None and lerf is not None and combined is not None
+        assert combined.mean == pytest.approx((lerf.mean - morf.mean) / 2) and lerf.mean > morf.mean
+    assert "ROAD combined" in (tmp_path / "summary.md").read_text()

@@ -154,8 +154,35 @@ def test_segmentation_scores_against_sklearn():
         (lambda: metrics.insertion(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], step=0), "step"),
         (lambda: metrics.map_density(MeanModel(), torch.rand(1, 1, 8, 8), torch.ones(1, 8, 8), [0]), "saliency"),
         (lambda: metrics.segmentation_scores(torch.rand(1, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool), threshold="median"), "threshold"),
+        (lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], order="top"), "order"),
+        (lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], percentiles=[0, 50]), "percentiles"),
+        (lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], percentiles=[]), "percentiles"),
+        (lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 7, 8), [0]), "saliency"),
     ],
 )
 def test_bad_input_raises(call, argument):
     with pytest.raises(ValueError, match=argument):
         call()
+
+
+def test_road_on_real_photos(sample):
+    """ROAD through grad-cam's imputer: Grad-CAM's map beats a random map, its inverse
+    scores exactly the other way round (same seeded noise), and the combined score is
+    (LeRF - MoRF) / 2."""
+    from pytorch_grad_cam import GradCAM
+
+    model, x, _, targets = sample
+    noise = torch.rand(2, 224, 224, generator=torch.Generator().manual_seed(0))  # a map of pixel noise
+    with GradCAM(model, [model.head_activation]) as cam:
+        gradcam = torch.as_tensor(cam(x, None))
+    percentiles = [20, 50, 80]
+    most = metrics.road(model, x, gradcam, targets, percentiles=percentiles)
+    least = metrics.road(model, x, gradcam, targets, order="least", percentiles=percentiles)
+    assert most.curves.shape == (2, 3) and np.allclose(most.values, most.curves.mean(axis=1))
+    combined = metrics.road_combined(most, least)
+    np.testing.assert_allclose(combined.values, (least.values - most.values) / 2)
+    inverse = metrics.road(model, x, 1 - gradcam, targets, percentiles=percentiles)
+    np.testing.assert_allclose(inverse.values, least.values, rtol=1e-5)
+    random = metrics.road_combined(metrics.road(model, x, noise, targets, percentiles=percentiles), metrics.road(model, x, noise, targets, order="least", percentiles=percentiles))
+    assert (combined.values > random.values + 0.05).all(), (combined.values, random.values)
+    assert (most.values < least.values).all()

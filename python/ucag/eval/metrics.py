@@ -2,7 +2,7 @@
 
 Every metric returns a :class:`MetricResult`: ``values`` (numpy, one value per image) and
 ``mean``; deletion and insertion also carry ``curves`` (B, T+1), and their values are the
-curves' AUCs. Saliency maps may be numpy or torch (B, H, W); masks are boolean or integer
+curves' AUCs; ROAD's curves hold one probability per percentile. Saliency maps may be numpy or torch (B, H, W); masks are boolean or integer
 (B, H, W) (nonzero is the object); targets are class indices in the model's range (a list
 or a tensor). Inputs that would give an undefined value raise a ValueError naming the
 argument instead of a NaN. The model runs in eval mode; its modes come back afterwards.
@@ -14,6 +14,7 @@ halved and retried; ``MetricResult.batch_size`` is the size that ran last.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -192,6 +193,70 @@ def _prepare(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: Cl
     return x, s, t
 
 
+#: ROAD's percentiles (Rong et al., 2022; pytorch-grad-cam's defaults).
+ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+
+def road(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: Maps,
+    targets: ClassIndices,
+    *,
+    order: str = "most",
+    percentiles: Sequence[int] = ROAD_PERCENTILES,
+    batch_size: int = 8,
+) -> MetricResult:
+    """ROAD (remove and debias, Rong et al. 2022) through pytorch-grad-cam's noisy linear
+    imputation (docs/algorithm.md §6.7).
+
+    At percentile p, ``order="most"`` (MoRF) imputes the pixels whose map value is at or
+    above the map's p-th percentile — the (100 − p)% most relevant —, ``order="least"``
+    (LeRF) the (100 − p)% least relevant, each image from its remaining pixels plus a
+    little noise (grad-cam's ``NoisyLinearImputer``, seeded per image so a rerun gives the
+    same numbers). ``curves`` (B, P) hold the target's softmax probability on the imputed
+    images, one column per percentile; ``values`` their mean over the percentiles. MoRF:
+    lower is better; LeRF: higher is better; :func:`road_combined` is their difference.
+    The imputation runs on the CPU (a sparse solve per image and percentile), the
+    forwards in chunks of ``batch_size`` on the model's device."""
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer, RemoveLeastRelevantFirst, RemoveMostRelevantFirst
+
+    if order not in ("most", "least"):
+        raise ValueError(f"order: expected 'most' (MoRF) or 'least' (LeRF), got {order!r}")
+    valid = isinstance(percentiles, Sequence) and not isinstance(percentiles, str) and len(percentiles) > 0
+    if not valid or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and 0 < p < 100 for p in percentiles):
+        raise ValueError(f"percentiles: expected a non-empty list of integers in (0, 100), got {percentiles!r}")
+    levels = [int(p) for p in percentiles]
+    x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
+    remove = RemoveMostRelevantFirst if order == "most" else RemoveLeastRelevantFirst
+    images, maps = x.cpu(), s.cpu()
+    imputed = torch.empty((len(x) * len(levels), *x.shape[1:]), dtype=x.dtype)
+    state = torch.random.get_rng_state()
+    try:
+        with warnings.catch_warnings():
+            # grad-cam's imputer hands torch tensors to numpy, which numpy 2 warns about
+            warnings.filterwarnings("ignore", message="__array_wrap__ must accept context", category=DeprecationWarning)
+            for b in range(len(x)):
+                torch.manual_seed(b)  # the imputer's noise: the same for every method's map of image b
+                for k, p in enumerate(levels):
+                    imputed[b * len(levels) + k] = remove(p, NoisyLinearImputer())(images[b], maps[b])
+    finally:
+        torch.random.set_rng_state(state)
+    rows = t.repeat_interleave(len(levels))
+    with eval_mode(model):
+        probabilities, size = _probabilities(model, imputed.to(x.device), rows, batch_size)
+    curves = probabilities.view(len(x), len(levels)).cpu().numpy()
+    return MetricResult(f"ROAD ({'MoRF' if order == 'most' else 'LeRF'})", curves.mean(axis=1), curves, size)
+
+
+def road_combined(most: MetricResult, least: MetricResult) -> MetricResult:
+    """ROAD's combined score, (LeRF − MoRF) / 2 per image (pytorch-grad-cam's
+    ``ROADCombined``): higher is better."""
+    if most.values.shape != least.values.shape:
+        raise ValueError(f"least: {least.values.shape[0]} values for {most.values.shape[0]} MoRF values")
+    return MetricResult("ROAD (combined)", (least.values - most.values) / 2)
+
+
 def pointing_game(saliency: Maps, masks: Maps, tolerance: int = 15) -> MetricResult:
     """Pointing game (TorchRay protocol): a hit when a mask pixel lies within ``tolerance``
     px of the map's maximum (squared distance < tolerance^2; the first maximum in flat order
@@ -293,5 +358,7 @@ __all__: Sequence[str] = [
     "insertion",
     "map_density",
     "pointing_game",
+    "road",
+    "road_combined",
     "segmentation_scores",
 ]

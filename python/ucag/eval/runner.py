@@ -49,11 +49,12 @@ METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "pointing_game": ("pointing_game",),
     "energy_pointing_game": ("energy_pointing_game",),
     "segmentation": ("pixel_accuracy", "average_precision"),
+    "road": ("road_morf", "road_lerf", "road_combined"),
 }
 METRICS = tuple(METRIC_COLUMNS)
 DEFAULT_METRICS = ("deletion", "insertion", "density", "pointing_game", "energy_pointing_game")
 CURVE_METRICS = ("deletion", "insertion")
-LOWER_IS_BETTER = ("deletion", "negative_density")
+LOWER_IS_BETTER = ("deletion", "negative_density", "road_morf")
 COLUMN_TITLES = {
     "deletion": "deletion",
     "insertion": "insertion",
@@ -63,6 +64,9 @@ COLUMN_TITLES = {
     "energy_pointing_game": "energy pointing game",
     "pixel_accuracy": "pixel accuracy",
     "average_precision": "mAP",
+    "road_morf": "ROAD MoRF",
+    "road_lerf": "ROAD LeRF",
+    "road_combined": "ROAD combined",
 }
 KEY_COLUMNS = ("id", "class_name", "target", "probability", "method", "variant")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -266,6 +270,12 @@ class _Run:
                 values[name] = list(result.values)
                 assert result.curves is not None
                 curves[name] = result.curves
+        if "road" in self.metrics:
+            most = M.road(self.model, xs, maps, targets, batch_size=self._metric_batch_size)
+            least = M.road(self.model, xs, maps, targets, order="least", batch_size=self._metric_batch_size)
+            self.learnt["metric_batch_size"] = least.batch_size or self._metric_batch_size
+            values["road_morf"], values["road_lerf"] = list(most.values), list(least.values)
+            values["road_combined"] = list(M.road_combined(most, least).values)
         if "density" in self.metrics:
             flat = maps.flatten(1)
             varying = [i for i in range(n) if float(flat[i].max() - flat[i].min()) > 0]  # constant maps: undefined
