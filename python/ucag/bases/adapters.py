@@ -127,7 +127,7 @@ def oriented(maps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Principal-component maps (n, h, w) with their arbitrary sign fixed: each map is
     negated where it correlates negatively with its ``reference`` map (the channel sum of
     the matrix it was projected from: where the features, or the class evidence, are),
-    so a solver's sign choice cannot invert a partial map (docs/algorithm.md §2.1)."""
+    so a solver's sign choice cannot invert a partial map (docs/algorithm.md §2, "Principal-component maps are oriented")."""
     centred = reference - reference.mean(dim=(-2, -1), keepdim=True)
     agreement = (maps * centred).sum(dim=(-2, -1))
     return torch.where(agreement[:, None, None] < 0, -maps, maps)
