@@ -28,6 +28,7 @@
 use crate::alloc::{self, AllocError};
 use crate::error::UcagError;
 use ndarray::Array2;
+use std::str::FromStr;
 
 /// Patch side relative to the image side when no patch size is given: 124 px on 224 px.
 const DEFAULT_PATCH_NUM: usize = 124;
@@ -48,6 +49,66 @@ pub struct Grid {
     scaled: (usize, usize),
     offsets_y: Vec<usize>,
     offsets_x: Vec<usize>,
+}
+
+/// How the fold weighs the pixels of each patch (docs/algorithm.md section 4.1).
+///
+/// `Box` is the paper's fold: every pixel of a patch counts 1 and the sum is divided by
+/// the coverage D, which jumps at every patch edge (the seams). `Linear` and `Cosine`
+/// taper each patch side that lies inside the image, over its overlap with the
+/// neighbouring patch position (at most half the patch), as a linear or a raised-cosine
+/// ramp, and divide by the sum of the windows instead: every weight is in (0, 1], so the
+/// sum is positive wherever a patch lies, and a patch enters the sum gradually.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FoldWindow {
+    /// Weight 1 on the whole patch; the paper's fold.
+    #[default]
+    Box,
+    /// Ramps `(k + 0.5) / T` over the `T` pixels of a tapered side.
+    Linear,
+    /// Ramps `(1 - cos(pi (k + 0.5) / T)) / 2` over the `T` pixels of a tapered side.
+    Cosine,
+}
+
+impl FromStr for FoldWindow {
+    type Err = UcagError;
+    fn from_str(s: &str) -> Result<Self, UcagError> {
+        match s {
+            "box" => Ok(FoldWindow::Box),
+            "linear" => Ok(FoldWindow::Linear),
+            "cosine" => Ok(FoldWindow::Cosine),
+            other => Err(UcagError::value(
+                "window",
+                format!(
+                    "must be one of 'box' (the paper's fold), 'linear', 'cosine', got '{other}'"
+                ),
+            )),
+        }
+    }
+}
+
+impl FoldWindow {
+    /// The ramp's value at pixel `k` (0-based, from the patch edge) of a taper `length`
+    /// pixels long: in (0, 1), and a ramp and its mirror image sum to 1.
+    fn ramp(self, k: usize, length: usize) -> f64 {
+        let t = (k as f64 + 0.5) / length as f64;
+        match self {
+            FoldWindow::Box => 1.0,
+            FoldWindow::Linear => t,
+            FoldWindow::Cosine => 0.5 - 0.5 * (std::f64::consts::PI * t).cos(),
+        }
+    }
+}
+
+/// A grid's fold window, separable like the grid: patch p = (i, j) (row-major) weighs its
+/// pixel (r, c) by `rows[i][r] * columns[j][c]`, and the fold divides pixel (y, x) by
+/// `row_sums[y] * column_sums[x]`, the sum of the windows of the patches that contain it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldWeights {
+    pub rows: Vec<Vec<f64>>,
+    pub columns: Vec<Vec<f64>>,
+    pub row_sums: Vec<f64>,
+    pub column_sums: Vec<f64>,
 }
 
 /// `round_half_up(num / den)` for non-negative integers, exactly; None when `den` is 0 or
@@ -298,6 +359,22 @@ impl Grid {
         axis_coverage(self.image.1, self.patch.1, &self.offsets_x)
     }
 
+    /// The fold's window (`FoldWindow`) for this grid: a profile per patch offset along
+    /// each axis and the sums of the placed profiles, whose outer product divides the fold.
+    /// For `Box` the profiles are ones and the sums the coverage counts, exactly.
+    pub fn fold_weights(&self, window: FoldWindow) -> Result<FoldWeights, AllocError> {
+        let rows = axis_windows(self.image.0, self.patch.0, &self.offsets_y, window)?;
+        let columns = axis_windows(self.image.1, self.patch.1, &self.offsets_x, window)?;
+        let row_sums = axis_window_sums(self.image.0, &self.offsets_y, &rows)?;
+        let column_sums = axis_window_sums(self.image.1, &self.offsets_x, &columns)?;
+        Ok(FoldWeights {
+            rows,
+            columns,
+            row_sums,
+            column_sums,
+        })
+    }
+
     /// The duplication matrix D (H, W): how many patches contain each pixel. The grid is a
     /// product of row and column intervals, so D is the outer product of the axis counts.
     /// An error naming `image_size` when the H * W int32 matrix cannot be allocated
@@ -338,9 +415,133 @@ fn axis_coverage(size: usize, patch: usize, offsets: &[usize]) -> Result<Vec<u32
     Ok(counts)
 }
 
+/// One window profile per offset along an axis of `size` pixels. A patch side tapers when
+/// it lies inside the image (offset > 0 at the start, offset + patch < size at the end),
+/// over its overlap with the neighbouring patch on that side, at most half the patch, so
+/// the two ramps of a profile never meet.
+fn axis_windows(
+    size: usize,
+    patch: usize,
+    offsets: &[usize],
+    window: FoldWindow,
+) -> Result<Vec<Vec<f64>>, AllocError> {
+    let mut profiles = alloc::try_with_capacity(offsets.len())?;
+    let half = patch / 2;
+    for (i, &o) in offsets.iter().enumerate() {
+        let mut profile = alloc::try_collect(patch, std::iter::repeat_n(1.0, patch))?;
+        if window != FoldWindow::Box {
+            // Offsets ascend and every pixel is covered, so a neighbour overlaps (or touches)
+            // this patch: offsets[i - 1] + patch >= o, o + patch >= offsets[i + 1].
+            let start = match i.checked_sub(1) {
+                Some(p) if o > 0 => (offsets[p] + patch).saturating_sub(o).min(half),
+                _ => 0,
+            };
+            let end = match offsets.get(i + 1) {
+                Some(&next) if o + patch < size => (o + patch).saturating_sub(next).min(half),
+                _ => 0,
+            };
+            for (k, w) in profile.iter_mut().take(start).enumerate() {
+                *w = window.ramp(k, start);
+            }
+            for (k, w) in profile.iter_mut().rev().take(end).enumerate() {
+                *w = window.ramp(k, end);
+            }
+        }
+        profiles.push(profile);
+    }
+    Ok(profiles)
+}
+
+/// The sum over an axis's patch positions of their window profiles, placed at their
+/// offsets: length `size`. For `Box` these are the coverage counts, exactly.
+fn axis_window_sums(
+    size: usize,
+    offsets: &[usize],
+    profiles: &[Vec<f64>],
+) -> Result<Vec<f64>, AllocError> {
+    let mut sums = alloc::try_zeros::<f64>(size)?;
+    for (&o, profile) in offsets.iter().zip(profiles) {
+        for (s, &w) in sums[o..o + profile.len()].iter_mut().zip(profile) {
+            *s += w;
+        }
+    }
+    Ok(sums)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_window_sums_are_the_coverage_counts() {
+        for (image, units, patch) in [
+            ((224, 224), 6, None),
+            ((57, 101), 4, None),
+            ((30, 30), 3, Some((30, 30))),
+        ] {
+            let g = Grid::new(image, units, patch, 2.6, None).unwrap();
+            let w = g.fold_weights(FoldWindow::Box).unwrap();
+            let rows: Vec<f64> = g
+                .row_coverage()
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            let cols: Vec<f64> = g
+                .column_coverage()
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect();
+            assert_eq!(w.row_sums, rows);
+            assert_eq!(w.column_sums, cols);
+            assert!(w.rows.iter().chain(&w.columns).flatten().all(|&v| v == 1.0));
+        }
+    }
+
+    #[test]
+    fn tapered_windows_taper_only_inside_the_image() {
+        // 224 px, patches of 124 at 0, 20, ..., 100: each inner side overlaps its neighbour
+        // by 104 px, so it tapers over half the patch (62 px).
+        let g = Grid::with_defaults((224, 224)).unwrap();
+        for window in [FoldWindow::Linear, FoldWindow::Cosine] {
+            let w = g.fold_weights(window).unwrap();
+            let first = &w.rows[0];
+            assert!(
+                first[..62].iter().all(|&v| v == 1.0),
+                "the image's edge does not taper"
+            );
+            assert!(
+                first[62..].windows(2).all(|p| p[1] < p[0]),
+                "the inner side ramps down"
+            );
+            let last = &w.rows[5];
+            assert!(last[62..].iter().all(|&v| v == 1.0));
+            let middle = &w.rows[2];
+            assert_eq!(middle.len(), 124);
+            // a ramp and its mirror image sum to 1, so a middle profile is symmetric
+            for k in 0..62 {
+                assert!((middle[k] - middle[123 - k]).abs() < 1e-12);
+            }
+            assert!(w.rows.iter().flatten().all(|&v| v > 0.0 && v <= 1.0));
+            assert!(w.row_sums.iter().all(|&s| s > 0.0));
+        }
+        // Patches that touch without overlapping have nothing to blend: no taper.
+        let g = Grid::new((8, 8), 2, Some((4, 4)), 1.0, None).unwrap();
+        let w = g.fold_weights(FoldWindow::Cosine).unwrap();
+        assert!(w.rows.iter().flatten().all(|&v| v == 1.0));
+        assert!(w.row_sums.iter().all(|&s| s == 1.0));
+    }
+
+    #[test]
+    fn window_names() {
+        assert_eq!("box".parse::<FoldWindow>().unwrap(), FoldWindow::Box);
+        assert_eq!("linear".parse::<FoldWindow>().unwrap(), FoldWindow::Linear);
+        assert_eq!("cosine".parse::<FoldWindow>().unwrap(), FoldWindow::Cosine);
+        let err = "hann".parse::<FoldWindow>().unwrap_err();
+        assert_eq!(err.argument(), "window");
+        assert!(err.to_string().contains("'box'"));
+    }
 
     #[test]
     fn paper_defaults_on_224() {

@@ -12,7 +12,7 @@
 
 use crate::alloc::{self, AllocError, ZeroBits};
 use crate::error::UcagError;
-use crate::grid::Grid;
+use crate::grid::{FoldWindow, Grid};
 use crate::resample::{cubic_taps, linear_taps, Taps};
 use ndarray::{
     Array1, Array2, Array3, Array4, ArrayView, ArrayView2, ArrayView3, Axis, CowArray, Dimension,
@@ -397,13 +397,18 @@ pub fn confidence_with_probabilities<T: Real, D: Dimension>(
     Ok((Array1::from(probabilities), Array1::from(weights)))
 }
 
-/// Fold: `M_b = sum_p w_{bN+p} * place_p(bilinear(E_{bN+p}, patch size)) / D`.
+/// Fold: `M_b = sum_p w_{bN+p} * place_p(W_p * bilinear(E_{bN+p}, patch size)) / S`,
+/// where `W_p` is patch p's window and S the sum of the windows over the patches that
+/// contain a pixel (`Grid::fold_weights`). With `FoldWindow::Box`, the paper's fold,
+/// `W_p = 1` and S is the coverage D: the products by one are exact, so the result is
+/// that of the plain sum divided by D, bit for bit.
 /// `maps` is (B*N, h', w') or (B*N, 1, h', w'), `weights` (B*N,); returns the raw UCAG
 /// maps (B, H, W).
 pub fn fold<T: Real, D: Dimension, E: Dimension>(
     maps: ArrayView<T, D>,
     weights: ArrayView<T, E>,
     grid: &Grid,
+    window: FoldWindow,
 ) -> Result<Array3<T>, UcagError> {
     let (batch, mh, mw) = check_fold_inputs(maps.shape(), weights.shape(), grid)?;
     let (height, width) = grid.image_size();
@@ -441,22 +446,30 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
         )
     };
     let rows = linear_taps::<T>(mh, ph).map_err(table)?;
-    let cols: Vec<(usize, usize, T, T)> = alloc::try_collect(
-        pw,
-        linear_taps::<T>(mw, pw)
-            .map_err(table)?
-            .into_iter()
-            .map(|t| (t.index[0], t.index[1], real(t.weight[0]), real(t.weight[1]))),
-    )
-    .map_err(table)?;
     let counts = |e: AllocError| {
         e.named(
             "maps",
-            format!("with this grid needs coverage counts for {height} x {width} px"),
+            format!("with this grid needs fold windows for {height} x {width} px"),
         )
     };
-    let row_cov = grid.row_coverage().map_err(counts)?;
-    let col_cov = grid.column_coverage().map_err(counts)?;
+    let windows = grid.fold_weights(window).map_err(counts)?;
+    // One column table per column offset, its bilinear weights times that column window.
+    let taps = linear_taps::<T>(mw, pw).map_err(table)?;
+    let mut cols: Vec<Vec<(usize, usize, T, T)>> =
+        alloc::try_with_capacity(windows.columns.len()).map_err(table)?;
+    for profile in &windows.columns {
+        let column = taps.iter().zip(profile).map(|(t, &w)| {
+            let w: T = real(w);
+            (
+                t.index[0],
+                t.index[1],
+                real::<T>(t.weight[0]) * w,
+                real::<T>(t.weight[1]) * w,
+            )
+        });
+        cols.push(alloc::try_collect(pw, column).map_err(table)?);
+    }
+    let units = grid.units();
     let plane = mh * mw;
     let all_finite = AtomicBool::new(true);
     let mut out = zeros::<T, _>((batch, height, width), len, "maps", what)?;
@@ -489,9 +502,10 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
                     let (oy, ox) = grid.patch_origin(p);
                     let k = b * n + p;
                     let map = &data[k * plane..(k + 1) * plane];
-                    let weight = weights[k];
+                    let (row_window, cols) = (&windows.rows[p / units], &cols[p % units]);
                     for y in y0.max(oy)..y1.min(oy + ph) {
                         let r = y - oy;
+                        let weight = weights[k] * real(row_window[r]);
                         let tap = rows[r];
                         let (wy0, wy1): (T, T) = (real(tap.weight[0]), real(tap.weight[1]));
                         let top = &map[tap.index[0] * mw..(tap.index[0] + 1) * mw];
@@ -504,14 +518,15 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
                         finite &= blend.iter().fold(true, |ok, v| ok & v.is_finite());
                         let line =
                             &mut band_data[(y - y0) * width + ox..(y - y0) * width + ox + pw];
-                        for (out, &(c0, c1, wx0, wx1)) in line.iter_mut().zip(&cols) {
+                        for (out, &(c0, c1, wx0, wx1)) in line.iter_mut().zip(cols) {
                             *out = *out + weight * (wx0 * blend[c0] + wx1 * blend[c1]);
                         }
                     }
                 }
                 for (line, y) in band_data.chunks_mut(width).zip(y0..y1) {
-                    for (out, &cx) in line.iter_mut().zip(&col_cov) {
-                        *out = *out / real(f64::from(row_cov[y] * cx));
+                    let row_sum = windows.row_sums[y];
+                    for (out, &column_sum) in line.iter_mut().zip(&windows.column_sums) {
+                        *out = *out / real(row_sum * column_sum);
                     }
                 }
                 if !finite {
@@ -546,11 +561,47 @@ mod tests {
             let rows = 2 * grid.num_patches();
             let maps = Array3::<f64>::from_elem((rows, map.0, map.1), 0.7);
             let weights = Array1::<f64>::from_elem(rows, 2.0);
-            let out = fold(maps.view(), weights.view(), &grid).unwrap();
+            let out = fold(maps.view(), weights.view(), &grid, FoldWindow::Box).unwrap();
             assert_eq!(out.shape(), &[2, image.0, image.1]);
             // sum over covering patches of 2 * 0.7, divided by their count
             out.iter()
                 .for_each(|&v| assert_relative_eq!(v, 1.4, max_relative = 1e-12));
+        }
+    }
+
+    #[test]
+    fn tapered_folds_keep_constants_and_remove_the_seams() {
+        // Constant maps under patch weights that differ: the box fold jumps where a patch
+        // starts or ends; a tapered window lets each patch in gradually.
+        let grid = Grid::new((224, 224), 6, None, 2.6, None).unwrap();
+        let n = grid.num_patches();
+        let maps = Array3::<f64>::from_elem((n, 14, 14), 1.0);
+        let weights = Array1::from_iter((0..n).map(|p| 1.0 + ((p * 7) % 5) as f64));
+        let steepest = |window| {
+            let out = fold(maps.view(), weights.view(), &grid, window).unwrap();
+            let out = out.index_axis(Axis(0), 0);
+            let across = (&out.slice(ndarray::s![.., 1..]) - &out.slice(ndarray::s![.., ..-1]))
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs()));
+            let down = (&out.slice(ndarray::s![1.., ..]) - &out.slice(ndarray::s![..-1, ..]))
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs()));
+            across.max(down)
+        };
+        let (boxed, linear, cosine) = (
+            steepest(FoldWindow::Box),
+            steepest(FoldWindow::Linear),
+            steepest(FoldWindow::Cosine),
+        );
+        assert!(boxed > 0.3, "box fold: steepest step {boxed}");
+        assert!(linear < boxed / 10.0, "linear {linear} vs box {boxed}");
+        assert!(cosine < boxed / 10.0, "cosine {cosine} vs box {boxed}");
+        // Equal weights: every window gives back the constant (the sum of windows divides).
+        for window in [FoldWindow::Linear, FoldWindow::Cosine] {
+            let ones = Array1::<f64>::from_elem(n, 3.0);
+            let out = fold(maps.view(), ones.view(), &grid, window).unwrap();
+            out.iter()
+                .for_each(|&v| assert_relative_eq!(v, 3.0, max_relative = 1e-12));
         }
     }
 
@@ -561,7 +612,7 @@ mod tests {
         let mut maps = Array3::<f32>::zeros((4, 6, 8));
         maps.index_axis_mut(Axis(0), 3).fill(1.0); // patch (1, 1) at offset (4, 4)
         let weights = Array1::from(vec![1.0f32, 1.0, 1.0, 3.0]);
-        let out = fold(maps.view(), weights.view(), &grid).unwrap();
+        let out = fold(maps.view(), weights.view(), &grid, FoldWindow::Box).unwrap();
         let d = grid.coverage().unwrap();
         for y in 0..10 {
             for x in 0..12 {
@@ -650,12 +701,18 @@ mod tests {
         );
         let maps = Array::from_shape_fn((4, 3, 3), |(k, y, x)| (k * 9 + y * 3 + x) as f64);
         let weights = Array1::from(vec![1.0, 2.0, 3.0, 4.0]);
-        let expected = fold(maps.view(), weights.view(), &grid).unwrap();
+        let expected = fold(maps.view(), weights.view(), &grid, FoldWindow::Box).unwrap();
         let with_channel = maps.clone().into_shape_with_order((4, 1, 3, 3)).unwrap();
-        let got = fold(with_channel.into_dyn().view(), weights.view(), &grid).unwrap();
+        let got = fold(
+            with_channel.into_dyn().view(),
+            weights.view(),
+            &grid,
+            FoldWindow::Box,
+        )
+        .unwrap();
         assert_eq!(got, expected);
         let channels = ArrayD::<f64>::zeros(IxDyn(&[4, 2, 3, 3]));
-        let err = fold(channels.view(), weights.view(), &grid).unwrap_err();
+        let err = fold(channels.view(), weights.view(), &grid, FoldWindow::Box).unwrap_err();
         assert_eq!(err.argument(), "maps");
         let logits = ArrayD::<f64>::zeros(IxDyn(&[6]));
         let err = confidence(logits.view(), &[0], Weighting::Exp).unwrap_err();
@@ -693,7 +750,7 @@ mod tests {
         // 2^48 pixels of float64: 2 PiB
         let grid = Grid::new((1 << 24, 1 << 24), 2, None, 1e-9, None).unwrap();
         let maps = Array3::<f64>::zeros((4, 1, 1));
-        let err = fold(maps.view(), Array1::zeros(4).view(), &grid).unwrap_err();
+        let err = fold(maps.view(), Array1::zeros(4).view(), &grid, FoldWindow::Box).unwrap_err();
         assert!(matches!(err, UcagError::Memory { .. }), "{err}");
         assert!(
             err.to_string().starts_with(
@@ -727,7 +784,7 @@ mod tests {
         let grid = Grid::new((10, 12), 2, Some((6, 8)), 1.0, None).unwrap();
         let maps = Array::from_shape_fn((4, 5, 7), |(k, y, x)| (k * 35 + y * 7 + x) as f32);
         let weights = Array1::from(vec![1.0f32, 2.0, 3.0, 4.0]);
-        let expected = fold(maps.view(), weights.view(), &grid).unwrap();
+        let expected = fold(maps.view(), weights.view(), &grid, FoldWindow::Box).unwrap();
         let transposed = maps
             .clone()
             .permuted_axes([0, 2, 1])
@@ -735,25 +792,35 @@ mod tests {
             .to_owned();
         let strided = transposed.view().permuted_axes([0, 2, 1]);
         assert!(!strided.is_standard_layout());
-        assert_eq!(fold(strided, weights.view(), &grid).unwrap(), expected);
+        assert_eq!(
+            fold(strided, weights.view(), &grid, FoldWindow::Box).unwrap(),
+            expected
+        );
     }
 
     #[test]
     fn bad_inputs_name_their_argument() {
         let grid = Grid::new((8, 8), 2, Some((5, 5)), 1.0, None).unwrap();
         let maps = Array3::<f32>::zeros((4, 3, 3));
-        let err = fold(maps.view(), Array1::<f32>::zeros(3).view(), &grid).unwrap_err();
+        let err = fold(
+            maps.view(),
+            Array1::<f32>::zeros(3).view(),
+            &grid,
+            FoldWindow::Box,
+        )
+        .unwrap_err();
         assert_eq!(err.argument(), "weights");
         let err = fold(
             Array3::<f32>::zeros((6, 3, 3)).view(),
             Array1::zeros(6).view(),
             &grid,
+            FoldWindow::Box,
         )
         .unwrap_err();
         assert_eq!(err.argument(), "maps");
         let mut nan = maps.clone();
         nan[(1, 1, 1)] = f32::NAN;
-        let err = fold(nan.view(), Array1::zeros(4).view(), &grid).unwrap_err();
+        let err = fold(nan.view(), Array1::zeros(4).view(), &grid, FoldWindow::Box).unwrap_err();
         assert_eq!(err.argument(), "maps");
         let err = unfold(Array4::<f32>::zeros((1, 1, 9, 8)).view(), &grid).unwrap_err();
         assert_eq!(err.argument(), "images");
@@ -762,7 +829,7 @@ mod tests {
         // a result too large to address is an error, not a panic
         let huge = Grid::new((1 << 31, 1 << 31), 2, None, 1e-9, None).unwrap();
         let maps = Array3::<f32>::zeros((4, 1, 1));
-        let err = fold(maps.view(), Array1::zeros(4).view(), &huge).unwrap_err();
+        let err = fold(maps.view(), Array1::zeros(4).view(), &huge, FoldWindow::Box).unwrap_err();
         assert_eq!(err.argument(), "maps");
         assert!(err.to_string().contains("too large"), "{err}");
         let logits = Array2::<f32>::zeros((2, 3));

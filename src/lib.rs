@@ -20,5 +20,5 @@ mod python;
 #[cfg(feature = "pyo3")]
 pub use error::py_guard;
 pub use error::{catch_panic, InternalError, UcagError};
-pub use grid::Grid;
+pub use grid::{FoldWindow, Grid};
 pub use kernels::Weighting;

@@ -7,11 +7,12 @@
 
 use crate::alloc;
 use crate::error::{py_guard, UcagError};
-use crate::grid::Grid;
+use crate::grid::{FoldWindow, Grid};
 use crate::kernels::{self, Real, Weighting};
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{Array2, ArrayD, ArrayViewD};
 use numpy::{
-    Element, IntoPyArray, PyArray2, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArrayDyn, PyUntypedArray,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
@@ -366,6 +367,50 @@ impl PyGrid {
             Ok(coverage.into_pyarray(py))
         })
     }
+    /// The fold's window (docs/algorithm.md section 4.1) as float64 arrays: the row
+    /// profiles (units, h) and column profiles (units, w) of the patch positions, and the
+    /// sums of the placed profiles (H,) and (W,). Patch (i, j) weighs its pixel (r, c) by
+    /// rows[i, r] * columns[j, c]; the fold divides pixel (y, x) by
+    /// row_sums[y] * column_sums[x]. "box" (the paper's fold) gives ones and the coverage
+    /// counts.
+    #[pyo3(signature = (window = "box"))]
+    #[allow(clippy::type_complexity)]
+    fn fold_weights<'py>(
+        &self,
+        py: Python<'py>,
+        window: &str,
+    ) -> PyResult<(
+        Bound<'py, PyArray2<f64>>,
+        Bound<'py, PyArray2<f64>>,
+        Bound<'py, PyArray1<f64>>,
+        Bound<'py, PyArray1<f64>>,
+    )> {
+        py_guard(|| {
+            let window: FoldWindow = window.parse()?;
+            let what = || "for this grid".to_string();
+            let weights = self
+                .0
+                .fold_weights(window)
+                .map_err(|e| e.named("window", what()))?;
+            let (ph, pw) = self.0.patch_size();
+            let units = self.0.units();
+            let matrix = |profiles: &[Vec<f64>], side: usize| -> Result<Array2<f64>, UcagError> {
+                // units * side <= H * W: fits usize
+                let data = alloc::try_collect(units * side, profiles.iter().flatten().copied())
+                    .map_err(|e| e.named("window", what()))?;
+                Array2::from_shape_vec((units, side), data)
+                    .map_err(|e| UcagError::value("window", e.to_string()))
+            };
+            let rows = matrix(&weights.rows, ph)?;
+            let columns = matrix(&weights.columns, pw)?;
+            Ok((
+                rows.into_pyarray(py),
+                columns.into_pyarray(py),
+                weights.row_sums.into_pyarray(py),
+                weights.column_sums.into_pyarray(py),
+            ))
+        })
+    }
     /// Pickles as the explicit patch and scaled sizes, which rebuild the same grid.
     fn __getnewargs__(&self) -> PyResult<GridArgs> {
         py_guard(|| {
@@ -452,25 +497,30 @@ fn confidence(
 }
 
 /// Conquer (docs/algorithm.md section 4): resize each partial map bilinearly to the patch
-/// size, weight it, add it at its patch's place and divide by the coverage D.
+/// size, weight it, add it at its patch's place and divide by the coverage D ("box", the
+/// paper's fold) or, with a tapered `window` ("linear", "cosine"), weight each patch's
+/// pixels by its window and divide by the sum of the windows (section 4.1).
 ///
 /// maps: (B*N, h', w') or (B*N, 1, h', w') numpy array at any resolution; weights: (B*N,)
 /// numpy array. Returns the raw (signed, unnormalised) UCAG maps (B, H, W) in the maps'
 /// dtype.
 #[pyfunction]
+#[pyo3(signature = (maps, weights, grid, window = "box"))]
 fn fold(
     py: Python<'_>,
     maps: &Bound<'_, PyAny>,
     weights: &Bound<'_, PyAny>,
     grid: &Bound<'_, PyGrid>,
+    window: &str,
 ) -> PyResult<PyObject> {
     py_guard(|| {
+        let window: FoldWindow = window.parse()?;
         let grid = &grid.get().0;
         let maps = FloatArray::from_arg("maps", maps, not_an_array("maps", maps))?;
         let weights = FloatArray::from_arg("weights", weights, || {
             mixed_kinds("weights", "numpy.ndarray", "maps")
         })?;
-        with_float_array!(maps, maps => fold_numpy(py, maps.as_array(), weights, grid))
+        with_float_array!(maps, maps => fold_numpy(py, maps.as_array(), weights, grid, window))
     })
 }
 
@@ -479,6 +529,7 @@ fn fold_numpy<T: Real + Element>(
     maps: ArrayViewD<'_, T>,
     weights: FloatArray<'_>,
     grid: &Grid,
+    window: FoldWindow,
 ) -> PyResult<PyObject> {
     // Weights in the maps' dtype (the kernel accumulates in it), in their own shape (the
     // kernel checks it), allocated fallibly.
@@ -490,7 +541,7 @@ fn fold_numpy<T: Real + Element>(
         ArrayD::from_shape_vec(view.raw_dim(), data)
             .map_err(|e| UcagError::value("weights", e.to_string()))?
     });
-    let out = py.allow_threads(|| kernels::fold(maps, weights.view(), grid))?;
+    let out = py.allow_threads(|| kernels::fold(maps, weights.view(), grid, window))?;
     Ok(out.into_pyarray(py).into_any().unbind())
 }
 

@@ -6,6 +6,7 @@ explicit loops that place, weight and count, written from the definitions alone.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -59,8 +60,31 @@ def confidence(logits: torch.Tensor, targets, mode: str = "exp") -> torch.Tensor
     return {"exp": p.exp(), "prob": p, "uniform": torch.ones_like(p)}[mode]
 
 
-def fold(maps: torch.Tensor, weights: torch.Tensor, g: Geometry) -> torch.Tensor:
-    """M_b = sum_p w * place_p(bilinear(E, patch size)) / D."""
+def taper(window: str, side: int, size: int, offsets: list[int], i: int) -> torch.Tensor:
+    """Patch i's window along one axis (docs/algorithm.md §4.1), pixel by pixel: a side
+    inside the image ramps over its overlap with the neighbouring patch, at most half the
+    patch; ramp value at pixel k from the edge: t = (k + 0.5) / T, linear t, cosine
+    (1 - cos(pi t)) / 2."""
+    profile = torch.ones(side, dtype=torch.float64)
+    if window == "box":
+        return profile
+    o = offsets[i]
+    start = min(offsets[i - 1] + side - o, side // 2) if i > 0 and o > 0 else 0
+    end = min(o + side - offsets[i + 1], side // 2) if i + 1 < len(offsets) and o + side < size else 0
+
+    def ramp(k: int, length: int) -> float:
+        t = (k + 0.5) / length
+        return t if window == "linear" else 0.5 - 0.5 * math.cos(math.pi * t)
+
+    for k in range(start):
+        profile[k] = ramp(k, start)
+    for k in range(end):
+        profile[side - 1 - k] = ramp(k, end)
+    return profile
+
+
+def fold(maps: torch.Tensor, weights: torch.Tensor, g: Geometry, window: str = "box") -> torch.Tensor:
+    """M_b = sum_p w * W_p * place_p(bilinear(E, patch size)) / sum_p W_p (W_p = 1: D)."""
     if maps.dim() == 4:
         maps = maps[:, 0]
     n = g.units * g.units
@@ -72,12 +96,13 @@ def fold(maps: torch.Tensor, weights: torch.Tensor, g: Geometry) -> torch.Tensor
         canvas = torch.zeros(H, W, dtype=maps.dtype)
         count = torch.zeros(H, W, dtype=maps.dtype)
         p = 0
-        for y in g.offsets_y:
-            for xo in g.offsets_x:
+        for i, y in enumerate(g.offsets_y):
+            for j, xo in enumerate(g.offsets_x):
                 k = b * n + p
                 resized = F.interpolate(maps[k][None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-                canvas[y : y + h, xo : xo + w] += weights[k] * resized
-                count[y : y + h, xo : xo + w] += 1
+                patch_window = torch.outer(taper(window, h, H, g.offsets_y, i), taper(window, w, W, g.offsets_x, j)).to(maps.dtype)
+                canvas[y : y + h, xo : xo + w] += weights[k] * patch_window * resized
+                count[y : y + h, xo : xo + w] += patch_window
                 p += 1
         out.append(canvas / count)
     return torch.stack(out)

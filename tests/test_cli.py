@@ -430,3 +430,10 @@ def test_bad_library_models_are_one_line(tmp_path, capsys):
     _fails(capsys, [*run, "--model", f"hf:{tmp_path}"], "--model", "not a folder with a config.json")
     _fails(capsys, [*run, "--model", f"hf:{tmp_path}", "--weights", str(tmp_path / "w.pth")], "--weights", "drop --weights")
     _fails(capsys, [*run, "--model", "timm:resnet18", "--layer", "fc"], "--layer", "'fc'", "(1, 1000)")
+
+
+def test_fold_option(tmp_path, capsys):
+    run = ["explain", "chelsea", "--units", "2", "--out", str(tmp_path / "out")]
+    _fails(capsys, [*run, "--fold", "hann"], "--fold", "invalid choice", "'box'")
+    assert main([*run, "--fold", "cosine"]) == 0
+    assert (tmp_path / "out" / "chelsea_gradcam.png").exists()

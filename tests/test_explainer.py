@@ -101,7 +101,7 @@ def test_every_grad_cam_class(small, name):
     assert not np.allclose(maps, base_map, atol=1e-3)
 
 
-def gradcam_reference(model, layer, x, targets, units, scale, chunk=16):
+def gradcam_reference(model, layer, x, targets, units, scale, chunk=16, fold="box"):
     """Independent UCAG(Grad-CAM): reference unfold, hooks + autograd for sum_k alpha_k A_k,
     softmax weights, reference fold."""
     H, W = x.shape[-2:]
@@ -123,7 +123,7 @@ def gradcam_reference(model, layer, x, targets, units, scale, chunk=16):
         alpha = grad.mean(dim=(2, 3), keepdim=True)
         maps.append((alpha * store["a"]).sum(1).detach())
         weights.append(ref.confidence(logits.detach(), t, "exp"))
-    return ref.fold(torch.cat(maps), torch.cat(weights), g)
+    return ref.fold(torch.cat(maps), torch.cat(weights), g, fold)
 
 
 def assert_rel(actual, expected, rtol):
@@ -204,7 +204,14 @@ def test_bad_calls_raise_clear_errors(small, call, exc, argument):
 
 @pytest.mark.parametrize(
     "kwargs,argument",
-    [(dict(units=0), "units"), (dict(scale=-1.0), "scale"), (dict(batch_size=0), "batch_size"), (dict(weighting="softmax"), "weighting"), (dict(postprocess="relu"), "postprocess")],
+    [
+        (dict(units=0), "units"),
+        (dict(scale=-1.0), "scale"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(weighting="softmax"), "weighting"),
+        (dict(postprocess="relu"), "postprocess"),
+        (dict(fold="hann"), "fold"),
+    ],
 )
 def test_bad_settings_fail_at_construction(small, kwargs, argument):
     model, layer, _ = small
@@ -246,6 +253,15 @@ def test_gradcam_on_sample_model_equals_reference(sample):
     assert e.saliency.shape == (1, 224, 224) and float(e.saliency.min()) >= 0 and float(e.saliency.max()) <= 1
     # post-processing is docs/algorithm.md §5 on the raw map
     torch.testing.assert_close(e.saliency, ucag.postprocess.cam_postprocess(e.raw))
+
+
+@pytest.mark.parametrize("fold", ["linear", "cosine"])
+def test_tapered_folds_on_sample_model_equal_reference(sample, fold):
+    sm, x = sample
+    with ucag.UCAG(pgc.GradCAM(model=sm.model, target_layers=[sm.target_layer]), fold=fold) as explainer:
+        e = explainer.explain(x, [285])
+    assert explainer.fold == fold and f"fold={fold!r}" in repr(explainer)
+    assert_rel(e.raw, gradcam_reference(sm.model, sm.target_layer, x, [285], 6, 2.6, fold=fold), 1e-4)
 
 
 def test_captum_layer_gradcam_on_sample_model_equals_reference(sample):

@@ -56,7 +56,14 @@ def test_paths_agree(force_path, seed, dtype):
     for path in PATHS:
         force_path(path)
         weights = ucag.confidence(logits, targets)
-        results[path] = (ucag.unfold(images, grid), weights, ucag.fold(maps, weights, grid), ucag.confidence(logits, targets.tolist(), "prob"))
+        results[path] = (
+            ucag.unfold(images, grid),
+            weights,
+            ucag.fold(maps, weights, grid),
+            ucag.confidence(logits, targets.tolist(), "prob"),
+            ucag.fold(maps, weights, grid, "cosine"),
+            ucag.fold(maps, weights, grid, "linear"),
+        )
     reference = results[PATHS[-1]]
     for path, outputs in results.items():
         for got, expected in zip(outputs, reference, strict=True):
@@ -73,7 +80,7 @@ def test_torch_ops_equal_the_tch_kernels_bit_for_bit(force_path):
         for path in ("tch", "torch ops"):
             force_path(path)
             weights = ucag.confidence(logits.to(dtype), targets)
-            outputs[path] = (ucag.unfold(images.to(dtype), grid), weights, ucag.fold(maps.to(dtype), weights, grid))
+            outputs[path] = (ucag.unfold(images.to(dtype), grid), weights, *(ucag.fold(maps.to(dtype), weights, grid, w) for w in ("box", "linear", "cosine")))
         for a, b in zip(outputs["tch"], outputs["torch ops"], strict=True):
             assert a.dtype == dtype and torch.equal(a, b)
 

@@ -186,3 +186,42 @@ def test_road_on_real_photos(sample):
     random = metrics.road_combined(metrics.road(model, x, noise, targets, percentiles=percentiles), metrics.road(model, x, noise, targets, order="least", percentiles=percentiles))
     assert (combined.values > random.values + 0.05).all(), (combined.values, random.values)
     assert (most.values < least.values).all()
+
+
+def test_seam_score_of_steps_at_the_patch_borders():
+    """A map that steps only where patches start or end scores high; a smooth ramp of the
+    same range about 1; the score ignores scale."""
+    from ucag import Grid
+    from ucag.eval.metrics import seam_score
+
+    grid = Grid((60, 80), units=3)
+    (ph, pw), (oy, ox) = grid.patch_size, (grid.offsets_y, grid.offsets_x)
+    yy, xx = torch.meshgrid(torch.arange(60.0), torch.arange(80.0), indexing="ij")
+    ramp = (yy / 60 + xx / 80)[None]
+    steps = torch.zeros(1, 60, 80)
+    for o in ox[1:]:
+        steps[..., o:] += 1.0
+    for o in oy[1:]:
+        steps[:, o:] += 1.0
+    stepped = ramp + steps
+    assert seam_score(ramp, grid).values[0] == pytest.approx(1.0, abs=0.05)
+    assert seam_score(stepped, grid).values[0] > 10
+    assert seam_score(stepped * 7.0, grid).values[0] == pytest.approx(seam_score(stepped, grid).values[0])
+    # ends of patches are borders too
+    ends = ramp.clone()
+    ends[..., ox[0] + pw :] += 1.0
+    assert seam_score(ends, grid).values[0] > 2
+    assert ph < 60
+
+
+def test_seam_score_refuses_undefined_cases():
+    from ucag import Grid
+    from ucag.eval.metrics import seam_score
+
+    grid = Grid((40, 40), units=2)
+    with pytest.raises(ValueError, match="^raw: maps \\[0\\] do not change"):
+        seam_score(torch.ones(1, 40, 40), grid)
+    with pytest.raises(ValueError, match="^raw: maps of \\(30, 40\\) px"):
+        seam_score(torch.rand(1, 30, 40), grid)
+    with pytest.raises(ValueError, match="^grid: its patches have no borders"):
+        seam_score(torch.rand(1, 40, 40), Grid((40, 40), units=1, patch_size=(40, 40)))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .grid import GridSpec
+from .kernels import check_fold_window
 from .postprocess import check_blur
 
 #: One target per image: class indices (ints or a 1-D integer tensor), pytorch-grad-cam
@@ -215,7 +216,7 @@ def run_in_chunks(rows: int, size: int, run: Callable[[slice], T], what: str = "
 
 
 #: The settings :class:`ucag.UCAG` takes besides the base, the model and Captum's options.
-SETTINGS = ("units", "patch_size", "scale", "scaled_size", "weighting", "batch_size", "postprocess", "blur", "progress", "truncate_backward", "global_view", "global_weight")
+SETTINGS = ("units", "patch_size", "scale", "scaled_size", "weighting", "fold", "batch_size", "postprocess", "blur", "progress", "truncate_backward", "global_view", "global_weight")
 
 
 def check_settings(**settings: Any) -> None:
@@ -235,6 +236,8 @@ def check_settings(**settings: Any) -> None:
         raise ValueError(f"batch_size: expected a positive int or 'auto', got {batch_size!r}")
     if settings.get("weighting", "exp") not in ("exp", "prob", "uniform"):
         raise ValueError(f"weighting: expected 'exp', 'prob' or 'uniform', got {settings['weighting']!r}")
+    if "fold" in settings:
+        check_fold_window(settings["fold"], "fold")
     if settings.get("postprocess", "auto") not in ("auto", "cam", "none"):
         raise ValueError(f"postprocess: expected 'auto', 'cam' or 'none', got {settings['postprocess']!r}")
     check_blur(settings.get("blur"))

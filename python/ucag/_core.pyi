@@ -67,6 +67,13 @@ class Grid:
         """The duplication matrix D: how many patches contain each pixel, int32 (H, W).
         MemoryError (ValueError beyond 2**63 - 1 bytes) naming image_size when it cannot be
         allocated."""
+    def fold_weights(self, window: Literal["box", "linear", "cosine"] = "box") -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """The fold's window (docs/algorithm.md section 4.1) as float64 arrays: the row
+        profiles (units, h) and column profiles (units, w) of the patch positions, and the
+        sums of the placed profiles (H,) and (W,). Patch (i, j) weighs its pixel (r, c) by
+        rows[i, r] * columns[j, c]; the fold divides pixel (y, x) by
+        row_sums[y] * column_sums[x]. "box" (the paper's fold) gives ones and the coverage
+        counts."""
     def __getnewargs__(self) -> tuple[tuple[int, int], int, tuple[int, int], float, tuple[int, int]]:
         """(image_size, units, patch_size, 1.0, scaled_size): the explicit sizes, which
         rebuild the same grid (pickling uses them)."""
@@ -94,9 +101,10 @@ def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, r
 def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: Literal[True]) -> tuple[_Float, _Float]: ...  # type: ignore[overload-overlap]
 @overload
 def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: bool) -> _Float | tuple[_Float, _Float]: ...
-def fold(maps: _Float, weights: npt.NDArray[np.floating], grid: Grid) -> _Float:
+def fold(maps: _Float, weights: npt.NDArray[np.floating], grid: Grid, window: Literal["box", "linear", "cosine"] = "box") -> _Float:
     """Conquer (docs/algorithm.md section 4): (B*N, [1,] h', w') partial maps and (B*N,)
-    weights -> (B, H, W) raw UCAG maps in the maps' dtype."""
+    weights -> (B, H, W) raw UCAG maps in the maps' dtype; ``window`` "box" is the paper's
+    fold, "linear" and "cosine" the tapered ones (section 4.1)."""
 
 def check_images(shape: Sequence[int], grid: Grid) -> int:
     """The shape checks of ``unfold`` for a (B, C, H, W) batch shape; returns B."""

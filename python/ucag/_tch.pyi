@@ -32,6 +32,7 @@ def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "
 def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
 @overload
 def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
-def fold(maps: torch.Tensor, weights: torch.Tensor, geometry: _Geometry) -> torch.Tensor:
+def fold(maps: torch.Tensor, weights: torch.Tensor, geometry: _Geometry, window: Literal["box", "linear", "cosine"] = "box") -> torch.Tensor:
     """Fold (B*N, [1,] h', w') partial maps with (B*N,) weights into raw (B, H, W) UCAG
-    maps (docs/algorithm.md section 4)."""
+    maps (docs/algorithm.md section 4), with the fold ``window`` "box" (the paper's),
+    "linear" or "cosine" (section 4.1)."""

@@ -40,6 +40,7 @@ from ._call import logits_of
 from .eval.registry import BASELINES, METHODS, VARIANTS, comparison_pairs, method, methods_of_kind
 from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
 from .grid import GridSpec
+from .kernels import FOLD_WINDOWS
 
 if TYPE_CHECKING:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -463,7 +464,7 @@ def explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--target: {args.target} is not a class of the model; give a class index from 0 to {classes - 1} (the model has {classes} outputs)")
     _check_units(args.units, sm.input_size)
     _make_out(out_dir)
-    with spec.build(sm.model, sm.target_layer) as cam, ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress) as explainer:
+    with spec.build(sm.model, sm.target_layer) as cam, ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress, **_fold_option(args)) as explainer:
         for path in args.images:
             name, rgb = read_image(path)
             x = sm.preprocess(rgb)
@@ -523,10 +524,20 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--std", type=_positive_float, nargs=3, help="input normalisation std for --model (default: its library's, else ImageNet's)")
 
 
+def _add_fold_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fold", choices=list(FOLD_WINDOWS), help="the fold's window: box is the paper's fold, linear and cosine taper the patches so no seams show (default: ucag.UCAG's)")
+
+
+def _fold_option(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"fold": ...}`` when ``--fold`` was given (else UCAG's own default applies)."""
+    return {"fold": args.fold} if args.fold else {}
+
+
 def _add_explain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
     p.add_argument("--units", type=_positive_int, default=6, help="patches per axis (default 6)")
     p.add_argument("--target", type=int, default=None, help="class index to explain, 0..classes-1 (default: the prediction)")
+    _add_fold_option(p)
     p.add_argument("--batch-size", type=_positive_int, default=16, help="patches per forward/backward (default 16)")
     p.add_argument("--out", default="out", help="folder for the PNGs (default ./out)")
     p.add_argument("--progress", action="store_true", help="show a progress bar per image")
@@ -575,7 +586,7 @@ def evaluate(args: argparse.Namespace) -> int:
     uses_layer = [m for m in (*methods, *(["cameras"] if "cameras" in args.baselines else [])) if METHODS[m].kind != "propagation"]
     sm, _ = _load_model(args, needs_feature_map=bool(uses_layer), device=device)
     _check_units(args.units, sm.input_size)
-    options: dict[str, Any] = {"units": args.units, "batch_size": args.batch_size}
+    options: dict[str, Any] = {"units": args.units, "batch_size": args.batch_size, **_fold_option(args)}
     if args.global_view:
         options["global_view"] = args.global_view
     try:
@@ -684,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--units", type=_positive_int, default=6, help="UCAG patches per axis (default 6)")
     p.add_argument("--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)")
     p.add_argument("--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)")
+    _add_fold_option(p)
     p.add_argument("--metric-batch-size", type=_positive_int, default=8, help="perturbed images per forward in the metrics (default 8)")
     p.add_argument("--step", type=_positive_int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N samples only")

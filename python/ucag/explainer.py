@@ -27,6 +27,7 @@ from .postprocess import cam_postprocess
 from .postprocess import postprocess as apply_postprocess
 
 Weighting: TypeAlias = Literal["exp", "prob", "uniform"]
+FoldWindow: TypeAlias = kernels.FoldWindow
 GlobalView: TypeAlias = Literal["product", "mean"]
 
 
@@ -95,6 +96,12 @@ class UCAG(GradCamCallable):
     :class:`ucag.grid.GridSpec` (``grid_spec``); ``attribute_kwargs`` go to a Captum
     method's ``attribute``.
 
+    ``fold`` is how the weighted partial maps are blended (docs/algorithm.md §4.1):
+    ``"box"`` is the paper's fold (every patch pixel counts 1, divided by the number of
+    patches that contain it, which jumps at every patch edge and leaves straight seams);
+    ``"linear"`` and ``"cosine"`` taper each patch side inside the image over its overlap
+    with the next patch and divide by the sum of the windows, so no seams.
+
     Fixed-resolution models (ViT, DeiT, Swin from timm; torchvision's ViT; Hugging Face
     ViTs — :func:`ucag.models.model_input_size`) accept only their input size: when
     neither ``scale`` nor ``scaled_size`` is given, the patches are resized to it
@@ -128,6 +135,7 @@ class UCAG(GradCamCallable):
         scale: float | None = None,
         scaled_size: int | tuple[int, int] | None = None,
         weighting: Weighting = "exp",
+        fold: FoldWindow = "box",
         batch_size: int | Literal["auto"] = 16,
         postprocess: Literal["auto", "cam", "none"] = "auto",
         blur: tuple[int, float] | None = (5, 3.0),
@@ -137,7 +145,9 @@ class UCAG(GradCamCallable):
         global_weight: float = 0.5,
         **attribute_kwargs: Any,
     ) -> None:
-        check_settings(scale=scale, scaled_size=scaled_size, weighting=weighting, batch_size=batch_size, postprocess=postprocess, blur=blur, global_view=global_view, global_weight=global_weight)
+        check_settings(
+            scale=scale, scaled_size=scaled_size, weighting=weighting, fold=fold, batch_size=batch_size, postprocess=postprocess, blur=blur, global_view=global_view, global_weight=global_weight
+        )
         grid_spec = GridSpec(units, patch_size, 2.6 if scale is None else scale, scaled_size)
         self.global_view: GlobalView | None = global_view
         self.global_weight = float(global_weight)
@@ -161,6 +171,7 @@ class UCAG(GradCamCallable):
                 )
         self.grid_spec = grid_spec
         self.weighting: Weighting = weighting
+        self.fold: FoldWindow = fold
         self.batch_size = batch_size
         #: Patches per forward/backward now: ``batch_size`` ("auto": 64 on a GPU, 16 on the
         #: CPU), halved for good whenever a chunk runs out of device memory.
@@ -194,7 +205,7 @@ class UCAG(GradCamCallable):
         return (
             f"UCAG(base={self.adapter.name}, units={self.units}, patch_size={self.patch_size}, "
             + (f"scaled_size={self.scaled_size}, " if self.scaled_size else f"scale={self.scale}, ")
-            + f"weighting={self.weighting!r}, batch_size={self.batch_size}, postprocess={self.postprocess!r}"
+            + f"weighting={self.weighting!r}, fold={self.fold!r}, batch_size={self.batch_size}, postprocess={self.postprocess!r}"
             + (f", global_view={self.global_view!r}, global_weight={self.global_weight}" if self.global_view else "")
             + ")"
         )
@@ -333,14 +344,16 @@ class UCAG(GradCamCallable):
         global_map: torch.Tensor | None = None,
         *,
         weighting: Weighting | None = None,
+        fold: FoldWindow | None = None,
         global_view: GlobalView | None | Literal["default"] = "default",
         global_weight: float | None = None,
     ) -> Explanation:
         """Confidence weighting, fold, the optional global-view fusion and post-processing
-        (docs/algorithm.md §3-5) of computed partial maps. ``weighting``, ``global_view``
-        and ``global_weight`` override the explainer's own settings, so one patch pass can
-        be conquered several ways (:func:`ucag.tune`)."""
+        (docs/algorithm.md §3-5) of computed partial maps. ``weighting``, ``fold``,
+        ``global_view`` and ``global_weight`` override the explainer's own settings, so one
+        patch pass can be conquered several ways (:func:`ucag.tune`)."""
         weighting = self.weighting if weighting is None else weighting
+        fold = self.fold if fold is None else fold
         view: GlobalView | None = self.global_view if global_view == "default" else global_view
         global_weight = self.global_weight if global_weight is None else global_weight
         partials = patches.maps
@@ -348,7 +361,7 @@ class UCAG(GradCamCallable):
         patch_targets = target_ids.repeat_interleave(grid.num_patches).to(partials.device)
         # one softmax on the device gives both (the weights derive from the probabilities)
         probabilities, weights = kernels.confidence(logits, patch_targets, weighting, return_probabilities=True)
-        raw = kernels.fold(partials, weights, grid)
+        raw = kernels.fold(partials, weights, grid, fold)
         fused = None
         if view is not None:
             if global_map is None:

@@ -29,6 +29,11 @@ from . import _core, runtime, torch_ops
 from ._core import Grid
 
 Weighting = Literal["exp", "prob", "uniform"]
+#: How the fold weighs each patch's pixels (docs/algorithm.md §4.1): "box" is the paper's
+#: fold (weight 1, divided by the coverage D); "linear" and "cosine" taper the patch sides
+#: inside the image and divide by the sum of the windows, which removes the seams.
+FoldWindow = Literal["box", "linear", "cosine"]
+FOLD_WINDOWS: tuple[FoldWindow, ...] = ("box", "linear", "cosine")
 Array = TypeVar("Array", torch.Tensor, npt.NDArray[np.float32], npt.NDArray[np.float64])
 Targets = torch.Tensor | Sequence[int] | npt.NDArray[np.integer]
 
@@ -158,17 +163,28 @@ def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, retu
     return torch_ops.confidence(logits, on_device, mode, return_probabilities=return_probabilities)
 
 
-def fold(maps: Array, weights: Array, grid: Grid) -> Array:
+def check_fold_window(window: object, argument: str = "window") -> FoldWindow:
+    """``window`` if it names a fold window (:data:`FOLD_WINDOWS`), else a ValueError
+    naming ``argument``."""
+    if window not in FOLD_WINDOWS:
+        raise ValueError(f"{argument}: must be one of 'box' (the paper's fold), 'linear', 'cosine', got {window!r}")
+    return window
+
+
+def fold(maps: Array, weights: Array, grid: Grid, window: FoldWindow = "box") -> Array:
     """Conquer: resize each partial map bilinearly to the patch size, weight it, add it at
-    its patch's place and divide by the coverage D.
+    its patch's place and divide by the coverage D ("box", the paper's fold) — or, with a
+    tapered ``window`` ("linear", "cosine"), weigh each patch's pixels by its window and
+    divide by the sum of the windows (docs/algorithm.md §4.1; :meth:`ucag.Grid.fold_weights`).
 
     maps: (B*N, h', w') or (B*N, 1, h', w') at any resolution; weights: (B*N,). Both torch
     tensors on one device, or both numpy arrays. Returns the raw (signed, unnormalised)
     UCAG maps (B, H, W) in the maps' kind, dtype and device.
     """
     grid = _check_grid(grid)
+    window = check_fold_window(window)
     if not isinstance(maps, torch.Tensor):
-        return _core.fold(maps, weights, grid)
+        return _core.fold(maps, weights, grid, window)
     if not isinstance(weights, torch.Tensor):
         raise TypeError("weights: must be a torch.Tensor because maps is one")
     _check_tensor("maps", maps)
@@ -176,16 +192,16 @@ def fold(maps: Array, weights: Array, grid: Grid) -> Array:
     _check_same_device("weights", weights, "maps", maps.device)
     path = tensor_path(maps)
     if path == "tch":
-        raw: torch.Tensor = _tch().fold(maps, weights, _geometry(grid))
+        raw: torch.Tensor = _tch().fold(maps, weights, _geometry(grid), window)
         return raw
     if path == "portable":
         if weights.dtype not in runtime.PORTABLE_DTYPES:
             weights = weights.to(maps.dtype)
-        return torch.from_numpy(_core.fold(_numpy_view(maps), _numpy_view(weights), grid))
+        return torch.from_numpy(_core.fold(_numpy_view(maps), _numpy_view(weights), grid, window))
     _core.check_fold_inputs(list(maps.shape), list(weights.shape), grid)
     _check_finite("weights", weights)
     resized = torch_ops.resize_maps(maps, grid)
     # Checked after resizing, as the other paths do: the resized maps hold every value the
     # fold reads (a NaN that bilinear down-sampling skips cannot reach the result).
     _check_finite("maps", resized)
-    return torch_ops.fold(resized, maps.dtype, weights, grid)
+    return torch_ops.fold(resized, maps.dtype, weights, grid, window)

@@ -75,16 +75,22 @@ def resize_maps(maps: torch.Tensor, grid: Grid) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fold(resized: torch.Tensor, maps_dtype: torch.dtype, weights: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """Weighted, resized partial maps (from :func:`resize_maps`) added at their patches and
-    divided by the coverage D: raw UCAG maps (B, H, W) in ``maps_dtype``."""
+def fold(resized: torch.Tensor, maps_dtype: torch.dtype, weights: torch.Tensor, grid: Grid, window: Literal["box", "linear", "cosine"] = "box") -> torch.Tensor:
+    """Weighted, resized partial maps (from :func:`resize_maps`) times their fold window,
+    added at their patches and divided by the sum of the windows (the coverage D for "box"):
+    raw UCAG maps (B, H, W) in ``maps_dtype``."""
     n = grid.num_patches
     ph, pw = grid.patch_size
     batch = resized.shape[0] // n
     kind = resized.dtype
+    rows, columns, row_sums, column_sums = (torch.from_numpy(a) for a in grid.fold_weights(window))
     weighted = (resized * weights.to(kind).reshape(-1, 1, 1, 1)).reshape(batch, n, ph, pw)
+    if window != "box":
+        # patch p = (i, j) weighs its pixels by rows[i] x columns[j], row-major like the patches
+        patch_windows = (rows[:, None, :, None] * columns[None, :, None, :]).reshape(n, ph, pw)
+        weighted = weighted * patch_windows.to(kind).to(resized.device)
     canvas = torch.zeros((batch, *grid.image_size), dtype=kind, device=resized.device)
     for p, (y, x) in enumerate(patch_origins(grid)):
         canvas[:, y : y + ph, x : x + pw] += weighted[:, p]
-    coverage = torch.from_numpy(grid.coverage()).to(device=resized.device, dtype=kind)
-    return canvas.div_(coverage).to(maps_dtype)
+    divisor = torch.outer(row_sums, column_sums).to(kind).to(resized.device)
+    return canvas.div_(divisor).to(maps_dtype)

@@ -10,8 +10,9 @@
 
 use tch::{Device, Kind, Tensor};
 use ucag::alloc;
+use ucag::grid::FoldWeights;
 use ucag::kernels::{check_confidence_inputs, check_fold_inputs, check_images, Weighting};
-use ucag::{Grid, UcagError};
+use ucag::{FoldWindow, Grid, UcagError};
 
 /// A tensor's sizes (never negative).
 fn dims(t: &Tensor) -> Vec<usize> {
@@ -265,8 +266,15 @@ pub fn confidence_with_probabilities(
 }
 
 /// Fold partial maps (B*N, h', w') or (B*N, 1, h', w') with weights (B*N,) into raw UCAG
-/// maps (B, H, W) in the maps' dtype on their device.
-pub fn fold(maps: &Tensor, weights: &Tensor, grid: &Grid) -> Result<Tensor, UcagError> {
+/// maps (B, H, W) in the maps' dtype on their device. `FoldWindow::Box` is the paper's
+/// fold (divided by the coverage D); a tapered window multiplies each weighted patch by
+/// its window and divides by the sum of the windows (`Grid::fold_weights`).
+pub fn fold(
+    maps: &Tensor,
+    weights: &Tensor,
+    grid: &Grid,
+    window: FoldWindow,
+) -> Result<Tensor, UcagError> {
     ensure_floating("maps", maps)?;
     ensure_floating("weights", weights)?;
     ensure_same_device("weights", weights, "maps", maps.device())?;
@@ -318,10 +326,34 @@ pub fn fold(maps: &Tensor, weights: &Tensor, grid: &Grid) -> Result<Tensor, Ucag
         .f_to_kind(kind)
         .and_then(|w| w.f_reshape([rows, 1, 1, 1]))
         .map_err(&err)?;
-    let weighted = resized
+    let mut weighted = resized
         .f_mul(&weights)
         .and_then(|r| r.f_reshape([batch, n, ph, pw]))
         .map_err(&err)?;
+    let windows = grid
+        .fold_weights(window)
+        .map_err(|e| e.named("maps", "with this grid needs the fold windows"))?;
+    if window != FoldWindow::Box {
+        // (N, h, w): patch p = (i, j) weighs its pixels by rows[i] x columns[j]
+        // units x side values, fewer than the resized maps whose size was checked above
+        let profiles = |v: &[Vec<f64>]| -> Result<Tensor, tch::TchError> {
+            let flat: Vec<f64> = v.iter().flatten().copied().collect();
+            Tensor::f_from_slice(&flat)?.f_reshape([i64::try_from(v.len()).unwrap_or(i64::MAX), -1])
+        };
+        let patch_windows = profiles(&windows.rows)
+            .and_then(|rows| {
+                let cols = profiles(&windows.columns)?;
+                // outer product over the (i, j) pairs, row-major like the patches
+                rows.f_unsqueeze(1)?
+                    .f_unsqueeze(3)?
+                    .f_mul(&cols.f_unsqueeze(0)?.f_unsqueeze(2)?)?
+                    .f_reshape([n, ph, pw])
+            })
+            .and_then(|w| w.f_to_kind(kind))
+            .and_then(|w| w.f_to(device))
+            .map_err(&err)?;
+        weighted = weighted.f_mul(&patch_windows).map_err(&err)?;
+    }
     let mut canvas =
         Tensor::f_zeros([batch, size(height)?, size(width)?], (kind, device)).map_err(&err)?;
     for p in 0..grid.num_patches() {
@@ -335,24 +367,16 @@ pub fn fold(maps: &Tensor, weights: &Tensor, grid: &Grid) -> Result<Tensor, Ucag
             .f_add_(&weighted.f_select(1, size(p)?).map_err(&err)?)
             .map_err(&err)?;
     }
-    let coverage = coverage_tensor(grid, kind, device)?;
+    let coverage = outer_sums(&windows, kind, device)?;
     let _ = canvas.f_div_(&coverage).map_err(&err)?;
     canvas.f_to_kind(maps.kind()).map_err(err)
 }
 
-/// The duplication matrix D on `device`, built from the two axis counts (outer product);
-/// the result's size has been checked, the host buffers are allocated fallibly.
-fn coverage_tensor(grid: &Grid, kind: Kind, device: Device) -> Result<Tensor, UcagError> {
-    let what = || "with this grid needs the coverage counts".to_string();
-    let to_f64 = |counts: Result<Vec<u32>, alloc::AllocError>| {
-        let counts = counts.map_err(|e| e.named("maps", what()))?;
-        alloc::try_collect(counts.len(), counts.iter().map(|&c| f64::from(c)))
-            .map_err(|e| e.named("maps", what()))
-    };
-    let rows = to_f64(grid.row_coverage())?;
-    let cols = to_f64(grid.column_coverage())?;
-    Tensor::f_from_slice(&rows)
-        .and_then(|r| r.f_outer(&Tensor::f_from_slice(&cols)?))
+/// The fold's divisor on `device`: the outer product of the window sums along the axes
+/// (for `FoldWindow::Box` the duplication matrix D, exactly).
+fn outer_sums(windows: &FoldWeights, kind: Kind, device: Device) -> Result<Tensor, UcagError> {
+    Tensor::f_from_slice(&windows.row_sums)
+        .and_then(|r| r.f_outer(&Tensor::f_from_slice(&windows.column_sums)?))
         .and_then(|d| d.f_to_kind(kind))
         .and_then(|d| d.f_to(device))
         .map_err(tch_error("maps"))

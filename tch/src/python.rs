@@ -7,7 +7,7 @@ use crate::kernels;
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
-use ucag::{py_guard, Grid, UcagError, Weighting};
+use ucag::{py_guard, FoldWindow, Grid, UcagError, Weighting};
 
 /// The torch tensor passed as `argument`; a TypeError naming it otherwise.
 fn tensor(argument: &'static str, obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
@@ -77,19 +77,23 @@ fn confidence(
 }
 
 /// Fold (B*N, [1,] h', w') partial maps with (B*N,) weights into raw (B, H, W) UCAG maps
-/// (docs/algorithm.md section 4).
+/// (docs/algorithm.md section 4), with the fold `window` "box" (the paper's), "linear" or
+/// "cosine" (section 4.1).
 #[pyfunction]
+#[pyo3(signature = (maps, weights, geometry, window = "box"))]
 fn fold(
     py: Python<'_>,
     maps: &Bound<'_, PyAny>,
     weights: &Bound<'_, PyAny>,
     geometry: GridArgs,
+    window: &str,
 ) -> PyResult<PyObject> {
     py_guard(|| {
+        let window: FoldWindow = window.parse()?;
         let maps = tensor("maps", maps)?;
         let weights = tensor("weights", weights)?;
         let grid = grid(geometry)?;
-        let out = py.allow_threads(move || kernels::fold(&maps, &weights, &grid))?;
+        let out = py.allow_threads(move || kernels::fold(&maps, &weights, &grid, window))?;
         to_py(py, out)
     })
 }

@@ -12,11 +12,12 @@
 use ndarray::{ArrayD, IxDyn};
 use tch::{Device, Kind, Tensor};
 use ucag::kernels as core;
-use ucag::{Grid, UcagError, Weighting};
+use ucag::{FoldWindow, Grid, UcagError, Weighting};
 use ucag_tch::kernels;
 
 const MODES: [Weighting; 3] = [Weighting::Exp, Weighting::Prob, Weighting::Uniform];
 const CPU: Device = Device::Cpu;
+const WINDOWS: [FoldWindow; 3] = [FoldWindow::Box, FoldWindow::Linear, FoldWindow::Cosine];
 
 /// Test data of its own per test (libtorch's global generator is shared by the test
 /// threads, so its draws would depend on their interleaving): splitmix64.
@@ -162,27 +163,35 @@ fn fold_matches_the_core() {
         .into_iter()
         .zip([(7, 7), (11, 9), (30, 30), (5, 13)])
     {
-        let rows = 2 * grid.num_patches() as i64;
-        let maps = rng.randn(&[rows, map.0, map.1]);
-        let weights = rng.rand(&[rows]) + 1.0;
-        let got = kernels::fold(&maps, &weights, &grid).unwrap();
-        let (h, w) = grid.image_size();
-        assert_eq!(shape(&got), [2, h, w]);
-        assert_eq!(got.kind(), Kind::Float);
-        let expected =
-            core::fold(array_f32(&maps).view(), array_f32(&weights).view(), &grid).unwrap();
-        assert_close(&array(&got), &expected.into_dyn().mapv(f64::from), 1e-5);
-        // (B*N, 1, h', w') is the same fold
-        assert_identical(
-            &kernels::fold(&maps.unsqueeze(1), &weights, &grid).unwrap(),
-            &got,
-        );
+        for window in WINDOWS {
+            let rows = 2 * grid.num_patches() as i64;
+            let maps = rng.randn(&[rows, map.0, map.1]);
+            let weights = rng.rand(&[rows]) + 1.0;
+            let got = kernels::fold(&maps, &weights, &grid, window).unwrap();
+            let (h, w) = grid.image_size();
+            assert_eq!(shape(&got), [2, h, w]);
+            assert_eq!(got.kind(), Kind::Float);
+            let expected = core::fold(
+                array_f32(&maps).view(),
+                array_f32(&weights).view(),
+                &grid,
+                window,
+            )
+            .unwrap();
+            assert_close(&array(&got), &expected.into_dyn().mapv(f64::from), 1e-5);
+            // (B*N, 1, h', w') is the same fold
+            assert_identical(
+                &kernels::fold(&maps.unsqueeze(1), &weights, &grid, window).unwrap(),
+                &got,
+            );
 
-        let (maps, weights) = (maps.to_kind(Kind::Double), weights.to_kind(Kind::Double));
-        let got = kernels::fold(&maps, &weights, &grid).unwrap();
-        assert_eq!(got.kind(), Kind::Double);
-        let expected = core::fold(array(&maps).view(), array(&weights).view(), &grid).unwrap();
-        assert_close(&array(&got), &expected.into_dyn(), 1e-12);
+            let (maps, weights) = (maps.to_kind(Kind::Double), weights.to_kind(Kind::Double));
+            let got = kernels::fold(&maps, &weights, &grid, window).unwrap();
+            assert_eq!(got.kind(), Kind::Double);
+            let expected =
+                core::fold(array(&maps).view(), array(&weights).view(), &grid, window).unwrap();
+            assert_close(&array(&got), &expected.into_dyn(), 1e-12);
+        }
     }
 }
 
@@ -196,13 +205,24 @@ fn a_fold_at_the_patch_size_is_bit_identical_to_the_core() {
     for kind in [Kind::Float, Kind::Double] {
         let maps = rng.randn(&[rows, ph as i64, pw as i64]).to_kind(kind);
         let weights = rng.rand(&[rows]).to_kind(kind) + 1.0;
-        let got = array(&kernels::fold(&maps, &weights, &grid).unwrap());
+        let got = array(&kernels::fold(&maps, &weights, &grid, FoldWindow::Box).unwrap());
         let expected = if kind == Kind::Float {
-            core::fold(array_f32(&maps).view(), array_f32(&weights).view(), &grid)
-                .unwrap()
-                .mapv(f64::from)
+            core::fold(
+                array_f32(&maps).view(),
+                array_f32(&weights).view(),
+                &grid,
+                FoldWindow::Box,
+            )
+            .unwrap()
+            .mapv(f64::from)
         } else {
-            core::fold(array(&maps).view(), array(&weights).view(), &grid).unwrap()
+            core::fold(
+                array(&maps).view(),
+                array(&weights).view(),
+                &grid,
+                FoldWindow::Box,
+            )
+            .unwrap()
         };
         assert_eq!(got, expected.into_dyn());
     }
@@ -216,10 +236,15 @@ fn half_precision_fold_is_within_half_precision_of_float32() {
     let weights = rng.rand(&[18]) + 1.0;
     for kind in [Kind::Half, Kind::BFloat16] {
         let (maps, weights) = (maps.to_kind(kind), weights.to_kind(kind));
-        let got = kernels::fold(&maps, &weights, &grid).unwrap();
+        let got = kernels::fold(&maps, &weights, &grid, FoldWindow::Box).unwrap();
         assert_eq!(got.kind(), kind);
-        let expected =
-            core::fold(array_f32(&maps).view(), array_f32(&weights).view(), &grid).unwrap();
+        let expected = core::fold(
+            array_f32(&maps).view(),
+            array_f32(&weights).view(),
+            &grid,
+            FoldWindow::Box,
+        )
+        .unwrap();
         assert_close(&array(&got), &expected.into_dyn().mapv(f64::from), 1e-2);
     }
 }
@@ -411,12 +436,21 @@ fn fold_errors_name_their_argument() {
         ),
     ];
     for (label, m, w, expected) in cases {
-        assert_eq!(argument(kernels::fold(&m, &w, &grid)), expected, "{label}");
+        assert_eq!(
+            argument(kernels::fold(&m, &w, &grid, FoldWindow::Box)),
+            expected,
+            "{label}"
+        );
     }
     let int_weights = Tensor::ones([2 * n], (Kind::Int64, CPU));
-    assert!(is_type_error(kernels::fold(&maps, &int_weights, &grid)));
+    assert!(is_type_error(kernels::fold(
+        &maps,
+        &int_weights,
+        &grid,
+        FoldWindow::Box
+    )));
     assert_eq!(
-        argument(kernels::fold(&maps, &int_weights, &grid)),
+        argument(kernels::fold(&maps, &int_weights, &grid, FoldWindow::Box)),
         "weights"
     );
 }
@@ -513,13 +547,25 @@ fn results_too_large_are_errors_naming_the_argument() {
     // 2^62 pixels: the resized maps and the result cannot even be addressed
     let huge = Grid::new((1 << 31, 1 << 31), 2, None, 1e-9, None).unwrap();
     let maps = Tensor::ones([4, 1, 1], (Kind::Float, CPU));
-    let err = kernels::fold(&maps, &Tensor::ones([4], (Kind::Float, CPU)), &huge).unwrap_err();
+    let err = kernels::fold(
+        &maps,
+        &Tensor::ones([4], (Kind::Float, CPU)),
+        &huge,
+        FoldWindow::Box,
+    )
+    .unwrap_err();
     assert!(matches!(err, UcagError::Value { .. }), "{err}");
     assert!(err.to_string().starts_with("maps: "), "{err}");
     assert!(err.to_string().contains("too large to allocate"), "{err}");
     // 2^48 pixels (1 PiB of float32): addressable, beyond the machine's memory
     let big = Grid::new((1 << 24, 1 << 24), 2, None, 1e-9, None).unwrap();
-    let err = kernels::fold(&maps, &Tensor::ones([4], (Kind::Float, CPU)), &big).unwrap_err();
+    let err = kernels::fold(
+        &maps,
+        &Tensor::ones([4], (Kind::Float, CPU)),
+        &big,
+        FoldWindow::Box,
+    )
+    .unwrap_err();
     assert!(matches!(err, UcagError::Memory { .. }), "{err}");
     assert!(err.to_string().starts_with("maps: "), "{err}");
 }

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .._call import check_target_range, checked_logits, eval_mode, logits_of, model_device, run_in_chunks
+from .._core import Grid
 from ..postprocess import gaussian_blur
 
 #: Saliency maps (B, H, W) or ground-truth masks (B, H, W), numpy or torch.
@@ -307,6 +308,38 @@ def map_density(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets:
     )
 
 
+def seam_score(raw: Maps, grid: Grid) -> MetricResult:
+    """How visible the patch borders of ``grid`` are in maps (B, H, W) (docs/algorithm.md
+    §4.1): the mean absolute difference between neighbouring pixels across a patch border
+    (a patch's first or last row or column inside the image), divided by the mean absolute
+    difference between all other neighbours. About 1: no seams; the paper's fold on
+    Grad-CAM maps gives several. Use the raw maps (post-processing blurs seams away). A map
+    without differences off the borders has no score: ValueError."""
+    s = _saliency(raw, None, None).double()
+    if tuple(s.shape[-2:]) != grid.image_size:
+        raise ValueError(f"raw: maps of {tuple(s.shape[-2:])} px for a grid over {grid.image_size} px images")
+    (ph, pw), (height, width) = grid.patch_size, grid.image_size
+
+    def borders(size: int, patch: int, offsets: Sequence[int]) -> torch.Tensor:
+        # difference d compares pixels d - 1 and d; a border lies where a patch starts or ends
+        edges = {o for o in offsets if o > 0} | {o + patch for o in offsets if o + patch < size}
+        flags = torch.zeros(size - 1, dtype=torch.bool)
+        flags[[e - 1 for e in sorted(edges)]] = True
+        return flags
+
+    rows, cols = borders(height, ph, grid.offsets_y), borders(width, pw, grid.offsets_x)
+    down = (s[:, 1:] - s[:, :-1]).abs()  # (B, H-1, W)
+    across = (s[:, :, 1:] - s[:, :, :-1]).abs()  # (B, H, W-1)
+    on = torch.cat([down[:, rows].flatten(1), across[:, :, cols].flatten(1)], 1)
+    off = torch.cat([down[:, ~rows].flatten(1), across[:, :, ~cols].flatten(1)], 1)
+    if on.shape[1] == 0:
+        raise ValueError("grid: its patches have no borders inside the image (units=1), so there is no seam to score")
+    flat = (off.mean(1) <= 0).nonzero().flatten().tolist()
+    if flat:
+        raise ValueError(f"raw: maps {flat} do not change off the patch borders; the seam score is undefined for them")
+    return MetricResult("seam score", (on.mean(1) / off.mean(1)).numpy())
+
+
 def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Average precision of continuous scores against binary labels (the step-wise
     sum of (R_n - R_{n-1}) P_n over distinct score thresholds, as scikit-learn computes it)."""
@@ -360,5 +393,6 @@ __all__: Sequence[str] = [
     "pointing_game",
     "road",
     "road_combined",
+    "seam_score",
     "segmentation_scores",
 ]
