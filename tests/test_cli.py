@@ -83,6 +83,27 @@ def test_evaluate_with_global_view(tmp_path, capsys):
     assert json.loads((tmp_path / "config.json").read_text())["ucag_options"]["global_view"] == "product"
 
 
+def test_evaluate_takes_controls_and_peers(tmp_path, capsys, monkeypatch):
+    from types import SimpleNamespace
+
+    from ucag.eval import runner
+
+    seen = {}
+
+    def fake_evaluate(model, target_layer, dataset, out, **kwargs):
+        seen.update(kwargs, target_layer=target_layer)
+        return SimpleNamespace(markdown=lambda: "| table |", out=out)
+
+    monkeypatch.setattr(runner, "evaluate", fake_evaluate)
+    argv = ["evaluate", "--samples", "--methods", "gradcam", "--baselines", "random", "sobel", "sess", "sess-matched", "refinecam"]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"]) == 0
+    assert seen["baselines"] == ["random", "sobel", "sess", "sess-matched", "refinecam"] and seen["target_layer"] is not None
+    assert "| table |" in capsys.readouterr().out
+    _fails(capsys, [*argv, "sesss", "--out", str(tmp_path / "bad")], "--baselines", "'sesss'")
+    _fails(capsys, ["evaluate", "--samples", "--methods", "random", "--out", str(tmp_path / "bad")], "--methods", "'random'")
+    assert not (tmp_path / "bad").exists()
+
+
 # --- every failure: one line "ucag: error: ...", exit 2 (usage) or 1 (failure) ---------
 
 

@@ -289,7 +289,7 @@ def test_two_processes_under_torchrun_write_what_one_process_writes(tmp_path):
 def test_evaluate_measures_road(sample_model, tmp_path):
     summary = evaluate(sample_model.model, None, SampleImages(["coffee"]), tmp_path, methods=["gradcam"], metrics=["road"], ucag_options=FAST, progress=False, plot=False)
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
-    assert header[-3:] == ["road_morf", "road_lerf", "road_combined"]
+    assert header[-6:] == ["road_morf", "road_lerf", "road_combined", "forward_passes", "backward_passes", "forward_mpx"]  # the metrics, then the cost
     for variant in ("base", "ucag"):
         morf, lerf, combined = (summary.cell("gradcam", variant, c) for c in ("road_morf", "road_lerf", "road_combined"))
         assert morf is not None and lerf is not None and combined is not None

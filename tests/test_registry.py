@@ -39,7 +39,8 @@ def test_every_method_once_with_kind_and_display_name():
     # the CLI's choices come from the registry
     from ucag.cli import BASE_METHODS
 
-    assert set(BASE_METHODS) == set(METHODS) - {"cameras"}
+    assert set(BASE_METHODS) == set(METHODS) - {"cameras", "random", "sobel"}
+    assert methods_of_kind("control") == ("random", "sobel")
 
 
 def test_fullgrad_means_ucags_raw_fullgrad_and_sess_wraps_grad_cams(tiny):
@@ -88,7 +89,8 @@ def test_build_releases_grad_cam_hooks(tiny):
 @pytest.mark.parametrize("name", [n for n in METHODS if n != "cameras"])
 def test_every_base_meets_the_adapter_contract(tiny, name):
     model, layer, x = tiny
-    with METHODS[name].build(model, layer) as base:
+    options = {"mean": (0.5,) * 3, "std": (0.25,) * 3} if name == "sobel" else {}  # Sobel recovers the image first
+    with METHODS[name].build(model, layer, **options) as base:
         adapter = make_adapter(base, model)
         assert isinstance(adapter, Adapter)
         assert adapter.model is model and adapter.map_kind in ("cam", "signed") and isinstance(adapter.name, str)

@@ -37,7 +37,7 @@ from torch import nn
 import ucag
 
 from ._call import logits_of
-from .eval.registry import BASELINES, METHODS, VARIANTS, comparison_pairs, method, methods_of_kind
+from .eval.registry import BASELINES, CONTROLS, METHODS, ONCE, VARIANTS, comparison_pairs, method, methods_of_kind
 from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
 from .grid import GridSpec
 from .kernels import FOLD_WINDOWS
@@ -583,7 +583,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if len(dataset) == 0:
         raise UsageError(f"--dataset: {spec!r} holds no samples")
     device = _device(args.device) if args.device else _init_distributed()
-    uses_layer = [m for m in (*methods, *(["cameras"] if "cameras" in args.baselines else [])) if METHODS[m].kind != "propagation"]
+    # the Sobel control reads the image only; every other CAM-style method needs the layer
+    uses_layer = [m for m in (*methods, *(b for b in args.baselines if b in ONCE)) if METHODS[m].kind != "propagation" and m != "sobel"]
     sm, _ = _load_model(args, needs_feature_map=bool(uses_layer), device=device)
     _check_units(args.units, sm.input_size)
     options: dict[str, Any] = {"units": args.units, "batch_size": args.batch_size, **_fold_option(args)}
@@ -688,9 +689,16 @@ def main(argv: list[str] | None = None) -> int:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--samples", action="store_true", help="the bundled photos with the sample model")
     source.add_argument("--dataset", help="samples | imagenet:ROOT[:LABELS] | voc2007:ROOT | coco2014:ROOT:ANNOTATIONS | imagenet-seg:PATH")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam")
+    p.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m not in CONTROLS], help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam")
     p.add_argument("--variants", nargs="+", default=["base", "ucag"], choices=list(VARIANTS), help="default: base ucag")
-    p.add_argument("--baselines", nargs="*", default=[], choices=BASELINES, help="also run these baselines")
+    p.add_argument(
+        "--baselines",
+        nargs="*",
+        default=[],
+        choices=BASELINES,
+        help="also run these: peers around each method (upscale; sess: SESS's 12 scales; sess-matched: SESS on UCAG's own grid; refinecam: 3 resolutions), "
+        "cameras, and the floors random (Random-CAM) and sobel (edges)",
+    )
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation and road (ROAD imputes 18 images per map: slow)")
     p.add_argument("--units", type=_positive_int, default=6, help="UCAG patches per axis (default 6)")
     p.add_argument("--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)")

@@ -295,6 +295,73 @@ def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], siz
     return LayerSuggestion(chosen.name, chosen.module, None, "NCHW", (int(h), int(w)), size, reason)
 
 
+def resolution_layers(model: nn.Module, target_layer: nn.Module | None = None, count: int = 3, input_size: int | tuple[int, int] | None = None) -> list[LayerSuggestion]:
+    """One CNN layer per spatial resolution, for multi-layer CAMs (RefineCAM): the layers
+    that end the last ``count`` resolutions of the network, coarsest (``target_layer``,
+    default :func:`layer_suggestion`'s) last, found from one traced forward pass of a blank
+    image (at ``input_size``, default :func:`trace_size`).
+
+    For each resolution before the target layer's, the chosen layer is the last module of
+    the *shallowest* depth (fewest dots in its name) whose output has that resolution —
+    the end of a stage (``layer3`` of a ResNet, ``blocks.4`` of a timm EfficientNet,
+    ``features.29`` of a VGG), not the expansion convolution of the next stage's first
+    block, which still runs at that resolution — then, among the modules returning that
+    same tensor, the outermost block that runs once (``layer3[-1]`` rather than the
+    ``layer3`` container), as :func:`layer_suggestion` chooses. Fewer layers come back when
+    the network has fewer resolutions. ValueError for a target layer whose output is not a
+    (B, C, H, W) map of the forward pass (a transformer's tokens: give the layers yourself).
+    """
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"count: expected a positive number of resolutions, got {count!r}")
+    size = trace_size(model) if input_size is None else (_config_size(input_size) or _bad_size(input_size))
+    if target_layer is None:
+        suggestion = layer_suggestion(model, size)
+        if suggestion.layout != "NCHW":
+            raise ValueError(f"model: {type(model).__name__} is a transformer ({suggestion.layout} layer {suggestion.name!r}); its tokens have one resolution: give the layers yourself")
+        target_layer = suggestion.layer
+    calls = _trace(model, size)
+    counts: dict[int, int] = {}
+    for call in calls:
+        counts[id(call.module)] = counts.get(id(call.module), 0) + 1
+    end = next((i for i, c in enumerate(calls) if c.module is target_layer), None)
+    if end is None or not isinstance(calls[end].output, torch.Tensor) or calls[end].output.dim() != 4:
+        raise ValueError(f"target_layer: {type(target_layer).__name__} gives no (B, C, H, W) feature map in a forward pass of {type(model).__name__} at {size[0]}x{size[1]}")
+    spatial = [
+        c
+        for c in calls[: end + 1]
+        if c.module is not model
+        and not c.passthrough
+        and not isinstance(c.module, _HEAD_POOLS)
+        and isinstance(c.output, torch.Tensor)
+        and c.output.dim() == 4
+        and c.output.shape[-2] * c.output.shape[-1] > 1
+    ]
+    # the resolutions the network steps down through: a map larger than one already reached
+    # (a 'same' padding before a strided convolution) starts no stage
+    resolutions: list[tuple[int, int]] = []
+    for c in spatial:
+        h, w = (int(v) for v in c.output.shape[-2:])
+        if not resolutions or h * w < resolutions[-1][0] * resolutions[-1][1]:
+            resolutions.append((h, w))
+    target_resolution = tuple(int(v) for v in calls[end].output.shape[-2:])
+    earlier = [r for r in resolutions if r != target_resolution][-(count - 1) :] if count > 1 else []
+    names = {id(m): n for n, m in model.named_modules()}
+    chosen: list[LayerSuggestion] = []
+    for resolution in earlier:
+        at = [c for c in spatial if tuple(c.output.shape[-2:]) == resolution]
+        depth = min(c.name.count(".") for c in at)
+        last = [c for c in at if c.name.count(".") == depth][-1].output
+        same = [c for c in calls if c.output is last and c.module is not model and not c.passthrough]
+        blocks = [c for c in same if counts[id(c.module)] == 1 and type(c.module) not in (nn.Sequential, nn.ModuleList)]
+        shallowest = min(c.name.count(".") for c in blocks or same)
+        pick = [c for c in blocks or same if c.name.count(".") == shallowest][-1]  # after an in-place activation
+        _, channels, h, w = last.shape
+        chosen.append(LayerSuggestion(pick.name, pick.module, None, "NCHW", (int(h), int(w)), size, f"the end of the {h} x {w} stage ({channels} channels at {size[0]}x{size[1]} input)"))
+    _, channels, h, w = calls[end].output.shape
+    chosen.append(LayerSuggestion(names.get(id(target_layer), "?"), target_layer, None, "NCHW", (int(h), int(w)), size, f"the target layer ({channels} x {h} x {w} at {size[0]}x{size[1]} input)"))
+    return chosen
+
+
 def _transformer_layer(model: nn.Module, calls: list[_Call], attention: list[_Call], counts: dict[int, int], size: tuple[int, int]) -> LayerSuggestion | None:
     """The LayerNorm before the last attention block's attention, when its output is tokens
     ((B, T, C), or (B, H, W, C) normalised over C); None otherwise."""
@@ -391,6 +458,7 @@ __all__ = [
     "model_input_size",
     "model_normalization",
     "reshape_transform_for",
+    "resolution_layers",
     "suggest_target_layer",
     "trace_size",
 ]

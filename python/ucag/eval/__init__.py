@@ -4,7 +4,12 @@ the other way round.
 - :mod:`ucag.eval.metrics` — deletion, insertion, pointing game, energy pointing game,
   map density, weakly supervised segmentation (docs/algorithm.md §6);
 - :mod:`ucag.eval.registry` — every method a comparison can run, by name, and the
-  variants (base, UCAG, Upscale, SESS);
+  variants (base, UCAG, Upscale, SESS, SESS-matched, RefineCAM) and controls (Random-CAM,
+  Sobel);
+- :mod:`ucag.eval.peers` — the controls and peers' logic: seeded Random-CAM, Sobel on the
+  unnormalised image, RefineCAM's layers, SESS on UCAG's grid;
+- :mod:`ucag.eval.compute` — :func:`~ucag.eval.compute.count_passes`, the forward and
+  backward passes (and megapixels) a map costs;
 - :mod:`ucag.eval.runner` — :func:`evaluate` over a dataset, resumable, sharded under
   torchrun, with its summary;
 - :mod:`ucag.eval.datasets` — readers of local copies of ImageNet, VOC 2007, COCO 2014,
@@ -13,10 +18,10 @@ the other way round.
 - :mod:`ucag.eval.plots` — deletion / insertion curves with their AUCs.
 """
 
-from . import datasets, metrics, registry
+from . import compute, datasets, metrics, peers, registry
 from .plots import plot_curves
 from .registry import METHODS, explain_with, register_method
 from .runner import evaluate, summarize
 from .tuning import tune
 
-__all__ = ["METHODS", "datasets", "evaluate", "explain_with", "metrics", "plot_curves", "register_method", "registry", "summarize", "tune"]
+__all__ = ["METHODS", "compute", "datasets", "evaluate", "explain_with", "metrics", "peers", "plot_curves", "register_method", "registry", "summarize", "tune"]

@@ -9,14 +9,22 @@ line's choices, :func:`ucag.eval.evaluate`, the benchmarks and the notebooks rea
 - kind ``"propagation"``: a method of :mod:`ucag.bases.propagation` (LRP, c*LRP, SGLRP,
   FullGrad's raw map — "fullgrad" is that one everywhere; SESS, which can only wrap a
   pytorch-grad-cam class, wraps grad-cam's ``FullGrad``, the same method);
-- kind ``"baseline"``: a whole-image baseline of :mod:`ucag.baselines` (CAMERAS).
+- kind ``"baseline"``: a whole-image baseline of :mod:`ucag.baselines` (CAMERAS);
+- kind ``"control"``: a floor no method should fall to (docs/algorithm.md, "§6.9 controls
+  and peers"): ``"random"`` (pytorch-grad-cam's ``RandomCAM``, random channel weights at the
+  target layer, seeded per image) and ``"sobel"`` (its ``sobel_cam``, the image's edges).
+  Controls run once per comparison, as baselines, never around UCAG.
 
 A comparison runs each method in one or more *variants* (:data:`VARIANTS`): ``"base"`` (the
 method itself), ``"ucag"`` (:class:`ucag.UCAG` around it), ``"upscale"``
 (:class:`ucag.baselines.Upscale`, the paper's Figure 2 ablation) and ``"sess"``
-(pytorch-grad-cam's own ``SESS``, the patch-based peer, run through its own API).
-:func:`explain_with` computes one variant's maps, all post-processed the same way so only
-the method differs.
+(pytorch-grad-cam's own ``SESS``, the patch-based peer, run through its own API, with its
+defaults: 12 scales), ``"sess-matched"`` (``SESS`` with one scale, window and step that
+reproduce UCAG's grid: the same number of patches of the same size,
+:func:`ucag.eval.peers.sess_matched_settings`) and ``"refinecam"`` (pytorch-grad-cam's
+``RefineCAM``: the method at one layer per resolution, multiplied;
+:func:`ucag.eval.peers.refinecam_layers`). :func:`explain_with` computes one variant's maps,
+all post-processed the same way so only the method differs.
 """
 
 from __future__ import annotations
@@ -37,8 +45,10 @@ from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLR
 from ..explainer import UCAG
 from ..models import reshape_transform_for
 from ..postprocess import cam_postprocess
+from .compute import uncounted
+from .peers import random_cam_maps, refinecam_maps, sess_matched_settings, sobel_maps
 
-MethodKind: TypeAlias = Literal["gradcam", "propagation", "baseline"]
+MethodKind: TypeAlias = Literal["gradcam", "propagation", "baseline", "control"]
 #: ``factory(model, target_layer, **options)`` -> a base method object.
 Factory: TypeAlias = Callable[..., Any]
 
@@ -141,6 +151,34 @@ def _cameras(model: nn.Module, target_layer: nn.Module, **options: Any) -> CAMER
     return CAMERAS(model, target_layer, **options)
 
 
+@register_method("random", "Random-CAM", "control")
+def _random_cam(model: nn.Module, target_layer: nn.Module, **options: Any) -> Any:
+    from pytorch_grad_cam import RandomCAM
+
+    options.setdefault("reshape_transform", reshape_transform_for(model, [target_layer]))
+    return RandomCAM(LogitsOnly(model), [target_layer], **options)
+
+
+class SobelControl:
+    """The edge floor: pytorch-grad-cam's ``sobel_cam`` of the unnormalised image
+    (:func:`ucag.eval.peers.sobel_maps`); it runs no model (0 forward, 0 backward passes)."""
+
+    def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+        self.mean, self.std = mean, std
+
+    def __call__(self, inputs: torch.Tensor, targets: Any = None) -> torch.Tensor:
+        """(B, H, W) edge maps of the normalised ``inputs``; ``targets`` are ignored (a
+        plain ``fn(patches, targets)`` base for :class:`ucag.UCAG`)."""
+        if self.mean is None or self.std is None:
+            raise ValueError("mean: the Sobel control needs the inputs' mean and std to recover the image; pass mean= and std= to explain_with")
+        return sobel_maps(inputs, self.mean, self.std)
+
+
+@register_method("sobel", "Sobel", "control")
+def _sobel(model: nn.Module, target_layer: nn.Module, **options: Any) -> SobelControl:
+    return SobelControl(**options)
+
+
 def method(name: str) -> MethodSpec:
     """The registered method ``name``, or a ValueError listing the names."""
     if name not in METHODS:
@@ -154,9 +192,16 @@ def methods_of_kind(*kinds: MethodKind) -> tuple[str, ...]:
 
 
 #: How each variant prefixes the method's display name.
-VARIANTS: dict[str, str] = {"base": "", "ucag": "UCAG", "upscale": "Upscale", "sess": "SESS"}
-#: Baselines a comparison can add (see :func:`comparison_pairs`).
-BASELINES = ("upscale", "sess", "cameras")
+VARIANTS: dict[str, str] = {"base": "", "ucag": "UCAG", "upscale": "Upscale", "sess": "SESS", "sess-matched": "SESS-matched", "refinecam": "RefineCAM"}
+#: The controls (floors), by method name (kind ``"control"``).
+CONTROLS: tuple[str, ...] = methods_of_kind("control")
+#: Baselines a comparison can add (see :func:`comparison_pairs`): variants around every
+#: method, then methods that run once on their own (CAMERAS and the controls).
+BASELINES = ("upscale", "sess", "sess-matched", "refinecam", "cameras", *CONTROLS)
+#: The baselines that run once per comparison, not around each method.
+ONCE = ("cameras", *CONTROLS)
+#: The variants that need a pytorch-grad-cam class (SESS and RefineCAM wrap one).
+GRADCAM_VARIANTS = ("sess", "sess-matched", "refinecam")
 
 
 def display_name(name: str, variant: str = "base") -> str:
@@ -168,11 +213,14 @@ def display_name(name: str, variant: str = "base") -> str:
 
 def comparison_pairs(methods: Sequence[str], variants: Sequence[str] = ("base", "ucag"), baselines: Sequence[str] = ()) -> list[tuple[str, str]]:
     """The (method, variant) pairs a comparison runs: every method in every variant, then
-    for each baseline: ``"upscale"`` and ``"sess"`` around every method, ``"cameras"`` once
-    on its own. Duplicates are dropped; the order is kept."""
+    for each baseline: ``"upscale"``, ``"sess"``, ``"sess-matched"`` and ``"refinecam"``
+    around every method, ``"cameras"``, ``"random"`` and ``"sobel"`` once on their own.
+    Duplicates are dropped; the order is kept."""
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"methods: expected names from {', '.join(METHODS)}, got {m!r}")
+        if METHODS[m].kind == "control":
+            raise ValueError(f"methods: {m!r} is a control (a floor), not a method to compare; ask for it with baselines=[{m!r}] (--baselines {m})")
     for v in variants:
         if v not in VARIANTS:
             raise ValueError(f"variants: expected names from {', '.join(VARIANTS)}, got {v!r}")
@@ -180,11 +228,13 @@ def comparison_pairs(methods: Sequence[str], variants: Sequence[str] = ("base", 
         if b not in BASELINES:
             raise ValueError(f"baselines: expected names from {', '.join(BASELINES)}, got {b!r}")
     no_class = [m for m in methods if METHODS[m].gradcam_class is None]
-    if no_class and ("sess" in variants or "sess" in baselines):
-        raise ValueError(f"variants: SESS takes a pytorch-grad-cam class and cannot run around {', '.join(no_class)}")
+    wrapping = [v for v in GRADCAM_VARIANTS if v in variants or v in baselines]
+    if no_class and wrapping:
+        where = "variants" if any(v in variants for v in wrapping) else "baselines"
+        raise ValueError(f"{where}: {VARIANTS[wrapping[0]]} takes a pytorch-grad-cam class and cannot run around {', '.join(no_class)}")
     pairs = [(m, v) for m in methods for v in variants]
     for b in baselines:
-        pairs += [("cameras", "base")] if b == "cameras" else [(m, b) for m in methods]
+        pairs += [(b, "base")] if b in ONCE else [(m, b) for m in methods]
     if not pairs:
         raise ValueError("methods: give at least one method (or a baseline)")
     return list(dict.fromkeys(pairs))
@@ -211,32 +261,56 @@ def explain_with(
     ucag_options: dict[str, Any] | None = None,
     baseline_options: dict[str, dict[str, Any]] | None = None,
     blur: tuple[int, float] | None = (5, 3.0),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """Maps (B, H, W) in [0, 1] of method ``name`` in ``variant`` for ``inputs`` and ``targets``.
 
     Every map gets the "cam" post-processing (docs/algorithm.md §5: ReLU, min-max, the
     ``blur``) so a comparison differs only in the method. ``ucag_options`` go to
     :class:`ucag.UCAG` (units, patch_size, scale, weighting, batch_size);
-    ``baseline_options`` maps "upscale", "sess" and "cameras" to keyword arguments of
-    :class:`ucag.baselines.Upscale` (e.g. ``factor``), pytorch-grad-cam's ``SESS`` (e.g.
-    ``num_scales``) and :class:`ucag.baselines.CAMERAS` (e.g. ``resolutions``)."""
+    ``baseline_options`` maps "upscale", "sess", "sess-matched", "refinecam", "cameras" and
+    "random" to keyword arguments of :class:`ucag.baselines.Upscale` (e.g. ``factor``),
+    pytorch-grad-cam's ``SESS`` (e.g. ``num_scales``; for "sess-matched" the scale, window
+    and step come from UCAG's grid unless given), :func:`ucag.eval.peers.refinecam_maps`
+    (``layers``: module names, ``count``: resolutions, default 3),
+    :class:`ucag.baselines.CAMERAS` (e.g. ``resolutions``) and
+    :func:`ucag.eval.peers.random_cam_maps` (``seed``, default 0). ``mean`` and ``std``
+    (the inputs' normalisation) are needed by the Sobel control, which works on the image
+    itself (docs/algorithm.md, "§6.9 controls and peers")."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     spec = method(name)
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
+    if spec.kind == "control" and variant != "base":
+        raise ValueError(f"variant: the control {name!r} runs on its own (variant 'base'), not as {variant!r}")
     targets = [int(t) for t in targets]
     check_baseline_options(baseline_options)
     options = {key: dict((baseline_options or {}).get(key, {})) for key in BASELINES}
-    if variant == "sess":
+    if variant in ("sess", "sess-matched"):
         from pytorch_grad_cam import SESS
 
-        sess_options = {"reshape_transform": reshape_transform_for(model, [target_layer]), **options["sess"]}
-        with SESS(model=LogitsOnly(model), target_layers=[target_layer], base_method=gradcam_class(name), **sess_options) as sess:
+        with uncounted():  # set-up (a transformer's layout is traced), not the per-image cost
+            sess_options = {"reshape_transform": reshape_transform_for(model, [target_layer])}
+            if variant == "sess-matched":
+                size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+                sess_options.update(sess_matched_settings(model, size, ucag_options).options())
+            sess_options.update(options[variant])
+            sess = SESS(model=LogitsOnly(model), target_layers=[target_layer], base_method=gradcam_class(name), **sess_options)
+        with sess:
             maps = sess(inputs, [ClassifierOutputTarget(t) for t in targets])
         return cam_postprocess(torch.as_tensor(maps), blur)
+    if variant == "refinecam":
+        return cam_postprocess(refinecam_maps(model, target_layer, gradcam_class(name), inputs, targets, **options["refinecam"]).float(), blur)
+    if name == "sobel":
+        return cam_postprocess(SobelControl(mean, std)(inputs), blur)
     method_options = {**options["cameras"], "postprocess": "none"} if name == "cameras" else {}
-    with spec.build(model, target_layer, **method_options) as base:
+    with contextlib.ExitStack() as stack:
+        with uncounted():  # building the method (and tracing a transformer's layout): set-up
+            base = stack.enter_context(spec.build(model, target_layer, **method_options))
+        if name == "random":
+            return cam_postprocess(random_cam_maps(base, inputs, targets, **options["random"]).float(), blur)
         if variant == "base":
             if isinstance(base, CAMERAS):
                 raw = base.explain(inputs, targets).raw
@@ -255,21 +329,26 @@ def explain_with(
                 return cameras.explain(patches, patch_targets).raw
 
         explainer: UCAG
-        if variant == "ucag":
-            explainer = UCAG(base, model=model, postprocess="cam", blur=blur, **(ucag_options or {}))
-        else:
-            batch = {k: v for k, v in (ucag_options or {}).items() if k == "batch_size"}
-            explainer = Upscale(base, model=model, postprocess="cam", blur=blur, **{**batch, **options["upscale"]})
+        with uncounted():
+            if variant == "ucag":
+                explainer = UCAG(base, model=model, postprocess="cam", blur=blur, **(ucag_options or {}))
+            else:
+                batch = {k: v for k, v in (ucag_options or {}).items() if k == "batch_size"}
+                explainer = Upscale(base, model=model, postprocess="cam", blur=blur, **{**batch, **options["upscale"]})
         return explainer.explain(inputs, targets).saliency
 
 
 __all__ = [
     "BASELINES",
+    "CONTROLS",
+    "GRADCAM_VARIANTS",
     "METHODS",
+    "ONCE",
     "PROJECTION_METHODS",
     "VARIANTS",
     "MethodKind",
     "MethodSpec",
+    "SobelControl",
     "check_baseline_options",
     "comparison_pairs",
     "display_name",

@@ -5,13 +5,16 @@ explained in every variant (base, UCAG, baselines; :mod:`ucag.eval.registry`), m
 with the chosen metrics (:mod:`ucag.eval.metrics`, docs/algorithm.md §6), and appended to the output folder as
 soon as the sample is done:
 
-- ``results.csv``: one row per (image, method, variant) with every metric's value,
+- ``results.csv``: one row per (image, method, variant) with every metric's value and
+  what computing the map cost: the model's forward and backward passes (in samples) and
+  the megapixels it forwarded (:mod:`ucag.eval.compute`),
 - ``curves.csv``: the deletion and insertion probability curves of those rows,
 - ``config.json``: what the run computes (a rerun must match it).
 
 At the end :func:`summarize` writes ``summary.json`` and ``summary.md`` (mean and 95%
-confidence interval per method and metric, and the paired UCAG - base differences) and
-``curves.png`` (mean deletion and insertion curves). A rerun on the same folder resumes
+confidence interval per method and metric, the controls marked as floors, the mean passes
+per image, and the paired UCAG - base differences) and ``curves.png`` (mean deletion and
+insertion curves). A rerun on the same folder resumes
 after the last complete sample; nothing computed is lost or computed twice.
 
 Under ``torch.distributed`` (``torchrun``; gloo on CPU, NCCL on GPU) the samples are dealt
@@ -39,7 +42,8 @@ from ..data import preprocess_image, resize_mask
 from ..models import model_normalization, suggest_target_layer
 from ..postprocess import check_blur
 from . import metrics as M
-from .registry import check_baseline_options, comparison_pairs, display_name, explain_with
+from .compute import count_passes
+from .registry import METHODS, check_baseline_options, comparison_pairs, display_name, explain_with
 
 #: Metric names -> the columns they fill in results.csv.
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -69,6 +73,10 @@ COLUMN_TITLES = {
     "road_combined": "ROAD combined",
 }
 KEY_COLUMNS = ("id", "class_name", "target", "probability", "method", "variant")
+#: What computing each map cost (docs/algorithm.md, "§6.9 controls and peers"): the model's
+#: forward and backward passes in samples, and the input megapixels forwarded.
+PASS_COLUMNS = ("forward_passes", "backward_passes", "forward_mpx")
+PASS_TITLES = {"forward_passes": "forward passes", "backward_passes": "backward passes", "forward_mpx": "Mpx forwarded"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -100,18 +108,34 @@ class EvaluationSummary:
     columns: list[str]
     cells: list[Cell]
     differences: list[Cell] = field(default_factory=list)
+    #: mean forward/backward passes and Mpx forwarded per image, per method/variant
+    passes: list[Cell] = field(default_factory=list)
+    #: the (method, variant) rows that are controls (floors: Random-CAM, Sobel)
+    floors: list[tuple[str, str]] = field(default_factory=list)
 
     def cell(self, method: str, variant: str, column: str) -> Cell | None:
-        return next((c for c in self.cells if (c.method, c.variant, c.column) == (method, variant, column)), None)
+        return next((c for c in [*self.cells, *self.passes] if (c.method, c.variant, c.column) == (method, variant, column)), None)
 
     def markdown(self) -> str:
-        """The summary table (and the paired differences) as Markdown."""
-        lines = _markdown_table(self.cells, self.columns, "method")
+        """The summary table (the controls last, marked as floors), the passes per image
+        and the paired differences, as Markdown."""
+        floors = set(self.floors)
+        ordered = [c for c in self.cells if (c.method, c.variant) not in floors] + [c for c in self.cells if (c.method, c.variant) in floors]
+        lines = _markdown_table(ordered, self.columns, "method", floors)
         text = "\n".join(lines)
         text += f"\n\nMean ± 95% confidence interval (Student t) over {self.images} images"
         if "pointing_game" in self.columns:
             text += "; pointing game: mean over classes of the per-class accuracy"
         text += "; (n=...) where fewer values exist. ↓ lower is better, ↑ higher is better.\n"
+        if floors:
+            text += (
+                "\n*floor* rows are controls: Random-CAM (random channel weights at the target layer) and Sobel (the image's edges, no model). "
+                "A method is only informative on a metric where it beats them; a metric on which a floor scores as well as the methods does not measure them.\n"
+            )
+        if self.passes:
+            text += "\nCost per image (mean) while the map is computed, not the metrics; passes counted in samples (a batch of 36 patches is 36):\n\n"
+            passes = [c for c in self.passes if (c.method, c.variant) not in floors] + [c for c in self.passes if (c.method, c.variant) in floors]
+            text += "\n".join(_markdown_table(passes, list(PASS_COLUMNS), "method", floors, decimals=2, spread=False)) + "\n"
         if self.differences:
             text += "\nUCAG − base, paired over the same images:\n\n" + "\n".join(_markdown_table(self.differences, self.columns, "method")) + "\n"
         return text
@@ -120,13 +144,19 @@ class EvaluationSummary:
         return f"EvaluationSummary({self.images} images, {len(self.cells)} cells, out={str(self.out)!r})"
 
 
-def _markdown_table(cells: list[Cell], columns: list[str], first: str) -> list[str]:
+def _markdown_table(cells: list[Cell], columns: list[str], first: str, floors: set[tuple[str, str]] | None = None, decimals: int = 3, spread: bool = True) -> list[str]:
+    """Rows per (method, variant), a column per ``columns`` entry present; rows in
+    ``floors`` are marked *floor*. ``spread=False`` (the passes) shows means without
+    arrows or intervals."""
     rows: dict[tuple[str, str], dict[str, Cell]] = {}
     for c in cells:
         rows.setdefault((c.method, c.variant), {})[c.column] = c
     present = [col for col in columns if any(col in r for r in rows.values())]
-    arrows = {col: "↓" if col in LOWER_IS_BETTER else "↑" for col in present}
-    header = [first] + [f"{COLUMN_TITLES[col]} {arrows[col]}" for col in present]
+    if spread:
+        arrows = {col: "↓" if col in LOWER_IS_BETTER else "↑" for col in present}
+        header = [first] + [f"{COLUMN_TITLES[col]} {arrows[col]}" for col in present]
+    else:
+        header = [first] + [PASS_TITLES.get(col, col) for col in present]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     most = max((c.n for c in cells), default=0)
     for (method, variant), by_column in rows.items():
@@ -136,10 +166,20 @@ def _markdown_table(cells: list[Cell], columns: list[str], first: str) -> list[s
             if cell is None or cell.n == 0:
                 entries.append("—")
                 continue
-            text = f"{cell.mean:.3f}" + (f" ± {cell.ci95:.3f}" if cell.ci95 is not None else "")
+            if not spread:
+                entries.append(_plain(cell.mean, decimals))
+                continue
+            text = f"{cell.mean:.{decimals}f}" + (f" ± {cell.ci95:.{decimals}f}" if cell.ci95 is not None else "")
             entries.append(text + (f" (n={cell.n})" if cell.n != most and col != "pointing_game" else ""))
-        lines.append("| " + " | ".join([display_name(method, variant)] + entries) + " |")
+        name = display_name(method, variant)
+        lines.append("| " + " | ".join([f"*{name} (floor)*" if floors and (method, variant) in floors else name] + entries) + " |")
     return lines
+
+
+def _plain(value: float, decimals: int) -> str:
+    """``value`` with at most ``decimals`` decimals, without trailing zeros (36, 3.78)."""
+    text = f"{value:.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -201,7 +241,7 @@ class _Run:
 
     @property
     def header(self) -> list[str]:
-        return list(KEY_COLUMNS) + self.columns
+        return list(KEY_COLUMNS) + self.columns + list(PASS_COLUMNS)
 
     @property
     def curve_metrics(self) -> list[str]:
@@ -242,17 +282,22 @@ class _Run:
         with torch.inference_mode():
             probabilities = torch.softmax(logits_of(self.model(x)).float(), dim=1)[0]
         target = int(probabilities.argmax()) if sample.target is None else int(sample.target)
-        maps = torch.cat(
-            [
-                explain_with(m, v, self.model, self.target_layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur).detach().float().to(device)
-                for m, v in self.pairs
-            ]
-        )
+        computed, costs = [], []
+        for m, v in self.pairs:
+            with count_passes(self.model) as passes:  # the map's cost: counted while it is computed only
+                computed.append(
+                    explain_with(m, v, self.model, self.target_layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur, mean=self.mean, std=self.std)
+                    .detach()
+                    .float()
+                    .to(device)
+                )
+            costs.append([str(passes.forward), str(passes.backward), _cell_value(passes.megapixels)])
+        maps = torch.cat(computed)
         values, curves = self._metric_values(x, maps, target, sample.mask)
         key = [sample.id, sample.class_name, str(target), _cell_value(float(probabilities[target]))]
         result_rows, curve_rows = [], []
         for i, (method, variant) in enumerate(self.pairs):
-            result_rows.append(key + [method, variant] + [_cell_value(values[c][i]) for c in self.columns])
+            result_rows.append(key + [method, variant] + [_cell_value(values[c][i]) for c in self.columns] + costs[i])
             for name, curve in curves.items():
                 curve_rows.append([sample.id, method, variant, name] + [_cell_value(v) for v in curve[i]])
         return result_rows, curve_rows
@@ -386,8 +431,10 @@ def evaluate(
     ``preprocessor_config.json``; an error when the model does not say) — its mask resized
     alike.
     ``methods`` are names from :data:`ucag.eval.registry.METHODS`, each run in every ``variant``
-    ("base", "ucag"...), plus ``baselines`` ("upscale", "sess", "cameras"; see
-    :func:`ucag.eval.registry.comparison_pairs`). ``metrics`` from :data:`METRICS`; the mask
+    ("base", "ucag"...), plus ``baselines`` ("upscale", "sess", "sess-matched",
+    "refinecam" around each method; "cameras" and the controls "random" and "sobel" once;
+    see :func:`ucag.eval.registry.comparison_pairs` and docs/algorithm.md, "§6.9 controls
+    and peers"). ``metrics`` from :data:`METRICS`; the mask
     metrics only where a sample has a mask. ``ucag_options`` go to :class:`ucag.UCAG`
     (units, patch_size, scale, weighting, batch_size), ``baseline_options`` to the
     baselines (see :func:`ucag.eval.registry.explain_with`); ``step`` and ``metric_batch_size``
@@ -562,11 +609,14 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
     header, rows = _read_records(out / RESULTS)
     if not header:
         raise ValueError(f"out: no {RESULTS} in {out}")
-    columns = header[len(KEY_COLUMNS) :]
+    columns = [c for c in header[len(KEY_COLUMNS) :] if c not in PASS_COLUMNS]
+    pass_columns = [c for c in PASS_COLUMNS if c in header]  # a folder from before the passes were counted has none
     pairs = list(dict.fromkeys((r["method"], r["variant"]) for r in rows))
-    cells, differences = [], []
+    cells, differences, passes = [], [], []
+    floors = [(m, v) for m, v in pairs if m in METHODS and METHODS[m].kind == "control"]
     for method, variant in pairs:
         mine = [r for r in rows if (r["method"], r["variant"]) == (method, variant)]
+        passes += [_cell(method, variant, column, [float(r[column]) for r in mine if r[column] != ""]) for column in pass_columns]
         for column in columns:
             present = [r for r in mine if r[column] != ""]
             if column == "pointing_game":  # dataset protocol: per class, then over classes
@@ -582,8 +632,9 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
                 diffs = [float(r[column]) - float(base[r["id"]][column]) for r in mine if r[column] != "" and r["id"] in base and base[r["id"]][column] != ""]
                 differences.append(_cell(method, "ucag", column, diffs))
     images = len(dict.fromkeys(r["id"] for r in rows))
-    summary = EvaluationSummary(out, images, columns, cells, differences)
-    (out / SUMMARY_JSON).write_text(json.dumps({"images": images, "cells": [asdict(c) for c in cells], "ucag_minus_base": [asdict(c) for c in differences]}, indent=2) + "\n")
+    summary = EvaluationSummary(out, images, columns, cells, differences, passes, floors)
+    saved = {"images": images, "cells": [asdict(c) for c in cells], "ucag_minus_base": [asdict(c) for c in differences], "passes": [asdict(c) for c in passes], "floors": [list(f) for f in floors]}
+    (out / SUMMARY_JSON).write_text(json.dumps(saved, indent=2) + "\n")
     (out / SUMMARY_MD).write_text(summary.markdown())
     if plot:
         _plot_mean_curves(out, pairs)
@@ -610,4 +661,4 @@ def _plot_mean_curves(out: Path, pairs: list[tuple[str, str]]) -> None:
     plt.close(fig)
 
 
-__all__ = ["Cell", "DEFAULT_METRICS", "EvaluationSummary", "METRICS", "evaluate", "summarize"]
+__all__ = ["Cell", "DEFAULT_METRICS", "EvaluationSummary", "METRICS", "PASS_COLUMNS", "evaluate", "summarize"]
