@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", choices=list(METHODS), help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam")
     p.add_argument("--variants", nargs="+", default=["base", "ucag"], choices=list(VARIANTS), help="default: base ucag")
     p.add_argument("--baselines", nargs="*", default=[], choices=BASELINES, help="also run these baselines")
-    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation and road (ROAD imputes 18 images per map: slow)")
+    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation, road and randomization (both slow: imputation, re-explaining)")
     p.add_argument("--units", type=_positive_int, default=6, help="UCAG patches per axis (default 6)")
     p.add_argument("--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)")
     p.add_argument("--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)")
