@@ -55,11 +55,11 @@ def main() -> None:
 
     first = next(iter(results.values()))
     print(f"\nCascading randomisation of EfficientNet-Lite0, {len(photos)} photos ({', '.join(SAMPLE_PHOTOS)}) at {args.size} px, seed {args.seed}, targets {targets}")
-    print("Mean over the photos of the similarity to the trained model's map (Spearman(abs) / SSIM / HOG):\n")
+    print("Mean over the photos of the similarity to the trained model's map: Spearman(abs) / SSIM / HOG [constant maps, scored 0]\n")
     print("| stage (randomised from the top down to) | " + " | ".join(results) + " |")
     print("|---|" + "---|" * len(results))
     for k, stage in enumerate(first.stage_names):
-        cells = [" / ".join(f"{r.scores[m][k].mean():.3f}" for m in ("spearman_abs", "ssim", "hog")) for r in results.values()]
+        cells = [" / ".join(f"{r.scores[m][k].mean():.3f}" for m in ("spearman_abs", "ssim", "hog")) + f" [{int(r.constant_maps[k].sum())}]" for r in results.values()]
         print(f"| {stage} | " + " | ".join(cells) + " |")
 
     if args.figure:

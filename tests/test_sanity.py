@@ -88,6 +88,7 @@ def test_the_result_summarises_per_stage(cascades):
     assert rows[-1]["spearman_abs"] == pytest.approx(float(gradcam.scores["spearman_abs"][-1].mean()))
     text = gradcam.markdown()
     assert text.count("\n| ") == STAGES and "Spearman (abs)" in text and "cascading" in text
+    assert gradcam.constant_maps.shape == (STAGES, 1) and rows[0]["constant_maps"] == int(gradcam.constant_maps[0, 0])
     with pytest.raises(ValueError, match="measure"):
         gradcam.mean("pearson")
 

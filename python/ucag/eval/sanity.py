@@ -421,14 +421,23 @@ class RandomizationResult:
             raise ValueError(f"measure: expected one of {', '.join(MEASURES)}, got {measure!r}")
         return np.asarray(self.scores[measure].mean(axis=1))
 
+    @property
+    def constant_maps(self) -> np.ndarray:
+        """(S, B) bool: the randomised model's map is constant (every measure 0 there, by
+        definition; a randomisation that kills the gradient gives all-zero CAM maps)."""
+        flat = self.maps.reshape(*self.maps.shape[:2], -1)
+        return np.asarray(flat.max(axis=-1) == flat.min(axis=-1))
+
     def table(self) -> list[dict[str, Any]]:
-        """One dict per stage: ``stage`` and the mean over images of every measure."""
-        return [{"stage": s.name, **{m: float(self.scores[m][k].mean()) for m in MEASURES}} for k, s in enumerate(self.stages)]
+        """One dict per stage: ``stage``, the mean over images of every measure and
+        ``constant_maps``, how many of the stage's maps are constant."""
+        constant = self.constant_maps.sum(axis=1)
+        return [{"stage": s.name, **{m: float(self.scores[m][k].mean()) for m in MEASURES}, "constant_maps": int(constant[k])} for k, s in enumerate(self.stages)]
 
     def markdown(self, digits: int = 3) -> str:
         """:meth:`table` as a Markdown table."""
-        lines = ["| stage | " + " | ".join(MEASURE_TITLES[m] for m in MEASURES) + " |", "|" + "---|" * (len(MEASURES) + 1)]
-        lines += ["| " + " | ".join([str(row["stage"])] + [f"{row[m]:.{digits}f}" for m in MEASURES]) + " |" for row in self.table()]
+        lines = ["| stage | " + " | ".join(MEASURE_TITLES[m] for m in MEASURES) + " | constant maps |", "|" + "---|" * (len(MEASURES) + 2)]
+        lines += ["| " + " | ".join([str(row["stage"])] + [f"{row[m]:.{digits}f}" for m in MEASURES] + [f"{row['constant_maps']}/{len(self.targets)}"]) + " |" for row in self.table()]
         return "\n".join(lines) + f"\n\n{self.mode} randomisation (seed {self.seed}), mean over {len(self.targets)} images.\n"
 
     def __repr__(self) -> str:
