@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also run these: peers around each method (upscale; sess: SESS's 12 scales; sess-matched: SESS on UCAG's own grid; refinecam: 3 resolutions), "
         "cameras, and the floors random (Random-CAM) and sobel (edges)",
     )
-    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation and road (ROAD imputes 18 images per map: slow)")
+    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation, road and randomization (both slow: imputation, re-explaining)")
     p.add_argument("--units", type=_positive_int, default=6, help="UCAG patches per axis (default 6)")
     p.add_argument("--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)")
     p.add_argument("--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)")

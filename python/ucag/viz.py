@@ -3,7 +3,8 @@
 - :func:`overlay` — a heat map blended over a photo, returned as an RGB array;
 - :func:`show_signed` — a signed raw map in red (positive) / blue (negative), centred at 0;
 - :func:`compare` — one row per image, one column per method;
-- :func:`show_partials` — the n x n partial maps of one image next to their folded result.
+- :func:`show_partials` — the n x n partial maps of one image next to their folded result;
+- :func:`map_grid` — rows of maps of one image (a method's maps under changing conditions).
 
 Figures of evaluation results (deletion / insertion curves) are in :mod:`ucag.eval.plots`.
 
@@ -55,7 +56,7 @@ ImageLike = Union[torch.Tensor, np.ndarray, "PILImage"]
 #: One saliency map (H, W) or a batch (B, H, W).
 MapLike = torch.Tensor | np.ndarray
 
-__all__ = ["compare", "overlay", "show_partials", "show_signed"]
+__all__ = ["compare", "map_grid", "overlay", "show_partials", "show_signed"]
 
 #: How far outside [0, 1] a float image may stray and still be taken as a [0, 1] image:
 #: resampling (bicubic) overshoots a little, while a normalised image forgotten without
@@ -600,4 +601,104 @@ def show_partials(
     result_ax.set_title(f"folded UCAG map ({explanation.postprocess})")
     target = int(explanation.targets[index])
     fig.suptitle(f"{explanation.base} on {units} x {units} patches, class {target}")
+    return fig
+
+
+def map_grid(
+    rows: Mapping[str, Sequence[MapLike]],
+    column_titles: Sequence[str] | None = None,
+    *,
+    image: ImageLike | None = None,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    cmap: str | Colormap = "gray",
+    over_image: bool = False,
+    alpha: float = 0.5,
+    axes: Any = None,
+    cell_inches: float = 1.8,
+) -> Figure:
+    """A grid of maps: one row per entry of ``rows``, one column per map.
+
+    Meant for one image's maps under changing conditions, such as Adebayo et al.'s
+    cascading randomisation figure (:func:`ucag.eval.plots.plot_randomization`). Every map
+    is drawn as ``|map| / max |map|`` on its own scale (an all-zero map stays black), so a
+    faint map still shows its structure.
+
+    Args:
+        rows: row label -> its maps, each (H, W) or (1, H, W), numpy or torch; every row
+            has the same number of maps.
+        column_titles: one title per map column.
+        image: a photo (any form :func:`overlay` takes) shown in a first column of every
+            row, and under the maps with ``over_image``.
+        mean, std: the normalisation of a normalised float ``image``.
+        cmap: the colormap of the maps (grey by default, as in the paper).
+        over_image: blend each map over ``image`` (:func:`overlay` with ``alpha``)
+            instead of drawing it alone.
+        axes: rows x columns axes to draw into (columns counting the photo's); default a
+            new figure.
+        cell_inches: width of one column of a new figure, in inches.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    if not isinstance(rows, Mapping):
+        raise TypeError(f"rows: expected a dict row label -> list of maps, got {type(rows).__name__}")
+    if len(rows) == 0:
+        raise ValueError("rows: give at least one row")
+    grid_maps: dict[str, list[np.ndarray]] = {}
+    for label, maps in rows.items():
+        if isinstance(maps, (str, bytes)) or not isinstance(maps, Sequence) or len(maps) == 0:
+            raise TypeError(f"rows[{label!r}]: expected a non-empty list of maps, got {type(maps).__name__}")
+        grid_maps[str(label)] = [_map_2d(m, f"rows[{label!r}][{k}]") for k, m in enumerate(maps)]
+    count = len(next(iter(grid_maps.values())))
+    for label, maps in grid_maps.items():
+        if len(maps) != count:
+            raise ValueError(f"rows[{label!r}]: {len(maps)} maps, but the first row has {count}")
+    if column_titles is not None:
+        if isinstance(column_titles, (str, bytes)) or not isinstance(column_titles, Sequence):
+            raise TypeError(f"column_titles: expected one string per map column, got {type(column_titles).__name__}")
+        if len(column_titles) != count:
+            raise ValueError(f"column_titles: {len(column_titles)} titles for {count} map columns")
+    if over_image and image is None:
+        raise ValueError("over_image: needs image=")
+    alpha = _check_alpha(alpha)
+    rgb = _image_rgb(image, mean, std)[0] if image is not None else None
+    colormap = _colormap(cmap)
+    first = 1 if rgb is not None else 0
+    columns = first + count
+
+    given = _given_axes(axes, len(grid_maps) * columns, "axes")
+    fig: Figure
+    if given is None:
+        height, width = (rgb if rgb is not None else next(iter(grid_maps.values()))[0]).shape[:2]
+        fig, grid = _pyplot().subplots(
+            len(grid_maps),
+            columns,
+            figsize=(cell_inches * columns, (cell_inches * height / width + 0.3) * len(grid_maps) + 0.3),
+            squeeze=False,
+            layout="constrained",
+        )
+    else:
+        fig = cast("Figure", given[0].figure)  # (a SubFigure when the axes lie in one)
+        grid = np.asarray(given, dtype=object).reshape(len(grid_maps), columns)
+
+    for row, (label, maps) in enumerate(grid_maps.items()):
+        if rgb is not None:
+            grid[row, 0].imshow(rgb)
+        for column, raw in enumerate(maps, start=first):
+            magnitude = np.abs(raw)
+            peak = float(magnitude.max())
+            scaled = magnitude / peak if peak > 0 else magnitude
+            if over_image:
+                assert rgb is not None
+                grid[row, column].imshow(overlay(rgb, scaled, cmap=colormap, alpha=alpha))
+            else:
+                grid[row, column].imshow(scaled, cmap=colormap, vmin=0.0, vmax=1.0)
+        for column in range(columns):
+            _bare(grid[row, column])
+        grid[row, 0].set_ylabel(label)
+    if rgb is not None:
+        grid[0, 0].set_title("image")
+    for column, title in enumerate(column_titles or [], start=first):
+        grid[0, column].set_title(str(title), fontsize=8)
     return fig

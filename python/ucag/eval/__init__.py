@@ -15,13 +15,35 @@ the other way round.
 - :mod:`ucag.eval.datasets` — readers of local copies of ImageNet, VOC 2007, COCO 2014,
   ImageNet-segmentation and the bundled photos;
 - :mod:`ucag.eval.tuning` — :func:`tune`, UCAG's settings for a model on the user's images;
-- :mod:`ucag.eval.plots` — deletion / insertion curves with their AUCs.
+- :mod:`ucag.eval.sanity` — the model-parameter randomisation sanity check (Adebayo et
+  al. 2018): :func:`randomization_check`;
+- :mod:`ucag.eval.plots` — deletion / insertion curves with their AUCs, and the
+  randomisation check's figures.
 """
 
-from . import compute, datasets, metrics, peers, registry
-from .plots import plot_curves
+from . import compute, datasets, metrics, peers, registry, sanity
+from .plots import plot_curves, plot_randomization, plot_randomization_curves
 from .registry import METHODS, explain_with, register_method
 from .runner import evaluate, summarize
+from .sanity import randomization_check, registry_explainer
 from .tuning import tune
 
-__all__ = ["METHODS", "compute", "datasets", "evaluate", "explain_with", "metrics", "peers", "plot_curves", "register_method", "registry", "summarize", "tune"]
+__all__ = [
+    "METHODS",
+    "compute",
+    "datasets",
+    "evaluate",
+    "explain_with",
+    "metrics",
+    "peers",
+    "plot_curves",
+    "plot_randomization",
+    "plot_randomization_curves",
+    "randomization_check",
+    "register_method",
+    "registry",
+    "registry_explainer",
+    "sanity",
+    "summarize",
+    "tune",
+]

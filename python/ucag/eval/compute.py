@@ -5,8 +5,7 @@ forward pass through it by the rows of its output (a forward of a batch of 36 pa
 36 forward passes), the pixels those rows had (H x W of each input image, so patches
 upsampled x2.6 weigh their real cost), and every backward pass that reaches its output by
 the rows of that gradient (a backward through a batch of 36 outputs is 36 backward passes).
-The evaluation runner counts every map this way (docs/algorithm.md, "§6.9 controls and
-peers"): equal *compute* between UCAG and its peers is then a number in the table, not a
+The evaluation runner counts every map this way (docs/algorithm.md §6.9): equal *compute* between UCAG and its peers is then a number in the table, not a
 claim. Set-up work that is not the method's per-image cost — a traced forward pass of a
 blank image to find layers (:func:`ucag.models.resolution_layers`), building a method —
 runs under :func:`uncounted`.

@@ -1,4 +1,4 @@
-"""Controls and peers of a comparison (docs/algorithm.md, "§6.9 controls and peers").
+"""Controls and peers of a comparison (docs/algorithm.md §6.9).
 
 - **Controls** (floors): pytorch-grad-cam's ``RandomCAM`` (random channel weights at the
   target layer; :func:`random_cam_maps`, seeded per image so a run is reproducible and the

@@ -1,7 +1,9 @@
 """Figures of evaluation results: :func:`plot_curves` draws deletion / insertion curves
 with their AUCs (the metric's own trapezoid rule, :func:`ucag.eval.metrics.auc`), for
-notebooks and the ``curves.png`` of :func:`ucag.eval.evaluate`. It follows
-:mod:`ucag.viz`'s conventions: it returns the Figure and draws into ``ax=`` when given.
+notebooks and the ``curves.png`` of :func:`ucag.eval.evaluate`; :func:`plot_randomization`
+and :func:`plot_randomization_curves` draw the parameter-randomisation sanity check
+(:mod:`ucag.eval.sanity`, docs/algorithm.md §6.8). They follow :mod:`ucag.viz`'s
+conventions: they return the Figure and draw into ``ax=`` / ``axes=`` when given.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 import numpy as np
 import torch
 
-from ..viz import _given_axes, _map_array, _pyplot
+from ..viz import ImageLike, _given_axes, _map_array, _pyplot, map_grid
 from .metrics import MetricResult, auc
+from .sanity import MEASURE_TITLES, MEASURES, RandomizationResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
 #: Deletion / insertion curves: a MetricResult or an array (B, T+1) / (T+1,).
 CurvesLike: TypeAlias = MetricResult | np.ndarray | torch.Tensor
 
-__all__ = ["CurvesLike", "plot_curves"]
+__all__ = ["CurvesLike", "plot_curves", "plot_randomization", "plot_randomization_curves"]
 
 
 def _curve_rows(value: Any, argument: str) -> tuple[np.ndarray, np.ndarray]:
@@ -138,4 +141,85 @@ def plot_curves(
         if not shared:
             panel.set_title(f"{name.capitalize()} ({better[name]} AUC is better)")
         panel.legend(fontsize=8)
+    return fig
+
+
+def _results(results: Any) -> dict[str, RandomizationResult]:
+    """Label -> result from one result or a dict of them, all with the same stages."""
+    if isinstance(results, RandomizationResult):
+        results = {"": results}
+    if not isinstance(results, Mapping) or not results:
+        raise TypeError(f"results: expected a RandomizationResult or a non-empty dict label -> RandomizationResult, got {type(results).__name__}")
+    for label, result in results.items():
+        if not isinstance(result, RandomizationResult):
+            raise TypeError(f"results[{label!r}]: expected a RandomizationResult, got {type(result).__name__}")
+    first = next(iter(results.values()))
+    for label, result in results.items():
+        if result.stage_names != first.stage_names or result.mode != first.mode:
+            raise ValueError(f"results[{label!r}]: other stages or mode than the first result; compare results of the same check")
+    return {str(k): v for k, v in results.items()}
+
+
+def plot_randomization(
+    results: RandomizationResult | Mapping[str, RandomizationResult],
+    image_index: int = 0,
+    *,
+    image: ImageLike | None = None,
+    mean: Sequence[float] | float | None = None,
+    std: Sequence[float] | float | None = None,
+    cmap: str = "gray",
+    axes: Any = None,
+) -> Figure:
+    """One image's maps through the randomisation, in the style of Adebayo et al.'s
+    Figure 2: one row per method (the dict's labels), columns the trained model's map
+    ("trained"), then the map after each stage (cascading: top stage first, then the top
+    two, …). Drawn by :func:`ucag.viz.map_grid` (``|map| / max |map|`` per map); with
+    ``image`` (normalised: give ``mean``/``std``) the photo comes first."""
+    found = _results(results)
+    first = next(iter(found.values()))
+    batch = len(first.targets)
+    if isinstance(image_index, bool) or not isinstance(image_index, int) or not 0 <= image_index < batch:
+        raise ValueError(f"image_index: expected an index from 0 to {batch - 1}, got {image_index!r}")
+    rows = {label or "map": [r.trained_maps[image_index]] + [r.maps[k, image_index] for k in range(len(r.stages))] for label, r in found.items()}
+    titles = ["trained"] + first.stage_names
+    return map_grid(rows, titles, image=image, mean=mean, std=std, cmap=cmap, axes=axes)
+
+
+def plot_randomization_curves(
+    results: RandomizationResult | Mapping[str, RandomizationResult],
+    measures: Sequence[str] = ("spearman_abs", "ssim", "hog"),
+    ax: Axes | Sequence[Axes] | None = None,
+) -> Figure:
+    """The similarity to the trained model's map per stage (docs/algorithm.md §6.8): one
+    panel per measure, one line per method (the dict's labels), the mean over images with
+    a band of ± one standard deviation. The first point ("trained") is 1 by definition."""
+    found = _results(results)
+    if isinstance(measures, str) or not measures or any(m not in MEASURES for m in measures):
+        raise ValueError(f"measures: expected names from {', '.join(MEASURES)}, got {measures!r}")
+    fig: Figure
+    if ax is None:
+        fig, grid = _pyplot().subplots(1, len(measures), figsize=(4.2 * len(measures), 3.8), squeeze=False, layout="constrained")
+        panels = list(grid[0])
+    else:
+        flat = _given_axes(ax, len(measures), "ax")
+        assert flat is not None
+        fig = cast("Figure", flat[0].figure)  # (a SubFigure when the axes lie in one)
+        panels = flat
+    first = next(iter(found.values()))
+    labels = ["trained"] + first.stage_names
+    x = np.arange(len(labels))
+    for panel, measure in zip(panels, measures, strict=True):
+        for k, (label, result) in enumerate(found.items()):
+            scores = result.scores[measure]
+            mean = np.concatenate([[1.0], scores.mean(axis=1)])
+            spread = np.concatenate([[0.0], scores.std(axis=1)])
+            panel.plot(x, mean, marker="o", markersize=3, color=f"C{k % 10}", label=label or None)
+            panel.fill_between(x, mean - spread, mean + spread, color=f"C{k % 10}", alpha=0.15, linewidth=0)
+        panel.axhline(0.0, color="grey", linewidth=0.6)
+        panel.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
+        panel.set_ylim(-1.05 if measure.startswith("spearman") else -0.05, 1.05)
+        panel.set_ylabel(MEASURE_TITLES[measure])
+        panel.set_title(f"{MEASURE_TITLES[measure]}, {first.mode} randomisation", fontsize=9)
+        if any(found):
+            panel.legend(fontsize=7)
     return fig

@@ -10,8 +10,7 @@ line's choices, :func:`ucag.eval.evaluate`, the benchmarks and the notebooks rea
   FullGrad's raw map — "fullgrad" is that one everywhere; SESS, which can only wrap a
   pytorch-grad-cam class, wraps grad-cam's ``FullGrad``, the same method);
 - kind ``"baseline"``: a whole-image baseline of :mod:`ucag.baselines` (CAMERAS);
-- kind ``"control"``: a floor no method should fall to (docs/algorithm.md, "§6.9 controls
-  and peers"): ``"random"`` (pytorch-grad-cam's ``RandomCAM``, random channel weights at the
+- kind ``"control"``: a floor no method should fall to (docs/algorithm.md §6.9): ``"random"`` (pytorch-grad-cam's ``RandomCAM``, random channel weights at the
   target layer, seeded per image) and ``"sobel"`` (its ``sobel_cam``, the image's edges).
   Controls run once per comparison, as baselines, never around UCAG.
 
@@ -277,7 +276,7 @@ def explain_with(
     :class:`ucag.baselines.CAMERAS` (e.g. ``resolutions``) and
     :func:`ucag.eval.peers.random_cam_maps` (``seed``, default 0). ``mean`` and ``std``
     (the inputs' normalisation) are needed by the Sobel control, which works on the image
-    itself (docs/algorithm.md, "§6.9 controls and peers")."""
+    itself (docs/algorithm.md §6.9)."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     spec = method(name)

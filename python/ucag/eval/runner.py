@@ -44,6 +44,7 @@ from ..postprocess import check_blur
 from . import metrics as M
 from .compute import count_passes
 from .registry import METHODS, check_baseline_options, comparison_pairs, display_name, explain_with
+from .sanity import RANDOMIZATION_SEED, corresponding_module, map_similarities, randomize
 
 #: Metric names -> the columns they fill in results.csv.
 METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -54,11 +55,12 @@ METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
     "energy_pointing_game": ("energy_pointing_game",),
     "segmentation": ("pixel_accuracy", "average_precision"),
     "road": ("road_morf", "road_lerf", "road_combined"),
+    "randomization": ("randomization_spearman", "randomization_ssim", "randomization_hog"),
 }
 METRICS = tuple(METRIC_COLUMNS)
 DEFAULT_METRICS = ("deletion", "insertion", "density", "pointing_game", "energy_pointing_game")
 CURVE_METRICS = ("deletion", "insertion")
-LOWER_IS_BETTER = ("deletion", "negative_density", "road_morf")
+LOWER_IS_BETTER = ("deletion", "negative_density", "road_morf", "randomization_spearman", "randomization_ssim", "randomization_hog")
 COLUMN_TITLES = {
     "deletion": "deletion",
     "insertion": "insertion",
@@ -71,9 +73,12 @@ COLUMN_TITLES = {
     "road_morf": "ROAD MoRF",
     "road_lerf": "ROAD LeRF",
     "road_combined": "ROAD combined",
+    "randomization_spearman": "randomized Spearman",
+    "randomization_ssim": "randomized SSIM",
+    "randomization_hog": "randomized HOG",
 }
 KEY_COLUMNS = ("id", "class_name", "target", "probability", "method", "variant")
-#: What computing each map cost (docs/algorithm.md, "§6.9 controls and peers"): the model's
+#: What computing each map cost (docs/algorithm.md §6.9): the model's
 #: forward and backward passes in samples, and the input megapixels forwarded.
 PASS_COLUMNS = ("forward_passes", "backward_passes", "forward_mpx")
 PASS_TITLES = {"forward_passes": "forward passes", "backward_passes": "backward passes", "forward_mpx": "Mpx forwarded"}
@@ -228,6 +233,8 @@ class _Run:
     metric_batch_size: int
     #: what the run learnt while it ran: the metrics' batch size after an out-of-memory back-off
     learnt: dict[str, int] = field(default_factory=dict)
+    #: the "randomization" metric's fully randomised copy of the model and its target layer, built once
+    randomized: dict[str, nn.Module] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -269,6 +276,8 @@ class _Run:
             "blur": list(self.blur) if self.blur else None,
             "step": self.step,
         }
+        if "randomization" in self.metrics:
+            config["randomization_seed"] = RANDOMIZATION_SEED
         return json.loads(json.dumps(config, default=repr))  # type: ignore[no-any-return]  # as it reads back (tuples -> lists)
 
     def measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
@@ -294,6 +303,8 @@ class _Run:
             costs.append([str(passes.forward), str(passes.backward), _cell_value(passes.megapixels)])
         maps = torch.cat(computed)
         values, curves = self._metric_values(x, maps, target, sample.mask)
+        if "randomization" in self.metrics:
+            self._randomization_values(x, maps, target, values)
         key = [sample.id, sample.class_name, str(target), _cell_value(float(probabilities[target]))]
         result_rows, curve_rows = [], []
         for i, (method, variant) in enumerate(self.pairs):
@@ -344,6 +355,26 @@ class _Run:
                         scores = M.segmentation_scores(s[i : i + 1], masks[i : i + 1])
                         values["pixel_accuracy"][i], values["average_precision"][i] = scores.pixel_accuracy, scores.mean_ap
         return values, curves
+
+    def _randomization_values(self, x: torch.Tensor, maps: torch.Tensor, target: int, values: dict[str, list[float | None]]) -> None:
+        """The "randomization" columns: each map against the same method's map on the fully
+        randomised model (docs/algorithm.md §6.8), built once per run with a fixed seed."""
+        if not self.randomized:
+            self.randomized["model"] = model = randomize(self.model, seed=RANDOMIZATION_SEED, sample=x)
+            self.randomized["target_layer"] = corresponding_module(self.model, model, self.target_layer)
+        model, layer = self.randomized["model"], self.randomized["target_layer"]
+        random_maps = torch.cat(
+            [
+                explain_with(m, v, model, layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur, mean=self.mean, std=self.std)
+                .detach()
+                .float()
+                .cpu()
+                for m, v in self.pairs
+            ]
+        )
+        scores = map_similarities(maps.cpu(), random_maps)
+        for column, measure in (("randomization_spearman", "spearman_abs"), ("randomization_ssim", "ssim"), ("randomization_hog", "hog")):
+            values[column] = [float(v) for v in scores[measure]]
 
 
 def _complete_text(path: Path) -> str:
@@ -433,8 +464,7 @@ def evaluate(
     ``methods`` are names from :data:`ucag.eval.registry.METHODS`, each run in every ``variant``
     ("base", "ucag"...), plus ``baselines`` ("upscale", "sess", "sess-matched",
     "refinecam" around each method; "cameras" and the controls "random" and "sobel" once;
-    see :func:`ucag.eval.registry.comparison_pairs` and docs/algorithm.md, "§6.9 controls
-    and peers"). ``metrics`` from :data:`METRICS`; the mask
+    see :func:`ucag.eval.registry.comparison_pairs` and docs/algorithm.md §6.9). ``metrics`` from :data:`METRICS`; the mask
     metrics only where a sample has a mask. ``ucag_options`` go to :class:`ucag.UCAG`
     (units, patch_size, scale, weighting, batch_size), ``baseline_options`` to the
     baselines (see :func:`ucag.eval.registry.explain_with`); ``step`` and ``metric_batch_size``
