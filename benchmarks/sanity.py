@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from ucag.data import SAMPLE_PHOTOS, load_sample_model, preprocess_image, sample_image
@@ -32,8 +31,6 @@ def main() -> None:
     parser.add_argument("--figure", help="save plot_randomization and its curves here (two PNGs)")
     args = parser.parse_args()
 
-    from pytorch_grad_cam.sobel_cam import sobel_cam
-
     sample = load_sample_model()
     model = sample.model
     photos = [sample_image(name) for name in SAMPLE_PHOTOS]
@@ -42,10 +39,8 @@ def main() -> None:
         predicted = model(x).argmax(1).tolist()
     targets = [p.label if p.label is not None else predicted[i] for i, p in enumerate(photos)]
 
-    def sobel(model: torch.nn.Module, inputs: torch.Tensor, targets: list[int]) -> np.ndarray:
-        rgb = (sample.denormalize(inputs).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-        return np.stack([sobel_cam(np.ascontiguousarray(image)).astype(np.float64) for image in rgb])
-
+    # the registry's edge-map control: grad-cam's sobel_cam on the unnormalised photo
+    sobel = registry_explainer("sobel", mean=sample.mean, std=sample.std)
     explainers = {"Grad-CAM": registry_explainer("gradcam"), "UCAG(Grad-CAM)": registry_explainer("gradcam", "ucag"), "SobelCAM": sobel}
     results = {}
     for label, explain in explainers.items():

@@ -29,6 +29,7 @@ from torch import nn
 
 from .._call import eval_mode, logits_of, model_device
 from ..models import layer_suggestion, trace_size
+from ..viz import _map_array
 
 #: ``explain(model, inputs, targets) -> maps (B, H, W)``: any attribution method.
 Explain: TypeAlias = Callable[[nn.Module, torch.Tensor, list[int]], torch.Tensor | np.ndarray]
@@ -341,23 +342,13 @@ def _hog_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _maps(value: Any, argument: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        array = value.detach().float().cpu().numpy()
-    elif isinstance(value, np.ndarray):
-        array = value
-    else:
-        raise TypeError(f"{argument}: expected maps (B, H, W) as a torch tensor or numpy array, got {type(value).__name__}")
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{argument}: expected real-valued maps, got dtype {array.dtype}")
-    array = np.asarray(array, dtype=np.float64)
+    array = _map_array(value, argument)  # finite float64, or a TypeError/ValueError naming the argument
     if array.ndim != 3:
         raise ValueError(f"{argument}: expected maps (B, H, W), got shape {array.shape}")
     if shape is not None and array.shape != shape:
         raise ValueError(f"{argument}: expected maps of shape {shape}, got {array.shape}")
     if min(array.shape[1:]) < MIN_MAP_SIDE:
         raise ValueError(f"{argument}: the HOG similarity needs maps of at least {MIN_MAP_SIDE} x {MIN_MAP_SIDE} pixels, got {array.shape[1:]}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{argument}: contains NaN or Inf values")
     return array
 
 
