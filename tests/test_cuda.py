@@ -54,6 +54,10 @@ def test_fold_and_confidence_on_cuda(case):
     np.testing.assert_allclose(folded.cpu().numpy(), ucag.fold(maps.numpy(), w_cpu.numpy(), grid), rtol=1e-4, atol=1e-5)
     half = ucag.fold(maps.cuda().half(), w_gpu.half(), grid)
     assert half.is_cuda and half.dtype == torch.float16
+    for window in ("linear", "cosine"):  # the tapered folds on the device (docs/algorithm.md §4.1)
+        tapered = ucag.fold(maps.cuda(), w_gpu, grid, window)
+        assert tapered.is_cuda
+        torch.testing.assert_close(tapered.cpu(), ucag.fold(maps, w_cpu, grid, window), rtol=1e-5, atol=1e-5)
 
 
 def test_cpu_cuda_mix_is_rejected(case):
