@@ -50,7 +50,7 @@ def unnormalized_rgb8(inputs: torch.Tensor, mean: Sequence[float], std: Sequence
     return rgb.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def sobel_maps(inputs: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def sobel_maps(inputs: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None) -> torch.Tensor:
     """pytorch-grad-cam's ``sobel_cam`` of every image of the normalised batch ``inputs``
     (unnormalised with ``mean`` and ``std`` first): (B, H, W) float maps of the edges,
     0-255, no model involved (the edge floor)."""

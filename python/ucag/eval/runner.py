@@ -125,8 +125,7 @@ class EvaluationSummary:
         """The summary table (the controls last, marked as floors), the passes per image
         and the paired differences, as Markdown."""
         floors = set(self.floors)
-        ordered = [c for c in self.cells if (c.method, c.variant) not in floors] + [c for c in self.cells if (c.method, c.variant) in floors]
-        lines = _markdown_table(ordered, self.columns, "method", floors)
+        lines = _markdown_table(_floors_last(self.cells, floors), self.columns, "method", floors)
         text = "\n".join(lines)
         text += f"\n\nMean ± 95% confidence interval (Student t) over {self.images} images"
         if "pointing_game" in self.columns:
@@ -139,14 +138,18 @@ class EvaluationSummary:
             )
         if self.passes:
             text += "\nCost per image (mean) while the map is computed, not the metrics; passes counted in samples (a batch of 36 patches is 36):\n\n"
-            passes = [c for c in self.passes if (c.method, c.variant) not in floors] + [c for c in self.passes if (c.method, c.variant) in floors]
-            text += "\n".join(_markdown_table(passes, list(PASS_COLUMNS), "method", floors, decimals=2, spread=False)) + "\n"
+            text += "\n".join(_markdown_table(_floors_last(self.passes, floors), list(PASS_COLUMNS), "method", floors, decimals=2, spread=False)) + "\n"
         if self.differences:
             text += "\nUCAG − base, paired over the same images:\n\n" + "\n".join(_markdown_table(self.differences, self.columns, "method")) + "\n"
         return text
 
     def __repr__(self) -> str:
         return f"EvaluationSummary({self.images} images, {len(self.cells)} cells, out={str(self.out)!r})"
+
+
+def _floors_last(cells: list[Cell], floors: set[tuple[str, str]]) -> list[Cell]:
+    """``cells`` in their order, those of the controls (floors) moved to the end."""
+    return sorted(cells, key=lambda c: (c.method, c.variant) in floors)  # stable: keeps the order
 
 
 def _markdown_table(cells: list[Cell], columns: list[str], first: str, floors: set[tuple[str, str]] | None = None, decimals: int = 3, spread: bool = True) -> list[str]:
@@ -294,12 +297,7 @@ class _Run:
         computed, costs = [], []
         for m, v in self.pairs:
             with count_passes(self.model) as passes:  # the map's cost: counted while it is computed only
-                computed.append(
-                    explain_with(m, v, self.model, self.target_layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur, mean=self.mean, std=self.std)
-                    .detach()
-                    .float()
-                    .to(device)
-                )
+                computed.append(self._explain(m, v, self.model, self.target_layer, x, target).to(device))
             costs.append([str(passes.forward), str(passes.backward), _cell_value(passes.megapixels)])
         maps = torch.cat(computed)
         values, curves = self._metric_values(x, maps, target, sample.mask)
@@ -356,6 +354,11 @@ class _Run:
                         values["pixel_accuracy"][i], values["average_precision"][i] = scores.pixel_accuracy, scores.mean_ap
         return values, curves
 
+    def _explain(self, name: str, variant: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+        """One (method, variant)'s float maps for ``x`` with this run's options."""
+        maps = explain_with(name, variant, model, layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur, mean=self.mean, std=self.std)
+        return maps.detach().float()
+
     def _randomization_values(self, x: torch.Tensor, maps: torch.Tensor, target: int, values: dict[str, list[float | None]]) -> None:
         """The "randomization" columns: each map against the same method's map on the fully
         randomised model (docs/algorithm.md §6.8), built once per run with a fixed seed."""
@@ -363,15 +366,7 @@ class _Run:
             self.randomized["model"] = model = randomize(self.model, seed=RANDOMIZATION_SEED, sample=x)
             self.randomized["target_layer"] = corresponding_module(self.model, model, self.target_layer)
         model, layer = self.randomized["model"], self.randomized["target_layer"]
-        random_maps = torch.cat(
-            [
-                explain_with(m, v, model, layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur, mean=self.mean, std=self.std)
-                .detach()
-                .float()
-                .cpu()
-                for m, v in self.pairs
-            ]
-        )
+        random_maps = torch.cat([self._explain(m, v, model, layer, x, target).cpu() for m, v in self.pairs])
         scores = map_similarities(maps.cpu(), random_maps)
         for column, measure in (("randomization_spearman", "spearman_abs"), ("randomization_ssim", "ssim"), ("randomization_hog", "hog")):
             values[column] = [float(v) for v in scores[measure]]
