@@ -21,6 +21,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
 import ucag
+from conftest import assert_close_across_batches
 from ucag.baselines import CAMERAS, Upscale
 from ucag.bases import LRP, FullGrad
 from ucag.eval import metrics
@@ -393,10 +394,16 @@ def test_a_model_in_train_mode_is_run_in_eval_mode_and_left_as_it_was(prepare):
     torch.testing.assert_close(result, reference)  # what eval mode gives: no dropout, running statistics
 
 
+@pytest.mark.batch_comparison
 def test_in_train_mode_the_maps_do_not_depend_on_batch_size():
-    maps = [ucag.UCAG(mean_map, model=small_model().train(), batch_size=b, **SMALL).explain(X, [0, 1]).raw for b in (1, 3, 8)]
-    torch.testing.assert_close(maps[0], maps[1], rtol=0, atol=0)
-    torch.testing.assert_close(maps[0], maps[2], rtol=0, atol=0)
+    """Batch statistics or dropout would make a patch's logits depend on its batch-mates (by
+    1e-2 and more); in eval mode only float32 rounding differs between batch sizes."""
+    model = small_model().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    maps = [ucag.UCAG(mean_map, model=model, batch_size=b, **SMALL).explain(X, [0, 1]).raw for b in (1, 3, 8)]
+    assert_close_across_batches(maps[1], maps[0])
+    assert_close_across_batches(maps[2], maps[0])
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # running statistics untouched
 
 
 def test_a_soft_mask_is_refused_not_read_as_all_object():
@@ -439,6 +446,7 @@ class RunsOutAbove:
         return patches.mean(dim=1) * (targets[:, None, None] + 1)
 
 
+@pytest.mark.batch_comparison
 def test_out_of_memory_halves_the_chunk_and_keeps_the_work():
     expected = ucag.UCAG(mean_map, model=MODEL, batch_size=4, units=3, scale=1.0).explain(X, [0, 1])
     base = RunsOutAbove(5)
@@ -446,7 +454,7 @@ def test_out_of_memory_halves_the_chunk_and_keeps_the_work():
     with pytest.warns(RuntimeWarning, match="out of memory with 16 patches per chunk; continuing with 8"):
         first = explainer.explain(X, [0, 1])
     reference = ucag.UCAG(RunsOutAbove(99), model=MODEL, batch_size=4, units=3, scale=1.0).explain(X, [0, 1])
-    torch.testing.assert_close(first.raw, reference.raw, rtol=0, atol=0)  # chunking never changes the result
+    assert_close_across_batches(first.raw, reference.raw)  # the work before the back-off is kept, in order
     assert first.chunk_size == 4 and explainer.chunk_size == 4 and explainer.batch_size == 16
     assert max(base.sizes[base.sizes.index(4) :]) <= 5  # after backing off, never above the limit
     seen = len(base.sizes)
@@ -469,6 +477,7 @@ def test_batch_size_auto():
     assert explainer.explain(X, [0, 1]).chunk_size == 16
 
 
+@pytest.mark.batch_comparison
 def test_metrics_back_off_too():
     model = small_model()
     oom = RunsOutAbove(3)
@@ -480,10 +489,11 @@ def test_metrics_back_off_too():
     finally:
         handle.remove()
     reference = metrics.deletion(model, X, MAPS, [0, 1], step=128, batch_size=2)
-    np.testing.assert_allclose(result.curves, reference.curves, rtol=1e-6)
+    assert_close_across_batches(result.curves, reference.curves)
     assert result.batch_size == 2 and density[0].batch_size == 2
 
 
+@pytest.mark.batch_comparison
 def test_evaluate_backs_off_and_remembers(tmp_path):
     from ucag.eval.datasets import SampleImages
 
@@ -501,5 +511,5 @@ def test_evaluate_backs_off_and_remembers(tmp_path):
     assert summary.images == reference.images == 2
     for got, expected in zip(summary.cells, reference.cells, strict=True):
         assert (got.method, got.variant, got.column) == (expected.method, expected.variant, expected.column)
-        assert got.mean == pytest.approx(expected.mean, rel=1e-6)
+        assert got.mean == pytest.approx(expected.mean, rel=1e-4, abs=1e-6)  # float32 rounding of other batches
     assert max(oom.sizes) == 8 and oom.sizes.count(8) == 1  # one back-off, remembered for the second photo

@@ -59,7 +59,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.batch_comparison
 def test_rows_equal_the_metrics_computed_directly(small_run, sample_model):
+    """The runner batches the metrics' forwards across images and steps, the direct calls
+    take one image: equal up to float32 rounding that depends on the batch size."""
     out, _, dataset = small_run
     rows = _rows(out / "results.csv")
     assert [(r["id"], r["method"], r["variant"]) for r in rows] == [
@@ -76,11 +79,11 @@ def test_rows_equal_the_metrics_computed_directly(small_run, sample_model):
             saliency = ucag.UCAG(cam, **FAST).explain(x, [target]).saliency
         row = next(r for r in rows if r["id"] == sample.id and r["variant"] == "ucag")
         assert int(row["target"]) == target
-        assert float(row["deletion"]) == pytest.approx(metrics.deletion(sm.model, x, saliency, [target], step=STEP).mean, abs=1e-6)
-        assert float(row["insertion"]) == pytest.approx(metrics.insertion(sm.model, x, saliency, [target], step=STEP).mean, abs=1e-6)
+        assert float(row["deletion"]) == pytest.approx(metrics.deletion(sm.model, x, saliency, [target], step=STEP).mean, abs=1e-5)
+        assert float(row["insertion"]) == pytest.approx(metrics.insertion(sm.model, x, saliency, [target], step=STEP).mean, abs=1e-5)
         positive, negative = metrics.map_density(sm.model, x, saliency, [target])
-        assert float(row["positive_density"]) == pytest.approx(positive.mean, rel=1e-5)
-        assert float(row["negative_density"]) == pytest.approx(negative.mean, rel=1e-5)
+        assert float(row["positive_density"]) == pytest.approx(positive.mean, rel=1e-3)
+        assert float(row["negative_density"]) == pytest.approx(negative.mean, rel=1e-3)
         if sample.mask is None:  # chelsea: no ground truth, the mask metrics stay empty
             assert row["pointing_game"] == row["energy_pointing_game"] == row["average_precision"] == ""
         else:
@@ -114,6 +117,7 @@ def test_summary_files(small_run):
     assert "| UCAG(Grad-CAM) |" in table and "deletion ↓" in table and "insertion ↑" in table
 
 
+@pytest.mark.batch_comparison
 def test_baselines_run_as_peers(sample_model, tmp_path):
     sm = sample_model
     options = {"sess": {"num_scales": 2}, "cameras": {"resolutions": [224, 324]}, "upscale": {"factor": 2.0}}
@@ -147,7 +151,8 @@ def test_baselines_run_as_peers(sample_model, tmp_path):
         sess_map = cam_postprocess(torch.as_tensor(sess(x, [ClassifierOutputTarget(967)])))
     cameras = ucag.baselines.CAMERAS(sm.model, sm.target_layer, resolutions=[224, 324]).explain(x, [967]).saliency
     for key, saliency in ((("gradcam", "upscale"), upscaled), (("gradcam", "sess"), sess_map), (("cameras", "base"), cameras)):
-        assert rows[key] == pytest.approx(metrics.deletion(sm.model, x, saliency, [967], step=STEP).mean, abs=1e-6), key
+        # the runner batches the deletion steps of all four maps; float32 rounding differs
+        assert rows[key] == pytest.approx(metrics.deletion(sm.model, x, saliency, [967], step=STEP).mean, abs=1e-5), key
     assert len(set(rows.values())) == 4  # four different maps
 
 

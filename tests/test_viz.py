@@ -170,9 +170,11 @@ def test_overlay_min_max_scales_maps_outside_the_unit_range(sample):
     image = sample["photo"]
     raw = sample["explanation"].raw[0]  # signed
     scaled = (raw - raw.min()) / (raw.max() - raw.min())
-    np.testing.assert_array_equal(viz.overlay(image, raw), viz.overlay(image, scaled))
-    # Equal up to float32 rounding, which may move a value into the next colormap entry.
-    np.testing.assert_allclose(viz.overlay(image, raw * 40 + 7).astype(int), viz.overlay(image, scaled).astype(int), atol=3)
+    # Equal up to float32 rounding (two formulations of the min-max scaling), which may move
+    # a value into the next colormap entry: a few levels, on a few pixels.
+    for shown in (raw, raw * 40 + 7):
+        difference = np.abs(viz.overlay(image, shown).astype(int) - viz.overlay(image, scaled).astype(int))
+        assert difference.max() <= 3 and (difference > 0).mean() < 1e-3
     # A map already in [0, 1] keeps its values: a weak map stays weak.
     weak = sample["explanation"].saliency[0] * 0.2
     assert not np.array_equal(viz.overlay(image, weak), viz.overlay(image, weak / weak.max()))
