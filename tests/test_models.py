@@ -18,6 +18,7 @@ from torch import nn
 import ucag
 from ucag.data import load_photo, normalize
 from ucag.eval.runner import IMAGENET_MEAN, IMAGENET_STD
+from ucag.layers import Tap
 from ucag.models import ChannelsLast, LogitsOnly, TokenGrid, layer_suggestion, model_input_size, reshape_transform_for
 
 timm = pytest.importorskip("timm")
@@ -102,11 +103,11 @@ def test_suggested_layer_and_ucag_gradcam_end_to_end(arch: str, photo: torch.Ten
 
 
 def test_layer_choices_on_more_families() -> None:
-    """CNNs: after the activation, including in-place ones; before it only when the model
-    applies it functionally (said so); pooling heads and plain containers never."""
+    """CNNs: after the activation, including in-place ones and one applied as a function
+    (DenseNet's final F.relu: a tap on that call); pooling heads and plain containers never."""
     torch.manual_seed(0)
     dense = layer_suggestion(torchvision.models.densenet121())
-    assert dense.name == "features.norm5" and "functionally" in dense.reason
+    assert dense.name == "F.relu@121" and isinstance(dense.layer, Tap) and "applies as a function" in dense.reason
     assert layer_suggestion(torchvision.models.vgg11()).name == "features.20"  # features[-1], not avgpool
     assert layer_suggestion(torchvision.models.efficientnet_b0()).name == "features.8"
     assert "after its activation" in layer_suggestion(torchvision.models.mobilenet_v3_small()).reason

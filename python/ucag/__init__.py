@@ -7,6 +7,8 @@ The library (docs/algorithm.md has every definition it implements):
   (:class:`Explanation`); :func:`fast` stops a CAM's backward pass at its target layer;
 - :mod:`ucag.models`: :func:`suggest_target_layer` / :func:`layer_suggestion` (which layer a
   CAM should use on a CNN, ViT or Swin, and why) and the input size of fixed-resolution models;
+  :mod:`ucag.layers`: :class:`~ucag.layers.Tap` (a target layer for a map no module outputs
+  once) and the check that every CAM's target layers run once and keep the batch;
 - the Rust kernels: :class:`Grid` (the patch geometry, §1; :class:`GridSpec` describes it
   for any image size), :func:`unfold` (images -> upsampled patches), :func:`confidence`
   (logits -> per-patch weights, §3), :func:`fold` (weighted partial maps -> raw maps,
@@ -21,7 +23,7 @@ Above it, the evaluation toolkit :mod:`ucag.eval`: metrics, the method registry,
 
 import torch  # noqa: F401  (libtorch must be loaded before the tch module)
 
-from . import baselines, eval, models
+from . import baselines, eval, layers, models
 from ._core import Grid, __version__
 from .bases.truncation import fast
 from .eval import evaluate, metrics, tune
@@ -44,6 +46,7 @@ __all__ = [
     "fast",
     "fold",
     "layer_suggestion",
+    "layers",
     "metrics",
     "models",
     "show_config",

@@ -26,6 +26,7 @@ from torch import nn
 from ._call import GradCamCallable, Targets, check_input, check_target_range, checked_logits, eval_mode, model_device, resolve_targets
 from .explainer import UCAG
 from .grid import round_half_up
+from .layers import Tap, attached, checked_target_layers
 from .postprocess import postprocess as apply_postprocess
 
 # ---- Upscale: UCAG with one patch ---------------------------------------------------------
@@ -196,7 +197,8 @@ class CAMERAS(GradCamCallable):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(target_layer, nn.Module):
             raise TypeError(f"target_layer: expected a torch.nn.Module, got {type(target_layer).__name__}")
-        if not any(m is target_layer for m in model.modules()):
+        tapped = isinstance(target_layer, Tap) and target_layer.site.model is model
+        if not tapped and not any(m is target_layer for m in model.modules()):
             raise ValueError(f"target_layer: {type(target_layer).__name__} is not a submodule of model")
         if postprocess not in ("cam", "none"):
             raise ValueError(f"postprocess: expected 'cam' or 'none', got {postprocess!r}")
@@ -291,12 +293,12 @@ class CAMERAS(GradCamCallable):
 
         handle = self.target_layer.register_forward_hook(capture)
         try:
-            with torch.enable_grad():
+            with torch.enable_grad(), attached([self.target_layer]), checked_target_layers(self.model, [self.target_layer], "target_layer"):
                 logits = self.model(x)
         finally:
             handle.remove()
-        if len(outputs) != 1:
-            raise ValueError(f"target_layer: ran {len(outputs)} times in one forward pass; CAMERAS needs a layer that runs exactly once")
+        if not outputs:  # more than once is the check's error
+            raise ValueError(f"target_layer: {type(self.target_layer).__name__} did not run in a forward pass of {type(self.model).__name__}; CAMERAS needs a layer that runs exactly once")
         logits = checked_logits(logits, len(x))
         check_target_range(targets, logits.shape[1])
         chosen = logits.gather(1, targets[:, None].to(logits.device))

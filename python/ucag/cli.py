@@ -41,6 +41,7 @@ from .eval.registry import BASELINES, CONTROLS, METHODS, ONCE, VARIANTS, compari
 from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
 from .grid import GridSpec
 from .kernels import FOLD_WINDOWS
+from .layers import attached
 
 if TYPE_CHECKING:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -181,11 +182,15 @@ def _check_images(paths: Sequence[str]) -> None:
 
 
 def _submodule(model: nn.Module, name: str, what: str) -> nn.Module:
-    """``model``'s submodule ``name`` or a :class:`UsageError` for ``--layer``."""
+    """``model``'s layer ``name`` (a submodule, or a call site such as ``_swish@2``:
+    :func:`ucag.models.layer_by_name`) or a :class:`UsageError` for ``--layer``."""
+    from .models import layer_by_name
+
     try:
-        return model.get_submodule(name)
-    except AttributeError:
-        pass
+        return layer_by_name(model, name)
+    except ValueError as err:
+        if "@" in name:  # a call site: the reason is in the message
+            raise UsageError(f"--layer: {what}: {_one_line(str(err))}") from None
     names = [n for n, _ in model.named_modules() if n]
     close = difflib.get_close_matches(name, names, n=3)
     hint = f"did you mean {', '.join(close)}?" if close else f"its top-level modules: {', '.join(n for n, _ in model.named_children())}"
@@ -383,7 +388,7 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
     parameter = next(sm.model.parameters(), None)
     blank = torch.zeros(1, 3, sm.input_size, sm.input_size, device=parameter.device if parameter is not None else device)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), attached([sm.target_layer]):  # a tap (--layer F.relu@121) reads its call
             output = sm.model(blank)
     except Exception as err:
         if not args.model:
@@ -464,7 +469,11 @@ def explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--target: {args.target} is not a class of the model; give a class index from 0 to {classes - 1} (the model has {classes} outputs)")
     _check_units(args.units, sm.input_size)
     _make_out(out_dir)
-    with spec.build(sm.model, sm.target_layer) as cam, ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress, **_fold_option(args)) as explainer:
+    with (
+        attached([sm.target_layer]),  # the base map's own CAM call reads a tap's call site too
+        spec.build(sm.model, sm.target_layer) as cam,
+        ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress, **_fold_option(args)) as explainer,
+    ):
         for path in args.images:
             name, rgb = read_image(path)
             x = sm.preprocess(rgb)

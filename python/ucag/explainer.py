@@ -22,7 +22,7 @@ from . import _core, kernels
 from ._call import GradCamCallable, Targets, check_input, check_settings, eval_mode, model_device, resolve_targets, run_in_chunks, target_objects
 from .bases.adapters import PatchAttribution, make_adapter
 from .grid import GridSpec, PatchSize
-from .models import LayerSuggestion, layer_suggestion, model_input_size
+from .models import LayerSuggestion, layer_suggestion, model_input_size, model_size_multiple
 from .postprocess import cam_postprocess
 from .postprocess import postprocess as apply_postprocess
 
@@ -169,6 +169,14 @@ class UCAG(GradCamCallable):
                     f"scaled_size: {type(self.model).__name__} takes only {_size(self.model_input_size)} inputs, got scaled_size={grid_spec.scaled_size}; "
                     f"pass scaled_size={self.model_input_size} or leave scale and scaled_size out"
                 )
+        #: What the model's input sides must be multiples of (ucag.models.model_size_multiple).
+        self.model_size_multiple = 1 if self.model_input_size is not None else model_size_multiple(self.model)
+        m = self.model_size_multiple
+        if m > 1:
+            if scale is None and scaled_size is None:
+                grid_spec = dataclasses.replace(grid_spec, size_multiple=m)
+            elif grid_spec.scaled_size is not None and any(side % m for side in grid_spec.scaled_size):  # type: ignore[union-attr]
+                raise ValueError(f"scaled_size: {type(self.model).__name__} takes sides that are multiples of {m}, got scaled_size={grid_spec.scaled_size}")
         self.grid_spec = grid_spec
         self.weighting: Weighting = weighting
         self.fold: FoldWindow = fold
@@ -221,6 +229,12 @@ class UCAG(GradCamCallable):
         """The grid for images of ``size`` (H, W); for a fixed-resolution model, an error
         unless its patches are resized to the model's input size."""
         grid = self.grid_spec.grid(size)
+        m = self.model_size_multiple
+        if any(side % m for side in grid.scaled_size):
+            raise ValueError(
+                f"scale: {type(self.model).__name__} takes sides that are multiples of {m}, but {_size(grid.patch_size)} patches upsampled x{self.scale:g} are "
+                f"{_size(grid.scaled_size)}; pass a scaled_size of multiples of {m} instead of scale (or leave both out: UCAG then rounds to multiples of {m})"
+            )
         if self.model_input_size is not None and grid.scaled_size != self.model_input_size:
             patch = grid.patch_size
             raise ValueError(

@@ -70,15 +70,19 @@ class GridSpec:
     None is the paper's 124/224 of the image side. ``scale``: the factor each patch is
     upsampled by before attribution; ``scaled_size`` (pixels, or an (h, w) pair), when
     given, is the size every patch is resized to instead (what a fixed-resolution model
-    needs; ``scale`` is then unused). Invalid settings raise here, naming the argument;
-    what depends on the image (a patch larger than the image, ``units=1`` with a patch
-    smaller than it) raises in :meth:`grid`.
+    needs; ``scale`` is then unused). ``size_multiple``: without a ``scaled_size``, each
+    side of the upsampled patches is rounded to the nearest multiple of it (at least one
+    multiple), for models whose inputs must be multiples of their patch size
+    (:func:`ucag.models.model_size_multiple`). Invalid settings raise here, naming the
+    argument; what depends on the image (a patch larger than the image, ``units=1`` with a
+    patch smaller than it) raises in :meth:`grid`.
     """
 
     units: int = 6
     patch_size: PatchSize = None
     scale: float = 2.6
     scaled_size: int | tuple[int, int] | None = None
+    size_multiple: int = 1
 
     def __post_init__(self) -> None:
         if not _is_int(self.units):
@@ -89,7 +93,10 @@ class GridSpec:
             raise TypeError(f"scale: must be a number, got {self.scale!r}")
         if not math.isfinite(self.scale) or self.scale <= 0:
             raise ValueError(f"scale: must be a finite number > 0, got {self.scale}")
+        if not _is_int(self.size_multiple) or self.size_multiple < 1:
+            raise ValueError(f"size_multiple: must be a positive int, got {self.size_multiple!r}")
         object.__setattr__(self, "units", int(self.units))
+        object.__setattr__(self, "size_multiple", int(self.size_multiple))
         object.__setattr__(self, "patch_size", _patch_size(self.patch_size))
         object.__setattr__(self, "scale", float(self.scale))
         object.__setattr__(self, "scaled_size", _scaled_size(self.scaled_size))
@@ -112,4 +119,11 @@ class GridSpec:
 
 @functools.lru_cache(maxsize=256)
 def _grid(spec: GridSpec, size: tuple[int, int]) -> Grid:
-    return Grid(size, units=spec.units, patch_size=spec.patch_pixels(size), scale=spec.scale, scaled_size=spec.scaled_size)
+    grid = Grid(size, units=spec.units, patch_size=spec.patch_pixels(size), scale=spec.scale, scaled_size=spec.scaled_size)
+    m = spec.size_multiple
+    if m == 1 or spec.scaled_size is not None:
+        return grid
+    rounded = tuple(max(m, round_half_up(side / m) * m) for side in grid.scaled_size)
+    if rounded == tuple(grid.scaled_size):
+        return grid
+    return Grid(size, units=spec.units, patch_size=spec.patch_pixels(size), scale=spec.scale, scaled_size=rounded)

@@ -16,17 +16,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from ._call import LogitsOnly, eval_mode, logits_of, model_device
+from .layers import CallSite, SiteKind, Tap, attached, layer_name
 
 #: How the suggested layer lays out its output: "NCHW" (a CNN's feature map), "tokens"
 #: ((B, T, C), a ViT's), "NHWC" (timm's Swin stages).
@@ -34,6 +39,33 @@ Layout: TypeAlias = Literal["NCHW", "tokens", "NHWC"]
 
 #: Activation modules: a feature map taken after one of these is "after its nonlinearity".
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish, nn.PReLU, nn.SELU, nn.CELU, nn.Sigmoid, nn.Tanh, nn.Hardsigmoid)
+#: Activations a model may apply as a function (``F.relu(x)``, ``x.relu()``) rather than
+#: through a module: the trace records their calls, a :class:`Tap` can read their output.
+_ACTIVATION_FUNCTIONS: dict[Callable[..., Any], str] = {
+    function: name
+    for name, function in (
+        ("torch.nn.functional.relu", F.relu),
+        ("torch.nn.functional.relu_", F.relu_),
+        ("torch.relu", torch.relu),
+        ("torch.relu_", torch.relu_),
+        ("Tensor.relu", torch.Tensor.relu),
+        ("Tensor.relu_", torch.Tensor.relu_),
+        ("torch.nn.functional.relu6", F.relu6),
+        ("torch.nn.functional.hardtanh", F.hardtanh),
+        ("torch.nn.functional.silu", F.silu),
+        ("torch.nn.functional.gelu", F.gelu),
+        ("torch.nn.functional.hardswish", F.hardswish),
+        ("torch.nn.functional.leaky_relu", F.leaky_relu),
+        ("torch.nn.functional.elu", F.elu),
+        ("torch.nn.functional.mish", F.mish),
+        ("torch.nn.functional.selu", F.selu),
+        ("torch.nn.functional.celu", F.celu),
+        ("torch.sigmoid", torch.sigmoid),
+        ("Tensor.sigmoid", torch.Tensor.sigmoid),
+        ("torch.tanh", torch.tanh),
+        ("Tensor.tanh", torch.Tensor.tanh),
+    )
+}
 _HEAD_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.InstanceNorm2d, nn.LayerNorm)
 
@@ -53,22 +85,60 @@ def model_input_size(model: nn.Module) -> tuple[int, int] | None:
     Known where the model says so: timm's ``pretrained_cfg`` with ``fixed_input_size``
     (ViT, DeiT, Swin, … unless built with ``dynamic_img_size``), a torchvision
     ``VisionTransformer``'s ``image_size``, a Hugging Face model whose config has an
-    ``image_size`` and whose embeddings add learnt absolute position embeddings (ViT, DeiT,
-    BEiT …; Swin and ConvNeXt, which take any size, have none)."""
+    ``image_size`` (or whose ``vision_config`` has one) and whose embeddings add learnt
+    absolute position embeddings (ViT, DeiT, BEiT, CLIP, SigLIP …; Swin and ConvNeXt, which
+    take any size, have none)."""
+    if getattr(model, "dynamic_img_size", False):
+        return None
+    # timm's patch embedding of the image says the size it asserts (built with img_size=, it
+    # differs from the config's); later stages' embeddings name their feature maps' sizes
+    for embedding in model.children():
+        reads_image = getattr(getattr(embedding, "proj", None), "in_channels", None) == 3
+        if reads_image and getattr(embedding, "strict_img_size", False) is True:
+            strict = _config_size(getattr(embedding, "img_size", None))
+            if strict:
+                return strict
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
-    if isinstance(cfg, Mapping) and cfg.get("fixed_input_size") and not getattr(model, "dynamic_img_size", False):
+    if isinstance(cfg, Mapping) and cfg.get("fixed_input_size"):
         size = _config_size(cfg.get("input_size"))
         if size:
             return size
     image_size = getattr(model, "image_size", None)
     if isinstance(image_size, int) and isinstance(getattr(model, "class_token", None), nn.Parameter):
         return (image_size, image_size)  # torchvision's VisionTransformer asserts this size
-    config = getattr(model, "config", None)
-    if config is not None and _config_size(getattr(config, "image_size", None)):
+    size = _hf_image_size(model)
+    if size is not None:
         for name, param in model.named_parameters():
-            if name.endswith("position_embeddings") and param.dim() == 3:
-                return _config_size(config.image_size)
+            # learnt absolute positions: ViT's (1, T, C) tensor, Perceiver's (T, C), CLIP's and SigLIP's embedding table
+            if (name.endswith("position_embeddings") and param.dim() in (2, 3)) or (name.endswith("position_embedding.weight") and param.dim() == 2):
+                return size
     return None
+
+
+def _hf_image_size(model: nn.Module) -> tuple[int, int] | None:
+    """The ``image_size`` of a Hugging Face model's config (or of its ``vision_config``)."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    vision = getattr(config, "vision_config", None)
+    return _config_size(getattr(config, "image_size", None)) or (_config_size(getattr(vision, "image_size", None)) if vision is not None else None)
+
+
+def model_size_multiple(model: nn.Module) -> int:
+    """The number a model's input sides must be multiples of, where the model says so: a
+    timm patch embedding (a ``dynamic_img_pad`` attribute, or a class named
+    ``…PatchEmbed``) that neither pads nor takes one size only asserts that the sides are
+    multiples of its ``patch_size`` (EVA, DINOv3, NaFlexViT, Qwen3-ViT, Gemma 4 ViT …); 1
+    for every other model."""
+    multiple = 1
+    for module in model.modules():
+        pads = getattr(module, "dynamic_img_pad", None)
+        embeds = pads is False or (pads is None and type(module).__name__.endswith("PatchEmbed"))
+        if embeds and not getattr(module, "strict_img_size", False):
+            patch = _config_size(getattr(module, "patch_size", None))
+            if patch:
+                multiple = math.lcm(multiple, *patch)
+    return multiple
 
 
 def trace_size(model: nn.Module) -> tuple[int, int]:
@@ -80,9 +150,7 @@ def trace_size(model: nn.Module) -> tuple[int, int]:
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
     if isinstance(cfg, Mapping) and _config_size(cfg.get("input_size")):
         return _config_size(cfg.get("input_size"))  # type: ignore[return-value]
-    config = getattr(model, "config", None)
-    size = _config_size(getattr(config, "image_size", None)) if config is not None else None
-    return size or (224, 224)
+    return _hf_image_size(model) or (224, 224)
 
 
 def _triple(values: Any) -> tuple[float, float, float] | None:
@@ -165,10 +233,11 @@ class ChannelsLast:
 class LayerSuggestion:
     """A CAM target layer for a model, and why.
 
-    ``name``: its dotted name in ``model.named_modules()``; ``layer``: the module;
-    ``reshape_transform``: what grad-cam needs to turn its output into (B, C, h, w) maps
-    (None for a CNN's feature map); ``layout``: its output's layout; ``feature_size``: the
-    (h, w) of its map at ``input_size``; ``reason``: one sentence on why this layer."""
+    ``name``: its dotted name in ``model.named_modules()``, or for a :class:`ucag.layers.Tap`
+    its call site's (``"_swish@2"``; :func:`layer_by_name` reads both); ``layer``: the
+    module; ``reshape_transform``: what grad-cam needs to turn its output into (B, C, h, w)
+    maps (None for a CNN's feature map); ``layout``: its output's layout; ``feature_size``:
+    the (h, w) of its map at ``input_size``; ``reason``: one sentence on why this layer."""
 
     name: str
     layer: nn.Module
@@ -178,49 +247,105 @@ class LayerSuggestion:
     input_size: tuple[int, int]
     reason: str
 
+    def attached(self) -> contextlib.AbstractContextManager[None]:
+        """A block in which a plain CAM on :attr:`layer` works: a :class:`~ucag.layers.Tap`
+        is attached for the block, any other layer needs nothing (ucag's own calls do this
+        by themselves)."""
+        return attached([self.layer])
+
     def __str__(self) -> str:
         transform = f", reshape_transform={self.reshape_transform}" if self.reshape_transform else ""
         return f"{self.name} ({type(self.layer).__name__}{transform}): {self.reason}"
 
 
+#: The batch the trace runs: 2, so that a layer whose first dimension is not the batch shows.
+TRACE_BATCH = 2
+
+
 @dataclass
 class _Call:
-    """One module call seen by the trace: in order of completion."""
+    """One call seen by the trace, in order of completion: a module's, or (``module`` None)
+    an activation function's (:data:`_ACTIVATION_FUNCTIONS`)."""
 
     name: str
-    module: nn.Module
+    module: nn.Module | None
     output: Any
     passthrough: bool  # returned its own input unchanged (nn.Identity & co.)
+    occurrence: int = 0  # among the calls of the same module or function in the forward
+    function: Callable[..., Any] | None = None
+    first_input: Any = None
+    inputs: tuple[Any, ...] = ()  # every tensor input, positional or by keyword
+
+
+class _ActivationRecorder(TorchFunctionMode):
+    """Records the calls of activation functions into the trace."""
+
+    def __init__(self, calls: list[_Call]) -> None:
+        super().__init__()
+        self.calls = calls
+        self.seen: dict[Any, int] = {}
+
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        output = func(*args, **(kwargs or {}))
+        try:
+            name = _ACTIVATION_FUNCTIONS.get(func)
+        except TypeError:  # an unhashable callable
+            name = None
+        if name is not None:
+            occurrence = self.seen.get(func, 0)
+            self.seen[func] = occurrence + 1
+            self.calls.append(_Call(name, None, output, False, occurrence, func, args[0] if args else None))
+        return output
 
 
 def _trace(model: nn.Module, size: tuple[int, int]) -> list[_Call]:
-    """Every module call of one forward pass of a zero image of ``size``, in the order the
-    calls finished; the model's state is restored (modes, flags, hooks)."""
+    """Every module call and activation-function call of one forward pass of a batch of
+    :data:`TRACE_BATCH` zero images of ``size``, in the order the calls finished; the
+    model's state is restored (modes, flags, hooks)."""
     calls: list[_Call] = []
     names = {id(m): n for n, m in model.named_modules()}
+    seen: dict[int, int] = {}
 
-    def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+    def record(module: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> None:
+        # the first input, positional or (Hugging Face layers) by keyword
+        first = inputs[0] if inputs else next((v for v in kwargs.values() if isinstance(v, torch.Tensor)), None)
         # an in-place activation also returns its input, but changed
-        unchanged = bool(inputs) and output is inputs[0] and not isinstance(module, _ACTIVATIONS)
-        calls.append(_Call(names.get(id(module), "?"), module, output, unchanged))
+        unchanged = first is not None and output is first and not isinstance(module, _ACTIVATIONS)
+        occurrence = seen.get(id(module), 0)
+        seen[id(module)] = occurrence + 1
+        tensors = tuple(v for v in (*inputs, *kwargs.values()) if isinstance(v, torch.Tensor))
+        calls.append(_Call(names.get(id(module), "?"), module, output, unchanged, occurrence, None, first, tensors))
 
-    x = torch.zeros(1, 3, *size, device=model_device(model))
+    x = torch.zeros(TRACE_BATCH, 3, *size, device=model_device(model))
     with eval_mode(model), torch.no_grad():
         for module in model.modules():
-            module.register_forward_hook(record)
+            module.register_forward_hook(record, with_kwargs=True)
         try:
-            model(x)
+            with _ActivationRecorder(calls):
+                model(x)
         except Exception as err:
-            raise ValueError(f"model: cannot trace a forward pass on a 1x3x{size[0]}x{size[1]} image to find its layers ({type(err).__name__}: {err})") from err
+            raise ValueError(f"model: cannot trace a forward pass on a {TRACE_BATCH}x3x{size[0]}x{size[1]} batch to find its layers ({type(err).__name__}: {err})") from err
     return calls
 
 
+_ATTENTION_NAME = re.compile(r"attention|attn", re.IGNORECASE)
+_CONTAINER_NAME = re.compile(r"(block|layer|stage|encoder)s?$", re.IGNORECASE)
+
+
 def _is_attention(module: nn.Module) -> bool:
-    return isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__
+    """An attention module (nn.MultiheadAttention, a class named ...Attention or ...Attn),
+    not a block or stage that contains one."""
+    name = type(module).__name__
+    return isinstance(module, nn.MultiheadAttention) or (bool(_ATTENTION_NAME.search(name)) and not _CONTAINER_NAME.search(name))
+
+
+_LAYER_NORM_NAME = re.compile(r"LayerNorm|RMSNorm|RmsNorm")
+_NORM_NAME = re.compile(r"Norm(?!al)")
 
 
 def _is_layer_norm(module: nn.Module) -> bool:
-    return isinstance(module, (nn.LayerNorm, nn.RMSNorm)) or "LayerNorm" in type(module).__name__
+    """A norm over the channels of each token: LayerNorm, RMSNorm and the libraries' own."""
+    return isinstance(module, (nn.LayerNorm, nn.RMSNorm)) or bool(_LAYER_NORM_NAME.search(type(module).__name__))
 
 
 def _inside(name: str, parent: str) -> bool:
@@ -229,70 +354,179 @@ def _inside(name: str, parent: str) -> bool:
 
 def layer_suggestion(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> LayerSuggestion:
     """The layer a CAM should explain ``model`` at, found from one forward pass of a blank
-    image (at ``input_size``, default :func:`trace_size`):
+    batch (at ``input_size``, default :func:`trace_size`; docs/algorithm.md §8.1).
 
-    - **Transformers** (ViT, DeiT, Swin, … — models with attention blocks): the first
-      LayerNorm of the last attention block (timm's ``blocks[-1].norm1``, torchvision's
-      ``encoder.layers[-1].ln_1``, Hugging Face's ``layernorm_before``), whose tokens
-      still carry the spatial information the class token gathers; with a
-      :class:`TokenGrid` that drops the prefix tokens, or :class:`ChannelsLast` for (B, H, W, C)
-      stages.
-    - **CNNs** (ResNet, EfficientNet, ConvNeXt, MobileNet, VGG …): the module that outputs
-      the last spatial feature map, i.e. *after* the activation that follows the last
-      convolution or normalisation (the map a pre-activation BatchNorm gives can reverse
-      what UCAG shows). Among modules that return that same tensor, the outermost block
-      that runs once (``layer4[-1]`` rather than ``layer4`` or its shared ReLU).
+    Every suggestion runs exactly once per forward and keeps the batch as its first
+    dimension; its output is a spatial map (B, C, H, W), a channels-last map (B, H, W, C)
+    or tokens (B, T, C) that form a grid over the image after some prefix tokens.
 
-    ValueError when the forward pass fails or no spatial layer exists.
+    - **Transformers and token MLPs** (ViT, DeiT, Swin, CaiT, MLP-Mixer, … — repeated
+      blocks that read and return a grid of patch tokens): the tokens entering the last
+      such block (class-attention blocks, which return the class token alone, do not
+      count). In a pre-norm block, whose first norm reads the block's input, that is the
+      norm's output (timm's ``blocks[-1].norm1``, torchvision's ``encoder.layers[-1].ln_1``,
+      Hugging Face's ``layernorm_before``); in a post-norm block, the previous block's
+      output (or a :class:`~ucag.layers.Tap` on the block's input). Never a module inside
+      attention. With a :class:`TokenGrid` that drops the prefix tokens, or
+      :class:`ChannelsLast` for (B, H, W, C) stages.
+    - **CNNs** (ResNet, EfficientNet, ConvNeXt, MobileNet, VGG, DenseNet …): the last
+      spatial feature map, *after* the activation that follows the last convolution or
+      normalisation (the map a pre-activation BatchNorm gives can reverse what UCAG shows).
+      Among modules that return that tensor, the outermost block that runs once
+      (``layer4[-1]`` rather than ``layer4`` or its shared ReLU). When no module that runs
+      once outputs it — a shared activation module (efficientnet-lite-pytorch's ``_swish``,
+      called after the stem and after the head) or an activation applied as a function
+      (torchvision DenseNet's final ``F.relu``) — the layer is a :class:`~ucag.layers.Tap`
+      on that one call, which ucag attaches for its calls (:meth:`LayerSuggestion.attached`
+      for a plain CAM). A stage that keeps its maps channels-last (B, H, W, C) gets
+      :class:`ChannelsLast`.
+
+    A hybrid model gets its last token block's layer unless convolutions compute a feature
+    map after that block (a convolutional head): then the CNN rule's map, the one closest to
+    the classifier. ValueError when the forward pass fails or no layer
+    qualifies.
     """
     size = trace_size(model) if input_size is None else (_config_size(input_size) or _bad_size(input_size))
     calls = _trace(model, size)
+    counts = _call_counts(calls)
+    position = {id(c): i for i, c in enumerate(calls)}
+    tokens = _token_layer(model, calls, counts, size, position)
+    try:
+        cnn: tuple[LayerSuggestion, int] | None = _cnn_layer(model, calls, counts, size, position)
+    except ValueError:
+        if tokens is None:
+            raise
+        cnn = None
+    if tokens is None:
+        assert cnn is not None
+        # attention that mixes tokens of the batch after the map: the map is a stem's, and
+        # the tokens the model classifies form no grid ucag can read (TNT's two streams)
+        late = [c for c in calls[cnn[1] + 1 :] if c.module is not None and c.module is not model and _is_attention(c.module) and _mixes_tokens(_primary(c.output))]
+        if late:
+            raise ValueError(
+                f"model: {type(model).__name__}'s last spatial map ({cnn[0].name}) comes before its attention ({late[-1].name}), whose tokens ucag cannot lay out "
+                "as a grid of the image; give the target layer and its reshape_transform yourself"
+            )
+        return cnn[0]
+    if cnn is None:
+        return tokens[0]
+    # a hybrid: its CNN map counts when convolutions computed it after the last token block
+    # (a re-layout of that block's tokens, as a Swin stage returns them, does not)
+    convolved = any(isinstance(c.module, nn.Conv2d) and tokens[1] < i <= cnn[1] for i, c in enumerate(calls))
+    return cnn[0] if convolved else tokens[0]
+
+
+def _mixes_tokens(value: Any) -> bool:
+    """A (B, T, C) sequence of several tokens of the traced batch."""
+    return isinstance(value, torch.Tensor) and value.dim() == 3 and value.shape[0] == TRACE_BATCH and value.shape[1] > 1
+
+
+def _call_counts(calls: list[_Call]) -> dict[int, int]:
+    """How many times each module ran in the traced forward, by id."""
     counts: dict[int, int] = {}
     for call in calls:
-        counts[id(call.module)] = counts.get(id(call.module), 0) + 1
-    attention = [c for c in calls if _is_attention(c.module) and c.module is not model]
-    tokens = _transformer_layer(model, calls, attention, counts, size) if attention else None
-    # CNNs with attention modules of their own (channel attention, an attention-pool head)
-    # keep NCHW maps: the CNN rule
-    return tokens or _cnn_layer(model, calls, counts, size)
+        if call.module is not None:
+            counts[id(call.module)] = counts.get(id(call.module), 0) + 1
+    return counts
 
 
 def _bad_size(value: Any) -> tuple[int, int]:
     raise ValueError(f"input_size: expected a positive int or an (h, w) pair, got {value!r}")
 
 
-def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int]) -> LayerSuggestion:
+def _on_the_image(h: int, w: int, size: tuple[int, int]) -> bool:
+    """Whether an h x w grid can cover an image of ``size``: no larger than it, and about the
+    same stride along both sides (within a quarter, for the rounding of odd sizes)."""
+    H, W = size
+    if not (1 <= h <= H and 1 <= w <= W):
+        return False
+    stride_h, stride_w = H / h, W / w
+    return abs(stride_h - stride_w) <= 0.25 * max(stride_h, stride_w)
+
+
+def _map_layout(value: Any, size: tuple[int, int]) -> Layout | None:
+    """How a traced 4-D output of the batch is laid out: "NCHW" when its last two
+    dimensions cover the image, "NHWC" when its middle two do instead; None otherwise (an
+    attention tensor (B, heads, T, C'), a batch of windows)."""
+    if not isinstance(value, torch.Tensor) or value.dim() != 4 or value.shape[0] != TRACE_BATCH:
+        return None
+    _, a, b, c = (int(v) for v in value.shape)
+    if _on_the_image(b, c, size):
+        return "NCHW"
+    if _on_the_image(a, b, size):
+        return "NHWC"
+    return None
+
+
+def _is_spatial_map(value: Any, size: tuple[int, int]) -> bool:
+    """A (B, C, H, W) map of the traced batch with more than one position."""
+    return _map_layout(value, size) == "NCHW" and value.shape[-2] * value.shape[-1] > 1
+
+
+def _outermost_once(model: nn.Module, calls: list[_Call], tensor: torch.Tensor, counts: dict[int, int], outside: str | None = None) -> _Call | None:
+    """Among the module calls that return ``tensor`` (outside the module named ``outside``),
+    the outermost that runs once, preferring a block to a plain container; None if every
+    one of them runs more than once."""
+    same = [c for c in calls if c.module is not None and c.output is tensor and c.module is not model and not c.passthrough]
+    if outside is not None:
+        same = [c for c in same if not _inside(c.name, outside)]
+    once = [c for c in same if counts[id(c.module)] == 1]
+    blocks = [c for c in once if type(c.module) not in (nn.Sequential, nn.ModuleList)]
+    return min(blocks or once, key=lambda c: c.name.count("."), default=None)
+
+
+def _tap_for(model: nn.Module, call: _Call, kind: SiteKind = "output") -> Tap:
+    """A tap on ``call``: the output of that call of its module or function, or (``kind``
+    "input") the input of the module."""
+    if call.module is None:
+        name = call.name.replace("torch.nn.functional.", "F.")
+        return Tap(CallSite(model, "function", f"{name}@{call.occurrence + 1}", function=call.function, occurrence=call.occurrence))
+    if kind == "input":
+        return Tap(CallSite(model, "input", f"{call.name}@input", module=call.module, occurrence=call.occurrence))
+    return Tap(CallSite(model, "output", f"{call.name}@{call.occurrence + 1}", module=call.module, occurrence=call.occurrence))
+
+
+def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]) -> tuple[LayerSuggestion, int]:
+    """The CNN rule of :func:`layer_suggestion`, with the trace position of the map."""
     spatial = [
         c
         for c in calls
         if c.module is not model
         and not c.passthrough
-        and not isinstance(c.module, _HEAD_POOLS)  # the classifier head's pooling, not a feature layer
-        and isinstance(c.output, torch.Tensor)
-        and c.output.dim() == 4
-        and c.output.shape[-2] * c.output.shape[-1] > 1
+        and not isinstance(c.module, _HEAD_POOLS)
+        # a module shared by several calls can be tapped only as an activation (a shared
+        # convolution inside attention, CoaT's, computes no feature map of the image)
+        and (c.module is None or counts[id(c.module)] == 1 or isinstance(c.module, _ACTIVATIONS) or _outermost_once(model, calls, c.output, counts) is not None)
+        and _is_spatial_map(c.output, size)
     ]
     if not spatial:
-        raise ValueError(f"model: {type(model).__name__} has no layer with a spatial (B, C, H, W) output at {size[0]}x{size[1]}; give the target layer yourself")
-    last = spatial[-1].output
-    same = [c for c in calls if c.output is last and c.module is not model and not c.passthrough]
-    # the outermost block that runs once; plain containers name no block of their own
-    blocks = [c for c in same if counts[id(c.module)] == 1 and type(c.module) not in (nn.Sequential, nn.ModuleList)]
-    chosen = min(blocks or same, key=lambda c: c.name.count("."))
-    # the last leaf module to write that tensor (in-place ops such as ReLU(inplace=True)
-    # and `out += identity` write into their input's tensor)
-    producer = next((c.module for c in reversed(same) if next(c.module.children(), None) is None), None)
-    after_activation = isinstance(producer, _ACTIVATIONS)
-    _, channels, h, w = last.shape
-    if after_activation or not isinstance(producer, (*_NORMS, nn.Conv2d)):
-        why = "after its activation" if after_activation else "the end of the network's last block"
-        reason = f"the last spatial feature map of {type(model).__name__} ({channels} x {h} x {w} at {size[0]}x{size[1]} input), {why}"
-    else:
-        reason = (
-            f"the last spatial feature map of {type(model).__name__} ({channels} x {h} x {w} at {size[0]}x{size[1]} input); no activation module follows it, "
-            "so the model applies its activation functionally and the map is taken before it"
+        raise ValueError(
+            f"model: {type(model).__name__} has no layer with a spatial (B, C, H, W) output that keeps the batch, nor blocks of patch tokens, at {size[0]}x{size[1]}; give the target layer yourself"
         )
-    return LayerSuggestion(chosen.name, chosen.module, None, "NCHW", (int(h), int(w)), size, reason)
+    last_call = spatial[-1]
+    last = last_call.output
+    _, channels, h, w = last.shape
+    feature = f"{channels} x {h} x {w} at {size[0]}x{size[1]} input"
+    # the last call to write that tensor: an activation (module or function) makes the map
+    # post-activation; in-place ops (ReLU(inplace=True), `out += identity`) write into
+    # their input's tensor
+    writers = [c for c in calls if c.output is last and not c.passthrough and (c.module is None or next(c.module.children(), None) is None)]
+    last_writer = writers[-1] if writers else last_call
+    after_activation = last_writer.module is None or isinstance(last_writer.module, _ACTIVATIONS)
+    chosen = None if last_call.module is None else _outermost_once(model, calls, last, counts)
+    if chosen is None:
+        # no module that runs once outputs the map: tap the call that produced it
+        tap = _tap_for(model, last_call)
+        how = "an activation the model applies as a function" if last_call.module is None else f"a module shared by {counts[id(last_call.module)]} calls"
+        reason = f"the last spatial feature map of {type(model).__name__} ({feature}), after its activation; {how}, so a tap reads that one call ({tap.site.describe()})"
+        return LayerSuggestion(tap.name, tap, None, "NCHW", (int(h), int(w)), size, reason), position[id(last_call)]
+    if after_activation or not isinstance(last_writer.module, (*_NORMS, nn.Conv2d)):
+        why = "after its activation" if after_activation else "the end of the network's last block"
+        reason = f"the last spatial feature map of {type(model).__name__} ({feature}), {why}"
+    else:
+        reason = f"the last spatial feature map of {type(model).__name__} ({feature}); the last operation on it is a {type(last_writer.module).__name__}, not an activation"
+    assert chosen.module is not None
+    return LayerSuggestion(chosen.name, chosen.module, None, "NCHW", (int(h), int(w)), size, reason), position[id(last_call)]
 
 
 def resolution_layers(model: nn.Module, target_layer: nn.Module | None = None, count: int = 3, input_size: int | tuple[int, int] | None = None) -> list[LayerSuggestion]:
@@ -320,22 +554,11 @@ def resolution_layers(model: nn.Module, target_layer: nn.Module | None = None, c
             raise ValueError(f"model: {type(model).__name__} is a transformer ({suggestion.layout} layer {suggestion.name!r}); its tokens have one resolution: give the layers yourself")
         target_layer = suggestion.layer
     calls = _trace(model, size)
-    counts: dict[int, int] = {}
-    for call in calls:
-        counts[id(call.module)] = counts.get(id(call.module), 0) + 1
-    end = next((i for i, c in enumerate(calls) if c.module is target_layer), None)
-    if end is None or not isinstance(calls[end].output, torch.Tensor) or calls[end].output.dim() != 4:
+    counts = _call_counts(calls)
+    end = _site_index(calls, target_layer)
+    if end is None or not _is_spatial_map(calls[end].output, size):
         raise ValueError(f"target_layer: {type(target_layer).__name__} gives no (B, C, H, W) feature map in a forward pass of {type(model).__name__} at {size[0]}x{size[1]}")
-    spatial = [
-        c
-        for c in calls[: end + 1]
-        if c.module is not model
-        and not c.passthrough
-        and not isinstance(c.module, _HEAD_POOLS)
-        and isinstance(c.output, torch.Tensor)
-        and c.output.dim() == 4
-        and c.output.shape[-2] * c.output.shape[-1] > 1
-    ]
+    spatial = [c for c in calls[: end + 1] if c.module is not None and c.module is not model and not c.passthrough and not isinstance(c.module, _HEAD_POOLS) and _is_spatial_map(c.output, size)]
     # the resolutions the network steps down through: a map larger than one already reached
     # (a 'same' padding before a strided convolution) starts no stage
     resolutions: list[tuple[int, int]] = []
@@ -345,59 +568,111 @@ def resolution_layers(model: nn.Module, target_layer: nn.Module | None = None, c
             resolutions.append((h, w))
     target_resolution = tuple(int(v) for v in calls[end].output.shape[-2:])
     earlier = [r for r in resolutions if r != target_resolution][-(count - 1) :] if count > 1 else []
-    names = {id(m): n for n, m in model.named_modules()}
     chosen: list[LayerSuggestion] = []
     for resolution in earlier:
         at = [c for c in spatial if tuple(c.output.shape[-2:]) == resolution]
         depth = min(c.name.count(".") for c in at)
         last = [c for c in at if c.name.count(".") == depth][-1].output
-        same = [c for c in calls if c.output is last and c.module is not model and not c.passthrough]
+        same = [c for c in calls if c.module is not None and c.output is last and c.module is not model and not c.passthrough]
         blocks = [c for c in same if counts[id(c.module)] == 1 and type(c.module) not in (nn.Sequential, nn.ModuleList)]
         shallowest = min(c.name.count(".") for c in blocks or same)
         pick = [c for c in blocks or same if c.name.count(".") == shallowest][-1]  # after an in-place activation
         _, channels, h, w = last.shape
-        chosen.append(LayerSuggestion(pick.name, pick.module, None, "NCHW", (int(h), int(w)), size, f"the end of the {h} x {w} stage ({channels} channels at {size[0]}x{size[1]} input)"))
+        chosen.append(LayerSuggestion(pick.name, pick.module, None, "NCHW", (int(h), int(w)), size, f"the end of the {h} x {w} stage ({channels} channels at {size[0]}x{size[1]} input)"))  # type: ignore[arg-type]
     _, channels, h, w = calls[end].output.shape
-    chosen.append(LayerSuggestion(names.get(id(target_layer), "?"), target_layer, None, "NCHW", (int(h), int(w)), size, f"the target layer ({channels} x {h} x {w} at {size[0]}x{size[1]} input)"))
+    chosen.append(LayerSuggestion(layer_name(model, target_layer), target_layer, None, "NCHW", (int(h), int(w)), size, f"the target layer ({channels} x {h} x {w} at {size[0]}x{size[1]} input)"))
     return chosen
 
 
-def _transformer_layer(model: nn.Module, calls: list[_Call], attention: list[_Call], counts: dict[int, int], size: tuple[int, int]) -> LayerSuggestion | None:
-    """The LayerNorm before the last attention block's attention, when its output is tokens
-    ((B, T, C), or (B, H, W, C) normalised over C); None otherwise."""
-    outermost = [c for c in attention if not any(o.name != c.name and _inside(c.name, o.name) for o in attention)]
-    last_attention = outermost[-1]
-    block_name = last_attention.name.rpartition(".")[0]
-    if not block_name:
-        return None  # attention directly in the model: a head, not a block
-    block = model.get_submodule(block_name)
-    norms = [c for c in calls if _is_layer_norm(c.module) and _inside(c.name, block_name) and not _inside(c.name, last_attention.name) and counts[id(c.module)] == 1]
-    chosen = norms[0] if norms else next(c for c in calls if c.module is block)
-    output = chosen.output
-    if not isinstance(output, torch.Tensor):
+def _token_layout(value: Any, size: tuple[int, int]) -> tuple[TokenGrid | ChannelsLast, Layout, int, int] | None:
+    """How a traced output is laid out as patch tokens of the batch: (B, T, C) tokens that
+    form a grid of the image's aspect ratio after some prefix tokens, or a channels-last
+    (B, H, W, C) map (:func:`_map_layout`); None otherwise."""
+    if not isinstance(value, torch.Tensor) or value.dim() not in (3, 4) or value.shape[0] != TRACE_BATCH:
         return None
-    where = f"the {'first LayerNorm' if norms else 'output'} of the last attention block {block_name!r}"
-    if output.dim() == 4:
-        if not norms or output.shape[-1] == output.shape[1]:
-            return None  # an NCHW map (a hybrid CNN's block): the CNN rule
-        _, h, w, _ = output.shape
-        return LayerSuggestion(chosen.name, chosen.module, ChannelsLast(), "NHWC", (int(h), int(w)), size, f"{where}: a {h} x {w} grid of tokens (B, H, W, C) at {size[0]}x{size[1]} input")
-    if output.dim() != 3:
+    if value.dim() == 3:
+        try:
+            prefix, h, w = _token_grid(int(value.shape[1]), size)
+        except ValueError:
+            return None
+        return (TokenGrid(h, w, prefix), "tokens", h, w) if h * w > 1 else None  # a class token alone is no grid
+    if _map_layout(value, size) == "NHWC":
+        return ChannelsLast(), "NHWC", int(value.shape[1]), int(value.shape[2])
+    return None
+
+
+def _primary(value: Any) -> Any:
+    """A block's output tensor: itself, or the first element of a tuple (Hugging Face
+    layers return their hidden states first)."""
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return value
+
+
+def _is_norm(module: nn.Module) -> bool:
+    """Any normalisation layer (batch, group, layer, RMS, …), by type or class name."""
+    return isinstance(module, _NORMS) or bool(_NORM_NAME.search(type(module).__name__))
+
+
+def _token_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]) -> tuple[LayerSuggestion, int] | None:
+    """The token rule of :func:`layer_suggestion`, with the trace position of the block;
+    None when the model has no repeated blocks of patch tokens."""
+    repeated = {id(child) for m in model.modules() if isinstance(m, (nn.Sequential, nn.ModuleList)) for child in m.children()}
+    attention = [c.name for c in calls if c.module is not None and c.module is not model and _is_attention(c.module)]
+    candidates = [
+        c
+        for c in calls
+        if c.module is not None
+        and c.module is not model
+        and id(c.module) in repeated
+        and counts[id(c.module)] == 1
+        and next(c.module.children(), None) is not None  # a block, not a single layer
+        and not any(_inside(c.name, a) for a in attention)
+        and _token_layout(c.first_input, size) is not None
+        and not (isinstance(c.output, (tuple, list)) and sum(_token_layout(o, size) is not None for o in c.output) > 1)  # one stream (not CoaT's parallel scales)
+        and _token_layout(_primary(c.output), size) is not None
+        and any(_is_norm(m) for m in c.module.modules())
+    ]
+    # tokens that a cross-attention computed from a learnt set of queries (Perceiver's
+    # latents) are no grid of the image, whatever their count: only blocks before it count
+    cross = [c for c in calls if c.module is not None and _is_attention(c.module) and len({int(t.shape[1]) for t in c.inputs if _mixes_tokens(t)}) > 1]
+    if cross:
+        candidates = [c for c in candidates if position[id(c)] < position[id(cross[0])]]
+    # the innermost blocks (a stage of blocks is a block too), the last to finish
+    blocks = [c for c in candidates if not any(o is not c and _inside(o.name, c.name) for o in candidates)]
+    if not blocks:
         return None
-    try:
-        prefix, h, w = _token_grid(int(output.shape[1]), size)
-    except ValueError:
+    block = blocks[-1]
+    inner_attention = [a for a in attention if _inside(a, block.name) and a != block.name]
+    norms = [
+        c
+        for c in calls
+        if c.module is not None and _is_norm(c.module) and _inside(c.name, block.name) and c.name != block.name and counts[id(c.module)] == 1 and not any(_inside(c.name, a) for a in inner_attention)
+    ]
+    chosen: _Call | None
+    if norms and norms[0].first_input is block.first_input and _token_layout(norms[0].output, size) is not None:
+        # pre-norm: the first norm reads the block's input, and the mixing reads the norm
+        chosen = norms[0]
+        where = f"the first norm of the last token block {block.name!r} (pre-norm)"
+    else:
+        # post-norm (its norms follow the mixing) or none: the tokens entering the block
+        chosen = _outermost_once(model, calls, block.first_input, counts, outside=block.name)
+        where = f"the tokens entering the last token block {block.name!r} (its first norm follows the token mixing)"
+    layout = _token_layout(chosen.output if chosen is not None else block.first_input, size)
+    if layout is None:
         return None
+    transform, kind, h, w = layout
+    if chosen is not None and chosen.module is not None:
+        layer: nn.Module = chosen.module
+        name = chosen.name
+    else:
+        tap = _tap_for(model, block, "input")
+        layer, name = tap, tap.name
+    prefix = transform.prefix_tokens if isinstance(transform, TokenGrid) else 0
     extra = f", after {prefix} prefix token{'s' if prefix > 1 else ''} (class/distillation/register)" if prefix else ""
-    return LayerSuggestion(
-        chosen.name,
-        chosen.module,
-        TokenGrid(h, w, prefix),
-        "tokens",
-        (h, w),
-        size,
-        f"{where}: its tokens form a {h} x {w} grid{extra} at {size[0]}x{size[1]} input, and the class prediction still reads from all of them",
-    )
+    shape = "(B, H, W, C)" if kind == "NHWC" else "(B, T, C)"
+    reason = f"{where}: a {h} x {w} grid of tokens {shape}{extra} at {size[0]}x{size[1]} input, all of which the class prediction still reads"
+    return LayerSuggestion(name, layer, transform, kind, (h, w), size, reason), position[id(block)]
 
 
 def _token_grid(tokens: int, size: tuple[int, int]) -> tuple[int, int, int]:
@@ -414,30 +689,79 @@ def _token_grid(tokens: int, size: tuple[int, int]) -> tuple[int, int, int]:
     raise ValueError(f"model: cannot lay {tokens} tokens out as a grid with the image's {H}:{W} aspect ratio; give the target layer and reshape_transform yourself")
 
 
+def _site_index(calls: list[_Call], layer: nn.Module) -> int | None:
+    """The index of the traced call whose output ``layer`` (a module, or a
+    :class:`~ucag.layers.Tap` on an "output" or "function" site) gives; None if none."""
+    if not isinstance(layer, Tap):
+        return next((i for i, c in enumerate(calls) if c.module is layer), None)
+    site = layer.site
+    for i, c in enumerate(calls):
+        if c.occurrence == site.occurrence and ((site.kind == "function" and c.module is None and c.function is site.function) or (site.kind != "function" and c.module is site.module)):
+            return i
+    return None
+
+
+def _site_output(calls: list[_Call], layer: nn.Module) -> Any:
+    """What ``layer`` (a module or a :class:`~ucag.layers.Tap`) outputs in the traced forward
+    (None if it does not run)."""
+    index = _site_index(calls, layer)
+    if index is None:
+        return None
+    if isinstance(layer, Tap) and layer.site.kind == "input":
+        return calls[index].first_input
+    return calls[index].output
+
+
 def reshape_transform_for(model: nn.Module, layers: Sequence[nn.Module]) -> TokenGrid | ChannelsLast | None:
     """The ``reshape_transform`` grad-cam needs for ``layers`` of ``model``: None for CNN
-    feature maps (and for models without attention blocks, which are not traced),
-    :class:`TokenGrid` for (B, T, C) tokens, :class:`ChannelsLast` for a LayerNorm's
-    (B, H, W, C) output. ValueError when the layers need different ones."""
-    if not any(_is_attention(m) for m in model.modules()):
+    feature maps (and for models with neither attention nor LayerNorm, which are not
+    traced), :class:`TokenGrid` for (B, T, C) tokens, :class:`ChannelsLast` for a
+    (B, H, W, C) map. ValueError when the layers need different ones."""
+    if not any(_is_attention(m) or _is_layer_norm(m) for m in model.modules()):
         return None
     size = trace_size(model)
-    outputs = {id(c.module): c.output for c in _trace(model, size)}
+    calls = _trace(model, size)
     found: set[TokenGrid | ChannelsLast | None] = set()
     for layer in layers:
-        output = outputs.get(id(layer))
-        if not isinstance(output, torch.Tensor):
-            found.add(None)
-        elif output.dim() == 3:
-            prefix, h, w = _token_grid(int(output.shape[1]), size)
-            found.add(TokenGrid(h, w, prefix))
-        elif output.dim() == 4 and _is_layer_norm(layer) and output.shape[-1] != output.shape[1]:
-            found.add(ChannelsLast())
-        else:
-            found.add(None)
+        output = _site_output(calls, layer)
+        layout = _token_layout(output, size)
+        if layout is None and isinstance(output, torch.Tensor) and output.dim() == 3:
+            _token_grid(int(output.shape[1]), size)  # raises: tokens that form no grid
+        found.add(layout[0] if layout is not None else None)
     if len(found) > 1:
         raise ValueError(f"target_layers: the layers need different reshape transforms ({sorted(map(str, found))}); give the CAM one reshape_transform yourself")
     return found.pop() if found else None
+
+
+def layer_by_name(model: nn.Module, name: str) -> nn.Module:
+    """The target layer ``name`` names in ``model``: a dotted module name
+    (``"layer4.1"``), or a call site as :class:`LayerSuggestion` writes it, which gives a
+    :class:`~ucag.layers.Tap` (``"_swish@2"``: the output of the 2nd call of ``_swish``;
+    ``"F.relu@121"``: of the 121st call of ``torch.nn.functional.relu``;
+    ``"blocks.11@input"``: the input of ``blocks.11``). ValueError for a name that
+    names nothing."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"layer: expected a module name, got {name!r}")
+    target, at, where = name.rpartition("@")
+    if not at:
+        try:
+            return model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"layer: {name!r} is not a module of {type(model).__name__}") from None
+    functions = {label.replace("torch.nn.functional.", "F."): f for f, label in _ACTIVATION_FUNCTIONS.items()}
+    if where == "input" or target not in functions:
+        try:
+            module = model.get_submodule(target)
+        except AttributeError:
+            raise ValueError(f"layer: {target!r} in {name!r} is not a module of {type(model).__name__} (nor a known activation function)") from None
+    if where == "input":
+        return Tap(CallSite(model, "input", name, module=module))
+    if not where.isdigit() or int(where) < 1:
+        raise ValueError(f"layer: {name!r} should end in @N, the N-th call (from 1), or @input")
+    occurrence = int(where) - 1
+    if target in functions:
+        return Tap(CallSite(model, "function", name, function=functions[target], occurrence=occurrence))
+    return Tap(CallSite(model, "output", name, module=module, occurrence=occurrence))
 
 
 def suggest_target_layer(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> nn.Module:
@@ -453,10 +777,12 @@ __all__ = [
     "LayerSuggestion",
     "LogitsOnly",
     "TokenGrid",
+    "layer_by_name",
     "layer_suggestion",
     "logits_of",
     "model_input_size",
     "model_normalization",
+    "model_size_multiple",
     "reshape_transform_for",
     "resolution_layers",
     "suggest_target_layer",

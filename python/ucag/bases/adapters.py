@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._call import LogitsOnly, logits_of
+from ..layers import attached, checked_target_layers
 from ..models import reshape_transform_for
 from .truncation import can_truncate, truncated_backward
 
@@ -263,7 +264,9 @@ class GradCamAdapter(BaseAdapter):
             for key in [k for k in kwargs if k not in accepted]:
                 if kwargs.pop(key):
                     raise ValueError(f"{key}: {self.name} does not support it")
-            out = self.cam(patches, cam_targets, **kwargs)
+            layers = _wrapped_target_layers(self.cam)
+            with attached(layers), checked_target_layers(self.model, layers):
+                out = self.cam(patches, cam_targets, **kwargs)
             return PatchAttribution(_as_maps(out, patches.device, "base", len(patches)), inference_logits(self.model, patches), True)
         captured: list[torch.Tensor] = []
         method = type(self.cam).get_cam_image
@@ -283,6 +286,8 @@ class GradCamAdapter(BaseAdapter):
         with (
             _attributes(self.cam, get_cam_image=capture, model=logits_model, **transform),
             _attributes(self.cam.activations_and_grads, model=logits_model, **transform),
+            attached(self.cam.target_layers),
+            checked_target_layers(self.model, self.cam.target_layers),
             truncated_backward(self.model, self.cam.target_layers) if self.truncate else contextlib.nullcontext(),
         ):
             out = self.cam(input_tensor=patches, targets=cam_targets, **kwargs)
@@ -296,6 +301,18 @@ class GradCamAdapter(BaseAdapter):
         if captured and not aug_smooth:
             return PatchAttribution(_mean_of_layers(captured), logits, False)
         return PatchAttribution(_as_maps(out, patches.device, "base", len(patches)), logits, True)
+
+
+def _wrapped_target_layers(cam: Any) -> list[Any]:
+    """The target layers of grad-cam's wrapper classes (SESS, FinerCAM: ``base_cam``;
+    RefineCAM: one CAM per layer)."""
+    inner = getattr(cam, "base_cam", None)
+    if inner is not None:
+        return list(getattr(inner, "target_layers", []) or [])
+    per_layer = getattr(cam, "base_cam_per_layer", None)
+    if per_layer:
+        return [layer for c in per_layer for layer in (getattr(c, "target_layers", []) or [])]
+    return list(getattr(cam, "target_layers", []) or [])
 
 
 def captum_map_kind(attribution: Any, attribute_kwargs: dict[str, Any]) -> MapKind:

@@ -42,6 +42,7 @@ from ..baselines import CAMERAS, Upscale
 from ..bases.adapters import GradCamAdapter
 from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLRP
 from ..explainer import UCAG
+from ..layers import attached
 from ..models import reshape_transform_for
 from ..postprocess import cam_postprocess
 from .compute import uncounted
@@ -275,8 +276,6 @@ def explain_with(
     :func:`ucag.eval.peers.random_cam_maps` (``seed``, default 0). ``mean`` and ``std``
     (the inputs' normalisation) are needed by the Sobel control, which works on the image
     itself (docs/algorithm.md §6.9)."""
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     spec = method(name)
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
@@ -284,6 +283,26 @@ def explain_with(
         raise ValueError(f"variant: the control {name!r} runs on its own (variant 'base'), not as {variant!r}")
     targets = [int(t) for t in targets]
     check_baseline_options(baseline_options)
+    with attached([target_layer]):  # a Tap target layer (ucag.layers) reads its call site for every method
+        return _explain_with(name, variant, model, target_layer, inputs, targets, ucag_options, baseline_options, blur, mean, std)
+
+
+def _explain_with(
+    name: str,
+    variant: str,
+    model: nn.Module,
+    target_layer: nn.Module,
+    inputs: torch.Tensor,
+    targets: list[int],
+    ucag_options: dict[str, Any] | None,
+    baseline_options: dict[str, dict[str, Any]] | None,
+    blur: tuple[int, float] | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> torch.Tensor:
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    spec = method(name)
     options = {key: dict((baseline_options or {}).get(key, {})) for key in BASELINES}
     if variant in ("sess", "sess-matched"):
         from pytorch_grad_cam import SESS

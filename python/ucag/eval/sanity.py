@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from .._call import eval_mode, logits_of, model_device
-from ..models import layer_suggestion, trace_size
+from ..layers import Tap
+from ..models import layer_by_name, layer_suggestion, trace_size
 from ..viz import _map_array
 
 #: ``explain(model, inputs, targets) -> maps (B, H, W)``: any attribution method.
@@ -532,7 +533,10 @@ def _explain(explain: Explain, model: nn.Module, inputs: torch.Tensor, targets: 
 
 
 def corresponding_module(model: nn.Module, copied: nn.Module, module: nn.Module) -> nn.Module:
-    """The module of ``copied`` (a copy of ``model``) at ``module``'s place in ``model``."""
+    """The module of ``copied`` (a copy of ``model``) at ``module``'s place in ``model`` (for
+    a :class:`~ucag.layers.Tap`, the same call site in ``copied``)."""
+    if isinstance(module, Tap):
+        return layer_by_name(copied, module.name)
     for name, candidate in model.named_modules():
         if candidate is module:
             return copied.get_submodule(name)
@@ -579,9 +583,9 @@ def registry_explainer(
                 found[key] = layer_suggestion(model, (int(inputs.shape[-2]), int(inputs.shape[-1]))).name
             layer = found[key]
         try:
-            target_layer = model.get_submodule(layer)
-        except AttributeError as err:
-            raise ValueError(f"layer_name: {layer!r} is not a module of {type(model).__name__}") from err
+            target_layer = layer_by_name(model, layer)
+        except ValueError as err:
+            raise ValueError(f"layer_name: {layer!r} is not a layer of {type(model).__name__} ({err})") from err
         return explain_with(name, variant, model, target_layer, inputs, targets, blur=blur, **explain_with_options)
 
     return explain
