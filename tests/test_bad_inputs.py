@@ -231,11 +231,30 @@ def test_callable_results_are_checked(fn, error, argument):
     raises(error, argument, lambda: ucag.UCAG(fn, model=MODEL, units=3, scale=1.0, batch_size=4).explain(X, [0, 1]))
 
 
-@pytest.mark.parametrize(("cls", "error"), [(AuxFirstNet, TypeError), (ScoresDictNet, TypeError), (FlatNet, ValueError)], ids=["tuple", "dict", "1-d"])
+@pytest.mark.parametrize(("cls", "error"), [(AuxFirstNet, TypeError), (ScoresDictNet, TypeError)], ids=["tuple", "dict"])
 @pytest.mark.parametrize("targets", [None, [0, 1]], ids=["predicted", "given"])
 def test_models_that_do_not_return_logits(cls, error, targets):
     model = small_model(cls)
     raises(error, "model", lambda: ucag.UCAG(mean_map, model=model, **SMALL).explain(X, targets))
+
+
+class GridOutputNet(SmallNet):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)[:, :, None].expand(-1, -1, 2)
+
+
+@pytest.mark.parametrize("targets", [None, [0, 1]], ids=["predicted", "given"])
+def test_outputs_that_fit_no_target_are_refused_naming_both(targets):
+    model = small_model(GridOutputNet)
+    raises(ValueError, "targets", lambda: ucag.UCAG(mean_map, model=model, **SMALL).explain(X, targets))
+    with pytest.raises(ValueError, match=r"\(2, 4, 2\)|\(1, 4, 2\)"):
+        ucag.UCAG(mean_map, model=model, **SMALL).explain(X, targets)
+
+
+def test_a_one_logit_model_is_a_binary_classifier_which_index_bases_refuse():
+    # (B,) outputs are binary logits (ucag.targets); a plain callable takes class indices only
+    model = small_model(FlatNet)
+    raises(TypeError, "targets", lambda: ucag.UCAG(mean_map, model=model, **SMALL).explain(X, [0, 1]))
 
 
 def test_a_released_explainer_says_so():

@@ -5,6 +5,8 @@ The library (docs/algorithm.md has every definition it implements):
 - :class:`UCAG` (:mod:`ucag.explainer`) wraps a pytorch-grad-cam, Captum or zennit object,
   one of :mod:`ucag.bases`' propagation methods or a plain callable, and returns UCAG maps
   (:class:`Explanation`); :func:`fast` stops a CAM's backward pass at its target layer;
+- :mod:`ucag.targets`: what a map explains beyond a softmax class (binary, multi-label,
+  segmentation, similarity, any score) and the model's confidence in it on each patch;
 - :mod:`ucag.models`: :func:`suggest_target_layer` / :func:`layer_suggestion` (which layer a
   CAM should use on a CNN, ViT or Swin, and why) and the input size of fixed-resolution models;
   :mod:`ucag.layers`: :class:`~ucag.layers.Tap` (a target layer for a map no module outputs
@@ -23,7 +25,7 @@ Above it, the evaluation toolkit :mod:`ucag.eval`: metrics, the method registry,
 
 import torch  # noqa: F401  (libtorch must be loaded before the tch module)
 
-from . import baselines, eval, layers, models
+from . import baselines, eval, layers, models, targets
 from ._core import Grid, __version__
 from .bases.truncation import fast
 from .eval import evaluate, metrics, tune
@@ -51,6 +53,7 @@ __all__ = [
     "models",
     "show_config",
     "suggest_target_layer",
+    "targets",
     "tune",
     "unfold",
 ]

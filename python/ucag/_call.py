@@ -1,6 +1,7 @@
-"""What every entry point shares: input checks, targets, the logits in whatever a model
-returns, the model's device, preserved model state, chunked work that backs off on
-out-of-memory, and pytorch-grad-cam's call convention.
+"""What every entry point shares: input checks, class targets (other kinds live in
+:mod:`ucag.targets`), the logits in whatever a model returns, the model's device,
+preserved model state, chunked work that backs off on out-of-memory, and
+pytorch-grad-cam's call convention.
 
 :class:`ucag.UCAG`, the baselines (:mod:`ucag.baselines`) and the propagation bases
 (:mod:`ucag.bases.propagation`) all take a (B, C, H, W) batch and one target per image,
@@ -24,7 +25,7 @@ from .kernels import check_fold_window
 from .postprocess import check_blur
 
 #: One target per image: class indices (ints or a 1-D integer tensor), pytorch-grad-cam
-#: target objects (their ``category``), or None for the model's prediction.
+#: target objects, :mod:`ucag.targets` objects, or None for the model's prediction.
 Targets: TypeAlias = Sequence[Any] | torch.Tensor | None
 
 #: The per-module hook registries of torch.nn.Module.
@@ -57,22 +58,10 @@ def model_device(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def target_index(target: Any, argument: str = "targets") -> int:
-    """The class index of one target: an int, a one-element integer tensor or a
-    pytorch-grad-cam target object with a ``category``."""
-    if isinstance(target, (int, np.integer)):
-        return int(target)
-    if isinstance(target, torch.Tensor) and target.numel() == 1 and not target.is_floating_point():
-        return int(target.item())
-    category = getattr(target, "category", None)  # grad-cam's ClassifierOutputTarget & co.
-    if isinstance(category, (int, np.integer)):
-        return int(category)
-    raise TypeError(f"{argument}: expected class indices or ClassifierOutputTarget objects, got {type(target).__name__}")
-
-
 def logits_of(output: Any, argument: str = "model") -> torch.Tensor:
     """The logits in a model's output: the tensor itself, a ``logits`` entry or attribute
-    (a Hugging Face ``ModelOutput``, a dict), or the first element of a tuple or list
+    (a Hugging Face ``ModelOutput``, a dict), an ``out`` entry (torchvision's segmentation
+    models' ``OrderedDict(out=..., aux=...)``), or the first element of a tuple or list
     (models that also return features or auxiliary heads). TypeError naming ``argument``
     for anything else."""
     if isinstance(output, torch.Tensor):
@@ -80,9 +69,11 @@ def logits_of(output: Any, argument: str = "model") -> torch.Tensor:
     logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)  # a ModelOutput is a Mapping too
     if isinstance(logits, torch.Tensor):
         return logits
+    if isinstance(output, Mapping) and isinstance(output.get("out"), torch.Tensor):  # torchvision's segmentation models
+        return output["out"]  # type: ignore[no-any-return]
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
-    raise TypeError(f"{argument}: must return (B, K) logits: a tensor, a tuple whose first element they are, or a dict / ModelOutput with 'logits'; got {type(output).__name__}")
+    raise TypeError(f"{argument}: must return (B, K) logits: a tensor, a tuple whose first element they are, or a dict / ModelOutput with 'logits' (or 'out'); got {type(output).__name__}")
 
 
 class LogitsOnly(nn.Module):
@@ -116,38 +107,34 @@ def check_target_range(targets: Sequence[int] | torch.Tensor, classes: int, argu
 
 
 def resolve_targets(model: nn.Module, x: torch.Tensor, targets: Targets) -> torch.Tensor:
-    """One class index per image of ``x`` (B,) long: ``None`` is the model's prediction on
-    ``x``; otherwise ints, a 1-D integer tensor or grad-cam target objects (their
-    ``category``), one per image, checked against the model's number of classes (one
-    forward of the first image) before any attribution runs."""
-    B = x.shape[0]
-    if targets is None:
-        # no_grad, not inference_mode: the indices may later index a tensor in a graph.
-        with torch.no_grad():
-            return checked_logits(model(x), B).argmax(dim=1)
-    if isinstance(targets, torch.Tensor):
-        if targets.is_floating_point() or targets.dim() != 1:
-            raise TypeError(f"targets: expected a 1-D integer tensor, got {targets.dtype} of shape {tuple(targets.shape)}")
-        items = targets.tolist()
-    elif isinstance(targets, (str, bytes)) or not isinstance(targets, (Sequence, np.ndarray)):
-        raise TypeError(f"targets: expected a list with one target per image, got {type(targets).__name__}")
-    else:
-        items = list(targets)
-    if len(items) != B:
-        raise ValueError(f"targets: got {len(items)} targets for {B} images; give one per image (or None)")
-    ids = [target_index(t) for t in items]
-    with torch.no_grad():
-        classes = checked_logits(model(x[:1]), 1).shape[1]
-    check_target_range(ids, classes)
-    return torch.tensor(ids, dtype=torch.long, device=x.device)
+    """One class index per image of ``x`` (B,) long, for the methods that take class
+    indices: ``None`` is the model's prediction on ``x``; otherwise ints, a 1-D integer
+    tensor or class target objects, one per image, checked against the model's output
+    (:func:`ucag.targets.resolve`, one forward) before any attribution runs. Targets of
+    other kinds (binary, segmentation...) raise a TypeError that says where they work."""
+    from .targets import ClassTarget, resolve
+
+    resolved = resolve(model, x, targets)
+    other = next((t for t in resolved if type(t) is not ClassTarget), None)
+    if other is not None:
+        raise TypeError(f"targets: {other.kind} targets work with ucag.UCAG around a pytorch-grad-cam base (docs/algorithm.md §3.1); this takes class indices")
+    return torch.tensor([t.category for t in resolved], dtype=torch.long, device=x.device)
 
 
 def target_objects(targets: Targets, repeats: int = 1) -> list[Any] | None:
-    """The pytorch-grad-cam target objects the user gave (e.g. a softmax target), each
-    repeated for its image's ``repeats`` rows; None when the targets are plain indices."""
-    if targets is None or isinstance(targets, torch.Tensor) or not any(hasattr(t, "category") for t in targets):
+    """What the base method follows for the gradient, each repeated for its image's
+    ``repeats`` rows: the user's pytorch-grad-cam target objects (e.g. a softmax target) and
+    ``ucag.targets`` objects (:meth:`ucag.targets.Target.gradient_object`); None when the
+    targets are plain class indices."""
+    from .targets import ClassTarget, Target
+
+    def plain(t: Any) -> bool:
+        return isinstance(t, (int, np.integer)) or (type(t) is ClassTarget and t.gradient_target is None)
+
+    if targets is None or isinstance(targets, torch.Tensor) or all(plain(t) for t in targets):
         return None
-    return [t for t in targets for _ in range(repeats)]
+    objects = [t.gradient_object() if isinstance(t, Target) else ClassTarget(int(t)) if isinstance(t, (int, np.integer)) else t for t in targets]
+    return [o for o in objects for _ in range(repeats)]
 
 
 @contextlib.contextmanager
@@ -216,7 +203,7 @@ def run_in_chunks(rows: int, size: int, run: Callable[[slice], T], what: str = "
 
 
 #: The settings :class:`ucag.UCAG` takes besides the base, the model and Captum's options.
-SETTINGS = ("units", "patch_size", "scale", "scaled_size", "weighting", "fold", "batch_size", "postprocess", "blur", "progress", "truncate_backward", "global_view", "global_weight")
+SETTINGS = ("units", "patch_size", "scale", "scaled_size", "weighting", "confidence", "fold", "batch_size", "postprocess", "blur", "progress", "truncate_backward", "global_view", "global_weight")
 
 
 def check_settings(**settings: Any) -> None:
@@ -236,6 +223,8 @@ def check_settings(**settings: Any) -> None:
         raise ValueError(f"batch_size: expected a positive int or 'auto', got {batch_size!r}")
     if settings.get("weighting", "exp") not in ("exp", "prob", "uniform"):
         raise ValueError(f"weighting: expected 'exp', 'prob' or 'uniform', got {settings['weighting']!r}")
+    if settings.get("confidence", "softmax") not in ("softmax", "sigmoid"):
+        raise ValueError(f"confidence: expected 'softmax' (single-label classes) or 'sigmoid' (multi-label heads), got {settings['confidence']!r}")
     if "fold" in settings:
         check_fold_window(settings["fold"], "fold")
     if settings.get("postprocess", "auto") not in ("auto", "cam", "none"):

@@ -37,8 +37,8 @@ from torch import nn
 import ucag
 
 from ._call import logits_of
-from .eval.registry import BASELINES, CONTROLS, METHODS, ONCE, VARIANTS, comparison_pairs, method, methods_of_kind
-from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS
+from .eval.registry import BASELINES, CONTROLS, METHODS, ONCE, VARIANTS, check_target_support, comparison_pairs, method, methods_of_kind
+from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS, TARGET_KINDS
 from .grid import GridSpec
 from .kernels import FOLD_WINDOWS
 from .layers import attached
@@ -363,12 +363,14 @@ def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Se
     return SampleModel(model=model, target_layer=target, class_names=names, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), input_size=size[0], reshape_transform=transform)
 
 
-def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch.device | str = "cpu") -> tuple[SampleModel, int]:
+def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch.device | str = "cpu", target_kind: str = "class") -> tuple[SampleModel, int]:
     """The model the options name (``--model``/``--weights``/``--layer``/``--mean``/``--std``,
     else the sample model, whose target layer ``--layer`` may change) and its number of
     classes, checked with one forward pass of a blank image before any method runs:
-    the model returns (batch, classes) logits and, with ``needs_feature_map`` (a CAM
-    method), the target layer runs once and outputs a (batch, channels, height, width) map."""
+    the model returns (batch, classes) logits (one logit per image for ``target_kind``
+    "binary"; the sample model is then its binary or multi-label head) and, with
+    ``needs_feature_map`` (a CAM method), the target layer runs once and outputs a
+    (batch, channels, height, width) map."""
     from .data import load_sample_model
 
     if args.model:
@@ -379,8 +381,9 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
         for option in ("weights", "mean", "std"):
             if getattr(args, option) is not None:
                 raise UsageError(f"--{option}: applies to --model only (the sample model has its own weights and normalisation); add --model or drop --{option}")
-        sm = load_sample_model(device)
-        what = "the sample model (EfficientNet-Lite0)"
+        head = {"binary": "binary", "multilabel": "multilabel"}.get(target_kind, "classifier")
+        sm = load_sample_model(device, head=head)  # type: ignore[arg-type]
+        what = "the sample model (EfficientNet-Lite0)" if head == "classifier" else f"the sample model's {head} head"
         if args.layer:
             sm = dataclasses.replace(sm, target_layer=_submodule(sm.model, args.layer, what))
     outputs: list[Any] = []
@@ -400,6 +403,10 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
         logits = logits_of(output)
     except TypeError:
         raise UsageError(f"--model: {what} returns a {type(output).__name__}; the command line needs (batch, classes) logits (a tensor, a tuple starting with them, or a ModelOutput)") from None
+    if target_kind == "binary":
+        if not (logits.dim() == 1 or (logits.dim() == 2 and logits.shape[1] == 1)):
+            raise UsageError(f"--target-kind: binary needs one logit per image; {what} returns logits of shape {tuple(logits.shape)}")
+        logits = logits.reshape(-1, 1)
     if logits.dim() != 2:
         raise UsageError(f"--model: {what} returns logits of shape {tuple(logits.shape)}; the command line needs (batch, classes) logits")
     layer = args.layer or "the target layer"
@@ -413,7 +420,7 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
             got = f"shape {tuple(outputs[0].shape)}" if isinstance(outputs[0], torch.Tensor) else f"a {type(outputs[0]).__name__}"
             raise UsageError(f"--layer: {layer!r} outputs {got}; CAM methods need a (batch, channels, height, width) feature map, e.g. the last convolutional block")
     classes = int(logits.shape[1])
-    if len(sm.class_names) != classes:
+    if len(sm.class_names) != classes and not (target_kind == "binary" and len(sm.class_names) == 2):
         sm.class_names = _imagenet_names() if classes == 1000 else [str(i) for i in range(classes)]
     return sm, classes
 
@@ -594,7 +601,11 @@ def evaluate(args: argparse.Namespace) -> int:
     device = _device(args.device) if args.device else _init_distributed()
     # the Sobel control reads the image only; every other CAM-style method needs the layer
     uses_layer = [m for m in (*methods, *(b for b in args.baselines if b in ONCE)) if METHODS[m].kind != "propagation" and m != "sobel"]
-    sm, _ = _load_model(args, needs_feature_map=bool(uses_layer), device=device)
+    try:
+        check_target_support(comparison_pairs(methods, args.variants, args.baselines), args.target_kind)
+    except ValueError as err:
+        raise UsageError(f"{_as_option(err)} (with --target-kind {args.target_kind})") from None
+    sm, _ = _load_model(args, needs_feature_map=bool(uses_layer), device=device, target_kind=args.target_kind)
     _check_units(args.units, sm.input_size)
     options: dict[str, Any] = {"units": args.units, "batch_size": args.batch_size, **_fold_option(args)}
     if args.global_view:
@@ -617,6 +628,7 @@ def evaluate(args: argparse.Namespace) -> int:
             metric_batch_size=args.metric_batch_size,
             limit=args.limit,
             progress=not args.no_progress,
+            target_kind=args.target_kind,
         )
     except ValueError as err:  # the runner's own checks of its arguments ("out: ... holds a run with other settings"); failures while measuring are RuntimeErrors
         raise UsageError(_as_option(err)) from None
@@ -709,6 +721,13 @@ def main(argv: list[str] | None = None) -> int:
         "cameras, and the floors random (Random-CAM) and sobel (edges)",
     )
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation, road and randomization (both slow: imputation, re-explaining)")
+    p.add_argument(
+        "--target-kind",
+        default="class",
+        choices=list(TARGET_KINDS),
+        help="how the model's outputs are read: class (softmax logits), binary (one logit; the sample model's cat-vs-rest head), "
+        "multilabel (independent sigmoids; the sample model's super-class head); default class",
+    )
     p.add_argument("--units", type=_positive_int, default=6, help="UCAG patches per axis (default 6)")
     p.add_argument("--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)")
     p.add_argument("--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)")

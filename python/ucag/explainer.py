@@ -19,14 +19,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _core, kernels
-from ._call import GradCamCallable, Targets, check_input, check_settings, eval_mode, model_device, resolve_targets, run_in_chunks, target_objects
-from .bases.adapters import PatchAttribution, make_adapter
+from ._call import GradCamCallable, Targets, check_input, check_settings, eval_mode, model_device, run_in_chunks, target_objects
+from .bases.adapters import GradCamAdapter, PatchAttribution, make_adapter
 from .grid import GridSpec, PatchSize
 from .models import LayerSuggestion, layer_suggestion, model_input_size, model_size_multiple
 from .postprocess import cam_postprocess
 from .postprocess import postprocess as apply_postprocess
+from .targets import Target, confidence_weights, is_class_only, patch_boxes, resolve, row_confidence
 
 Weighting: TypeAlias = Literal["exp", "prob", "uniform"]
+Confidence: TypeAlias = Literal["softmax", "sigmoid"]
 FoldWindow: TypeAlias = kernels.FoldWindow
 GlobalView: TypeAlias = Literal["product", "mean"]
 
@@ -39,9 +41,12 @@ class Explanation:
     raw: signed, unnormalised UCAG maps M_b (B, H, W).
     partials: the base method's partial map of every patch (B*N, h', w'); row b*N + p.
     partials_normalised: True when the base method could only give normalised maps.
-    probabilities: softmax probability of the target on every patch (B*N,).
+    probabilities: the model's confidence in the target on every patch (B*N,): the softmax
+        probability of a class, or what the target's kind defines (docs/algorithm.md §3.1).
     weights: confidence weight of every patch (B*N,).
-    targets: the class explained for each image (B,).
+    targets: the class (or category, or binary side) explained for each image (B,); -1 for
+        targets without one (similarity, score).
+    explained: the :class:`ucag.targets.Target` of each image.
     grid: the patch geometry.
     truncated_backward: True when the backward pass stopped at the target layer.
     global_view: how the full-image map was fused (None: not at all, the paper's method).
@@ -61,6 +66,7 @@ class Explanation:
     grid: _core.Grid
     base: str
     postprocess: str
+    explained: list[Target] = dataclasses.field(default_factory=list)
     truncated_backward: bool = False
     global_view: GlobalView | None = None
     global_map: torch.Tensor | None = None
@@ -135,6 +141,7 @@ class UCAG(GradCamCallable):
         scale: float | None = None,
         scaled_size: int | tuple[int, int] | None = None,
         weighting: Weighting = "exp",
+        confidence: Confidence = "softmax",
         fold: FoldWindow = "box",
         batch_size: int | Literal["auto"] = 16,
         postprocess: Literal["auto", "cam", "none"] = "auto",
@@ -146,7 +153,16 @@ class UCAG(GradCamCallable):
         **attribute_kwargs: Any,
     ) -> None:
         check_settings(
-            scale=scale, scaled_size=scaled_size, weighting=weighting, fold=fold, batch_size=batch_size, postprocess=postprocess, blur=blur, global_view=global_view, global_weight=global_weight
+            scale=scale,
+            scaled_size=scaled_size,
+            weighting=weighting,
+            confidence=confidence,
+            fold=fold,
+            batch_size=batch_size,
+            postprocess=postprocess,
+            blur=blur,
+            global_view=global_view,
+            global_weight=global_weight,
         )
         grid_spec = GridSpec(units, patch_size, 2.6 if scale is None else scale, scaled_size)
         self.global_view: GlobalView | None = global_view
@@ -179,6 +195,9 @@ class UCAG(GradCamCallable):
                 raise ValueError(f"scaled_size: {type(self.model).__name__} takes sides that are multiples of {m}, got scaled_size={grid_spec.scaled_size}")
         self.grid_spec = grid_spec
         self.weighting: Weighting = weighting
+        #: How integer targets are read on (B, K) logits: "softmax" classes (the paper's) or
+        #: "sigmoid" labels of a multi-label head (docs/algorithm.md §3.1).
+        self.confidence: Confidence = confidence
         self.fold: FoldWindow = fold
         self.batch_size = batch_size
         #: Patches per forward/backward now: ``batch_size`` ("auto": 64 on a GPU, 16 on the
@@ -213,7 +232,9 @@ class UCAG(GradCamCallable):
         return (
             f"UCAG(base={self.adapter.name}, units={self.units}, patch_size={self.patch_size}, "
             + (f"scaled_size={self.scaled_size}, " if self.scaled_size else f"scale={self.scale}, ")
-            + f"weighting={self.weighting!r}, fold={self.fold!r}, batch_size={self.batch_size}, postprocess={self.postprocess!r}"
+            + f"weighting={self.weighting!r}, "
+            + (f"confidence={self.confidence!r}, " if self.confidence != "softmax" else "")
+            + f"fold={self.fold!r}, batch_size={self.batch_size}, postprocess={self.postprocess!r}"
             + (f", global_view={self.global_view!r}, global_weight={self.global_weight}" if self.global_view else "")
             + ")"
         )
@@ -287,10 +308,21 @@ class UCAG(GradCamCallable):
         x = input_tensor.detach().to(model_device(self.model))
         grid = self.grid_for((x.shape[-2], x.shape[-1]))
         with eval_mode(self.model):
-            target_ids = resolve_targets(self.model, self._model_view(x), targets)
-            patches = self.attribute_patches(x, grid, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
-            global_map = self.attribute_global(x, target_ids, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if self.global_view else None
-        return self.conquer(patches, grid, target_ids, global_map)
+            explained = self.resolve_targets(x, targets)
+            target_ids = torch.tensor([-1 if t.category is None else t.category for t in explained], dtype=torch.long, device=x.device)
+            patches = self.attribute_patches(x, grid, target_ids, explained, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+            global_map = self.attribute_global(x, target_ids, explained, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if self.global_view else None
+        return dataclasses.replace(self.conquer(patches, grid, target_ids, global_map), explained=explained)
+
+    def resolve_targets(self, x: torch.Tensor, targets: Targets) -> list[Target]:
+        """One checked :class:`ucag.targets.Target` per image (:func:`ucag.targets.resolve`,
+        one forward of the model); targets other than softmax classes need a base that
+        follows grad-cam target objects."""
+        explained = resolve(self.model, self._model_view(x), targets, self.confidence)
+        if not is_class_only(explained) and not isinstance(self.adapter, GradCamAdapter):
+            kind = next(t.kind for t in explained if type(t).kind != "class")
+            raise TypeError(f"targets: {kind} targets need a pytorch-grad-cam base, which follows target objects; {self.adapter.name} takes class indices (docs/algorithm.md §3.1)")
+        return explained
 
     def attribute_patches(
         self,
@@ -303,10 +335,17 @@ class UCAG(GradCamCallable):
         eigen_smooth: bool = False,
     ) -> PatchAttribution:
         """The base method on every patch of every image (docs/algorithm.md §2), in chunks
-        of ``batch_size``: partial maps (B*N, h', w') and logits (B*N, K)."""
+        of ``batch_size``: partial maps (B*N, h', w') and logits (B*N, K), or, for targets
+        other than softmax classes (resolved :class:`ucag.targets.Target` objects), each
+        patch's confidence in its target on the patch (§3.1)."""
         n = grid.num_patches
         chunks = self._patch_chunks(x, grid)
-        return self._attribute_chunks(chunks, target_ids.repeat_interleave(n), target_objects(targets, n), aug_smooth, eigen_smooth)
+        row_ids = target_ids.repeat_interleave(n).clamp(min=0)
+        if isinstance(targets, list) and _resolved(targets) and not is_class_only(targets):
+            boxes = patch_boxes(grid.offsets_y, grid.offsets_x, grid.patch_size)
+            on_patches = [t.on_patch(box, grid.image_size) for t in targets for box in boxes]
+            return self._attribute_chunks(chunks, row_ids, [t.gradient_object() for t in on_patches], aug_smooth, eigen_smooth, on_patches)
+        return self._attribute_chunks(chunks, row_ids, target_objects(targets, n), aug_smooth, eigen_smooth)
 
     def attribute_global(
         self,
@@ -325,13 +364,23 @@ class UCAG(GradCamCallable):
                 f"global_view: {type(self.model).__name__} takes only {_size(self.model_input_size or (0, 0))} inputs, the images are {_size(tuple(x.shape[-2:]))}; resize them or drop global_view"
             )
         chunks = (x[s : s + self.chunk_size] for s in range(0, len(x), self.chunk_size))
-        maps = self._attribute_chunks(chunks, target_ids, target_objects(targets), aug_smooth, eigen_smooth).maps[:, None]
+        maps = self._attribute_chunks(chunks, target_ids.clamp(min=0), target_objects(targets), aug_smooth, eigen_smooth).maps[:, None]
         return F.interpolate(maps, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=False)[:, 0]
 
-    def _attribute_chunks(self, chunks: Iterator[torch.Tensor], row_targets: torch.Tensor, objects: list[Any] | None, aug_smooth: bool, eigen_smooth: bool) -> PatchAttribution:
+    def _attribute_chunks(
+        self,
+        chunks: Iterator[torch.Tensor],
+        row_targets: torch.Tensor,
+        objects: list[Any] | None,
+        aug_smooth: bool,
+        eigen_smooth: bool,
+        confidence_of: list[Target] | None = None,
+    ) -> PatchAttribution:
         """The base method on each chunk, each row for its target (and grad-cam target
-        object), with a progress bar when asked; the parts joined. A chunk that runs out of
-        device memory is split and retried (:func:`ucag._call.run_in_chunks`)."""
+        object), with a progress bar when asked; the parts joined. With ``confidence_of``
+        (one target per row), each row's confidence in it is read from the chunk's outputs,
+        which are then dropped. A chunk that runs out of device memory is split and retried
+        (:func:`ucag._call.run_in_chunks`)."""
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -344,7 +393,12 @@ class UCAG(GradCamCallable):
 
             def attribute(rows: slice, chunk: torch.Tensor = chunk, offset: int = offset) -> PatchAttribution:
                 picked = slice(offset + rows.start, offset + rows.stop)
-                return self.adapter(chunk[rows], row_targets[picked], target_objects=objects[picked] if objects else None, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+                part = self.adapter(chunk[rows], row_targets[picked], target_objects=objects[picked] if objects else None, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+                if confidence_of is None:
+                    return part
+                probabilities = row_confidence(confidence_of[picked], part.logits.detach())
+                present = torch.tensor([t.present() for t in confidence_of[picked]], device=probabilities.device)
+                return dataclasses.replace(part, logits=part.logits.new_empty((len(part.logits), 0)), probabilities=probabilities, present=present)
 
             done, self.chunk_size = run_in_chunks(len(chunk), self.chunk_size, attribute, "patches")
             parts += done
@@ -371,10 +425,14 @@ class UCAG(GradCamCallable):
         view: GlobalView | None = self.global_view if global_view == "default" else global_view
         global_weight = self.global_weight if global_weight is None else global_weight
         partials = patches.maps
-        logits = patches.logits.float().to(partials.device)
-        patch_targets = target_ids.repeat_interleave(grid.num_patches).to(partials.device)
-        # one softmax on the device gives both (the weights derive from the probabilities)
-        probabilities, weights = kernels.confidence(logits, patch_targets, weighting, return_probabilities=True)
+        if patches.probabilities is not None:  # a target kind's own confidence (§3.1)
+            probabilities = patches.probabilities.float().to(partials.device)
+            weights = confidence_weights(probabilities, weighting, patches.present)
+        else:
+            logits = patches.logits.float().to(partials.device)
+            patch_targets = target_ids.repeat_interleave(grid.num_patches).to(partials.device)
+            # one softmax on the device gives both (the weights derive from the probabilities)
+            probabilities, weights = kernels.confidence(logits, patch_targets, weighting, return_probabilities=True)
         raw = kernels.fold(partials, weights, grid, fold)
         fused = None
         if view is not None:
@@ -425,7 +483,15 @@ def _concatenated(parts: list[PatchAttribution]) -> PatchAttribution:
     if len(shapes) != 1:
         raise ValueError(f"base: partial maps of one call must share one size, got {sorted(shapes)}")
     maps = torch.cat([p.maps for p in parts]).float()
-    return PatchAttribution(maps, torch.cat([p.logits for p in parts]).to(maps.device), any(p.normalised for p in parts))
+    probabilities = [p.probabilities for p in parts if p.probabilities is not None]
+    joined = torch.cat(probabilities).to(maps.device) if len(probabilities) == len(parts) else None
+    present = torch.cat([p.present for p in parts if p.present is not None]).to(maps.device) if joined is not None else None
+    return PatchAttribution(maps, torch.cat([p.logits for p in parts]).to(maps.device), any(p.normalised for p in parts), joined, present)
+
+
+def _resolved(targets: Any) -> bool:
+    """True for a list of :class:`ucag.targets.Target` (what :meth:`UCAG.resolve_targets` gives)."""
+    return isinstance(targets, list) and bool(targets) and all(isinstance(t, Target) for t in targets)
 
 
 def fuse_global_view(raw: torch.Tensor, global_map: torch.Tensor, mode: GlobalView, weight: float = 0.5) -> torch.Tensor:

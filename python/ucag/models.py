@@ -486,13 +486,25 @@ def _tap_for(model: nn.Module, call: _Call, kind: SiteKind = "output") -> Tap:
     return Tap(CallSite(model, "output", f"{call.name}@{call.occurrence + 1}", module=call.module, occurrence=call.occurrence))
 
 
+def _dense_output_channels(model: nn.Module, calls: list[_Call]) -> int | None:
+    """K for a model whose traced output is dense (B, K, H, W) logits (a tensor, or
+    torchvision's ``OrderedDict(out=...)``); None for every other output."""
+    output = next((c.output for c in reversed(calls) if c.module is model), None)
+    if isinstance(output, Mapping):
+        output = output.get("out", output.get("logits"))
+    return int(output.shape[1]) if isinstance(output, torch.Tensor) and output.dim() == 4 else None
+
+
 def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]) -> tuple[LayerSuggestion, int]:
     """The CNN rule of :func:`layer_suggestion`, with the trace position of the map."""
+    logit_channels = _dense_output_channels(model, calls)
     spatial = [
         c
         for c in calls
         if c.module is not model
         and not c.passthrough
+        # a segmentation model's logits before their upsampling are its output, not a feature map
+        and not (logit_channels is not None and isinstance(c.output, torch.Tensor) and c.output.dim() == 4 and c.output.shape[1] == logit_channels)
         and not isinstance(c.module, _HEAD_POOLS)
         # a module shared by several calls can be tapped only as an activation (a shared
         # convolution inside attention, CoaT's, computes no feature map of the image)

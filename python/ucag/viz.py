@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from .explainer import Explanation
+from .targets import describe
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -599,8 +600,9 @@ def show_partials(
         result_ax.imshow(_unit_range(folded), cmap=_colormap(cmap), vmin=0.0, vmax=1.0)
     result_ax.set_axis_off()
     result_ax.set_title(f"folded UCAG map ({explanation.postprocess})")
-    target = int(explanation.targets[index])
-    fig.suptitle(f"{explanation.base} on {units} x {units} patches, class {target}")
+    explained = explanation.explained[index] if explanation.explained else None
+    target = f"class {int(explanation.targets[index])}" if explained is None or explained.kind == "class" else describe(explained)
+    fig.suptitle(f"{explanation.base} on {units} x {units} patches, {target}")
     return fig
 
 

@@ -37,11 +37,16 @@ MapKind: TypeAlias = Literal["cam", "signed"]
 
 @dataclass
 class PatchAttribution:
-    """Partial maps (n, h', w') and the logits (n, K) of the same patches."""
+    """Partial maps (n, h', w') and the logits (n, K) of the same patches; for targets other
+    than a softmax class (:mod:`ucag.targets`), the model's confidence in each patch's target
+    (n,) instead, and whether the target is present on each patch (the outputs, which may be
+    dense, are not kept: ``logits`` is then (n, 0))."""
 
     maps: torch.Tensor
     logits: torch.Tensor
     normalised: bool = False
+    probabilities: torch.Tensor | None = None
+    present: torch.Tensor | None = None
 
 
 def _as_maps(result: Any, device: torch.device, argument: str, rows: int) -> torch.Tensor:

@@ -4,7 +4,10 @@ Every metric returns a :class:`MetricResult`: ``values`` (numpy, one value per i
 ``mean``; deletion and insertion also carry ``curves`` (B, T+1), and their values are the
 curves' AUCs; ROAD's curves hold one probability per percentile. Saliency maps may be numpy or torch (B, H, W); masks are boolean or integer
 (B, H, W) (nonzero is the object); targets are class indices in the model's range (a list
-or a tensor). Inputs that would give an undefined value raise a ValueError naming the
+or a tensor), or one target per image of any kind :mod:`ucag.targets` reads (binary,
+multi-label, segmentation, similarity, grad-cam target objects): the curves then hold the
+target's own confidence (sigmoid, mean category probability over the mask, (1 + cos) / 2;
+docs/algorithm.md §3.1) where a class has its softmax probability. Inputs that would give an undefined value raise a ValueError naming the
 argument instead of a NaN. The model runs in eval mode; its modes come back afterwards.
 ``batch_size`` (default 8, the fastest EfficientNet-Lite0 batch on 2 CPU cores) counts
 perturbed inputs per forward: raise it on a GPU. A chunk that runs out of device memory is
@@ -17,20 +20,26 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._call import check_target_range, checked_logits, eval_mode, logits_of, model_device, run_in_chunks
+from .._call import eval_mode, logits_of, model_device, run_in_chunks
 from .._core import Grid
 from ..postprocess import gaussian_blur
+from ..targets import Target, is_class_only, model_output, resolve, row_confidence
 
 #: Saliency maps (B, H, W) or ground-truth masks (B, H, W), numpy or torch.
 Maps: TypeAlias = torch.Tensor | np.ndarray
 #: One class index per image: a list of ints, or a 1-D integer tensor or array.
 ClassIndices: TypeAlias = Sequence[int] | torch.Tensor | np.ndarray
+#: What the metrics take as targets: class indices, or one target per image of any kind
+#: :func:`ucag.targets.as_target` reads.
+MetricTargets: TypeAlias = ClassIndices | Sequence[Any]
+#: Class indices (the softmax path), or one :class:`ucag.targets.Target` per row.
+RowTargets: TypeAlias = torch.Tensor | list[Target]
 
 
 @dataclass
@@ -86,20 +95,53 @@ def _masks(masks: Maps, saliency: torch.Tensor) -> torch.Tensor:
     return m
 
 
-def _targets(targets: ClassIndices, batch: int, device: torch.device) -> torch.Tensor:
-    t = targets.detach() if isinstance(targets, torch.Tensor) else torch.as_tensor(np.asarray(targets))
-    if t.dim() != 1 or t.shape[0] != batch or t.is_floating_point():
-        raise ValueError(f"targets: expected {batch} integer class indices, got {tuple(t.shape)} {t.dtype}")
-    return t.long().to(device)
+def _targets(model: nn.Module, x: torch.Tensor, targets: MetricTargets) -> RowTargets:
+    """Class indices (B,) long for softmax classes, else one checked target per image
+    (:func:`ucag.targets.resolve`, one forward of the first image in eval mode)."""
+    batch, device = x.shape[0], x.device
+    if isinstance(targets, (torch.Tensor, np.ndarray)):
+        t = targets.detach() if isinstance(targets, torch.Tensor) else torch.as_tensor(targets)
+        if t.dim() != 1 or t.shape[0] != batch or t.is_floating_point():
+            raise ValueError(f"targets: expected {batch} integer class indices, got {tuple(t.shape)} {t.dtype}")
+    if not isinstance(targets, (torch.Tensor, np.ndarray, Sequence)) or isinstance(targets, str):
+        raise ValueError(f"targets: expected {batch} integer class indices or targets, got {type(targets).__name__}")
+    items = targets.tolist() if isinstance(targets, (torch.Tensor, np.ndarray)) else list(targets)
+    if len(items) != batch or any(isinstance(t, (float, np.floating)) for t in items):
+        raise ValueError(f"targets: expected {batch} integer class indices or targets, got {items!r}")
+    with eval_mode(model):
+        resolved = resolve(model, x, items)
+    if is_class_only(resolved):
+        return torch.tensor([t.category for t in resolved], dtype=torch.long, device=device)
+    return resolved
 
 
-def _probabilities(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, int]:
-    """Softmax probability of each row's target, in chunks, under inference_mode; and the
-    chunk size that ran last."""
+def _pick(targets: RowTargets, rows: torch.Tensor | slice) -> RowTargets:
+    if isinstance(targets, torch.Tensor):
+        return targets[rows]
+    indices = range(len(targets))[rows] if isinstance(rows, slice) else rows.tolist()
+    return [targets[i] for i in indices]
+
+
+def _confidence(output: Any, targets: RowTargets) -> torch.Tensor:
+    """Each row's probability of its target: the softmax probability of a class index, or
+    the target's own confidence (:mod:`ucag.targets`)."""
+    if isinstance(targets, torch.Tensor):
+        return torch.softmax(logits_of(output).float(), dim=1).gather(1, targets[:, None])[:, 0]
+    return row_confidence(targets, model_output(output, len(targets)))
+
+
+def _repeated(targets: RowTargets, times: int) -> RowTargets:
+    if isinstance(targets, torch.Tensor):
+        return targets.repeat_interleave(times)
+    return [t for t in targets for _ in range(times)]
+
+
+def _probabilities(model: nn.Module, inputs: torch.Tensor, targets: RowTargets, batch_size: int) -> tuple[torch.Tensor, int]:
+    """Probability of each row's target (:func:`_confidence`), in chunks, under
+    inference_mode; and the chunk size that ran last."""
 
     def probabilities(rows: slice) -> torch.Tensor:
-        logits = logits_of(model(inputs[rows]))
-        return torch.softmax(logits.float(), dim=1).gather(1, targets[rows, None])[:, 0]
+        return _confidence(model(inputs[rows]), _pick(targets, rows))
 
     with torch.inference_mode():
         out, size = run_in_chunks(len(inputs), batch_size, probabilities, "inputs")
@@ -116,7 +158,7 @@ def _perturbation_curves(
     model: nn.Module,
     inputs: torch.Tensor,
     saliency: torch.Tensor,
-    targets: torch.Tensor,
+    targets: RowTargets,
     start: torch.Tensor,
     end: torch.Tensor,
     step: int | None,
@@ -143,15 +185,14 @@ def _perturbation_curves(
         k_idx = torch.tensor([k for _, k in chunk], device=inputs.device)
         changed = rank[b_idx] < (k_idx * step).view(-1, 1, 1, 1)
         batch = torch.where(changed, end[b_idx], start[b_idx])
-        logits = logits_of(model(batch))
-        scores[b_idx, k_idx] = torch.softmax(logits.float(), dim=1).gather(1, targets[b_idx, None])[:, 0]
+        scores[b_idx, k_idx] = _confidence(model(batch), _pick(targets, b_idx))
 
     with torch.inference_mode():
         _, size = run_in_chunks(len(pairs), batch_size, score, "inputs")
     return MetricResult("", auc(scores).cpu().numpy(), scores.cpu().numpy(), size)
 
 
-def deletion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
+def deletion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
     """Deletion (RISE): remove pixels (all channels set to 0 in the normalised input space)
     in descending saliency order, ``step`` pixels per step (default 8 * W), and take the AUC
     of the target probability. Lower is better."""
@@ -162,7 +203,7 @@ def deletion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: Cl
     return result
 
 
-def insertion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
+def insertion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
     """Insertion (RISE): start from the image blurred with a Gaussian (kernel 51, sigma 50,
     reflect borders) and restore original pixels in descending saliency order; AUC of the
     target probability. Higher is better."""
@@ -175,9 +216,9 @@ def insertion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: C
     return result
 
 
-def _prepare(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The inputs on the model's device, the checked maps and targets: the targets lie in
-    the model's class range (one forward of the first image, in eval mode, tells it)."""
+def _prepare(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, RowTargets]:
+    """The inputs on the model's device, the checked maps and targets: the targets fit the
+    model's output (one forward of the first image, in eval mode, tells it)."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
         raise ValueError(f"inputs: expected a float tensor (B, C, H, W), got {getattr(inputs, 'shape', type(inputs))}")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -187,11 +228,7 @@ def _prepare(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: Cl
     device = model_device(model)
     x = inputs.detach().to(device)
     s = _saliency(saliency, x.shape[0], x.shape[-2:], device)
-    t = _targets(targets, x.shape[0], device)
-    with eval_mode(model), torch.inference_mode():
-        classes = checked_logits(model(x[:1]), 1).shape[1]
-    check_target_range(t, classes)
-    return x, s, t
+    return x, s, _targets(model, x, targets)
 
 
 #: ROAD's percentiles (Rong et al., 2022; pytorch-grad-cam's defaults).
@@ -202,7 +239,7 @@ def road(
     model: nn.Module,
     inputs: torch.Tensor,
     saliency: Maps,
-    targets: ClassIndices,
+    targets: MetricTargets,
     *,
     order: str = "most",
     percentiles: Sequence[int] = ROAD_PERCENTILES,
@@ -243,7 +280,7 @@ def road(
                     imputed[b * len(levels) + k] = remove(p, NoisyLinearImputer())(images[b], maps[b])
     finally:
         torch.random.set_rng_state(state)
-    rows = t.repeat_interleave(len(levels))
+    rows = _repeated(t, len(levels))
     with eval_mode(model):
         probabilities, size = _probabilities(model, imputed.to(x.device), rows, batch_size)
     curves = probabilities.view(len(x), len(levels)).cpu().numpy()
@@ -285,7 +322,7 @@ def energy_pointing_game(saliency: Maps, masks: Maps) -> MetricResult:
     return MetricResult("energy pointing game", values.numpy())
 
 
-def map_density(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: ClassIndices, *, batch_size: int = 8) -> tuple[MetricResult, MetricResult]:
+def map_density(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, batch_size: int = 8) -> tuple[MetricResult, MetricResult]:
     """Positive and negative map density (CAMERAS) on maps min-max scaled to [0, 1]:
     positive = p(x * S) / mean(S), negative = p(x * (1 - S)) / mean(1 - S). Higher positive
     and lower negative are better. A constant map has no density: ValueError."""

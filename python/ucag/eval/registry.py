@@ -45,6 +45,7 @@ from ..explainer import UCAG
 from ..layers import attached
 from ..models import reshape_transform_for
 from ..postprocess import cam_postprocess
+from ..targets import Target
 from .compute import uncounted
 from .peers import random_cam_maps, refinecam_maps, sess_matched_settings, sobel_maps
 
@@ -254,7 +255,7 @@ def explain_with(
     model: nn.Module,
     target_layer: nn.Module,
     inputs: torch.Tensor,
-    targets: Sequence[int],
+    targets: Sequence[int | Target],
     *,
     ucag_options: dict[str, Any] | None = None,
     baseline_options: dict[str, dict[str, Any]] | None = None,
@@ -275,13 +276,18 @@ def explain_with(
     :class:`ucag.baselines.CAMERAS` (e.g. ``resolutions``) and
     :func:`ucag.eval.peers.random_cam_maps` (``seed``, default 0). ``mean`` and ``std``
     (the inputs' normalisation) are needed by the Sobel control, which works on the image
-    itself (docs/algorithm.md §6.9)."""
+    itself (docs/algorithm.md §6.9).
+
+    ``targets`` are class indices, or :mod:`ucag.targets` objects (binary, multi-label...)
+    for the comparisons :func:`check_target_support` accepts."""
     spec = method(name)
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
     if spec.kind == "control" and variant != "base":
         raise ValueError(f"variant: the control {name!r} runs on its own (variant 'base'), not as {variant!r}")
-    targets = [int(t) for t in targets]
+    targets = [t if isinstance(t, Target) else int(t) for t in targets]
+    if not all(type(t) is int for t in targets):
+        check_target_support([(name, variant)], next(t for t in targets if isinstance(t, Target)).kind)
     check_baseline_options(baseline_options)
     with attached([target_layer]):  # a Tap target layer (ucag.layers) reads its call site for every method
         return _explain_with(name, variant, model, target_layer, inputs, targets, ucag_options, baseline_options, blur, mean, std)
@@ -293,15 +299,13 @@ def _explain_with(
     model: nn.Module,
     target_layer: nn.Module,
     inputs: torch.Tensor,
-    targets: list[int],
+    targets: list[Any],
     ucag_options: dict[str, Any] | None,
     baseline_options: dict[str, dict[str, Any]] | None,
     blur: tuple[int, float] | None,
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
 ) -> torch.Tensor:
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     spec = method(name)
     options = {key: dict((baseline_options or {}).get(key, {})) for key in BASELINES}
     if variant in ("sess", "sess-matched"):
@@ -315,7 +319,7 @@ def _explain_with(
             sess_options.update(options[variant])
             sess = SESS(model=LogitsOnly(model), target_layers=[target_layer], base_method=gradcam_class(name), **sess_options)
         with sess:
-            maps = sess(inputs, [ClassifierOutputTarget(t) for t in targets])
+            maps = sess(inputs, _cam_targets(targets))
         return cam_postprocess(torch.as_tensor(maps), blur)
     if variant == "refinecam":
         return cam_postprocess(refinecam_maps(model, target_layer, gradcam_class(name), inputs, targets, **options["refinecam"]).float(), blur)
@@ -333,10 +337,12 @@ def _explain_with(
             elif name in PROJECTION_METHODS:
                 # grad-cam's own map keeps the principal component's arbitrary sign (and ReLUs
                 # it away when inverted): the adapter's raw, oriented map, resized to the input
-                maps = GradCamAdapter(base, model)(inputs, torch.as_tensor(targets, device=inputs.device)).maps
+                ids = torch.as_tensor([t.category or 0 if isinstance(t, Target) else t for t in targets], device=inputs.device)
+                objects = _cam_targets(targets) if any(isinstance(t, Target) for t in targets) else None
+                maps = GradCamAdapter(base, model)(inputs, ids, target_objects=objects).maps
                 raw = F.interpolate(maps[:, None], size=tuple(inputs.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
             else:
-                raw = torch.as_tensor(base(input_tensor=inputs, targets=[ClassifierOutputTarget(t) for t in targets]))
+                raw = torch.as_tensor(base(input_tensor=inputs, targets=_cam_targets(targets)))
             return cam_postprocess(raw.float(), blur)
         if isinstance(base, CAMERAS):  # a plain callable for the patches: its raw maps
             cameras = base
@@ -354,6 +360,33 @@ def _explain_with(
         return explainer.explain(inputs, targets).saliency
 
 
+def _cam_targets(targets: Sequence[Any]) -> list[Any]:
+    """pytorch-grad-cam target objects: a class index becomes a ClassifierOutputTarget, a
+    :mod:`ucag.targets` object is one already."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    return [t if isinstance(t, Target) else ClassifierOutputTarget(int(t)) for t in targets]
+
+
+#: The variants that follow a target object (so any kind of :mod:`ucag.targets`).
+TARGET_VARIANTS = ("base", "ucag", "upscale", "sess", "sess-matched")
+
+
+def check_target_support(pairs: Sequence[tuple[str, str]], kind: str) -> None:
+    """Raise ValueError naming ``methods`` (or ``variants``) when a (method, variant) pair
+    cannot explain ``kind`` targets: beyond softmax classes, the pytorch-grad-cam methods
+    in the variants of :data:`TARGET_VARIANTS` and the Sobel control (which ignores the
+    target) can; methods and baselines that take class indices cannot."""
+    if kind == "class":
+        return
+    methods = sorted({m for m, _ in pairs if m in ("random", "cameras") or (m != "sobel" and method(m).gradcam_class is None)})
+    if methods:
+        raise ValueError(f"methods: {', '.join(methods)} take class indices only; {kind} targets need pytorch-grad-cam methods (docs/algorithm.md §3.1)")
+    variants = sorted({v for m, v in pairs if m not in ONCE and v not in TARGET_VARIANTS})
+    if variants:
+        raise ValueError(f"variants: {', '.join(variants)} take class indices only; {kind} targets work with {', '.join(TARGET_VARIANTS)}")
+
+
 __all__ = [
     "BASELINES",
     "CONTROLS",
@@ -365,7 +398,9 @@ __all__ = [
     "MethodKind",
     "MethodSpec",
     "SobelControl",
+    "TARGET_VARIANTS",
     "check_baseline_options",
+    "check_target_support",
     "comparison_pairs",
     "display_name",
     "explain_with",

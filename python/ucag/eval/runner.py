@@ -31,7 +31,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -41,9 +41,10 @@ from .._call import check_settings, eval_mode, logits_of, model_device
 from ..data import preprocess_image, resize_mask
 from ..models import model_normalization, suggest_target_layer
 from ..postprocess import check_blur
+from ..targets import BinaryTarget, MultiLabelTarget, Target, model_output
 from . import metrics as M
 from .compute import count_passes
-from .registry import METHODS, check_baseline_options, comparison_pairs, display_name, explain_with
+from .registry import METHODS, check_baseline_options, check_target_support, comparison_pairs, display_name, explain_with
 from .sanity import RANDOMIZATION_SEED, corresponding_module, map_similarities, randomize
 
 #: Metric names -> the columns they fill in results.csv.
@@ -78,6 +79,9 @@ COLUMN_TITLES = {
     "randomization_hog": "randomized HOG",
 }
 KEY_COLUMNS = ("id", "class_name", "target", "probability", "method", "variant")
+#: How ``evaluate`` reads a model's outputs (``target_kind``; docs/algorithm.md §3.1).
+TargetKind = Literal["class", "binary", "multilabel"]
+TARGET_KINDS: tuple[TargetKind, ...] = ("class", "binary", "multilabel")
 #: What computing each map cost (docs/algorithm.md §6.9): the model's
 #: forward and backward passes in samples, and the input megapixels forwarded.
 PASS_COLUMNS = ("forward_passes", "backward_passes", "forward_mpx")
@@ -234,6 +238,9 @@ class _Run:
     blur: tuple[int, float] | None
     step: int | None
     metric_batch_size: int
+    #: how the model's outputs are read: "class" (softmax logits), "binary" (one logit),
+    #: "multilabel" (independent sigmoids); docs/algorithm.md §3.1
+    target_kind: TargetKind = "class"
     #: what the run learnt while it ran: the metrics' batch size after an out-of-memory back-off
     learnt: dict[str, int] = field(default_factory=dict)
     #: the "randomization" metric's fully randomised copy of the model and its target layer, built once
@@ -281,6 +288,8 @@ class _Run:
         }
         if "randomization" in self.metrics:
             config["randomization_seed"] = RANDOMIZATION_SEED
+        if self.target_kind != "class":  # absent for classes: folders of earlier runs still resume
+            config["target_kind"] = self.target_kind
         return json.loads(json.dumps(config, default=repr))  # type: ignore[no-any-return]  # as it reads back (tuples -> lists)
 
     def measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
@@ -291,9 +300,7 @@ class _Run:
     def _measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
         device = model_device(self.model)
         x = preprocess_image(sample.rgb, self.mean, self.std, self.input_size).to(device)
-        with torch.inference_mode():
-            probabilities = torch.softmax(logits_of(self.model(x)).float(), dim=1)[0]
-        target = int(probabilities.argmax()) if sample.target is None else int(sample.target)
+        target, probability = self._target(x, sample.target)
         computed, costs = [], []
         for m, v in self.pairs:
             with count_passes(self.model) as passes:  # the map's cost: counted while it is computed only
@@ -303,7 +310,8 @@ class _Run:
         values, curves = self._metric_values(x, maps, target, sample.mask)
         if "randomization" in self.metrics:
             self._randomization_values(x, maps, target, values)
-        key = [sample.id, sample.class_name, str(target), _cell_value(float(probabilities[target]))]
+        index = target if isinstance(target, int) else int(target.category or 0)
+        key = [sample.id, sample.class_name, str(index), _cell_value(probability)]
         result_rows, curve_rows = [], []
         for i, (method, variant) in enumerate(self.pairs):
             result_rows.append(key + [method, variant] + [_cell_value(values[c][i]) for c in self.columns] + costs[i])
@@ -311,7 +319,27 @@ class _Run:
                 curve_rows.append([sample.id, method, variant, name] + [_cell_value(v) for v in curve[i]])
         return result_rows, curve_rows
 
-    def _metric_values(self, x: torch.Tensor, maps: torch.Tensor, target: int, mask: np.ndarray | None) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
+    def _target(self, x: torch.Tensor, given: int | None) -> tuple[int | Target, float]:
+        """The target explained for the image ``x`` and the model's probability of it: for
+        softmax classes the ``given`` class (the dataset's label) else the prediction, as an
+        index; for the other kinds the predicted side or label (a dataset's labels are
+        classes, not sides), as a :mod:`ucag.targets` object."""
+        with torch.inference_mode():
+            output = model_output(self.model(x), 1).float()
+        if self.target_kind == "class":
+            probabilities = torch.softmax(logits_of(output), dim=1)[0]
+            index = int(probabilities.argmax()) if given is None else int(given)
+            return index, float(probabilities[index])
+        if self.target_kind == "binary":
+            side = int(float(output.reshape(-1)[0]) > 0)
+            binary = BinaryTarget(side)
+            binary.check(output, "target_kind")
+            return binary, float(binary.confidence(output)[0])
+        label = MultiLabelTarget(int(output[0].argmax()) if output.dim() == 2 else 0)
+        label.check(output, "target_kind")
+        return label, float(label.confidence(output)[0])
+
+    def _metric_values(self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, mask: np.ndarray | None) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
         """Every column's value per map (None where undefined) and the curves."""
         n = len(maps)
         xs, targets = x.expand(n, -1, -1, -1), [target] * n
@@ -354,12 +382,12 @@ class _Run:
                         values["pixel_accuracy"][i], values["average_precision"][i] = scores.pixel_accuracy, scores.mean_ap
         return values, curves
 
-    def _explain(self, name: str, variant: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+    def _explain(self, name: str, variant: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int | Target) -> torch.Tensor:
         """One (method, variant)'s float maps for ``x`` with this run's options."""
         maps = explain_with(name, variant, model, layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur, mean=self.mean, std=self.std)
         return maps.detach().float()
 
-    def _randomization_values(self, x: torch.Tensor, maps: torch.Tensor, target: int, values: dict[str, list[float | None]]) -> None:
+    def _randomization_values(self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, values: dict[str, list[float | None]]) -> None:
         """The "randomization" columns: each map against the same method's map on the fully
         randomised model (docs/algorithm.md §6.8), built once per run with a fixed seed."""
         if not self.randomized:
@@ -446,6 +474,7 @@ def evaluate(
     limit: int | None = None,
     progress: bool = True,
     plot: bool = True,
+    target_kind: TargetKind = "class",
 ) -> EvaluationSummary:
     """Explain and measure every sample of ``dataset`` with every method in every variant.
 
@@ -464,6 +493,12 @@ def evaluate(
     (units, patch_size, scale, weighting, batch_size), ``baseline_options`` to the
     baselines (see :func:`ucag.eval.registry.explain_with`); ``step`` and ``metric_batch_size``
     to deletion/insertion. ``limit`` evaluates the first ``limit`` samples only.
+    ``target_kind`` says how the model's outputs are read (docs/algorithm.md §3.1):
+    ``"class"`` (softmax logits, the paper's), ``"binary"`` (one logit) or ``"multilabel"``
+    (independent sigmoids). The latter two explain the predicted side or label (the
+    datasets' labels are classes); the probability column and the metrics' curves then hold
+    its sigmoid, and only pytorch-grad-cam methods
+    (variants base, ucag, upscale, sess, sess-matched) and the Sobel control take part.
 
     Rows are appended to ``out`` as each sample is done; calling again with the same
     ``out`` and settings resumes (a different setting raises ValueError). Under an
@@ -473,6 +508,8 @@ def evaluate(
     """
     from .datasets import open_dataset
 
+    if target_kind not in TARGET_KINDS:
+        raise ValueError(f"target_kind: expected one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
     if isinstance(dataset, str):
         dataset = open_dataset(dataset)
     unknown = [m for m in metrics if m not in METRICS]
@@ -485,6 +522,7 @@ def evaluate(
     mean, std = _normalization(model, mean, std)
     _check_options(ucag_options, baseline_options, blur, metric_batch_size, input_size, mean, std)
     pairs = comparison_pairs(methods, variants, baselines)
+    check_target_support(pairs, target_kind)
     metrics = [m for m in METRICS if m in metrics]
     if target_layer is None:
         target_layer = suggest_target_layer(model, input_size)
@@ -501,6 +539,7 @@ def evaluate(
         blur=blur,
         step=step,
         metric_batch_size=metric_batch_size,
+        target_kind=target_kind,
     )
     total = len(dataset) if limit is None else min(limit, len(dataset))
     out = Path(out)
