@@ -121,7 +121,7 @@ def overhead(x, cam, batch_size: int) -> None:
 def high_water_mib() -> float:
     """Peak resident memory of this process (VmHWM; unlike ru_maxrss, not inherited from
     the parent that forked it)."""
-    with open("/proc/self/status") as status:
+    with open("/proc/self/status", encoding="utf-8") as status:
         for line in status:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024

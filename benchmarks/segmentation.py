@@ -92,7 +92,7 @@ def main() -> None:
     print()
     print(f"chance (constant map): AP {foreground:.4f}; the paper's Table 4 figures are not in docs/algorithm.md (ImageNet, VGG16/ResNet-50).")
     if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"target": target, "foreground": foreground, "units": args.units, "rows": rows}, f, indent=2)
 
 

@@ -370,7 +370,7 @@ def main() -> None:
     epsilon = "library default 1e-6" if args.epsilon is None else f"{args.epsilon:g}"
     print(f"{time.perf_counter() - started:.0f} s; torch threads {torch.get_num_threads()}; UCAG units {args.units}; LRP epsilon {epsilon}")
     if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"units": args.units, "epsilon": args.epsilon, "samples": infos, "rows": rows, "summary": summary, "linearity": linearity}, f, indent=2)
 
 

@@ -9,6 +9,10 @@ before importing the module. With any other torch, or none (pip's isolated build
 prints one line saying why the module was skipped and builds the portable wheel.
 
 ``UCAG_BUILD_TCH`` = ``auto`` (default) | ``never`` | ``require`` (fail instead of skipping).
+
+Every build compiles Rust. Without ``cargo`` on PATH each hook stops with one line saying
+what to install (maturin would instead try to download a toolchain, which fails obscurely
+offline and surprises users who meant to install a prebuilt wheel).
 ``python build_backend/ucag_build.py DEST`` builds the module into DEST (used by ``./dev``
 for the editable development install).
 """
@@ -28,20 +32,25 @@ from pathlib import Path
 from typing import Any
 
 import maturin
-from maturin import (  # noqa: F401  (hooks that need no torch are maturin's own)
-    build_sdist,
-    get_requires_for_build_editable,
-    get_requires_for_build_sdist,
-    get_requires_for_build_wheel,
-    prepare_metadata_for_build_editable,
-    prepare_metadata_for_build_wheel,
-)
 
 #: The torch series tch 0.24 (tch/Cargo.toml) is built for.
 TCH_TORCH_SERIES = "2.11"
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_FILE = "_tch.abi3.so"
 RECORD_FILE = "_tch_build.json"
+
+
+NO_RUST = (
+    "ucag: building ucag from source needs Rust (cargo on PATH), and this machine has none: "
+    "install it from https://rustup.rs (or your system's rust and cargo packages) and retry, "
+    "or install a prebuilt wheel: pip install --only-binary ucag ucag"
+)
+
+
+def require_rust() -> None:
+    """Stop the build with one line (:data:`NO_RUST`) when cargo is not on PATH."""
+    if shutil.which("cargo") is None:
+        sys.exit(NO_RUST)
 
 
 def tch_skip_reason() -> str | None:
@@ -98,7 +107,8 @@ def build_tch_module(dest: Path) -> list[Path]:
             },
             indent=1,
         )
-        + "\n"
+        + "\n",
+        encoding="utf-8",
     )
     return [module, record]
 
@@ -143,12 +153,45 @@ def _with_tch(build: Any, wheel_directory: str, config_settings: dict[str, Any] 
     return name
 
 
+# maturin's hooks, each after the check for Rust
+def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
+    require_rust()
+    return list(maturin.get_requires_for_build_wheel(config_settings))
+
+
+def get_requires_for_build_editable(config_settings: dict[str, Any] | None = None) -> list[str]:
+    require_rust()
+    return list(maturin.get_requires_for_build_editable(config_settings))
+
+
+def get_requires_for_build_sdist(config_settings: dict[str, Any] | None = None) -> list[str]:
+    require_rust()
+    return list(maturin.get_requires_for_build_sdist(config_settings))
+
+
+def prepare_metadata_for_build_wheel(metadata_directory: str, config_settings: dict[str, Any] | None = None) -> str:
+    require_rust()
+    return str(maturin.prepare_metadata_for_build_wheel(metadata_directory, config_settings))
+
+
+def prepare_metadata_for_build_editable(metadata_directory: str, config_settings: dict[str, Any] | None = None) -> str:
+    require_rust()
+    return str(maturin.prepare_metadata_for_build_editable(metadata_directory, config_settings))
+
+
+def build_sdist(sdist_directory: str, config_settings: dict[str, Any] | None = None) -> str:
+    require_rust()
+    return str(maturin.build_sdist(sdist_directory, config_settings))
+
+
 def build_wheel(wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None) -> str:
+    require_rust()
     return _with_tch(maturin.build_wheel, wheel_directory, config_settings, metadata_directory)
 
 
 def build_editable(wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None) -> str:
     # An editable install imports from python/ucag: the module goes there, not into the wheel.
+    require_rust()
     name = str(maturin.build_editable(wheel_directory, config_settings, metadata_directory))
     reason = tch_skip_reason()
     if reason is None:

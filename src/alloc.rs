@@ -9,9 +9,11 @@
 //!    any array can address); otherwise `Unaddressable` (a `ValueError` in Python);
 //! 2. it must fit the memory this process can have: physical RAM plus swap, or its
 //!    cgroup's memory limit (a container's) where that is lower, where the platform says
-//!    (Linux). Under memory overcommit the allocator grants far more than that and the
-//!    process is killed when it touches the pages; this bound refuses such a buffer up
-//!    front (`BeyondMemory`, a `MemoryError`);
+//!    (Linux). Under Linux's memory overcommit the allocator grants far more than that and
+//!    the process is killed when it touches the pages; this bound refuses such a buffer up
+//!    front (`BeyondMemory`, a `MemoryError`). On macOS and Windows no bound is read
+//!    (`memory_limit_elsewhere`): Windows commits no more than RAM plus page file, so its
+//!    allocator refuses instead, and macOS grows its swap on demand, so RAM is no bound;
 //! 3. the allocator may refuse it (`Refused`, a `MemoryError`).
 //!
 //! The errors here carry sizes only; `AllocError::named` turns one into a `UcagError`
@@ -104,15 +106,25 @@ pub fn byte_size(element_size: usize, shape: &[usize]) -> Option<u128> {
         .try_fold(element_size as u128, |acc, &d| acc.checked_mul(d as u128))
 }
 
+/// A bound on memory, in bytes, and where it comes from ("RAM + swap", "cgroup limit").
+pub type MemoryLimit = Option<(u128, &'static str)>;
+
 /// The most memory this process can have, in bytes, and where that bound comes from:
-/// RAM plus swap, or the cgroup's limit where lower (Linux; None elsewhere). Read once.
-pub fn memory_limit() -> Option<(u128, &'static str)> {
-    static LIMIT: OnceLock<Option<(u128, &'static str)>> = OnceLock::new();
-    *LIMIT.get_or_init(read_memory_limit)
+/// RAM plus swap, or the cgroup's limit where lower (Linux); None on other platforms
+/// (`memory_limit_elsewhere`). Read once.
+pub fn memory_limit() -> MemoryLimit {
+    static LIMIT: OnceLock<MemoryLimit> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        #[cfg(target_os = "linux")]
+        let limit = memory_limit_linux();
+        #[cfg(not(target_os = "linux"))]
+        let limit = memory_limit_elsewhere();
+        limit
+    })
 }
 
 #[cfg(target_os = "linux")]
-fn read_memory_limit() -> Option<(u128, &'static str)> {
+fn memory_limit_linux() -> MemoryLimit {
     // SAFETY: sysinfo only writes the struct it is given; a zeroed one is a valid start.
     let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
     let machine = if unsafe { libc::sysinfo(&mut info) } == 0 {
@@ -121,20 +133,29 @@ fn read_memory_limit() -> Option<(u128, &'static str)> {
     } else {
         None
     };
-    // cgroup v2, then v1 ("max" and v1's near-2^63 sentinel mean no limit)
+    // cgroup v2, then v1
     let cgroup = [
         "/sys/fs/cgroup/memory.max",
         "/sys/fs/cgroup/memory/memory.limit_in_bytes",
     ]
     .iter()
-    .find_map(|path| {
-        std::fs::read_to_string(path)
-            .ok()?
-            .trim()
-            .parse::<u128>()
-            .ok()
-    })
-    .filter(|&limit| limit > 0 && limit < 1 << 62);
+    .find_map(|path| parse_cgroup_limit(&std::fs::read_to_string(path).ok()?));
+    tighter_limit(machine, cgroup)
+}
+
+/// A cgroup memory file's limit in bytes; None for "max" and v1's near-2^63 sentinel (no
+/// limit) and for anything unreadable.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn parse_cgroup_limit(text: &str) -> Option<u128> {
+    text.trim()
+        .parse::<u128>()
+        .ok()
+        .filter(|&limit| limit > 0 && limit < 1 << 62)
+}
+
+/// The lower of the machine's RAM + swap and the cgroup's limit, named by its source.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn tighter_limit(machine: Option<u128>, cgroup: Option<u128>) -> MemoryLimit {
     match (machine, cgroup) {
         (Some(m), Some(c)) if c < m => Some((c, "cgroup limit")),
         (None, Some(c)) => Some((c, "cgroup limit")),
@@ -143,8 +164,12 @@ fn read_memory_limit() -> Option<(u128, &'static str)> {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
-fn read_memory_limit() -> Option<(u128, &'static str)> {
+/// The bound on platforms other than Linux (macOS, Windows): none. Windows commits no more
+/// than RAM plus its page file, so a buffer beyond that is refused by the allocator (rule
+/// 3), not granted and killed later; macOS grows its swap files on demand, so its RAM is no
+/// bound. Compiled everywhere so that Linux's tests exercise it.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+fn memory_limit_elsewhere() -> MemoryLimit {
     None
 }
 
@@ -156,6 +181,15 @@ pub fn check_elements<T>(len: usize) -> Result<usize, AllocError> {
 /// Checks rules 1 and 2 for an array of `shape` with elements of `element_size` bytes;
 /// returns the byte size. For a buffer another library allocates (libtorch).
 pub fn check_shape(element_size: usize, shape: &[usize]) -> Result<usize, AllocError> {
+    check_shape_within(memory_limit(), element_size, shape)
+}
+
+/// `check_shape` against the bound `limit` (rule 2 is skipped where it is None).
+fn check_shape_within(
+    limit: MemoryLimit,
+    element_size: usize,
+    shape: &[usize],
+) -> Result<usize, AllocError> {
     let bytes = byte_size(element_size, shape)
         .filter(|&b| b <= isize::MAX as u128)
         .ok_or(AllocError::Unaddressable)?;
@@ -164,7 +198,7 @@ pub fn check_shape(element_size: usize, shape: &[usize]) -> Result<usize, AllocE
     byte_size(1, shape)
         .filter(|&n| n <= isize::MAX as u128)
         .ok_or(AllocError::Unaddressable)?;
-    if let Some((limit, source)) = memory_limit() {
+    if let Some((limit, source)) = limit {
         if bytes > limit {
             return Err(AllocError::BeyondMemory {
                 bytes,
@@ -297,6 +331,57 @@ mod tests {
             assert!(
                 message.contains("more than the memory this process can have ("),
                 "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn cgroup_files_and_the_tighter_bound() {
+        assert_eq!(parse_cgroup_limit("8589934592\n"), Some(8 << 30));
+        assert_eq!(parse_cgroup_limit("max\n"), None);
+        assert_eq!(parse_cgroup_limit("9223372036854771712"), None);
+        assert_eq!(parse_cgroup_limit("0"), None);
+        assert_eq!(
+            tighter_limit(Some(16 << 30), Some(4 << 30)),
+            Some((4 << 30, "cgroup limit"))
+        );
+        assert_eq!(
+            tighter_limit(Some(16 << 30), Some(32 << 30)),
+            Some((16 << 30, "RAM + swap"))
+        );
+        assert_eq!(tighter_limit(None, Some(1)), Some((1, "cgroup limit")));
+        assert_eq!(tighter_limit(None, None), None);
+    }
+
+    #[test]
+    fn elsewhere_no_bound_is_read_and_the_allocator_refuses() {
+        // macOS and Windows: sizes are still checked for overflow and addressability, any
+        // addressable size passes rule 2, and a buffer no allocator grants is an error.
+        let limit = memory_limit_elsewhere();
+        assert_eq!(limit, None);
+        assert_eq!(check_shape_within(limit, 4, &[1 << 20]), Ok(4 << 20));
+        assert_eq!(
+            check_shape_within(limit, 4, &[usize::MAX, 2]),
+            Err(AllocError::Unaddressable)
+        );
+        let huge = 1usize << 60;
+        assert_eq!(check_shape_within(limit, 1, &[huge]), Ok(huge));
+        // 2^60 bytes: beyond any 64-bit machine's virtual address space (57 bits with
+        // 5-level paging), so refused even under overcommit (rule 3).
+        // (black_box: LLVM may otherwise drop an unused allocation and call it a success)
+        let mut v: Vec<u8> = Vec::new();
+        let refused = v.try_reserve_exact(huge).is_err();
+        std::hint::black_box(&v);
+        assert!(refused);
+        // the same size with Linux's bound is refused up front, naming that bound
+        if let Some((bound, source)) = memory_limit() {
+            assert_eq!(
+                check_shape_within(memory_limit(), 1, &[huge]),
+                Err(AllocError::BeyondMemory {
+                    bytes: huge as u128,
+                    limit: bound,
+                    source
+                })
             );
         }
     }

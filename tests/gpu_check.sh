@@ -9,7 +9,8 @@ mkdir -p "$out"
 nvidia-smi -L
 python3 -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
 # a wheel is a zip archive: unpacking it is all the install an import needs
-python3 -c "import glob, zipfile; zipfile.ZipFile(glob.glob('dist/ucag-*.whl')[0]).extractall('/tmp/ucag_site')" || exit 1
+# (the tch wheel: the one in dist/ whose tag is not manylinux2014 and which holds ucag/_tch)
+python3 -c "import glob, zipfile; zipfile.ZipFile([w for w in glob.glob('dist/ucag-*x86_64.whl') if 'manylinux2014' not in w][0]).extractall('/tmp/ucag_site')" || exit 1
 # pure-Python packages the image lacks (grad-cam, ttach, the sample model), carried in .whl/
 if ls .whl/*.whl > /dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/ucag_site .whl/*.whl || exit 1

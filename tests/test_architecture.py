@@ -1,7 +1,8 @@
 """The package's layering, checked on its import statements: the library never imports
 the evaluation toolkit (``ucag.eval``), and nothing imports ``ucag.explainer`` for a
 helper, only for the explainer itself. The package root and the command line sit above
-both layers and may import either."""
+both layers and may import either. And nothing ties the package to Linux: the macOS and
+Windows wheels carry the same Python."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -71,3 +72,29 @@ def test_the_checks_see_relative_imports():
     runner = _imports(PACKAGE / "eval" / "runner.py")
     assert any(target == "ucag.eval.registry" for target, _ in runner)
     assert any(target == "ucag._call" for target, _ in runner)
+
+
+#: Modules whose import ties the package to one operating system (or shells out).
+PLATFORM_BOUND_MODULES = {"subprocess", "fcntl", "resource", "pwd", "grp", "termios", "pty", "posix", "msvcrt", "winreg"}
+#: Filesystem paths that exist on Linux only.
+LINUX_PATHS = ("/proc", "/sys/", "/tmp", "/dev/shm", "/etc/")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_module_name)
+def test_the_package_runs_on_every_platform_a_wheel_is_built_for(path):
+    # macOS and Windows wheels carry the same Python (docs/platforms.md): no shell-outs,
+    # no POSIX-only modules, no Linux paths, no os.fork/os.system
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bound = [target for target, _ in _imports(path) if target.split(".")[0] in PLATFORM_BOUND_MODULES]
+    paths = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(LINUX_PATHS)]
+    calls = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.fork", "os.system", "os.popen", "os.sched_getaffinity", "os.uname")]
+    assert not (bound or paths or calls), f"{_module_name(path)}: {bound + paths + calls}"
+
+
+def test_the_platform_check_sees_what_it_looks_for(monkeypatch):
+    # a module (never written) with one of each: the check must name all three
+    probe = PACKAGE / "_platform_probe_for_tests.py"
+    source = 'import os\nimport subprocess\nLIMIT = "/proc/meminfo"\nos.system("ls")\n'
+    monkeypatch.setattr(Path, "read_text", lambda self, encoding=None: source)
+    with pytest.raises(AssertionError, match=r"subprocess.*/proc/meminfo.*os\.system"):
+        test_the_package_runs_on_every_platform_a_wheel_is_built_for(probe)

@@ -1,5 +1,5 @@
-"""The build backend's decisions (build the tch module or say why not) and its wheel
-surgery (added files listed in RECORD with the right hashes). The builds themselves run in
+"""The build backend's decisions (build the tch module or say why not; stop with one line
+without Rust) and its wheel surgery (added files listed in RECORD with the right hashes). The builds themselves run in
 `./dev wheel`: the wheel with the tch module, and the sdist built next to another torch."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import base64
 import csv
 import hashlib
 import io
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -81,3 +82,29 @@ def test_added_files_are_in_the_record_with_their_hashes(tmp_path):
             assert listed[f"ucag/{path.name}"] == [f"ucag/{path.name}", f"sha256={digest}", str(len(data))]
         assert zf.getinfo("ucag/_tch.abi3.so").external_attr >> 16 == 0o755
         assert zf.read("ucag/__init__.py") == b"x = 1\n"
+
+
+HOOKS = {
+    "get_requires_for_build_wheel": (),
+    "get_requires_for_build_editable": (),
+    "get_requires_for_build_sdist": (),
+    "prepare_metadata_for_build_wheel": ("meta",),
+    "prepare_metadata_for_build_editable": ("meta",),
+    "build_sdist": ("dist",),
+    "build_wheel": ("dist",),
+    "build_editable": ("dist",),
+}
+
+
+@pytest.mark.parametrize("hook", sorted(HOOKS))
+def test_without_rust_every_hook_stops_with_one_line_saying_what_to_install(hook, tmp_path):
+    # a fresh interpreter whose PATH has no cargo, as on a machine without Rust: the hook
+    # must stop before maturin looks for (or tries to download) a toolchain
+    args = ", ".join(repr(str(tmp_path / a)) for a in HOOKS[hook])
+    code = f"import sys; sys.path.insert(0, {str(Path(ucag_build.__file__).parent)!r}); import ucag_build; ucag_build.{hook}({args})"
+    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path), "MATURIN_NO_INSTALL_RUST": ""}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done
+    assert done.stderr.splitlines() == [ucag_build.NO_RUST]
+    assert "https://rustup.rs" in ucag_build.NO_RUST and "--only-binary ucag" in ucag_build.NO_RUST
+    assert not list(tmp_path.glob("dist/*")) and not list(tmp_path.glob("meta/*"))

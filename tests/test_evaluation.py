@@ -55,7 +55,7 @@ def small_run(sample_model, tmp_path_factory):
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -173,7 +173,7 @@ def test_propagation_methods_join_a_comparison(sample_model):
 
 def _write_results(out: Path, rows: list[tuple[str, int, str, float]]) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "results.csv", "w", newline="") as f:
+    with open(out / "results.csv", "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["id", "class_name", "target", "probability", "method", "variant", "pointing_game", "deletion"])
         for image, target, variant, value in rows:
@@ -255,7 +255,7 @@ def test_resume_after_a_killed_run_gives_the_same_files(tmp_path):
     partial = _rows(tmp_path / "resumed" / "results.csv")
     assert [r["id"] for r in partial] == ["chelsea", "chelsea", "coffee", "coffee"]  # written as they were done
     assert not (tmp_path / "resumed" / "summary.md").exists()
-    with open(tmp_path / "resumed" / "results.csv", "a") as f:  # a row cut short by the kill
+    with open(tmp_path / "resumed" / "results.csv", "a", encoding="utf-8") as f:  # a row cut short by the kill
         f.write("voc,,4,0.9,gradcam,ba")
     assert _run_script(script, tmp_path / "resumed") == 0
     for name in OUTPUTS:
@@ -269,7 +269,7 @@ def _numbers(path: Path) -> list[list[str | float]]:
         except ValueError:
             return cell
 
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", newline="") as f:
         return [[parse(c) for c in row] for row in csv.reader(f)]
 
 

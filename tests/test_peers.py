@@ -163,7 +163,7 @@ def test_evaluation_rows_floors_and_passes(sm, tmp_path):
         progress=False,
         plot=False,
     )
-    with open(tmp_path / "results.csv", newline="") as f:
+    with open(tmp_path / "results.csv", encoding="utf-8", newline="") as f:
         rows = {(r["method"], r["variant"]): r for r in csv.DictReader(f)}
     assert list(rows) == [("gradcam", "base"), ("gradcam", "ucag"), ("random", "base"), ("sobel", "base"), ("gradcam", "sess-matched"), ("gradcam", "refinecam")]
     for row in rows.values():

@@ -245,7 +245,7 @@ def test_ucag_evaluate_writes_the_randomization_columns(tmp_path, capsys):
     argv = ["evaluate", "--samples", "--methods", "gradcam", "--variants", "base", "--limit", "1", "--metrics", "randomization"]
     assert main(argv + ["--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
     assert "randomized Spearman ↓" in capsys.readouterr().out
-    with open(tmp_path / "results.csv", newline="") as f:
+    with open(tmp_path / "results.csv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1
     columns = ("randomization_spearman", "randomization_ssim", "randomization_hog")

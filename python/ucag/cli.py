@@ -678,8 +678,8 @@ def tune(args: argparse.Namespace) -> int:
     }
     with spec.build(sm.model, sm.target_layer) as cam:
         result = run_tune(sm.model, cam, x, space=space, objective=args.objective, step=args.step, batch_size=args.batch_size, progress=not args.no_progress)
-    (out / "tune.md").write_text(result.markdown())
-    with open(out / "tune.csv", "w") as f:
+    (out / "tune.md").write_text(result.markdown(), encoding="utf-8")
+    with open(out / "tune.csv", "w", encoding="utf-8") as f:
         f.write("units,patch_fraction,scale,weighting,global_view,image,deletion,insertion\n")
         for r in result.rows:
             s = r.setting

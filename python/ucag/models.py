@@ -174,7 +174,7 @@ def model_normalization(model: nn.Module) -> tuple[tuple[float, float, float], t
         path = Path(folder) / "preprocessor_config.json"
         if path.is_file():
             try:
-                config = json.loads(path.read_text())
+                config = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 return None
             mean, std = _triple(config.get("image_mean")), _triple(config.get("image_std"))

@@ -59,8 +59,8 @@ class TchProbe:
 @functools.cache
 def _probe_tch() -> TchProbe:
     if not _BUILD_RECORD.exists():
-        return TchProbe(None, "this installation has no tch module (its wheel was built without torch 2.11 in the build environment)", None)
-    record = json.loads(_BUILD_RECORD.read_text())
+        return TchProbe(None, "this installation has no tch module (a portable wheel: manylinux2014, macOS, Windows, or built without torch 2.11 in the build environment)", None)
+    record = json.loads(_BUILD_RECORD.read_text(encoding="utf-8"))
     built_for = str(record["torch"])
     installed = torch.__version__
     if torch_series(installed) != record["series"]:

@@ -404,7 +404,7 @@ def _complete_text(path: Path) -> str:
     """A CSV file we append to, without a partial last line left by a killed run."""
     if not path.exists():
         return ""
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     return text
@@ -641,12 +641,12 @@ def _prepare_folder(out: Path, run: _Run, dataset: str) -> int:
     config = run.config(dataset)
     config_path = out / CONFIG
     if config_path.exists():
-        previous = json.loads(config_path.read_text())
+        previous = json.loads(config_path.read_text(encoding="utf-8"))
         changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
         if changed:
             raise ValueError(f"out: {out} holds a run with other settings ({', '.join(changed)} differ); choose another folder or delete it")
         return _complete_prefix(out, run)
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     _write_rows(out / RESULTS, [run.header])
     _write_rows(out / CURVES, [run.curves_header])
     return 0
@@ -698,8 +698,8 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
     images = len(dict.fromkeys(r["id"] for r in rows))
     summary = EvaluationSummary(out, images, columns, cells, differences, passes, floors)
     saved = {"images": images, "cells": [asdict(c) for c in cells], "ucag_minus_base": [asdict(c) for c in differences], "passes": [asdict(c) for c in passes], "floors": [list(f) for f in floors]}
-    (out / SUMMARY_JSON).write_text(json.dumps(saved, indent=2) + "\n")
-    (out / SUMMARY_MD).write_text(summary.markdown())
+    (out / SUMMARY_JSON).write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+    (out / SUMMARY_MD).write_text(summary.markdown(), encoding="utf-8")
     if plot:
         _plot_mean_curves(out, pairs)
     return summary
