@@ -85,10 +85,14 @@ def speed(label: str, model, layer, x, batch_size: int, repeats: int, with_sess:
         candidates["(d) grad-cam SESS on the photos"] = lambda: sess(x, [ClassifierOutputTarget(t) for t in targets])
     times = race(candidates, repeats)
     ours = times["UCAG(GradCAM), truncated backward"]
-    print(f"\nspeed, {label}: {len(x)} images x {grid.num_patches} patches of {grid.scaled_size}, batch_size {batch_size}, best of {repeats}")
+    print(
+        f"\nspeed, {label}: {len(x)} images x {grid.num_patches} patches of {grid.scaled_size}, batch_size {batch_size}, best of {repeats}"
+    )
     for name, t in times.items():
         print(f"  {name:38s} {t:7.2f} s   this / UCAG = {t / ours:5.2f}x")
-    print(f"  UCAG / (a) = {ours / times['(a) no-grad forwards of the patches']:.2f}x (target <= 1.3x); (b) / UCAG = {times['(b) UCAG(GradCAM), full backward'] / ours:.2f}x (target >= 2.5x)")
+    print(
+        f"  UCAG / (a) = {ours / times['(a) no-grad forwards of the patches']:.2f}x (target <= 1.3x); (b) / UCAG = {times['(b) UCAG(GradCAM), full backward'] / ours:.2f}x (target >= 2.5x)"
+    )
 
 
 def overhead(x, cam, batch_size: int) -> None:
@@ -114,8 +118,12 @@ def overhead(x, cam, batch_size: int) -> None:
     start = time.perf_counter()
     explainer(input_tensor=x, targets=None)
     whole = time.perf_counter() - start
-    print(f"\noverhead: one UCAG(GradCAM) call on {len(x)} images: {whole:.2f} s, of which the base method {inside[0]:.2f} s")
-    print(f"  UCAG's own share (unfold, confidence, fold, post-processing, glue): {100 * (whole - inside[0]) / whole:.1f} %   (target < 5 %)")
+    print(
+        f"\noverhead: one UCAG(GradCAM) call on {len(x)} images: {whole:.2f} s, of which the base method {inside[0]:.2f} s"
+    )
+    print(
+        f"  UCAG's own share (unfold, confidence, fold, post-processing, glue): {100 * (whole - inside[0]) / whole:.1f} %   (target < 5 %)"
+    )
 
 
 def high_water_mib() -> float:
@@ -139,7 +147,12 @@ def peak_memory_child(n_images: int, batch_size: int) -> None:
 def memory(n_small: int, n_large: int, batch_size: int) -> None:
     results = {}
     for n in (n_small, n_large):
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--batch-size", str(batch_size)], check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(n), "--batch-size", str(batch_size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         results[n] = json.loads(out.strip().splitlines()[-1])
     print(f"memory: peak RSS of one call, batch_size {batch_size}, fresh process each")
     for n, r in results.items():

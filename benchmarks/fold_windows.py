@@ -46,7 +46,10 @@ def main() -> None:
     x = torch.cat([sm.preprocess(rgb) for rgb in images.values()])
     with torch.inference_mode():
         targets = sm.model(x).argmax(1)
-    print(f"{len(x)} photos: " + ", ".join(f"{name} ({sm.class_names[t]})" for name, t in zip(images, targets.tolist(), strict=True)))
+    print(
+        f"{len(x)} photos: "
+        + ", ".join(f"{name} ({sm.class_names[t]})" for name, t in zip(images, targets.tolist(), strict=True))
+    )
     for name in args.methods:
         scores: dict[str, dict[str, np.ndarray]] = {}
         with method(name).build(sm.model, sm.target_layer) as base:
@@ -65,7 +68,9 @@ def main() -> None:
                     "seam score": M.seam_score(explanation.raw, grid).values,
                 }
         columns = list(scores["box"])
-        print(f"\nUCAG({method(name).display_name}), mean over {len(x)} photos (paired difference to box, and photos where the window is better)")
+        print(
+            f"\nUCAG({method(name).display_name}), mean over {len(x)} photos (paired difference to box, and photos where the window is better)"
+        )
         print("| fold | " + " | ".join(columns) + " |")
         print("|---|" + "---|" * len(columns))
         for window in WINDOWS:

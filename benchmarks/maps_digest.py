@@ -57,7 +57,9 @@ def main() -> int:
     targets = [285, 245]
     LRP = _find("ucag.bases.propagation:LRP", "ucag.propagation:LRP")
     ContrastiveLRP = _find("ucag.bases.propagation:ContrastiveLRP", "ucag.propagation:ContrastiveLRP")
-    explain_with = _find("ucag.eval.runner:explain_with", "ucag.eval.registry:explain_with", "ucag.methods:explain_with")
+    explain_with = _find(
+        "ucag.eval.runner:explain_with", "ucag.eval.registry:explain_with", "ucag.methods:explain_with"
+    )
     tune = _find("ucag.eval.tuning:tune", "ucag.tuning:tune")
 
     lines: list[str] = []
@@ -82,10 +84,19 @@ def main() -> int:
     record("ucag gradcam untruncated", ucag_with(lambda: GradCAM(model, [layer]), truncate_backward=False))
     record("ucag gradcam++ prob", ucag_with(lambda: GradCAMPlusPlus(model, [layer]), weighting="prob"))
     record("ucag layercam uniform units=4", ucag_with(lambda: LayerCAM(model, [layer]), weighting="uniform", units=4))
-    record("ucag eigencam patch=(100,90) scale=2", ucag_with(lambda: EigenCAM(model, [layer]), patch_size=(100, 90), scale=2.0))
+    record(
+        "ucag eigencam patch=(100,90) scale=2",
+        ucag_with(lambda: EigenCAM(model, [layer]), patch_size=(100, 90), scale=2.0),
+    )
     record("ucag gradcam global product", ucag_with(lambda: GradCAM(model, [layer]), global_view="product"))
-    record("ucag gradcam global mean 0.3", ucag_with(lambda: GradCAM(model, [layer]), global_view="mean", global_weight=0.3))
-    record("ucag gradcam target objects", lambda: ucag.UCAG(GradCAM(model, [layer])).explain(x, [ClassifierOutputTarget(t) for t in targets]))
+    record(
+        "ucag gradcam global mean 0.3",
+        ucag_with(lambda: GradCAM(model, [layer]), global_view="mean", global_weight=0.3),
+    )
+    record(
+        "ucag gradcam target objects",
+        lambda: ucag.UCAG(GradCAM(model, [layer])).explain(x, [ClassifierOutputTarget(t) for t in targets]),
+    )
     record("ucag gradcam call numpy", lambda: ucag.UCAG(GradCAM(model, [layer]))(input_tensor=x, targets=targets))
     record("ucag lrp", ucag_with(lambda: LRP(model), units=3))
     record("ucag clrp", ucag_with(lambda: ContrastiveLRP(model), units=3))
@@ -93,7 +104,10 @@ def main() -> int:
     from captum.attr import IntegratedGradients, LayerGradCam
 
     record("ucag captum layergradcam", ucag_with(lambda: LayerGradCam(model, layer)))
-    record("ucag captum integrated gradients", ucag_with(lambda: IntegratedGradients(model), units=2, patch_size=150, n_steps=4))
+    record(
+        "ucag captum integrated gradients",
+        ucag_with(lambda: IntegratedGradients(model), units=2, patch_size=150, n_steps=4),
+    )
 
     from zennit.attribution import Gradient
     from zennit.composites import EpsilonPlusFlat
@@ -103,13 +117,38 @@ def main() -> int:
     record("upscale gradcam", lambda: ucag.baselines.Upscale(GradCAM(model, [layer]), model=model).explain(x, targets))
     record("cameras", lambda: ucag.baselines.CAMERAS(model, layer, resolutions=[224, 324]).explain(x, targets))
     record("lrp on its own", lambda: LRP(model)(input_tensor=x, targets=targets))
-    for method, variant in (("gradcam", "base"), ("gradcam", "ucag"), ("gradcam", "upscale"), ("gradcam++", "sess"), ("lrp", "ucag"), ("fullgrad", "base"), ("cameras", "base")):
+    for method, variant in (
+        ("gradcam", "base"),
+        ("gradcam", "ucag"),
+        ("gradcam", "upscale"),
+        ("gradcam++", "sess"),
+        ("lrp", "ucag"),
+        ("fullgrad", "base"),
+        ("cameras", "base"),
+    ):
         options = {"units": 3} if variant == "ucag" else {}
         record(
             f"explain_with {method} {variant}",
-            lambda m=method, v=variant, o=options: explain_with(m, v, model, layer, x, targets, ucag_options=o, baseline_options={"cameras": {"resolutions": [224, 324]}, "sess": {"num_scales": 2}}),
+            lambda m=method, v=variant, o=options: explain_with(
+                m,
+                v,
+                model,
+                layer,
+                x,
+                targets,
+                ucag_options=o,
+                baseline_options={"cameras": {"resolutions": [224, 324]}, "sess": {"num_scales": 2}},
+            ),
         )
-    result = tune(model, GradCAM(model, [layer]), x, targets, space={"units": (3, 4), "weighting": ("exp", "uniform"), "global_view": (None, "product")}, progress=False, step=224 * 28)
+    result = tune(
+        model,
+        GradCAM(model, [layer]),
+        x,
+        targets,
+        space={"units": (3, 4), "weighting": ("exp", "uniform"), "global_view": (None, "product")},
+        progress=False,
+        step=224 * 28,
+    )
     for row in result.rows:
         lines.append(f"tune {row.setting.label()}: deletion {digest(row.deletion)} insertion {digest(row.insertion)}")
         print(lines[-1], flush=True)

@@ -52,11 +52,15 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     sm = load_sample_model(args.device)
-    x = torch.cat([sm.preprocess(sample_image(SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)]).rgb) for i in range(args.images)]).to(args.device)
+    x = torch.cat(
+        [sm.preprocess(sample_image(SAMPLE_PHOTOS[i % len(SAMPLE_PHOTOS)]).rgb) for i in range(args.images)]
+    ).to(args.device)
     with torch.inference_mode():
         targets = sm.model(x).argmax(1)
     g = torch.Generator().manual_seed(0)
-    saliency = torch.nn.functional.interpolate(torch.rand(len(x), 1, 7, 7, generator=g), size=(224, 224), mode="bilinear")[:, 0].to(args.device)
+    saliency = torch.nn.functional.interpolate(
+        torch.rand(len(x), 1, 7, 7, generator=g), size=(224, 224), mode="bilinear"
+    )[:, 0].to(args.device)
     steps = math.ceil(224 * 224 / (8 * 224)) + 1
     forwards = 2 * len(x) * steps
 
@@ -71,12 +75,18 @@ def main() -> None:
         return d.values, i.values
 
     def looped():
-        return loop_metric(sm.model, x, saliency, targets, "deletion"), loop_metric(sm.model, x, saliency, targets, "insertion")
+        return loop_metric(sm.model, x, saliency, targets, "deletion"), loop_metric(
+            sm.model, x, saliency, targets, "insertion"
+        )
 
     times = {}
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     batched()  # warm-up (CUDA context, kernels)
-    for name, fn in (("bare forward passes", bare_forwards), ("ucag.metrics (batched)", batched), ("step-by-step loop", looped)):
+    for name, fn in (
+        ("bare forward passes", bare_forwards),
+        ("ucag.metrics (batched)", batched),
+        ("step-by-step loop", looped),
+    ):
         sync()
         start = time.perf_counter()
         out = fn()
@@ -86,12 +96,18 @@ def main() -> None:
             times[name + " result"] = out
     d_b, i_b = times.pop("ucag.metrics (batched) result")
     d_l, i_l = times.pop("step-by-step loop result")
-    assert torch.allclose(torch.as_tensor(d_b), d_l.cpu(), atol=1e-4) and torch.allclose(torch.as_tensor(i_b), i_l.cpu(), atol=1e-4)
-    print(f"deletion + insertion on {x.device}, {len(x)} images x {steps} steps = {forwards} forwards, batch_size {args.batch_size}")
+    assert torch.allclose(torch.as_tensor(d_b), d_l.cpu(), atol=1e-4) and torch.allclose(
+        torch.as_tensor(i_b), i_l.cpu(), atol=1e-4
+    )
+    print(
+        f"deletion + insertion on {x.device}, {len(x)} images x {steps} steps = {forwards} forwards, batch_size {args.batch_size}"
+    )
     for name, t in times.items():
         print(f"  {name:26s} {t:7.2f} s")
     ours = times["ucag.metrics (batched)"]
-    print(f"  loop / batched = {times['step-by-step loop'] / ours:.2f}x (target >= 3x); batched / forwards = {ours / times['bare forward passes']:.2f}x (target <= 1.3x)")
+    print(
+        f"  loop / batched = {times['step-by-step loop'] / ours:.2f}x (target >= 3x); batched / forwards = {ours / times['bare forward passes']:.2f}x (target <= 1.3x)"
+    )
 
 
 if __name__ == "__main__":

@@ -41,20 +41,34 @@ def main() -> None:
 
     # the registry's edge-map control: grad-cam's sobel_cam on the unnormalised photo
     sobel = registry_explainer("sobel", mean=sample.mean, std=sample.std)
-    explainers = {"Grad-CAM": registry_explainer("gradcam"), "UCAG(Grad-CAM)": registry_explainer("gradcam", "ucag"), "SobelCAM": sobel}
+    explainers = {
+        "Grad-CAM": registry_explainer("gradcam"),
+        "UCAG(Grad-CAM)": registry_explainer("gradcam", "ucag"),
+        "SobelCAM": sobel,
+    }
     results = {}
     for label, explain in explainers.items():
         start = time.perf_counter()
-        results[label] = randomization_check(model, explain, x, targets, stages=args.stages, seed=args.seed, progress=False)
+        results[label] = randomization_check(
+            model, explain, x, targets, stages=args.stages, seed=args.seed, progress=False
+        )
         print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
 
     first = next(iter(results.values()))
-    print(f"\nCascading randomisation of EfficientNet-Lite0, {len(photos)} photos ({', '.join(SAMPLE_PHOTOS)}) at {args.size} px, seed {args.seed}, targets {targets}")
-    print("Mean over the photos of the similarity to the trained model's map: Spearman(abs) / SSIM / HOG [constant maps, scored 0]\n")
+    print(
+        f"\nCascading randomisation of EfficientNet-Lite0, {len(photos)} photos ({', '.join(SAMPLE_PHOTOS)}) at {args.size} px, seed {args.seed}, targets {targets}"
+    )
+    print(
+        "Mean over the photos of the similarity to the trained model's map: Spearman(abs) / SSIM / HOG [constant maps, scored 0]\n"
+    )
     print("| stage (randomised from the top down to) | " + " | ".join(results) + " |")
     print("|---|" + "---|" * len(results))
     for k, stage in enumerate(first.stage_names):
-        cells = [" / ".join(f"{r.scores[m][k].mean():.3f}" for m in ("spearman_abs", "ssim", "hog")) + f" [{int(r.constant_maps[k].sum())}]" for r in results.values()]
+        cells = [
+            " / ".join(f"{r.scores[m][k].mean():.3f}" for m in ("spearman_abs", "ssim", "hog"))
+            + f" [{int(r.constant_maps[k].sum())}]"
+            for r in results.values()
+        ]
         print(f"| {stage} | " + " | ".join(cells) + " |")
 
     if args.figure:

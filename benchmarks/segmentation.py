@@ -55,10 +55,16 @@ def main() -> None:
         probs = torch.softmax(sm.model(x), dim=1)[0]
     target = int(probs.argmax())
     foreground = float(mask.float().mean())
-    print(f"VOC photo {photo.rgb.shape[1]}x{photo.rgb.shape[0]} -> 224x224; objects: {', '.join(sorted(set(photo.mask_names)))}")
+    print(
+        f"VOC photo {photo.rgb.shape[1]}x{photo.rgb.shape[0]} -> 224x224; objects: {', '.join(sorted(set(photo.mask_names)))}"
+    )
     print(f"explaining the prediction: {target} {sm.class_names[target]!r} (p = {float(probs[target]):.3f})")
-    print(f"ground truth: union of {len(photo.masks)} instance masks, foreground {foreground:.3f} of the pixels (chance AP)")
-    print(f"UCAG: units {args.units}, batch size {args.batch_size}, postprocess 'none' (raw maps); torch threads {torch.get_num_threads()}")
+    print(
+        f"ground truth: union of {len(photo.masks)} instance masks, foreground {foreground:.3f} of the pixels (chance AP)"
+    )
+    print(
+        f"UCAG: units {args.units}, batch size {args.batch_size}, postprocess 'none' (raw maps); torch threads {torch.get_num_threads()}"
+    )
     print()
 
     rows = []
@@ -73,7 +79,9 @@ def main() -> None:
             if variant == "base":
                 maps = torch.from_numpy(method(input_tensor=x, targets=[target]))
             else:
-                explainer = ucag.UCAG(method, model=sm.model, postprocess="none", units=args.units, batch_size=args.batch_size)
+                explainer = ucag.UCAG(
+                    method, model=sm.model, postprocess="none", units=args.units, batch_size=args.batch_size
+                )
                 maps = explainer.explain(x, [target]).raw
             seconds = time.perf_counter() - start
             scores = segmentation_scores(maps, mask)
@@ -88,9 +96,14 @@ def main() -> None:
             }
             rows.append(row)
             label = row["method"] if variant == "base" else f"UCAG({row['method']})"
-            print(f"{label:<16}{variant:<9}{row['pixel_accuracy']:>10.4f}{row['ap']:>8.4f}{row['min']:>12.4g}{row['max']:>12.4g}{seconds:>9.1f}", flush=True)
+            print(
+                f"{label:<16}{variant:<9}{row['pixel_accuracy']:>10.4f}{row['ap']:>8.4f}{row['min']:>12.4g}{row['max']:>12.4g}{seconds:>9.1f}",
+                flush=True,
+            )
     print()
-    print(f"chance (constant map): AP {foreground:.4f}; the paper's Table 4 figures are not in docs/algorithm.md (ImageNet, VGG16/ResNet-50).")
+    print(
+        f"chance (constant map): AP {foreground:.4f}; the paper's Table 4 figures are not in docs/algorithm.md (ImageNet, VGG16/ResNet-50)."
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"target": target, "foreground": foreground, "units": args.units, "rows": rows}, f, indent=2)

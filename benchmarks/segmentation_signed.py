@@ -147,7 +147,13 @@ def build_samples() -> list[Sample]:
             532,
             "diningtable masks; ImageNet 'dining table' (model's 3rd class)",
         ),
-        Sample("arc2017:packet", arc["rgb"], arc["class_label"] > 0, 692, "union of the visible item masks; ImageNet 'packet' (model's 2nd class)"),
+        Sample(
+            "arc2017:packet",
+            arc["rgb"],
+            arc["class_label"] > 0,
+            692,
+            "union of the visible item masks; ImageNet 'packet' (model's 2nd class)",
+        ),
     ]
     # crops: (photo, instance index, box enlargement); each photo's instances are unique per class here
     crops = [("voc", 0, 1.25), ("arc2017", 0, 1.5), ("arc2017", 2, 1.5), ("arc2017", 3, 1.5), ("arc2017", 7, 1.25)]
@@ -170,7 +176,9 @@ def build_samples() -> list[Sample]:
     return samples
 
 
-def fold_variants(partials: torch.Tensor, logits: torch.Tensor, weights: torch.Tensor, target: int, grid: Any, logit_scaled: bool) -> dict[str, torch.Tensor]:
+def fold_variants(
+    partials: torch.Tensor, logits: torch.Tensor, weights: torch.Tensor, target: int, grid: Any, logit_scaled: bool
+) -> dict[str, torch.Tensor]:
     """The UCAG maps (1, H, W) of every post-processing variant, from one image's partial
     maps (N, h', w'), their logits (N, K) and confidence weights (N,)."""
     from ucag import fold
@@ -200,7 +208,9 @@ def fold_variants(partials: torch.Tensor, logits: torch.Tensor, weights: torch.T
     if logit_scaled:
         sign = torch.sign(logits[:, target]).to(partials.dtype)
         maps["abs-logit"] = fold((partials * per_patch(sign)).contiguous(), weights, grid)
-    shrunk = F.interpolate(partials[:, None], size=tuple(grid.patch_size), mode="bilinear", align_corners=False, antialias=True)[:, 0]
+    shrunk = F.interpolate(
+        partials[:, None], size=tuple(grid.patch_size), mode="bilinear", align_corners=False, antialias=True
+    )[:, 0]
     maps["antialias"] = fold(shrunk.contiguous(), weights, grid)
     maps["cam"] = cam_postprocess(raw)
     return maps
@@ -232,7 +242,12 @@ def scores(maps: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
     above = float(binary.float().mean())
     # pixel accuracy = (1 - foreground) + above * (2 * precision - 1), precision = share of the above-mean pixels in the mask
     precision = float((binary & mask).float().sum() / binary.float().sum().clamp_min(1))
-    return {"pixel_accuracy": result.pixel_accuracy, "ap": result.mean_ap, "above_mean": above, "precision_above": precision}
+    return {
+        "pixel_accuracy": result.pixel_accuracy,
+        "ap": result.mean_ap,
+        "above_mean": above,
+        "precision_above": precision,
+    }
 
 
 def cached(cache: Path | None, key: str, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -257,12 +272,26 @@ def main() -> None:
 
     all_samples = build_samples()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", nargs="+", default=[s.name for s in all_samples], choices=[s.name for s in all_samples], metavar="NAME", help="which cases (default: all of %(choices)s)")
-    parser.add_argument("--methods", nargs="+", default=["lrp", "clrp", "sglrp"], choices=list(METHODS), help="default: lrp clrp sglrp")
+    parser.add_argument(
+        "--samples",
+        nargs="+",
+        default=[s.name for s in all_samples],
+        choices=[s.name for s in all_samples],
+        metavar="NAME",
+        help="which cases (default: all of %(choices)s)",
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=["lrp", "clrp", "sglrp"], choices=list(METHODS), help="default: lrp clrp sglrp"
+    )
     parser.add_argument("--units", type=int, default=6, help="patches per axis for UCAG (default 6, the paper's)")
     parser.add_argument("--batch-size", type=int, default=12, help="patches per forward/backward (default 12)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--epsilon", type=float, default=None, help="the LRP epsilon rule's stabiliser (used on the classifier layer; default: the library's 1e-6)")
+    parser.add_argument(
+        "--epsilon",
+        type=float,
+        default=None,
+        help="the LRP epsilon rule's stabiliser (used on the classifier layer; default: the library's 1e-6)",
+    )
     parser.add_argument("--no-diagnostics", action="store_true", help="skip the scale1 and upscale passes")
     parser.add_argument("--cache", type=Path, default=None, help="keep the partial maps here and reuse them")
     parser.add_argument("--json", default=None, help="also write every row and the summary to this JSON file")
@@ -284,37 +313,83 @@ def main() -> None:
         target = int(probs.argmax()) if sample.target is None else sample.target
         rank = int((probs > probs[target]).sum()) + 1
         chance = float(mask.float().mean())
-        info = {"sample": sample.name, "note": sample.note, "target": target, "class": sm.class_names[target], "p": float(probs[target]), "rank": rank, "chance_ap": chance, "methods": {}}
+        info = {
+            "sample": sample.name,
+            "note": sample.note,
+            "target": target,
+            "class": sm.class_names[target],
+            "p": float(probs[target]),
+            "rank": rank,
+            "chance_ap": chance,
+            "methods": {},
+        }
         print(f"\n{sample.name}: {sample.rgb.shape[1]}x{sample.rgb.shape[0]} px; {sample.note}")
-        print(f"explaining {target} {sm.class_names[target]!r} (p = {float(probs[target]):.3f}, rank {rank}); foreground {chance:.3f} (chance AP)")
+        print(
+            f"explaining {target} {sm.class_names[target]!r} (p = {float(probs[target]):.3f}, rank {rank}); foreground {chance:.3f} (chance AP)"
+        )
         print(header)
         print("-" * len(header))
         for name in args.methods:
             display, class_name = METHODS[name]
             options = {"epsilon": args.epsilon} if args.epsilon is not None and name != "fullgrad" else {}
             method = getattr(propagation, class_name)(sm.model, **options)
-            explainer = ucag.UCAG(method, model=sm.model, units=args.units, postprocess="none", batch_size=args.batch_size)
+            explainer = ucag.UCAG(
+                method, model=sm.model, units=args.units, postprocess="none", batch_size=args.batch_size
+            )
             grid = explainer.grid_for((224, 224))
 
-            def patch_pass(method: Any = method, explainer: Any = explainer, grid: Any = grid, target: int = target, x: torch.Tensor = x) -> dict[str, torch.Tensor]:
+            def patch_pass(
+                method: Any = method,
+                explainer: Any = explainer,
+                grid: Any = grid,
+                target: int = target,
+                x: torch.Tensor = x,
+            ) -> dict[str, torch.Tensor]:
                 patches = explainer.attribute_patches(x, grid, torch.tensor([target]))
-                return {"partials": patches.maps, "logits": patches.logits.float(), "base": method.attribute(x, [target]).maps}
+                return {
+                    "partials": patches.maps,
+                    "logits": patches.logits.float(),
+                    "base": method.attribute(x, [target]).maps,
+                }
 
-            key = f"{sample.name.replace('/', '_').replace(':', '_')}-{name}-u{args.units}" + (f"-eps{args.epsilon:g}" if options else "")
+            key = f"{sample.name.replace('/', '_').replace(':', '_')}-{name}-u{args.units}" + (
+                f"-eps{args.epsilon:g}" if options else ""
+            )
             passed = cached(args.cache, key, patch_pass)
             partials, logits, base = passed["partials"], passed["logits"], passed["base"]
             if name in LOGIT_SCALED and name not in linearity:
                 linearity[name] = check_sign_linearity(method, ucag.kernels.unfold(x, grid)[:2], target)
                 if linearity[name] > 1e-3:
-                    raise RuntimeError(f"{display}: maps are not linear in the output relevance (relative difference {linearity[name]:.2e}); abs-logit would be wrong")
+                    raise RuntimeError(
+                        f"{display}: maps are not linear in the output relevance (relative difference {linearity[name]:.2e}); abs-logit would be wrong"
+                    )
             weights = ucag.kernels.confidence(logits, [target] * len(logits), "exp")
-            maps = {f"base/{k}": v for k, v in {"raw": base, "relu": base.clamp_min(0), "cam": cam_postprocess(base)}.items()}
-            maps.update({f"ucag/{k}": v for k, v in fold_variants(partials, logits, weights, target, grid, name in LOGIT_SCALED).items()})
+            maps = {
+                f"base/{k}": v
+                for k, v in {"raw": base, "relu": base.clamp_min(0), "cam": cam_postprocess(base)}.items()
+            }
+            maps.update(
+                {
+                    f"ucag/{k}": v
+                    for k, v in fold_variants(partials, logits, weights, target, grid, name in LOGIT_SCALED).items()
+                }
+            )
             if not args.no_diagnostics:
 
-                def diagnostics(method: Any = method, target: int = target, x: torch.Tensor = x) -> dict[str, torch.Tensor]:
+                def diagnostics(
+                    method: Any = method, target: int = target, x: torch.Tensor = x
+                ) -> dict[str, torch.Tensor]:
                     return {
-                        "scale1": ucag.UCAG(method, model=sm.model, units=args.units, scale=1.0, postprocess="none", batch_size=args.batch_size).explain(x, [target]).raw,
+                        "scale1": ucag.UCAG(
+                            method,
+                            model=sm.model,
+                            units=args.units,
+                            scale=1.0,
+                            postprocess="none",
+                            batch_size=args.batch_size,
+                        )
+                        .explain(x, [target])
+                        .raw,
                         "upscale": Upscale(method, model=sm.model, postprocess="none").explain(x, [target]).raw,
                     }
 
@@ -323,7 +398,9 @@ def main() -> None:
             max_abs = partials.flatten(1).abs().max(1).values
             info["methods"][display] = {
                 "negative_logit_patches": int((zt < 0).sum()),
-                "patch_scale_spread": float(max_abs.max() / max_abs.median()),  # max / median of the partials' max |value|
+                "patch_scale_spread": float(
+                    max_abs.max() / max_abs.median()
+                ),  # max / median of the partials' max |value|
                 "weight_range": [float(weights.min()), float(weights.max())],
                 "base_negative_share": float(base.clamp_max(0).abs().sum() / base.abs().sum()),
                 "partials_negative_share": float(partials.clamp_max(0).abs().sum() / partials.abs().sum()),
@@ -346,7 +423,10 @@ def main() -> None:
                 }
                 rows.append(row)
                 deltas = "" if kind == "base" else f"{row['d_pixel_accuracy']:>+8.4f}{row['d_ap']:>+8.4f}"
-                print(f"{sample.name:<30}{display:<10}{key:<20}{s['pixel_accuracy']:>10.4f}{s['ap']:>8.4f}{chance:>8.3f}{s['above_mean']:>7.3f}{s['precision_above']:>7.3f}{deltas}", flush=True)
+                print(
+                    f"{sample.name:<30}{display:<10}{key:<20}{s['pixel_accuracy']:>10.4f}{s['ap']:>8.4f}{chance:>8.3f}{s['above_mean']:>7.3f}{s['precision_above']:>7.3f}{deltas}",
+                    flush=True,
+                )
             m = info["methods"][display]
             print(
                 f"  ({display}: {m['negative_logit_patches']} of {len(zt)} patches with z_t < 0; partials' max|value| spread x{m['patch_scale_spread']:.1f}; weights {m['weight_range'][0]:.3f}-{m['weight_range'][1]:.3f})"
@@ -354,24 +434,45 @@ def main() -> None:
         infos.append(info)
 
     summary = summarise(rows)
-    print(f"\nSummary over {len(samples)} samples: means, paired differences from the comparable base map (95% t-interval) and the samples where the UCAG variant beats it")
+    print(
+        f"\nSummary over {len(samples)} samples: means, paired differences from the comparable base map (95% t-interval) and the samples where the UCAG variant beats it"
+    )
     header = f"{'method':<10}{'variant':<20}{'vs':<6}{'pixel acc':>10}{'AP':>8}{'above':>7}{'prec':>7}{'d acc':>8}{'(95%)':>7}{'d AP':>8}{'(95%)':>7}{'wins acc':>10}{'wins AP':>9}"
     print(header)
     print("-" * len(header))
     for r in summary:
         wins = f"{r['wins_pixel_accuracy']:>7}/{r['n']}{r['wins_ap']:>7}/{r['n']}" if r["kind"] == "ucag" else ""
-        deltas = f"{r['d_pixel_accuracy']:>+8.4f}{_pm(r['ci95_d_pixel_accuracy'])}{r['d_ap']:>+8.4f}{_pm(r['ci95_d_ap'])}" if r["kind"] == "ucag" else " " * 30
+        deltas = (
+            f"{r['d_pixel_accuracy']:>+8.4f}{_pm(r['ci95_d_pixel_accuracy'])}{r['d_ap']:>+8.4f}{_pm(r['ci95_d_ap'])}"
+            if r["kind"] == "ucag"
+            else " " * 30
+        )
         label = f"{r['kind']}/{r['variant']}"
-        print(f"{r['method']:<10}{label:<20}{r['compared_with'].split('/')[1]:<6}{r['pixel_accuracy']:>10.4f}{r['ap']:>8.4f}{r['above_mean']:>7.3f}{r['precision_above']:>7.3f}{deltas}{wins}")
+        print(
+            f"{r['method']:<10}{label:<20}{r['compared_with'].split('/')[1]:<6}{r['pixel_accuracy']:>10.4f}{r['ap']:>8.4f}{r['above_mean']:>7.3f}{r['precision_above']:>7.3f}{deltas}{wins}"
+        )
     mean_chance = float(np.mean([i["chance_ap"] for i in infos]))
     print(f"\nchance AP (foreground fraction) averaged over the samples: {mean_chance:.4f}")
     if linearity:
         print("linearity check (abs-logit): " + ", ".join(f"{METHODS[k][0]} {v:.1e}" for k, v in linearity.items()))
     epsilon = "library default 1e-6" if args.epsilon is None else f"{args.epsilon:g}"
-    print(f"{time.perf_counter() - started:.0f} s; torch threads {torch.get_num_threads()}; UCAG units {args.units}; LRP epsilon {epsilon}")
+    print(
+        f"{time.perf_counter() - started:.0f} s; torch threads {torch.get_num_threads()}; UCAG units {args.units}; LRP epsilon {epsilon}"
+    )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"units": args.units, "epsilon": args.epsilon, "samples": infos, "rows": rows, "summary": summary, "linearity": linearity}, f, indent=2)
+            json.dump(
+                {
+                    "units": args.units,
+                    "epsilon": args.epsilon,
+                    "samples": infos,
+                    "rows": rows,
+                    "summary": summary,
+                    "linearity": linearity,
+                },
+                f,
+                indent=2,
+            )
 
 
 def _pm(value: float | None) -> str:
@@ -401,7 +502,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "variant": variant,
                 "compared_with": group[0]["compared_with"],
                 "n": len(group),
-                **{k: float(np.mean([r[k] for r in group])) for k in ("pixel_accuracy", "ap", "above_mean", "precision_above", "d_pixel_accuracy", "d_ap")},
+                **{
+                    k: float(np.mean([r[k] for r in group]))
+                    for k in ("pixel_accuracy", "ap", "above_mean", "precision_above", "d_pixel_accuracy", "d_ap")
+                },
                 "ci95_d_pixel_accuracy": _half_width([r["d_pixel_accuracy"] for r in group]),
                 "ci95_d_ap": _half_width([r["d_ap"] for r in group]),
                 "wins_pixel_accuracy": sum(r["d_pixel_accuracy"] > 0 for r in group),

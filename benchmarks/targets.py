@@ -26,7 +26,11 @@ def scores(head: str) -> list[tuple[str, float, float, list[float], list[float]]
     x = torch.cat([sample.preprocess(sample_image(n).rgb) for n in SAMPLE_PHOTOS])
     with torch.no_grad():
         out = sample.model(x)
-    targets: list[Target] = [BinaryTarget(int(v > 0)) for v in out[:, 0].tolist()] if head == "binary" else [MultiLabelTarget(int(i)) for i in out.argmax(1).tolist()]
+    targets: list[Target] = (
+        [BinaryTarget(int(v > 0)) for v in out[:, 0].tolist()]
+        if head == "binary"
+        else [MultiLabelTarget(int(i)) for i in out.argmax(1).tolist()]
+    )
     rows = []
     with GradCAM(model=sample.model, target_layers=[sample.target_layer]) as cam:
         base = torch.from_numpy(cam(input_tensor=x, targets=targets))
@@ -51,7 +55,9 @@ def main() -> None:
     for head in ("binary", "multilabel"):
         rows = scores(head)
         for name, deletion, insertion, per_deletion, per_insertion in rows:
-            print(f"{head:<11} {name:<15} {deletion:9.3f} {insertion:9.3f}   per photo: deletion {_listed(per_deletion)}, insertion {_listed(per_insertion)}")
+            print(
+                f"{head:<11} {name:<15} {deletion:9.3f} {insertion:9.3f}   per photo: deletion {_listed(per_deletion)}, insertion {_listed(per_insertion)}"
+            )
         (_, d0, i0, _, _), (_, d1, i1, _, _) = rows
         print(f"{head:<11} UCAG / Grad-CAM  deletion x{d1 / d0:.2f}, insertion x{i1 / i0:.2f}")
 

@@ -85,7 +85,18 @@ def build_tch_module(dest: Path) -> list[Path]:
     target = Path(env.get("CARGO_TARGET_DIR", ROOT / "target"))
     # The crate's `python` feature (on by default; named here all the same) is the pyo3 module.
     subprocess.run(
-        ["cargo", "build", "--release", "--manifest-path", str(ROOT / "Cargo.toml"), "-p", "ucag-tch", "--lib", "--features", "python"],
+        [
+            "cargo",
+            "build",
+            "--release",
+            "--manifest-path",
+            str(ROOT / "Cargo.toml"),
+            "-p",
+            "ucag-tch",
+            "--lib",
+            "--features",
+            "python",
+        ],
         env=env,
         check=True,
     )
@@ -139,12 +150,17 @@ def add_to_wheel(wheel: Path, files: list[Path], package: str = "ucag") -> None:
         shutil.move(rebuilt, wheel)
 
 
-def _with_tch(build: Any, wheel_directory: str, config_settings: dict[str, Any] | None, metadata_directory: str | None) -> str:
+def _with_tch(
+    build: Any, wheel_directory: str, config_settings: dict[str, Any] | None, metadata_directory: str | None
+) -> str:
     reason = tch_skip_reason()
     if reason is not None:
         if os.environ.get("UCAG_BUILD_TCH") == "require":
             raise RuntimeError(f"ucag: UCAG_BUILD_TCH=require, but the tch module cannot be built: {reason}")
-        print(f"ucag: skipped the tch module (ucag._tch): {reason}; the wheel has the portable kernels only", file=sys.stderr)
+        print(
+            f"ucag: skipped the tch module (ucag._tch): {reason}; the wheel has the portable kernels only",
+            file=sys.stderr,
+        )
         return str(build(wheel_directory, config_settings, metadata_directory))
     name = str(build(wheel_directory, config_settings, metadata_directory))
     with tempfile.TemporaryDirectory() as tmp:
@@ -184,12 +200,16 @@ def build_sdist(sdist_directory: str, config_settings: dict[str, Any] | None = N
     return str(maturin.build_sdist(sdist_directory, config_settings))
 
 
-def build_wheel(wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None) -> str:
+def build_wheel(
+    wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
+) -> str:
     require_rust()
     return _with_tch(maturin.build_wheel, wheel_directory, config_settings, metadata_directory)
 
 
-def build_editable(wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None) -> str:
+def build_editable(
+    wheel_directory: str, config_settings: dict[str, Any] | None = None, metadata_directory: str | None = None
+) -> str:
     # An editable install imports from python/ucag: the module goes there, not into the wheel.
     require_rust()
     name = str(maturin.build_editable(wheel_directory, config_settings, metadata_directory))

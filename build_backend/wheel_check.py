@@ -92,12 +92,16 @@ def module_needs(name: str, data: bytes) -> ModuleNeeds:
     # the version prefixes the policies govern (GLIBC, GLIBCXX, CXXABI, GCC, ZLIB, ...);
     # others (a library's own versions) constrain no tag
     governed = {prefix for p in policies for table in p["symbol_versions"].values() for prefix in table}
-    needed = [v.split("_", 1) for names in versions.values() for v in names if "_" in v and v.split("_", 1)[0] in governed]
+    needed = [
+        v.split("_", 1) for names in versions.values() for v in names if "_" in v and v.split("_", 1)[0] in governed
+    ]
     for policy in policies:
         allowed = policy["symbol_versions"].get(arch)
         if allowed and all(version in allowed.get(prefix, ()) for prefix, version in needed):
             return ModuleNeeds(name, arch, versions, policy["name"], _glibc_of(policy["name"]))
-    raise ValueError(f"{name}: no manylinux policy for {arch} allows the symbol versions it needs: {sorted(set().union(*versions.values()))}")
+    raise ValueError(
+        f"{name}: no manylinux policy for {arch} allows the symbol versions it needs: {sorted(set().union(*versions.values()))}"
+    )
 
 
 def wheel_modules(wheel: Path) -> list[ModuleNeeds]:
@@ -142,7 +146,9 @@ def check_portable(wheel: Path) -> list[str]:
         problems.append(f"{wheel.name}: holds the tch module; the portable wheel must not (it links libtorch's C++)")
     for module in modules:
         if module.glibc > MANYLINUX2014_GLIBC:
-            problems.append(f"{wheel.name}: {module.name} needs {module.policy} (GLIBC {module.newest('GLIBC')}), newer than manylinux2014's glibc 2.17")
+            problems.append(
+                f"{wheel.name}: {module.name} needs {module.policy} (GLIBC {module.newest('GLIBC')}), newer than manylinux2014's glibc 2.17"
+            )
     if claimed_glibc(wheel) != MANYLINUX2014_GLIBC:
         problems.append(f"{wheel.name}: tagged for glibc {_glibc_text(claimed_glibc(wheel))}, not manylinux2014 (2.17)")
     return problems
@@ -165,9 +171,13 @@ def check_tch(wheel: Path) -> list[str]:
     policy, needed = needed_policy(modules)
     claimed = claimed_glibc(wheel)
     if claimed is None or claimed < needed:
-        problems.append(f"{wheel.name}: tagged for glibc {_glibc_text(claimed)}, but its modules need {policy}: it would fail to import there")
+        problems.append(
+            f"{wheel.name}: tagged for glibc {_glibc_text(claimed)}, but its modules need {policy}: it would fail to import there"
+        )
     elif claimed > needed:
-        problems.append(f"{wheel.name}: tagged for glibc {_glibc_text(claimed)}, but its modules need only {policy}: the tag turns away systems it runs on")
+        problems.append(
+            f"{wheel.name}: tagged for glibc {_glibc_text(claimed)}, but its modules need only {policy}: the tag turns away systems it runs on"
+        )
     return problems
 
 
@@ -182,7 +192,9 @@ def retag(wheel: Path) -> Path:
         raise ValueError(f"{wheel.name}: modules for several architectures: {sorted(arches)}")
     new_platform = f"{policy}_{arches.pop()}"
     parts = wheel.name.removesuffix(".whl").split("-")
-    old_tags = [f"{p}-{a}-{plat}" for p in parts[-3].split(".") for a in parts[-2].split(".") for plat in parts[-1].split(".")]
+    old_tags = [
+        f"{p}-{a}-{plat}" for p in parts[-3].split(".") for a in parts[-2].split(".") for plat in parts[-1].split(".")
+    ]
     new_tags = [f"{p}-{a}-{new_platform}" for p in parts[-3].split(".") for a in parts[-2].split(".")]
     target = wheel.with_name("-".join(parts[:-1] + [new_platform]) + ".whl")
     with zipfile.ZipFile(wheel) as src:
@@ -195,7 +207,10 @@ def retag(wheel: Path) -> Path:
             raise ValueError(f"{wheel.name}: its WHEEL file lacks the tags of its name: {missing}")
         new_info = ("\n".join(lines + [f"Tag: {t}" for t in new_tags]) + "\n").encode()
         digest = base64.urlsafe_b64encode(hashlib.sha256(new_info).digest()).rstrip(b"=").decode()
-        record = [f"{wheel_info},sha256={digest},{len(new_info)}" if line.startswith(wheel_info + ",") else line for line in src.read(record_name).decode().splitlines()]
+        record = [
+            f"{wheel_info},sha256={digest},{len(new_info)}" if line.startswith(wheel_info + ",") else line
+            for line in src.read(record_name).decode().splitlines()
+        ]
         with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
             for item in src.infolist():
                 if item.filename == wheel_info:
@@ -213,7 +228,9 @@ def describe(wheel: Path) -> str:
     """One line per module: what it needs, and the tag of the wheel."""
     lines = [f"{wheel.name} (claims glibc {_glibc_text(claimed_glibc(wheel))}):"]
     for m in wheel_modules(wheel):
-        lines.append(f"  {m.name}: GLIBC {m.newest('GLIBC')}, GLIBCXX {m.newest('GLIBCXX')}, CXXABI {m.newest('CXXABI')}, GCC {m.newest('GCC')} -> {m.policy}_{m.arch}")
+        lines.append(
+            f"  {m.name}: GLIBC {m.newest('GLIBC')}, GLIBCXX {m.newest('GLIBCXX')}, CXXABI {m.newest('CXXABI')}, GCC {m.newest('GCC')} -> {m.policy}_{m.arch}"
+        )
     return "\n".join(lines)
 
 

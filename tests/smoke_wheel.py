@@ -35,5 +35,7 @@ assert maps.max() > 0.9 and not np.allclose(maps, base, atol=1e-2)
 # the cat's face, not the border, holds the top of the map
 y, x_ = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
 assert 20 < y < 204 and 20 < x_ < 204, (y, x_)
-print(f"smoke test passed: UCAG(GradCAM) map {maps.shape}, peak at {(int(y), int(x_))}, {expected_path} kernels, torch {torch.__version__}")
+print(
+    f"smoke test passed: UCAG(GradCAM) map {maps.shape}, peak at {(int(y), int(x_))}, {expected_path} kernels, torch {torch.__version__}"
+)
 sys.exit(0)

@@ -100,7 +100,9 @@ def fold(maps: torch.Tensor, weights: torch.Tensor, g: Geometry, window: str = "
             for j, xo in enumerate(g.offsets_x):
                 k = b * n + p
                 resized = F.interpolate(maps[k][None, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-                patch_window = torch.outer(taper(window, h, H, g.offsets_y, i), taper(window, w, W, g.offsets_x, j)).to(maps.dtype)
+                patch_window = torch.outer(taper(window, h, H, g.offsets_y, i), taper(window, w, W, g.offsets_x, j)).to(
+                    maps.dtype
+                )
                 canvas[y : y + h, xo : xo + w] += weights[k] * patch_window * resized
                 count[y : y + h, xo : xo + w] += patch_window
                 p += 1

@@ -55,7 +55,11 @@ def test_the_package_has_both_layers():
     assert {"ucag.explainer", "ucag.bases.adapters", "ucag.eval.runner", "ucag.eval.registry"} <= names
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if not _module_name(p).startswith("ucag.eval") and _module_name(p) not in APPLICATION], ids=_module_name)
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if not _module_name(p).startswith("ucag.eval") and _module_name(p) not in APPLICATION],
+    ids=_module_name,
+)
 def test_the_library_never_imports_the_evaluation_toolkit(path):
     offending = [target for target, _ in _imports(path) if target == "ucag.eval" or target.startswith("ucag.eval.")]
     assert not offending, f"{_module_name(path)} imports {offending}"
@@ -63,7 +67,9 @@ def test_the_library_never_imports_the_evaluation_toolkit(path):
 
 @pytest.mark.parametrize("path", MODULES, ids=_module_name)
 def test_nothing_imports_the_explainer_for_a_helper(path):
-    helpers = sorted({name for target, names in _imports(path) if target == "ucag.explainer" for name in names} - EXPLAINER_API)
+    helpers = sorted(
+        {name for target, names in _imports(path) if target == "ucag.explainer" for name in names} - EXPLAINER_API
+    )
     assert not helpers, f"{_module_name(path)} takes {helpers} from ucag.explainer; shared helpers live in ucag._call"
 
 
@@ -75,7 +81,18 @@ def test_the_checks_see_relative_imports():
 
 
 #: Modules whose import ties the package to one operating system (or shells out).
-PLATFORM_BOUND_MODULES = {"subprocess", "fcntl", "resource", "pwd", "grp", "termios", "pty", "posix", "msvcrt", "winreg"}
+PLATFORM_BOUND_MODULES = {
+    "subprocess",
+    "fcntl",
+    "resource",
+    "pwd",
+    "grp",
+    "termios",
+    "pty",
+    "posix",
+    "msvcrt",
+    "winreg",
+}
 #: Filesystem paths that exist on Linux only.
 LINUX_PATHS = ("/proc", "/sys/", "/tmp", "/dev/shm", "/etc/")
 
@@ -86,8 +103,17 @@ def test_the_package_runs_on_every_platform_a_wheel_is_built_for(path):
     # no POSIX-only modules, no Linux paths, no os.fork/os.system
     tree = ast.parse(path.read_text(encoding="utf-8"))
     bound = [target for target, _ in _imports(path) if target.split(".")[0] in PLATFORM_BOUND_MODULES]
-    paths = [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(LINUX_PATHS)]
-    calls = [ast.unparse(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.fork", "os.system", "os.popen", "os.sched_getaffinity", "os.uname")]
+    paths = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith(LINUX_PATHS)
+    ]
+    calls = [
+        ast.unparse(node.func)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and ast.unparse(node.func) in ("os.fork", "os.system", "os.popen", "os.sched_getaffinity", "os.uname")
+    ]
     assert not (bound or paths or calls), f"{_module_name(path)}: {bound + paths + calls}"
 
 

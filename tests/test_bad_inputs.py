@@ -36,7 +36,9 @@ class SmallNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.5), nn.Linear(8, CLASSES))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +128,11 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "error", "argument"), SETTINGS, ids=[f"{next(iter(k))}={next(iter(k.values()))!r}" for k, _, _ in SETTINGS])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "argument"),
+    SETTINGS,
+    ids=[f"{next(iter(k))}={next(iter(k.values()))!r}" for k, _, _ in SETTINGS],
+)
 def test_bad_settings(kwargs, error, argument):
     raises(error, argument, lambda: ucag.UCAG(mean_map, model=MODEL, **kwargs))
 
@@ -177,7 +183,13 @@ def _zennit():
     return Gradient(MODEL, EpsilonPlusFlat())
 
 
-BASE_FACTORIES = {"gradcam": gradcam, "captum": _captum, "zennit": _zennit, "lrp": lambda: LRP(MODEL), "callable": lambda: mean_map}
+BASE_FACTORIES = {
+    "gradcam": gradcam,
+    "captum": _captum,
+    "zennit": _zennit,
+    "lrp": lambda: LRP(MODEL),
+    "callable": lambda: mean_map,
+}
 
 CALLS = [
     (X.numpy(), None, TypeError, "input_tensor"),
@@ -209,7 +221,11 @@ def test_an_out_of_range_target_is_refused_before_any_base_runs():
         calls.append(len(patches))
         return patches.mean(dim=1)
 
-    raises(ValueError, "targets: class indices must lie in [0, 4)", lambda: ucag.UCAG(base, model=MODEL, **SMALL).explain(X, [1, 4]))
+    raises(
+        ValueError,
+        "targets: class indices must lie in [0, 4)",
+        lambda: ucag.UCAG(base, model=MODEL, **SMALL).explain(X, [1, 4]),
+    )
     assert calls == []
 
 
@@ -226,12 +242,16 @@ RESULTS = [
 ]
 
 
-@pytest.mark.parametrize(("fn", "error", "argument"), RESULTS, ids=["none", "too-few", "strings", "1-d", "sizes-differ"])
+@pytest.mark.parametrize(
+    ("fn", "error", "argument"), RESULTS, ids=["none", "too-few", "strings", "1-d", "sizes-differ"]
+)
 def test_callable_results_are_checked(fn, error, argument):
     raises(error, argument, lambda: ucag.UCAG(fn, model=MODEL, units=3, scale=1.0, batch_size=4).explain(X, [0, 1]))
 
 
-@pytest.mark.parametrize(("cls", "error"), [(AuxFirstNet, TypeError), (ScoresDictNet, TypeError)], ids=["tuple", "dict"])
+@pytest.mark.parametrize(
+    ("cls", "error"), [(AuxFirstNet, TypeError), (ScoresDictNet, TypeError)], ids=["tuple", "dict"]
+)
 @pytest.mark.parametrize("targets", [None, [0, 1]], ids=["predicted", "given"])
 def test_models_that_do_not_return_logits(cls, error, targets):
     model = small_model(cls)
@@ -283,7 +303,9 @@ def test_cameras_and_upscale_inputs():
     raises(ValueError, "aug_smooth", lambda: cameras(X, [0, 1], aug_smooth=True))
     raises(ValueError, "targets", lambda: cameras.explain(X, [0, 7]))
     raises(ValueError, "targets", lambda: Upscale(mean_map, 1.5, model=MODEL).explain(X, [0, -2]))
-    raises(ValueError, "patch_size", lambda: ucag.UCAG(mean_map, model=MODEL, units=2, patch_size=40).explain(X, [0, 1]))
+    raises(
+        ValueError, "patch_size", lambda: ucag.UCAG(mean_map, model=MODEL, units=2, patch_size=40).explain(X, [0, 1])
+    )
 
 
 # ---- metrics -------------------------------------------------------------------------------
@@ -318,15 +340,21 @@ METRIC_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("call", "error", "argument"), METRIC_CASES, ids=[f"metric-{i}" for i in range(len(METRIC_CASES))])
+@pytest.mark.parametrize(
+    ("call", "error", "argument"), METRIC_CASES, ids=[f"metric-{i}" for i in range(len(METRIC_CASES))]
+)
 def test_bad_metric_inputs(call, error, argument):
     raises(error, argument, call)
 
 
 def test_integer_masks_count_nonzero_as_the_object():
     as_int = MASKS.to(torch.uint8) * 3
-    np.testing.assert_array_equal(metrics.energy_pointing_game(MAPS, as_int).values, metrics.energy_pointing_game(MAPS, MASKS).values)
-    np.testing.assert_array_equal(metrics.pointing_game(MAPS, as_int.numpy()).values, metrics.pointing_game(MAPS, MASKS).values)
+    np.testing.assert_array_equal(
+        metrics.energy_pointing_game(MAPS, as_int).values, metrics.energy_pointing_game(MAPS, MASKS).values
+    )
+    np.testing.assert_array_equal(
+        metrics.pointing_game(MAPS, as_int.numpy()).values, metrics.pointing_game(MAPS, MASKS).values
+    )
 
 
 # ---- evaluate and tune: options checked before any work or file ------------------------------
@@ -351,24 +379,44 @@ EVALUATE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "error", "argument"), EVALUATE_CASES, ids=[next(iter(k)) + f"-{i}" for i, (k, _, _) in enumerate(EVALUATE_CASES)])
+@pytest.mark.parametrize(
+    ("kwargs", "error", "argument"),
+    EVALUATE_CASES,
+    ids=[next(iter(k)) + f"-{i}" for i, (k, _, _) in enumerate(EVALUATE_CASES)],
+)
 def test_evaluate_checks_every_option_before_writing(tmp_path, kwargs, error, argument):
     out = tmp_path / "run"
     normalization = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}  # the small model has none of its own
-    raises(error, argument, lambda: evaluate(MODEL, LAYER, "samples", out, progress=False, plot=False, **{**normalization, **kwargs}))
+    raises(
+        error,
+        argument,
+        lambda: evaluate(MODEL, LAYER, "samples", out, progress=False, plot=False, **{**normalization, **kwargs}),
+    )
     assert not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize(("kwargs", "argument"), [({}, "mean: cannot tell how SmallNet normalises"), ({"mean": (0.5, 0.5, 0.5)}, "std: give mean and std together")], ids=["none", "mean-only"])
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [({}, "mean: cannot tell how SmallNet normalises"), ({"mean": (0.5, 0.5, 0.5)}, "std: give mean and std together")],
+    ids=["none", "mean-only"],
+)
 def test_evaluate_never_guesses_the_normalisation(tmp_path, kwargs, argument):
     """A model that does not say how its inputs are normalised needs mean= and std=."""
-    raises(ValueError, argument, lambda: evaluate(MODEL, LAYER, "samples", tmp_path / "run", progress=False, plot=False, **kwargs))
+    raises(
+        ValueError,
+        argument,
+        lambda: evaluate(MODEL, LAYER, "samples", tmp_path / "run", progress=False, plot=False, **kwargs),
+    )
     assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error", "argument"),
-    [({"objective": "auc"}, ValueError, "objective"), ({"space": {"nope": [1]}}, ValueError, "space"), ({"space": []}, ValueError, "space")],
+    [
+        ({"objective": "auc"}, ValueError, "objective"),
+        ({"space": {"nope": [1]}}, ValueError, "space"),
+        ({"space": []}, ValueError, "space"),
+    ],
     ids=["objective", "space-key", "space-empty"],
 )
 def test_tune_options(kwargs, error, argument):
@@ -396,7 +444,11 @@ def _gradcam_run(m: nn.Module) -> Callable[[], torch.Tensor]:
         lambda m: lambda: torch.from_numpy(LRP(m)(X, [0, 1])),
         lambda m: lambda: torch.from_numpy(metrics.deletion(m, X, MAPS, [0, 1], batch_size=3).curves),
         lambda m: lambda: torch.from_numpy(metrics.map_density(m, X, MAPS, [0, 1], batch_size=3)[0].values),
-        lambda m: lambda: torch.from_numpy(tune(m, mean_map, X, [0, 1], space={"units": (2,)}, progress=False).rows[0].deletion),
+        lambda m: (
+            lambda: torch.from_numpy(
+                tune(m, mean_map, X, [0, 1], space={"units": (2,)}, progress=False).rows[0].deletion
+            )
+        ),
     ],
     ids=["ucag-gradcam", "ucag-callable", "cameras", "lrp", "deletion", "density", "tune"],
 )
@@ -422,7 +474,9 @@ def test_in_train_mode_the_maps_do_not_depend_on_batch_size():
     maps = [ucag.UCAG(mean_map, model=model, batch_size=b, **SMALL).explain(X, [0, 1]).raw for b in (1, 3, 8)]
     assert_close_across_batches(maps[1], maps[0])
     assert_close_across_batches(maps[2], maps[0])
-    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # running statistics untouched
+    assert model.training and all(
+        torch.equal(v, before[k]) for k, v in model.state_dict().items()
+    )  # running statistics untouched
 
 
 def test_a_soft_mask_is_refused_not_read_as_all_object():
@@ -518,15 +572,30 @@ def test_evaluate_backs_off_and_remembers(tmp_path):
 
     model = small_model()
     oom = RunsOutAbove(3)
-    options = {"methods": ["gradcam"], "variants": ["base", "ucag"], "metrics": ["deletion"], "input_size": 32, "step": 128, "ucag_options": SMALL, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    options = {
+        "methods": ["gradcam"],
+        "variants": ["base", "ucag"],
+        "metrics": ["deletion"],
+        "input_size": 32,
+        "step": 128,
+        "ucag_options": SMALL,
+        "mean": (0.5,) * 3,
+        "std": (0.25,) * 3,
+    }
     dataset = SampleImages(("astronaut", "rocket"))  # no ImageNet label: the small model's prediction is explained
-    handle = model.register_forward_pre_hook(lambda module, args: oom.check(len(args[0])) if len(args[0]) > 3 and not torch.is_grad_enabled() else None)
+    handle = model.register_forward_pre_hook(
+        lambda module, args: oom.check(len(args[0])) if len(args[0]) > 3 and not torch.is_grad_enabled() else None
+    )
     try:
         with pytest.warns(RuntimeWarning, match="out of memory with 8 inputs per chunk"):
-            summary = evaluate(model, model.features[4], dataset, tmp_path / "oom", progress=False, plot=False, **options)
+            summary = evaluate(
+                model, model.features[4], dataset, tmp_path / "oom", progress=False, plot=False, **options
+            )
     finally:
         handle.remove()
-    reference = evaluate(model, model.features[4], dataset, tmp_path / "ok", progress=False, plot=False, metric_batch_size=2, **options)
+    reference = evaluate(
+        model, model.features[4], dataset, tmp_path / "ok", progress=False, plot=False, metric_batch_size=2, **options
+    )
     assert summary.images == reference.images == 2
     for got, expected in zip(summary.cells, reference.cells, strict=True):
         assert (got.method, got.variant, got.column) == (expected.method, expected.variant, expected.column)

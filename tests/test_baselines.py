@@ -167,7 +167,9 @@ def test_upscale_rejects_a_non_number_factor_and_keeps_ucag_checks(tiny):
         Upscale(pgc.GradCAM(model, [model.conv2]), batch_size=0)
     with pytest.raises(ValueError, match="postprocess"):
         Upscale(pgc.GradCAM(model, [model.conv2]), postprocess="relu")
-    assert repr(Upscale(pgc.GradCAM(model, [model.conv2]), 3)) == ("Upscale(base=GradCAM, factor=3.0, batch_size=16, postprocess='cam')")
+    assert repr(Upscale(pgc.GradCAM(model, [model.conv2]), 3)) == (
+        "Upscale(base=GradCAM, factor=3.0, batch_size=16, postprocess='cam')"
+    )
 
 
 def test_upscale_context_manager_releases_gradcam_hooks(tiny):
@@ -209,7 +211,9 @@ def test_cameras_default_resolutions(sample, small_pair):
     sm, _ = sample
     cameras = CAMERAS(sm.model, sm.target_layer)
     assert cameras.resolutions_for((224, 224)) == tuple((s, s) for s in range(224, 1000, 100))
-    assert cameras.resolutions_for((112, 150)) == tuple((int(112 * s / 224 + 0.5), int(150 * s / 224 + 0.5)) for s in range(224, 1000, 100))
+    assert cameras.resolutions_for((112, 150)) == tuple(
+        (int(112 * s / 224 + 0.5), int(150 * s / 224 + 0.5)) for s in range(224, 1000, 100)
+    )
     _, x = small_pair
     x = x[:1]
     e = cameras.explain(x, [285])
@@ -232,7 +236,11 @@ def test_cameras_batch_equals_single_calls_and_targets_forms_agree(small_pair):
         single = cameras.explain(x[b : b + 1], [t])
         assert_close_across_batches(single.raw[0], whole.raw[b])
     cameras.batch_size = 1
-    for targets in (torch.tensor([285, 967]), [ClassifierOutputTarget(285), ClassifierOutputTarget(967)], np.array([285, 967])):
+    for targets in (
+        torch.tensor([285, 967]),
+        [ClassifierOutputTarget(285), ClassifierOutputTarget(967)],
+        np.array([285, 967]),
+    ):
         assert_close_across_batches(cameras.explain(x, targets).raw, whole.raw)
     maps = cameras(x, [285, 967])  # at batch_size 1, the whole batch at 2
     assert isinstance(maps, np.ndarray) and maps.dtype == np.float32 and maps.shape == (2, 96, 96)

@@ -55,7 +55,9 @@ def test_a_skipped_module_is_one_line_and_a_portable_wheel(monkeypatch, tmp_path
     name = ucag_build._with_tch(fake_maturin_build, str(tmp_path), None, None)
     assert name.endswith(".whl") and built == [str(tmp_path)]
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ucag: skipped the tch module (ucag._tch): ") and "2.15.0" in lines[0]
+    assert (
+        len(lines) == 1 and lines[0].startswith("ucag: skipped the tch module (ucag._tch): ") and "2.15.0" in lines[0]
+    )
     monkeypatch.setenv("UCAG_BUILD_TCH", "require")
     with pytest.raises(RuntimeError, match="UCAG_BUILD_TCH=require.*2.15.0"):
         ucag_build._with_tch(fake_maturin_build, str(tmp_path), None, None)

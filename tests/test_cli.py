@@ -28,7 +28,9 @@ def test_explain_with_a_signed_base_draws_signed_maps(tmp_path, capsys, monkeypa
 
     drawn = []
     original = viz.show_signed
-    monkeypatch.setattr(viz, "show_signed", lambda raw, *args, **kwargs: drawn.append(np.asarray(raw)) or original(raw, *args, **kwargs))
+    monkeypatch.setattr(
+        viz, "show_signed", lambda raw, *args, **kwargs: drawn.append(np.asarray(raw)) or original(raw, *args, **kwargs)
+    )
     assert main(["explain", "chelsea", "--method", "clrp", "--units", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "c*LRP" in out and (tmp_path / "chelsea_clrp.png").exists()
@@ -44,7 +46,22 @@ def test_explain_a_file_with_a_user_model(tmp_path, capsys):
     torch.save(model.state_dict(), weights)
     photo = tmp_path / "photo.png"
     Image.fromarray((np.random.default_rng(0).random((120, 90, 3)) * 255).astype(np.uint8)).save(photo)
-    argv = ["explain", str(photo), "--model", "torchvision.models:resnet18", "--weights", str(weights), "--layer", "layer4", "--units", "2", "--method", "gradcam++", "--out", str(tmp_path)]
+    argv = [
+        "explain",
+        str(photo),
+        "--model",
+        "torchvision.models:resnet18",
+        "--weights",
+        str(weights),
+        "--layer",
+        "layer4",
+        "--units",
+        "2",
+        "--method",
+        "gradcam++",
+        "--out",
+        str(tmp_path),
+    ]
     # resnet18() builds 1000 classes; the 7-class weights do not fit: a clear error, no traceback
     assert main(argv) == 2
     assert "size mismatch" in capsys.readouterr().err
@@ -74,7 +91,18 @@ def test_tune_writes_table_scores_and_plot(tmp_path, capsys):
 
 
 def test_evaluate_with_global_view(tmp_path, capsys):
-    argv = ["evaluate", "--samples", "--limit", "1", "--units", "2", "--global-view", "product", "--step", str(224 * 56)]
+    argv = [
+        "evaluate",
+        "--samples",
+        "--limit",
+        "1",
+        "--units",
+        "2",
+        "--global-view",
+        "product",
+        "--step",
+        str(224 * 56),
+    ]
     argv += ["--metrics", "deletion", "--out", str(tmp_path), "--no-progress", "--device", "cpu"]
     assert main(argv) == 0
     assert "| UCAG(Grad-CAM++) |" in capsys.readouterr().out
@@ -95,12 +123,31 @@ def test_evaluate_takes_controls_and_peers(tmp_path, capsys, monkeypatch):
         return SimpleNamespace(markdown=lambda: "| table |", out=out)
 
     monkeypatch.setattr(runner, "evaluate", fake_evaluate)
-    argv = ["evaluate", "--samples", "--methods", "gradcam", "--baselines", "random", "sobel", "sess", "sess-matched", "refinecam"]
+    argv = [
+        "evaluate",
+        "--samples",
+        "--methods",
+        "gradcam",
+        "--baselines",
+        "random",
+        "sobel",
+        "sess",
+        "sess-matched",
+        "refinecam",
+    ]
     assert main([*argv, "--out", str(tmp_path / "run"), "--no-progress", "--device", "cpu"]) == 0
-    assert seen["baselines"] == ["random", "sobel", "sess", "sess-matched", "refinecam"] and seen["target_layer"] is not None
+    assert (
+        seen["baselines"] == ["random", "sobel", "sess", "sess-matched", "refinecam"]
+        and seen["target_layer"] is not None
+    )
     assert "| table |" in capsys.readouterr().out
     _fails(capsys, [*argv, "sesss", "--out", str(tmp_path / "bad")], "--baselines", "'sesss'")
-    _fails(capsys, ["evaluate", "--samples", "--methods", "random", "--out", str(tmp_path / "bad")], "--methods", "'random'")
+    _fails(
+        capsys,
+        ["evaluate", "--samples", "--methods", "random", "--out", str(tmp_path / "bad")],
+        "--methods",
+        "'random'",
+    )
     assert not (tmp_path / "bad").exists()
 
 
@@ -193,7 +240,10 @@ def test_a_failure_while_running_is_one_line_with_its_type_exit_1(tmp_path, caps
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ucag.UCAG, "explain", interrupt)
-    assert _fails(capsys, ["explain", "chelsea", "--units", "2", "--out", str(tmp_path)], status=130) == "ucag: error: interrupted"
+    assert (
+        _fails(capsys, ["explain", "chelsea", "--units", "2", "--out", str(tmp_path)], status=130)
+        == "ucag: error: interrupted"
+    )
 
 
 # --- models, layers, weights, targets ---------------------------------------------------
@@ -202,7 +252,9 @@ def test_a_failure_while_running_is_one_line_with_its_type_exit_1(tmp_path, caps
 @pytest.fixture
 def factories(tmp_path, monkeypatch):
     """An importable module ``cli_factories`` with factories that raise or return no model."""
-    (tmp_path / "cli_factories.py").write_text("def broken():\n    raise RuntimeError('no GPU here')\n\ndef not_a_model():\n    return 42\n\nNOT_CALLABLE = 3\n")
+    (tmp_path / "cli_factories.py").write_text(
+        "def broken():\n    raise RuntimeError('no GPU here')\n\ndef not_a_model():\n    return 42\n\nNOT_CALLABLE = 3\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     return "cli_factories"
 
@@ -210,14 +262,34 @@ def factories(tmp_path, monkeypatch):
 def test_bad_models_are_one_line_naming_the_option(tmp_path, capsys, factories):
     photo = str(_photo(tmp_path / "photo.png"))
     run = ["explain", photo, "--units", "2", "--out", str(tmp_path / "out")]
-    assert "no submodule 'no.such.layer'" in _fails(capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "no.such.layer"], "--layer", "layer4")
-    assert "did you mean layer4" in _fails(capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "layer5"], "--layer")
+    assert "no submodule 'no.such.layer'" in _fails(
+        capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "no.such.layer"], "--layer", "layer4"
+    )
+    assert "did you mean layer4" in _fails(
+        capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "layer5"], "--layer"
+    )
     _fails(capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "fc"], "--layer", "'fc'", "(1, 1000)")
     _fails(capsys, [*run, "--model", "torchvision.models:resnet18", "--layer", "layer4.1.relu"], "--layer", "2 times")
-    _fails(capsys, [*run, "--model", "torchvision.models.resnet18", "--layer", "layer4"], "--model", "package.module:factory")
-    _fails(capsys, [*run, "--model", "no_such_package.models:net", "--layer", "layer4"], "--model", "cannot import 'no_such_package.models'", "No module named")
+    _fails(
+        capsys,
+        [*run, "--model", "torchvision.models.resnet18", "--layer", "layer4"],
+        "--model",
+        "package.module:factory",
+    )
+    _fails(
+        capsys,
+        [*run, "--model", "no_such_package.models:net", "--layer", "layer4"],
+        "--model",
+        "cannot import 'no_such_package.models'",
+        "No module named",
+    )
     _fails(capsys, [*run, "--model", "torchvision.models:resnet9000", "--layer", "layer4"], "--model", "'resnet9000'")
-    _fails(capsys, [*run, "--model", f"{factories}:broken", "--layer", "layer4"], "--model", "raised RuntimeError: no GPU here")
+    _fails(
+        capsys,
+        [*run, "--model", f"{factories}:broken", "--layer", "layer4"],
+        "--model",
+        "raised RuntimeError: no GPU here",
+    )
     _fails(capsys, [*run, "--model", f"{factories}:not_a_model", "--layer", "layer4"], "--model", "returned a int")
     _fails(capsys, [*run, "--model", f"{factories}:NOT_CALLABLE", "--layer", "layer4"], "--model", "not a function")
     assert not (tmp_path / "out").exists()
@@ -225,14 +297,33 @@ def test_bad_models_are_one_line_naming_the_option(tmp_path, capsys, factories):
 
 def test_bad_weights_are_one_line_naming_the_file(tmp_path, capsys):
     photo = str(_photo(tmp_path / "photo.png"))
-    run = ["explain", photo, "--model", "torchvision.models:resnet18", "--layer", "layer4", "--units", "2", "--out", str(tmp_path / "out")]
+    run = [
+        "explain",
+        photo,
+        "--model",
+        "torchvision.models:resnet18",
+        "--layer",
+        "layer4",
+        "--units",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     missing = str(tmp_path / "missing.pth")
     _fails(capsys, [*run, "--weights", missing], "--weights", "no such file", missing)
     _fails(capsys, [*run, "--weights", str(tmp_path)], "--weights", "folder")
     _fails(capsys, [*run, "--weights", photo], "--weights", "cannot read", photo)
     other = tmp_path / "other.pth"
     torch.save(torch.nn.Linear(3, 4).state_dict(), other)
-    _fails(capsys, [*run, "--weights", str(other)], "--weights", str(other), "does not fit", "missing from the file", "'weight'")
+    _fails(
+        capsys,
+        [*run, "--weights", str(other)],
+        "--weights",
+        str(other),
+        "does not fit",
+        "missing from the file",
+        "'weight'",
+    )
     torch.save([1, 2, 3], other)
     _fails(capsys, [*run, "--weights", str(other)], "--weights", "holds a list")
     # options of --model given without it: refused, not silently ignored
@@ -243,7 +334,13 @@ def test_bad_weights_are_one_line_naming_the_file(tmp_path, capsys):
 
 def test_layer_applies_to_the_sample_model(tmp_path, capsys):
     """--layer without --model names a submodule of the sample EfficientNet-Lite0."""
-    line = _fails(capsys, ["explain", "chelsea", "--layer", "no.such.layer", "--out", str(tmp_path)], "--layer", "sample model", "'no.such.layer'")
+    line = _fails(
+        capsys,
+        ["explain", "chelsea", "--layer", "no.such.layer", "--out", str(tmp_path)],
+        "--layer",
+        "sample model",
+        "'no.such.layer'",
+    )
     assert "head_activation" in line  # the modules it has
     _fails(capsys, ["explain", "chelsea", "--layer", "_fc", "--out", str(tmp_path)], "--layer", "'_fc'")
     assert main(["explain", "chelsea", "--layer", "_blocks.15", "--units", "2", "--out", str(tmp_path)]) == 0
@@ -258,7 +355,13 @@ def test_target_out_of_range_is_refused_before_any_method_runs(tmp_path, capsys,
         raise AssertionError("a base method was built")
 
     monkeypatch.setattr(MethodSpec, "build", never)
-    line = _fails(capsys, ["explain", "chelsea", "--target", target, "--out", str(tmp_path / "out")], "--target", target, "0 to 999")
+    line = _fails(
+        capsys,
+        ["explain", "chelsea", "--target", target, "--out", str(tmp_path / "out")],
+        "--target",
+        target,
+        "0 to 999",
+    )
     assert "1000 outputs" in line
     assert not (tmp_path / "out").exists()
 
@@ -267,7 +370,9 @@ def test_units_that_cut_no_grid_are_refused(tmp_path, capsys):
     _fails(capsys, ["explain", "chelsea", "--units", "0"], "--units", "'0'")
     _fails(capsys, ["explain", "chelsea", "--units", "1", "--out", str(tmp_path)], "--units", "2 or more")
     _fails(capsys, ["explain", "chelsea", "--batch-size", "0"], "--batch-size")
-    _fails(capsys, ["explain", "chelsea", "--out", str(_photo(tmp_path / "photo.png"))], "--out", "photo.png", "is a file")
+    _fails(
+        capsys, ["explain", "chelsea", "--out", str(_photo(tmp_path / "photo.png"))], "--out", "photo.png", "is a file"
+    )
 
 
 # --- evaluate and tune: checked before anything is written -------------------------------
@@ -276,7 +381,13 @@ def test_units_that_cut_no_grid_are_refused(tmp_path, capsys):
 def test_evaluate_bad_datasets_are_one_line(tmp_path, capsys):
     out = tmp_path / "run"
     run = ["--out", str(out), "--no-progress", "--device", "cpu"]
-    _fails(capsys, ["evaluate", "--dataset", "imagenet:/no/such/root", *run], "--dataset", "/no/such/root", "not a directory")
+    _fails(
+        capsys,
+        ["evaluate", "--dataset", "imagenet:/no/such/root", *run],
+        "--dataset",
+        "/no/such/root",
+        "not a directory",
+    )
     _fails(capsys, ["evaluate", "--dataset", "voc2007:/no/such/root", *run], "--dataset", "/no/such/root")
     for spec in ("imagenet", "imagenet:", "nonsense:/x", "coco2014:/x"):
         _fails(capsys, ["evaluate", "--dataset", spec, *run], f"--dataset '{spec}'", "imagenet:ROOT")
@@ -288,7 +399,12 @@ def test_evaluate_bad_datasets_are_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("option", ["--batch-size", "--units", "--metric-batch-size", "--step", "--limit"])
 def test_evaluate_bad_numbers_write_nothing(tmp_path, capsys, option):
     out = tmp_path / "run"
-    _fails(capsys, ["evaluate", "--samples", option, "0", "--out", str(out), "--no-progress", "--device", "cpu"], option, "'0'")
+    _fails(
+        capsys,
+        ["evaluate", "--samples", option, "0", "--out", str(out), "--no-progress", "--device", "cpu"],
+        option,
+        "'0'",
+    )
     assert not out.exists()
 
 
@@ -319,7 +435,9 @@ def test_tune_bad_options_are_one_line_and_write_nothing(tmp_path, capsys):
     _fails(capsys, [*run, "--batch-size", "0"], "--batch-size")
     _fails(capsys, [*run, "--layer", "nope"], "--layer", "'nope'")
     assert not out.exists()
-    _fails(capsys, ["tune", "chelsea", "--out", str(_photo(tmp_path / "photo.png")), "--no-progress"], "--out", "is a file")
+    _fails(
+        capsys, ["tune", "chelsea", "--out", str(_photo(tmp_path / "photo.png")), "--no-progress"], "--out", "is a file"
+    )
 
 
 # --- images of every mode read as 8-bit RGB ----------------------------------------------
@@ -365,9 +483,13 @@ def test_read_image_palette_with_and_without_transparency(tmp_path):
     image = Image.fromarray(index, mode="P")
     image.putpalette(palette)
     image.save(tmp_path / "palette.png")
-    np.testing.assert_array_equal(_read(tmp_path / "palette.png"), [[[255, 0, 0], [0, 128, 0]], [[10, 20, 30], [0, 128, 0]]])
+    np.testing.assert_array_equal(
+        _read(tmp_path / "palette.png"), [[[255, 0, 0], [0, 128, 0]], [[10, 20, 30], [0, 128, 0]]]
+    )
     image.save(tmp_path / "clear.png", transparency=1)  # index 1 transparent -> white
-    np.testing.assert_array_equal(_read(tmp_path / "clear.png"), [[[255, 0, 0], [255, 255, 255]], [[10, 20, 30], [255, 255, 255]]])
+    np.testing.assert_array_equal(
+        _read(tmp_path / "clear.png"), [[[255, 0, 0], [255, 255, 255]], [[10, 20, 30], [255, 255, 255]]]
+    )
     image.save(tmp_path / "clear.gif", transparency=0)
     np.testing.assert_array_equal(_read(tmp_path / "clear.gif")[0, 0], [255, 255, 255])
 
@@ -425,19 +547,43 @@ def test_explain_with_timm_torchvision_and_hf_models(tmp_path, capsys):
     torch.manual_seed(0)
     weights = tmp_path / "deit.pth"
     torch.save(timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict(), weights)
-    assert main(["explain", "chelsea", "--model", "timm:deit_tiny_patch16_224", "--weights", str(weights), "--units", "2", "--out", out]) == 0
+    assert (
+        main(
+            [
+                "explain",
+                "chelsea",
+                "--model",
+                "timm:deit_tiny_patch16_224",
+                "--weights",
+                str(weights),
+                "--units",
+                "2",
+                "--out",
+                out,
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
-    assert "ucag: target layer blocks.11.norm1 (LayerNorm, reshape_transform=TokenGrid(height=14, width=14, prefix_tokens=1))" in captured.err
+    assert (
+        "ucag: target layer blocks.11.norm1 (LayerNorm, reshape_transform=TokenGrid(height=14, width=14, prefix_tokens=1))"
+        in captured.err
+    )
     assert (tmp_path / "out" / "chelsea_gradcam.png").exists()
 
     assert main(["explain", "coffee", "--model", "torchvision:resnet18", "--units", "2", "--out", out]) == 0
     assert "ucag: target layer layer4.1 (BasicBlock)" in capsys.readouterr().err
 
     folder = tmp_path / "hf-vit"
-    config = transformers.ViTConfig(num_labels=5, hidden_size=96, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192)
+    config = transformers.ViTConfig(
+        num_labels=5, hidden_size=96, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192
+    )
     transformers.ViTForImageClassification(config).save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}')
-    assert main(["explain", "astronaut", "--model", f"hf:{folder}", "--units", "2", "--method", "gradcam++", "--out", out]) == 0
+    assert (
+        main(["explain", "astronaut", "--model", f"hf:{folder}", "--units", "2", "--method", "gradcam++", "--out", out])
+        == 0
+    )
     captured = capsys.readouterr()
     assert "ucag: target layer vit.layers.1.layernorm_before" in captured.err and "class" in captured.out
     assert (tmp_path / "out" / "astronaut_gradcam++.png").exists()
@@ -446,10 +592,14 @@ def test_explain_with_timm_torchvision_and_hf_models(tmp_path, capsys):
 def test_bad_library_models_are_one_line(tmp_path, capsys):
     pytest.importorskip("timm")
     run = ["explain", "chelsea", "--units", "2", "--out", str(tmp_path / "out")]
-    assert "did you mean resnet50" in _fails(capsys, [*run, "--model", "timm:resnet5O"], "--model", "timm has no model 'resnet5O'")
+    assert "did you mean resnet50" in _fails(
+        capsys, [*run, "--model", "timm:resnet5O"], "--model", "timm has no model 'resnet5O'"
+    )
     _fails(capsys, [*run, "--model", "torchvision:vit_b_17"], "--model", "torchvision has no model 'vit_b_17'")
     _fails(capsys, [*run, "--model", f"hf:{tmp_path}"], "--model", "not a folder with a config.json")
-    _fails(capsys, [*run, "--model", f"hf:{tmp_path}", "--weights", str(tmp_path / "w.pth")], "--weights", "drop --weights")
+    _fails(
+        capsys, [*run, "--model", f"hf:{tmp_path}", "--weights", str(tmp_path / "w.pth")], "--weights", "drop --weights"
+    )
     _fails(capsys, [*run, "--model", "timm:resnet18", "--layer", "fc"], "--layer", "'fc'", "(1, 1000)")
 
 

@@ -122,7 +122,11 @@ def test_torch_ops_path_equals_the_tch_path_on_cuda(case, dtype, monkeypatch):
     for path in ("tch", "torch ops"):
         monkeypatch.setattr(kernels, "tensor_path", lambda tensor, path=path: path)
         weights = ucag.confidence(logits.to("cuda", dtype), targets.cuda())
-        outputs[path] = (ucag.unfold(images.to("cuda", dtype), grid), weights, ucag.fold(maps.to("cuda", dtype), weights, grid))
+        outputs[path] = (
+            ucag.unfold(images.to("cuda", dtype), grid),
+            weights,
+            ucag.fold(maps.to("cuda", dtype), weights, grid),
+        )
     for a, b in zip(outputs["tch"], outputs["torch ops"], strict=True):
         assert a.is_cuda and b.is_cuda and a.dtype == dtype
         assert torch.equal(a, b) or ((a.double() - b.double()).abs().max() / b.double().abs().max()).item() <= 1e-5

@@ -52,7 +52,9 @@ def write_imagenet_flat(root: Path) -> Path:
     save_photo(root / "val" / "ILSVRC2012_val_00000002.JPEG", 6, 4, "L")
     save_photo(root / "val" / "ILSVRC2012_val_00000003.JPEG", 3, 3, "CMYK")
     labels = root / "val.txt"
-    labels.write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n\nILSVRC2012_val_00000003.JPEG 0\n")
+    labels.write_text(
+        "ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 970\n\nILSVRC2012_val_00000003.JPEG 0\n"
+    )
     return labels
 
 

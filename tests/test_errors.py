@@ -165,7 +165,10 @@ def test_huge_sizes_are_errors_not_crashes():
     with pytest.raises(ValueError, match="^image_size: must be positive"):
         ucag.Grid(-(2**63))
     huge = ucag.Grid((2**31, 2**31), units=2, scale=1e-9)
-    for maps, weights in ((np.ones((4, 1, 1), np.float32), np.ones(4, np.float32)), (torch.ones(4, 1, 1), torch.ones(4))):
+    for maps, weights in (
+        (np.ones((4, 1, 1), np.float32), np.ones(4, np.float32)),
+        (torch.ones(4, 1, 1), torch.ones(4)),
+    ):
         with pytest.raises(ValueError, match="^maps: .*too large to allocate"):
             ucag.fold(maps, weights, huge)
 
@@ -206,12 +209,23 @@ def run_isolated(cases: list[tuple[str, str]], mode: str) -> dict:
     child died (a fresh child then runs the cases after it). ``"(tch)"``: whether the tch
     module is in use."""
     package_root = str(Path(ucag.__file__).resolve().parents[1])
-    env = {**os.environ, "UCAG_KERNELS": mode, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "UCAG_KERNELS": mode,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
     outcomes: dict = {}
     pending = list(cases)
     while pending:
         try:
-            child = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(pending), capture_output=True, text=True, env=env, timeout=600)
+            child = subprocess.run(
+                [sys.executable, "-c", _CHILD],
+                input=json.dumps(pending),
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=600,
+            )
             stdout, why = child.stdout, f"exit status {child.returncode}; stderr: {child.stderr[-3000:]}"
         except subprocess.TimeoutExpired as err:
             partial = err.stdout or ""  # bytes even with text=True on some Pythons
@@ -248,19 +262,44 @@ HOSTILE = [
     ("units beyond the image side", "ucag.Grid((64, 40), units=41, patch_size=1)", "units", ValueError),
     ("image_size=2**62", "ucag.Grid(2**62)", "image_size", ValueError),
     ("image_size beyond int64", "ucag.Grid(2**64)", "image_size", ValueError),
-    ("coverage of (2**20, 2**20)", "ucag.Grid((2**20, 2**20)).coverage()", "scale", ValueError),  # refused at construction
+    (
+        "coverage of (2**20, 2**20)",
+        "ucag.Grid((2**20, 2**20)).coverage()",
+        "scale",
+        ValueError,
+    ),  # refused at construction
     ("coverage of 1 PiB", f"{PETABYTE_GRID}.coverage()", "image_size", MemoryError),
     ("coverage beyond isize", f"{TOO_MANY_PIXELS}.coverage()", "image_size", ValueError),
     ("scale=1e300", "ucag.Grid(64, scale=1e300)", "scale", ValueError),
     ("scale beyond float", "ucag.Grid(64, scale=10**400)", "scale", ValueError),
     ("scaled_size=2**40", "ucag.Grid(64, scaled_size=2**40)", "scaled_size", ValueError),
     ("unfold 12 TiB, tensor", f"ucag.unfold(torch.zeros(1, 3, 64, 64), {TERABYTE_UNFOLD})", "images", MemoryError),
-    ("unfold 12 TiB, numpy", f"ucag.unfold(np.zeros((1, 3, 64, 64), np.float32), {TERABYTE_UNFOLD})", "images", MemoryError),
-    ("unfold resize buffer, numpy", "ucag.unfold(np.zeros((1, 1, 2**20, 1), np.float32), ucag.Grid((2**20, 1), units=1, patch_size=(2**20, 1), scaled_size=(1, 32768)))", "images", MemoryError),
-    ("fold beyond isize, tensor", f"ucag.fold(torch.ones(4, 1, 1), torch.ones(4), {TOO_MANY_PIXELS})", "maps", ValueError),
+    (
+        "unfold 12 TiB, numpy",
+        f"ucag.unfold(np.zeros((1, 3, 64, 64), np.float32), {TERABYTE_UNFOLD})",
+        "images",
+        MemoryError,
+    ),
+    (
+        "unfold resize buffer, numpy",
+        "ucag.unfold(np.zeros((1, 1, 2**20, 1), np.float32), ucag.Grid((2**20, 1), units=1, patch_size=(2**20, 1), scaled_size=(1, 32768)))",
+        "images",
+        MemoryError,
+    ),
+    (
+        "fold beyond isize, tensor",
+        f"ucag.fold(torch.ones(4, 1, 1), torch.ones(4), {TOO_MANY_PIXELS})",
+        "maps",
+        ValueError,
+    ),
     ("fold beyond isize, numpy", f"ucag.fold(np.ones((4, 1, 1)), np.ones(4), {TOO_MANY_PIXELS})", "maps", ValueError),
     ("fold 1 PiB, tensor", f"ucag.fold(torch.ones(4, 1, 1), torch.ones(4), {PETABYTE_GRID})", "maps", MemoryError),
-    ("fold 1 PiB, numpy", f"ucag.fold(np.ones((4, 1, 1), np.float32), np.ones(4, np.float32), {PETABYTE_GRID})", "maps", MemoryError),
+    (
+        "fold 1 PiB, numpy",
+        f"ucag.fold(np.ones((4, 1, 1), np.float32), np.ones(4, np.float32), {PETABYTE_GRID})",
+        "maps",
+        MemoryError,
+    ),
 ]
 
 

@@ -79,8 +79,12 @@ def test_rows_equal_the_metrics_computed_directly(small_run, sample_model):
             saliency = ucag.UCAG(cam, **FAST).explain(x, [target]).saliency
         row = next(r for r in rows if r["id"] == sample.id and r["variant"] == "ucag")
         assert int(row["target"]) == target
-        assert float(row["deletion"]) == pytest.approx(metrics.deletion(sm.model, x, saliency, [target], step=STEP).mean, abs=1e-5)
-        assert float(row["insertion"]) == pytest.approx(metrics.insertion(sm.model, x, saliency, [target], step=STEP).mean, abs=1e-5)
+        assert float(row["deletion"]) == pytest.approx(
+            metrics.deletion(sm.model, x, saliency, [target], step=STEP).mean, abs=1e-5
+        )
+        assert float(row["insertion"]) == pytest.approx(
+            metrics.insertion(sm.model, x, saliency, [target], step=STEP).mean, abs=1e-5
+        )
         positive, negative = metrics.map_density(sm.model, x, saliency, [target])
         assert float(row["positive_density"]) == pytest.approx(positive.mean, rel=1e-3)
         assert float(row["negative_density"]) == pytest.approx(negative.mean, rel=1e-3)
@@ -89,8 +93,12 @@ def test_rows_equal_the_metrics_computed_directly(small_run, sample_model):
         else:
             mask = ucag.data.resize_mask(sample.mask, 224)
             assert float(row["pointing_game"]) == metrics.pointing_game(saliency, mask).mean
-            assert float(row["energy_pointing_game"]) == pytest.approx(metrics.energy_pointing_game(saliency, mask).mean, abs=1e-6)
-            assert float(row["average_precision"]) == pytest.approx(metrics.segmentation_scores(saliency, mask).mean_ap, abs=1e-6)
+            assert float(row["energy_pointing_game"]) == pytest.approx(
+                metrics.energy_pointing_game(saliency, mask).mean, abs=1e-6
+            )
+            assert float(row["average_precision"]) == pytest.approx(
+                metrics.segmentation_scores(saliency, mask).mean_ap, abs=1e-6
+            )
     curves = _rows(out / "curves.csv")
     assert len(curves) == 4 * 2  # deletion and insertion for each row
     deletion = [float(curves[0][f"s{k}"]) for k in range(5)]
@@ -150,7 +158,11 @@ def test_baselines_run_as_peers(sample_model, tmp_path):
     with SESS(model=sm.model, target_layers=[sm.target_layer], num_scales=2) as sess:
         sess_map = cam_postprocess(torch.as_tensor(sess(x, [ClassifierOutputTarget(967)])))
     cameras = ucag.baselines.CAMERAS(sm.model, sm.target_layer, resolutions=[224, 324]).explain(x, [967]).saliency
-    for key, saliency in ((("gradcam", "upscale"), upscaled), (("gradcam", "sess"), sess_map), (("cameras", "base"), cameras)):
+    for key, saliency in (
+        (("gradcam", "upscale"), upscaled),
+        (("gradcam", "sess"), sess_map),
+        (("cameras", "base"), cameras),
+    ):
         # the runner batches the deletion steps of all four maps; float32 rounding differs
         assert rows[key] == pytest.approx(metrics.deletion(sm.model, x, saliency, [967], step=STEP).mean, abs=1e-5), key
     assert len(set(rows.values())) == 4  # four different maps
@@ -193,7 +205,13 @@ def test_pointing_game_averages_per_class_then_over_classes(tmp_path):
 
 
 def test_paired_differences(tmp_path):
-    rows = [("a", 1, "base", 0.5), ("a", 1, "ucag", 0.25), ("b", 1, "base", 0.5), ("b", 1, "ucag", 0.5), ("c", 2, "base", 1.0)]
+    rows = [
+        ("a", 1, "base", 0.5),
+        ("a", 1, "ucag", 0.25),
+        ("b", 1, "base", 0.5),
+        ("b", 1, "ucag", 0.5),
+        ("c", 2, "base", 1.0),
+    ]
     _write_results(tmp_path, rows)
     summary = summarize(tmp_path, plot=False)
     diff = next(c for c in summary.differences if c.column == "deletion")
@@ -211,10 +229,26 @@ def test_bad_settings_name_the_argument(sample_model, tmp_path, small_run):
     with pytest.raises(ValueError, match="step"):
         evaluate(sm.model, sm.target_layer, SampleImages(["chelsea"]), tmp_path / "c", step=0, **call)
     with pytest.raises(ValueError, match="SESS"):
-        evaluate(sm.model, sm.target_layer, SampleImages(["chelsea"]), tmp_path / "d", methods=["cameras"], baselines=["sess"], **call)
+        evaluate(
+            sm.model,
+            sm.target_layer,
+            SampleImages(["chelsea"]),
+            tmp_path / "d",
+            methods=["cameras"],
+            baselines=["sess"],
+            **call,
+        )
     out = small_run[0]  # a folder written with other settings is not mixed with this run
     with pytest.raises(ValueError, match="other settings.*ucag_options"):
-        evaluate(sm.model, sm.target_layer, SampleImages(["chelsea", "voc"]), out, methods=["gradcam"], ucag_options={"units": 3}, **call)
+        evaluate(
+            sm.model,
+            sm.target_layer,
+            SampleImages(["chelsea", "voc"]),
+            out,
+            methods=["gradcam"],
+            ucag_options={"units": 3},
+            **call,
+        )
 
 
 RUNNER = textwrap.dedent(
@@ -277,7 +311,9 @@ def test_two_processes_under_torchrun_write_what_one_process_writes(tmp_path):
     common = ["evaluate", "--samples", "--limit", "3", "--methods", "gradcam", "--units", "2", "--step", str(224 * 56)]
     common += ["--metrics", "deletion", "insertion", "pointing_game", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "ucag", *common, "--out", str(tmp_path / "one")], env=env, timeout=600)
+    single = subprocess.run(
+        [sys.executable, "-m", "ucag", *common, "--out", str(tmp_path / "one")], env=env, timeout=600
+    )
     assert single.returncode == 0
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
     double = subprocess.run([*launcher, "-m", "ucag", *common, "--out", str(tmp_path / "two")], env=env, timeout=600)
@@ -287,16 +323,37 @@ def test_two_processes_under_torchrun_write_what_one_process_writes(tmp_path):
         assert len(one) == len(two) == (3 * 2 * 2 + 1 if name == "curves.csv" else 3 * 2 + 1)
         for a, b in zip(one, two, strict=True):
             assert [c for c in a if isinstance(c, str)] == [c for c in b if isinstance(c, str)]
-            np.testing.assert_allclose([c for c in a if isinstance(c, float)], [c for c in b if isinstance(c, float)], atol=1e-5)
+            np.testing.assert_allclose(
+                [c for c in a if isinstance(c, float)], [c for c in b if isinstance(c, float)], atol=1e-5
+            )
     assert (tmp_path / "two" / "summary.md").exists() and (tmp_path / "two" / "curves.png").exists()
 
 
 def test_evaluate_measures_road(sample_model, tmp_path):
-    summary = evaluate(sample_model.model, None, SampleImages(["coffee"]), tmp_path, methods=["gradcam"], metrics=["road"], ucag_options=FAST, progress=False, plot=False)
+    summary = evaluate(
+        sample_model.model,
+        None,
+        SampleImages(["coffee"]),
+        tmp_path,
+        methods=["gradcam"],
+        metrics=["road"],
+        ucag_options=FAST,
+        progress=False,
+        plot=False,
+    )
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
-    assert header[-6:] == ["road_morf", "road_lerf", "road_combined", "forward_passes", "backward_passes", "forward_mpx"]  # the metrics, then the cost
+    assert header[-6:] == [
+        "road_morf",
+        "road_lerf",
+        "road_combined",
+        "forward_passes",
+        "backward_passes",
+        "forward_mpx",
+    ]  # the metrics, then the cost
     for variant in ("base", "ucag"):
-        morf, lerf, combined = (summary.cell("gradcam", variant, c) for c in ("road_morf", "road_lerf", "road_combined"))
+        morf, lerf, combined = (
+            summary.cell("gradcam", variant, c) for c in ("road_morf", "road_lerf", "road_combined")
+        )
         assert morf is not None and lerf is not None and combined is not None
         assert combined.mean == pytest.approx((lerf.mean - morf.mean) / 2) and lerf.mean > morf.mean
     assert "ROAD combined" in (tmp_path / "summary.md").read_text()

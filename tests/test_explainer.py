@@ -55,7 +55,9 @@ def small():
     model = SmallCNN()
     photo = ucag.data.load_photo("chelsea")
     x = torch.nn.functional.interpolate(photo[None], size=(48, 64), mode="bilinear", antialias=True)
-    x2 = torch.nn.functional.interpolate(ucag.data.load_photo("coffee")[None], size=(48, 64), mode="bilinear", antialias=True)
+    x2 = torch.nn.functional.interpolate(
+        ucag.data.load_photo("coffee")[None], size=(48, 64), mode="bilinear", antialias=True
+    )
     return model, model.features[-1], torch.cat([x, x2]) * 2 - 1
 
 
@@ -305,7 +307,9 @@ class TinyViT(nn.Module):
         torch.manual_seed(0)
         self.embed = nn.Conv2d(3, dim, 8, stride=8)
         self.cls = nn.Parameter(torch.randn(1, 1, dim) * 0.1)
-        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(dim, 2, 32, dropout=0.0, batch_first=True) for _ in range(2)])
+        self.blocks = nn.Sequential(
+            *[nn.TransformerEncoderLayer(dim, 2, 32, dropout=0.0, batch_first=True) for _ in range(2)]
+        )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, 10)
         self.eval()

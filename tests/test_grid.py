@@ -101,7 +101,9 @@ def valid_before_the_limits(image, units, patch):
     h, w = r.patch
     if h > image[0] or w > image[1] or (units == 1 and (h, w) != image):
         return False
-    return all(b - a <= side for offsets, side in ((r.offsets_y, h), (r.offsets_x, w)) for a, b in itertools.pairwise(offsets))
+    return all(
+        b - a <= side for offsets, side in ((r.offsets_y, h), (r.offsets_x, w)) for a, b in itertools.pairwise(offsets)
+    )
 
 
 def test_the_units_limit_is_the_only_new_refusal_of_small_grids():
@@ -117,7 +119,9 @@ def test_the_units_limit_is_the_only_new_refusal_of_small_grids():
                 except ValueError as err:
                     assert not before or units > min(image), (image, units, patch, err)
                     if before:
-                        assert str(err).startswith(f"units: must be at most {min(image)}, the shorter side of image_size {image}"), err
+                        assert str(err).startswith(
+                            f"units: must be at most {min(image)}, the shorter side of image_size {image}"
+                        ), err
                     continue
                 assert before and units <= min(image), (image, units, patch)
                 r = ref.geometry(image, units, patch)
@@ -144,23 +148,67 @@ def test_grids_at_the_limits_are_valid():
             ValueError,
             "image_size: (4611686018427387904, 4611686018427387904) has 21267647932558653966460912964485513216 pixels, more than the 9223372036854775807 elements an array can address",
         ),
-        (dict(image_size=(2**64, 3)), ValueError, "image_size: each side must be at most 9223372036854775807, got (18446744073709551616, 3)"),
+        (
+            dict(image_size=(2**64, 3)),
+            ValueError,
+            "image_size: each side must be at most 9223372036854775807, got (18446744073709551616, 3)",
+        ),
         (dict(image_size=(2**64, -3)), ValueError, "image_size: must be positive, got (18446744073709551616, -3)"),
         (dict(image_size=64.0), TypeError, "image_size: must be an int or an (h, w) pair of ints, got float"),
-        (dict(image_size=64, units=65), ValueError, "units: must be at most 64, the shorter side of image_size (64, 64): an axis of S pixels has at most S distinct patch positions, got 65"),
-        (dict(image_size=(300, 40), units=41, patch_size=1), ValueError, "units: must be at most 40, the shorter side of image_size (300, 40)"),
-        (dict(image_size=2000, units=1025), ValueError, "units: must be at most 1024 (1024^2 patches per image), got 1025"),
-        (dict(image_size=64, units=2**64), ValueError, "units: must be at most 1024 (1024^2 patches per image), got 18446744073709551616"),
+        (
+            dict(image_size=64, units=65),
+            ValueError,
+            "units: must be at most 64, the shorter side of image_size (64, 64): an axis of S pixels has at most S distinct patch positions, got 65",
+        ),
+        (
+            dict(image_size=(300, 40), units=41, patch_size=1),
+            ValueError,
+            "units: must be at most 40, the shorter side of image_size (300, 40)",
+        ),
+        (
+            dict(image_size=2000, units=1025),
+            ValueError,
+            "units: must be at most 1024 (1024^2 patches per image), got 1025",
+        ),
+        (
+            dict(image_size=64, units=2**64),
+            ValueError,
+            "units: must be at most 1024 (1024^2 patches per image), got 18446744073709551616",
+        ),
         (dict(image_size=64, units=-(2**64)), ValueError, "units: must be at least 1, got -18446744073709551616"),
         (dict(image_size=64, units=1.5), TypeError, "units: must be an int, got float"),
         (dict(image_size=64, units=None), TypeError, "units: must be an int, got NoneType"),
-        (dict(image_size=64, patch_size=(2**70, 3)), ValueError, "patch_size: each side must be at most 9223372036854775807, got (1180591620717411303424, 3)"),
-        (dict(image_size=64, scale=1e300), ValueError, "scale: must be below 936.2428571428571 for patch_size (35, 35): scaled patches are limited to 32768 px per side, got 1e300"),
-        (dict(image_size=64, patch_size=35, scale=936.25), ValueError, "scale: must be below 936.2428571428571 for patch_size (35, 35)"),
-        (dict(image_size=64, scale=10**400), ValueError, "scale: must be a finite number > 0, got 100000000000...0000 (401 characters): beyond the float range"),
+        (
+            dict(image_size=64, patch_size=(2**70, 3)),
+            ValueError,
+            "patch_size: each side must be at most 9223372036854775807, got (1180591620717411303424, 3)",
+        ),
+        (
+            dict(image_size=64, scale=1e300),
+            ValueError,
+            "scale: must be below 936.2428571428571 for patch_size (35, 35): scaled patches are limited to 32768 px per side, got 1e300",
+        ),
+        (
+            dict(image_size=64, patch_size=35, scale=936.25),
+            ValueError,
+            "scale: must be below 936.2428571428571 for patch_size (35, 35)",
+        ),
+        (
+            dict(image_size=64, scale=10**400),
+            ValueError,
+            "scale: must be a finite number > 0, got 100000000000...0000 (401 characters): beyond the float range",
+        ),
         (dict(image_size=64, scale="big"), TypeError, "scale: must be a number, got str"),
-        (dict(image_size=64, scaled_size=2**40), ValueError, "scaled_size: each side must be at most 32768 px, got (1099511627776, 1099511627776)"),
-        (dict(image_size=64, scaled_size=(5, 32769)), ValueError, "scaled_size: each side must be at most 32768 px, got (5, 32769)"),
+        (
+            dict(image_size=64, scaled_size=2**40),
+            ValueError,
+            "scaled_size: each side must be at most 32768 px, got (1099511627776, 1099511627776)",
+        ),
+        (
+            dict(image_size=64, scaled_size=(5, 32769)),
+            ValueError,
+            "scaled_size: each side must be at most 32768 px, got (5, 32769)",
+        ),
     ],
 )
 def test_limits_name_the_argument_and_the_limit(kwargs, exc, message):

@@ -89,7 +89,9 @@ def test_size_dependent_errors_come_from_the_grid():
 
 def test_explainer_takes_any_patch_form_and_builds_no_probe_grid():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5)).eval()
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 5)
+    ).eval()
     x = torch.randn(1, 3, 40, 60)
 
     def base(patches, targets):

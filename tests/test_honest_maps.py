@@ -70,7 +70,9 @@ def test_the_base_eigen_map_in_comparisons_is_oriented_too(sample, monkeypatch):
 
     sm, x, targets = sample
     expected = explain_with("eigencam", "base", sm.model, sm.target_layer, x, targets)
-    monkeypatch.setattr(pytorch_grad_cam.eigen_cam, "get_2d_projection", _flipping(pytorch_grad_cam.eigen_cam.get_2d_projection))
+    monkeypatch.setattr(
+        pytorch_grad_cam.eigen_cam, "get_2d_projection", _flipping(pytorch_grad_cam.eigen_cam.get_2d_projection)
+    )
     assert torch.allclose(explain_with("eigencam", "base", sm.model, sm.target_layer, x, targets), expected, atol=1e-6)
     assert float(expected.max()) > 0.9  # min-max scaled, then blurred
 
@@ -107,5 +109,8 @@ def test_normalisation_comes_from_the_model_or_nowhere():
     timm = pytest.importorskip("timm")
     sm = load_sample_model()
     assert model_normalization(sm.model) == (sm.mean, sm.std)
-    assert model_normalization(timm.create_model("resnet18", pretrained=False)) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert model_normalization(timm.create_model("resnet18", pretrained=False)) == (
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+    )
     assert model_normalization(torch.nn.Conv2d(3, 3, 1)) is None

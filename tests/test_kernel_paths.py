@@ -80,7 +80,11 @@ def test_torch_ops_equal_the_tch_kernels_bit_for_bit(force_path):
         for path in ("tch", "torch ops"):
             force_path(path)
             weights = ucag.confidence(logits.to(dtype), targets)
-            outputs[path] = (ucag.unfold(images.to(dtype), grid), weights, *(ucag.fold(maps.to(dtype), weights, grid, w) for w in ("box", "linear", "cosine")))
+            outputs[path] = (
+                ucag.unfold(images.to(dtype), grid),
+                weights,
+                *(ucag.fold(maps.to(dtype), weights, grid, w) for w in ("box", "linear", "cosine")),
+            )
         for a, b in zip(outputs["tch"], outputs["torch ops"], strict=True):
             assert a.dtype == dtype and torch.equal(a, b)
 
@@ -148,7 +152,9 @@ def test_half_precision_on_the_cpu_without_tch_uses_torch_ops(monkeypatch):
     assert kernels.tensor_path(torch.zeros(1, dtype=torch.bfloat16)) == "torch ops"
     grid = ucag.Grid(40, units=2)
     x = torch.rand(1, 3, 40, 40, dtype=torch.bfloat16)
-    expected = torch.nn.functional.interpolate(x[:, :, :22, :22], size=grid.scaled_size, mode="bicubic", align_corners=False)
+    expected = torch.nn.functional.interpolate(
+        x[:, :, :22, :22], size=grid.scaled_size, mode="bicubic", align_corners=False
+    )
     assert torch.equal(ucag.unfold(x, grid)[0], expected[0])
 
 
@@ -188,7 +194,9 @@ def test_explainer_maps_agree_across_paths(force_path):
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env}, timeout=300
+    )
 
 
 def test_forced_portable_never_loads_the_tch_module():

@@ -168,7 +168,10 @@ def test_tapered_fold_matches_reference(seed, window):
     maps = torch.from_numpy(rng.standard_normal((rows, mh, mw)))
     weights = torch.from_numpy(rng.uniform(1.0, np.e, rows))
     expected = ref.fold(maps, weights, reference_geometry(grid), window)
-    for got in (ucag.fold(maps, weights, grid, window), torch.from_numpy(ucag.fold(maps.numpy(), weights.numpy(), grid, window))):
+    for got in (
+        ucag.fold(maps, weights, grid, window),
+        torch.from_numpy(ucag.fold(maps.numpy(), weights.numpy(), grid, window)),
+    ):
         assert got.shape == (B, *grid.image_size) and got.dtype == torch.float64
         assert_close(got, expected, 1e-12)
 
@@ -201,7 +204,10 @@ def test_a_tapered_fold_removes_the_seams_of_a_real_gradcam_map():
         grid = explainer.grid_for((224, 224))
         targets = torch.tensor([285])
         patches = explainer.attribute_patches(x, grid, targets)
-        seams = {w: seam_score(explainer.conquer(patches, grid, targets, fold=w).raw, grid).values[0] for w in ("box", "linear", "cosine")}
+        seams = {
+            w: seam_score(explainer.conquer(patches, grid, targets, fold=w).raw, grid).values[0]
+            for w in ("box", "linear", "cosine")
+        }
     assert seams["box"] > 1.5, seams
     assert seams["linear"] < 1.2 and seams["cosine"] < 1.2, seams
 

@@ -44,14 +44,18 @@ def bare() -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     with contextlib.redirect_stdout(io.StringIO()):
-        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+        return EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        ).eval()
 
 
 def _hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
-def test_a_shared_activation_is_tapped_at_its_head_call(bare: nn.Module, sample: ucag.data.SampleModel, photo: torch.Tensor) -> None:
+def test_a_shared_activation_is_tapped_at_its_head_call(
+    bare: nn.Module, sample: ucag.data.SampleModel, photo: torch.Tensor
+) -> None:
     suggestion = layer_suggestion(bare)
     assert suggestion.name == "_swish@2" and isinstance(suggestion.layer, Tap) and suggestion.layout == "NCHW"
     assert "a module shared by 2 calls" in suggestion.reason and suggestion.feature_size == (7, 7)
@@ -66,7 +70,9 @@ def test_a_shared_activation_is_tapped_at_its_head_call(bare: nn.Module, sample:
     assert _hooks(bare) == hooks  # the tap is attached for the call only
 
 
-def test_a_plain_cam_on_the_tap_needs_it_attached(bare: nn.Module, sample: ucag.data.SampleModel, photo: torch.Tensor) -> None:
+def test_a_plain_cam_on_the_tap_needs_it_attached(
+    bare: nn.Module, sample: ucag.data.SampleModel, photo: torch.Tensor
+) -> None:
     suggestion = layer_suggestion(bare)
     with GradCAM(sample.model, [sample.target_layer]) as cam:
         expected = cam(input_tensor=photo, targets=[ClassifierOutputTarget(285)])
@@ -81,11 +87,16 @@ def test_a_plain_cam_on_the_tap_needs_it_attached(bare: nn.Module, sample: ucag.
 
 
 @pytest.mark.parametrize("cam_class", [GradCAM, GradCAMPlusPlus])
-def test_a_layer_that_runs_twice_is_refused_before_any_map(bare: nn.Module, photo: torch.Tensor, cam_class: type) -> None:
+def test_a_layer_that_runs_twice_is_refused_before_any_map(
+    bare: nn.Module, photo: torch.Tensor, cam_class: type
+) -> None:
     """Plain grad-cam returns an all-zero map here; every ucag entry point raises."""
     with cam_class(bare, [bare._swish]) as cam:
         explainer = ucag.UCAG(cam)
-        with pytest.raises(TargetLayerError, match=r"target_layers: '_swish' \(ReLU6\) ran 2 times in one forward of EfficientNet.*suggests '_swish@2'"):
+        with pytest.raises(
+            TargetLayerError,
+            match=r"target_layers: '_swish' \(ReLU6\) ran 2 times in one forward of EfficientNet.*suggests '_swish@2'",
+        ):
             explainer.explain(photo, [285])
         with pytest.raises(TargetLayerError, match="ran 2 times"):
             ucag.fast(cam)(input_tensor=photo, targets=[ClassifierOutputTarget(285)])
@@ -102,7 +113,10 @@ def test_a_layer_that_folds_patches_into_the_batch_is_refused() -> None:
     x = torch.randn(1, 3, 128, 128)
     with (
         GradCAM(model, [folded]) as cam,
-        pytest.raises(TargetLayerError, match=r"'stages.3.1.transformer.0' \(Block\) outputs \(16, 36, 80\) for a batch of 4: its first dimension is not the batch.*suggests 'final_conv'"),
+        pytest.raises(
+            TargetLayerError,
+            match=r"'stages.3.1.transformer.0' \(Block\) outputs \(16, 36, 80\) for a batch of 4: its first dimension is not the batch.*suggests 'final_conv'",
+        ),
     ):
         ucag.UCAG(cam, units=2).explain(x, [1])
     assert layer_suggestion(model, 128).name == "final_conv"
@@ -116,7 +130,12 @@ def test_the_check_counts_per_forward_and_leaves_no_hook() -> None:
     with checked_target_layers(model, [nn.ReLU()]):  # a module that sits out a forward (AblationCAM swaps it)
         model(torch.zeros(1, 3, 8, 8))
     tap = layer_by_name(model, "1@1")
-    with pytest.raises(TargetLayerError, match=r"'1@1' \(Tap\) ran 0 times .* not attached: use `with layer.attached\(\):`"), checked_target_layers(model, [tap]):
+    with (
+        pytest.raises(
+            TargetLayerError, match=r"'1@1' \(Tap\) ran 0 times .* not attached: use `with layer.attached\(\):`"
+        ),
+        checked_target_layers(model, [tap]),
+    ):
         model(torch.zeros(1, 3, 8, 8))
     assert _hooks(model) == 0
 
@@ -157,7 +176,9 @@ def test_a_post_norm_transformer_gets_the_tokens_entering_its_last_block() -> No
     assert suggestion.name == "stages.3.blocks.0" and "its first norm follows the token mixing" in suggestion.reason
     assert suggestion.layout == "NHWC" and suggestion.feature_size == (7, 7)
     explanation = ucag.UCAG(GradCAM, model=model, units=2).explain(torch.randn(1, 3, 224, 224), [1])
-    assert torch.isfinite(explanation.raw).all() and float(explanation.raw.std()) > 1e-6 * float(explanation.raw.abs().max())
+    assert torch.isfinite(explanation.raw).all() and float(explanation.raw.std()) > 1e-6 * float(
+        explanation.raw.abs().max()
+    )
 
 
 def test_class_attention_blocks_and_attention_internals_are_never_chosen() -> None:
@@ -181,7 +202,10 @@ def test_patches_are_rounded_to_the_multiple_the_model_needs() -> None:
     grid = explainer.grid_for((128, 128))
     assert grid.patch_size == (71, 71) and grid.scaled_size == (192, 192)  # 71 x 2.6 = 185 -> 192
     assert torch.isfinite(explainer.explain(torch.randn(1, 3, 128, 128), [1]).raw).all()
-    with pytest.raises(ValueError, match="scale: Eva takes sides that are multiples of 16, but 71x71 patches upsampled x2.5 are 178x178"):
+    with pytest.raises(
+        ValueError,
+        match="scale: Eva takes sides that are multiples of 16, but 71x71 patches upsampled x2.5 are 178x178",
+    ):
         ucag.UCAG(GradCAM, model=model, units=2, scale=2.5).grid_for((128, 128))
     with pytest.raises(ValueError, match="scaled_size: .* multiples of 16, got scaled_size=\\(100, 100\\)"):
         ucag.UCAG(GradCAM, model=model, units=2, scaled_size=100)
@@ -199,7 +223,12 @@ def test_a_strict_patch_embedding_gives_the_input_size() -> None:
 
 def test_layer_names_that_name_nothing() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
-    for name, match in (("nope", "'nope' is not a module"), ("1@0", "@N, the N-th call"), ("nope@2", "'nope' in 'nope@2' is not a module"), ("1@x", "@N")):
+    for name, match in (
+        ("nope", "'nope' is not a module"),
+        ("1@0", "@N, the N-th call"),
+        ("nope@2", "'nope' in 'nope@2' is not a module"),
+        ("1@x", "@N"),
+    ):
         with pytest.raises(ValueError, match=match):
             layer_by_name(model, name)
     assert isinstance(layer_by_name(model, "F.relu@3"), Tap) and layer_by_name(model, "1") is model[1]
@@ -224,11 +253,24 @@ def test_evaluate_and_the_sanity_check_read_a_tap(bare: nn.Module, sample: ucag.
     and CAMERAS alike; the randomisation check finds the same call site on its copies."""
     from ucag.eval.datasets import SampleImages
 
-    options = {"methods": ["gradcam", "cameras"], "metrics": ["deletion", "randomization"], "ucag_options": {"units": 2}, "step": 224 * 56}
-    options |= {"baseline_options": {"cameras": {"resolutions": [224]}}, "mean": sample.mean, "std": sample.std, "progress": False, "plot": False}
+    options = {
+        "methods": ["gradcam", "cameras"],
+        "metrics": ["deletion", "randomization"],
+        "ucag_options": {"units": 2},
+        "step": 224 * 56,
+    }
+    options |= {
+        "baseline_options": {"cameras": {"resolutions": [224]}},
+        "mean": sample.mean,
+        "std": sample.std,
+        "progress": False,
+        "plot": False,
+    }
     tapped = evaluate(bare, None, SampleImages(["chelsea"]), tmp_path / "bare", **options)
     reference = evaluate(sample.model, sample.target_layer, SampleImages(["chelsea"]), tmp_path / "sample", **options)
-    assert [(c.method, c.variant, c.column) for c in tapped.cells] == [(c.method, c.variant, c.column) for c in reference.cells]
+    assert [(c.method, c.variant, c.column) for c in tapped.cells] == [
+        (c.method, c.variant, c.column) for c in reference.cells
+    ]
     for got, expected in zip(tapped.cells, reference.cells, strict=True):
         if got.column == "deletion":  # the same maps: the same scores
             assert got.mean == pytest.approx(expected.mean, abs=1e-6), (got.method, got.variant)

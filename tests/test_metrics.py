@@ -80,7 +80,9 @@ def sample():
     sm = ucag.data.load_sample_model()
     x = torch.cat([sm.preprocess(ucag.data.sample_image(n).rgb) for n in ("chelsea", "coffee")])
     g = torch.Generator().manual_seed(1)
-    saliency = torch.nn.functional.interpolate(torch.rand(2, 1, 7, 7, generator=g), size=(224, 224), mode="bilinear")[:, 0]
+    saliency = torch.nn.functional.interpolate(torch.rand(2, 1, 7, 7, generator=g), size=(224, 224), mode="bilinear")[
+        :, 0
+    ]
     return sm.model, x, saliency, [285, 967]
 
 
@@ -156,10 +158,21 @@ def test_segmentation_scores_against_sklearn():
         (lambda: metrics.deletion(MeanModel(), torch.rand(2, 1, 8, 8), torch.rand(2, 8, 8), [0]), "targets"),
         (lambda: metrics.insertion(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], step=0), "step"),
         (lambda: metrics.map_density(MeanModel(), torch.rand(1, 1, 8, 8), torch.ones(1, 8, 8), [0]), "saliency"),
-        (lambda: metrics.segmentation_scores(torch.rand(1, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool), threshold="median"), "threshold"),
+        (
+            lambda: metrics.segmentation_scores(
+                torch.rand(1, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool), threshold="median"
+            ),
+            "threshold",
+        ),
         (lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], order="top"), "order"),
-        (lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], percentiles=[0, 50]), "percentiles"),
-        (lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], percentiles=[]), "percentiles"),
+        (
+            lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], percentiles=[0, 50]),
+            "percentiles",
+        ),
+        (
+            lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 8, 8), [0], percentiles=[]),
+            "percentiles",
+        ),
         (lambda: metrics.road(MeanModel(), torch.rand(1, 1, 8, 8), torch.rand(1, 7, 8), [0]), "saliency"),
     ],
 )
@@ -186,7 +199,10 @@ def test_road_on_real_photos(sample):
     np.testing.assert_allclose(combined.values, (least.values - most.values) / 2)
     inverse = metrics.road(model, x, 1 - gradcam, targets, percentiles=percentiles)
     np.testing.assert_allclose(inverse.values, least.values, rtol=1e-5)
-    random = metrics.road_combined(metrics.road(model, x, noise, targets, percentiles=percentiles), metrics.road(model, x, noise, targets, order="least", percentiles=percentiles))
+    random = metrics.road_combined(
+        metrics.road(model, x, noise, targets, percentiles=percentiles),
+        metrics.road(model, x, noise, targets, order="least", percentiles=percentiles),
+    )
     assert (combined.values > random.values + 0.05).all(), (combined.values, random.values)
     assert (most.values < least.values).all()
 

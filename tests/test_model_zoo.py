@@ -38,15 +38,21 @@ DOCUMENTED = _documented()
 def test_the_suggested_layer_and_ucag_on(entry: zoo.ZooModel) -> None:
     result = zoo.check(entry)
     if result.unbuilt:
-        assert DOCUMENTED.get((entry.library, entry.name)) == ("", "not built"), "docs/model_zoo.md is out of date: python tests/zoo.py"
+        assert DOCUMENTED.get((entry.library, entry.name)) == ("", "not built"), (
+            "docs/model_zoo.md is out of date: python tests/zoo.py"
+        )
         pytest.skip(f"does not build here: {result.unbuilt}")
     expected = zoo.REFUSED.get(entry.name)
     if expected is None:
         assert not result.refused, f"refused: {result.refused}"
     else:
-        assert result.refused and re.search(expected, result.refused), f"expected a refusal matching {expected!r}, got {result.refused or 'none'}"
+        assert result.refused and re.search(expected, result.refused), (
+            f"expected a refusal matching {expected!r}, got {result.refused or 'none'}"
+        )
     # the docs table says what the sweep finds
-    assert DOCUMENTED.get((entry.library, entry.name)) == (result.layer, zoo.outcome(result)), "docs/model_zoo.md is out of date: python tests/zoo.py"
+    assert DOCUMENTED.get((entry.library, entry.name)) == (result.layer, zoo.outcome(result)), (
+        "docs/model_zoo.md is out of date: python tests/zoo.py"
+    )
 
 
 def test_the_sweep_covers_every_timm_family() -> None:

@@ -27,7 +27,15 @@ transformers = pytest.importorskip("transformers")
 
 
 def _hf_vit() -> nn.Module:
-    config = transformers.ViTConfig(num_labels=1000, hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768, image_size=224, patch_size=16)
+    config = transformers.ViTConfig(
+        num_labels=1000,
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=768,
+        image_size=224,
+        patch_size=16,
+    )
     return transformers.ViTForImageClassification(config)
 
 
@@ -60,12 +68,18 @@ ARCHITECTURES: dict[str, tuple[Callable[[], nn.Module], str, tuple[int, int] | N
 @pytest.fixture(scope="module")
 def photo() -> torch.Tensor:
     """The bundled chelsea photo, 224 x 224, ImageNet-normalised: (1, 3, 224, 224)."""
-    x = F.interpolate(load_photo("chelsea")[None], size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    x = F.interpolate(
+        load_photo("chelsea")[None], size=(224, 224), mode="bilinear", antialias=True, align_corners=False
+    )
     return normalize(x, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def _state(model: nn.Module) -> tuple[list[bool], list[bool], int]:
-    hooks = sum(len(getattr(m, name)) for m in model.modules() for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks"))
+    hooks = sum(
+        len(getattr(m, name))
+        for m in model.modules()
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
+    )
     return [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()], hooks
 
 
@@ -97,7 +111,9 @@ def test_suggested_layer_and_ucag_gradcam_end_to_end(arch: str, photo: torch.Ten
     assert float(saliency.max()) > 0.5, "a flat map explains nothing"
 
     # the base map on the whole image, the way a grad-cam user computes it
-    with GradCAM(model=LogitsOnly(model), target_layers=[suggestion.layer], reshape_transform=suggestion.reshape_transform) as cam:
+    with GradCAM(
+        model=LogitsOnly(model), target_layers=[suggestion.layer], reshape_transform=suggestion.reshape_transform
+    ) as cam:
         base_map = cam(input_tensor=photo.clone(), targets=None)
     assert float(np.abs(saliency.numpy() - base_map).mean()) > 0.02
 
@@ -147,9 +163,14 @@ def test_a_cam_built_without_reshape_transform_gets_one(photo: torch.Tensor) -> 
 def test_fixed_resolution_errors_say_what_to_pass(photo: torch.Tensor) -> None:
     vit = timm.create_model("deit_tiny_patch16_224", pretrained=False)
     layer = ucag.suggest_target_layer(vit)
-    with pytest.raises(ValueError, match=r"scale: VisionTransformer takes only 224x224 inputs, but 124x124 patches upsampled x2 are 248x248; pass scaled_size=\(224, 224\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"scale: VisionTransformer takes only 224x224 inputs, but 124x124 patches upsampled x2 are 248x248; pass scaled_size=\(224, 224\)",
+    ):
         ucag.UCAG(GradCAM(vit, [layer]), scale=2.0).explain(photo)
-    with pytest.raises(ValueError, match=r"scaled_size: VisionTransformer takes only 224x224 inputs, got scaled_size=\(256, 256\)"):
+    with pytest.raises(
+        ValueError, match=r"scaled_size: VisionTransformer takes only 224x224 inputs, got scaled_size=\(256, 256\)"
+    ):
         ucag.UCAG(GradCAM(vit, [layer]), scaled_size=256)
     with pytest.raises(ValueError, match="scaled_size: give scale or scaled_size, not both"):
         ucag.UCAG(GradCAM(vit, [layer]), scale=2.0, scaled_size=224)
@@ -161,7 +182,9 @@ def test_fixed_resolution_errors_say_what_to_pass(photo: torch.Tensor) -> None:
     big = F.interpolate(photo, size=(320, 400), mode="bilinear", align_corners=False)
     explanation = ucag.UCAG(GradCAM(vit, [layer]), units=3).explain(big)
     assert explanation.saliency.shape == (1, 320, 400) and explanation.grid.scaled_size == (224, 224)
-    with pytest.raises(ValueError, match="global_view: VisionTransformer takes only 224x224 inputs, the images are 320x400"):
+    with pytest.raises(
+        ValueError, match="global_view: VisionTransformer takes only 224x224 inputs, the images are 320x400"
+    ):
         ucag.UCAG(GradCAM(vit, [layer]), units=3, global_view="mean").explain(big)
 
 
@@ -228,10 +251,24 @@ def test_evaluate_takes_a_model_output_model_and_suggests_its_layer(tmp_path: An
     torch.manual_seed(0)
     model = _hf_vit()
     model.save_pretrained(tmp_path / "vit")  # a folder with the image processor's normalisation beside the weights
-    (tmp_path / "vit" / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}')
+    (tmp_path / "vit" / "preprocessor_config.json").write_text(
+        '{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}'
+    )
     model = transformers.ViTForImageClassification.from_pretrained(tmp_path / "vit", local_files_only=True)
     assert ucag.models.model_normalization(model) == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    summary = ucag.evaluate(model, None, "samples", tmp_path / "run", methods=["gradcam"], metrics=["deletion"], limit=1, ucag_options={"units": 2}, step=224 * 56, progress=False, plot=False)
+    summary = ucag.evaluate(
+        model,
+        None,
+        "samples",
+        tmp_path / "run",
+        methods=["gradcam"],
+        metrics=["deletion"],
+        limit=1,
+        ucag_options={"units": 2},
+        step=224 * 56,
+        progress=False,
+        plot=False,
+    )
     assert json.loads((tmp_path / "run" / "config.json").read_text())["mean"] == [0.5, 0.5, 0.5]
     rows = (tmp_path / "run" / "results.csv").read_text().splitlines()
     assert len(rows) == 3  # header + base + ucag for one photo
@@ -250,9 +287,21 @@ class _ChannelAttention(nn.Module):
 
 
 def test_a_cnn_with_attention_modules_keeps_the_cnn_rule() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.Sequential(_ChannelAttention(8), nn.ReLU()), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Sequential(_ChannelAttention(8), nn.ReLU()),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 5),
+    )
     suggestion = layer_suggestion(model)
-    assert (suggestion.name, suggestion.reshape_transform, suggestion.layout) == ("3.1", None, "NCHW")  # the ReLU: "3" is a plain Sequential
+    assert (suggestion.name, suggestion.reshape_transform, suggestion.layout) == (
+        "3.1",
+        None,
+        "NCHW",
+    )  # the ReLU: "3" is a plain Sequential
     assert "after its activation" in suggestion.reason
 
 
@@ -274,7 +323,12 @@ def test_tune_on_a_fixed_resolution_model(photo: torch.Tensor) -> None:
     torch.manual_seed(0)
     vit = timm.create_model("deit_tiny_patch16_224", pretrained=False).eval()
     with GradCAM(vit, [ucag.suggest_target_layer(vit)]) as cam:
-        result = ucag.tune(vit, cam, photo, space={"units": (2,), "weighting": ("exp", "uniform")}, step=224 * 56, progress=False)
+        result = ucag.tune(
+            vit, cam, photo, space={"units": (2,), "weighting": ("exp", "uniform")}, step=224 * 56, progress=False
+        )
         assert len(result.rows) == 2 and "scale" not in result.call and "224x224px" in result.best.label()
-        with pytest.raises(ValueError, match="space: VisionTransformer takes only 224x224 inputs, so its patches are resized to that size and scale cannot vary"):
+        with pytest.raises(
+            ValueError,
+            match="space: VisionTransformer takes only 224x224 inputs, so its patches are resized to that size and scale cannot vary",
+        ):
             ucag.tune(vit, cam, photo, space={"units": (2,), "scale": (2.0, 2.6)}, progress=False)

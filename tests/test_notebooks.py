@@ -21,7 +21,18 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
-for _module in ("ipykernel", "matplotlib", "pytorch_grad_cam", "captum", "zennit", "skimage", "imgviz", "efficientnet_lite_pytorch", "timm", "transformers"):
+for _module in (
+    "ipykernel",
+    "matplotlib",
+    "pytorch_grad_cam",
+    "captum",
+    "zennit",
+    "skimage",
+    "imgviz",
+    "efficientnet_lite_pytorch",
+    "timm",
+    "transformers",
+):
     pytest.importorskip(_module)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -48,11 +59,18 @@ def _code_cells(nb) -> list:
 
 
 def _figures(nb) -> int:
-    return sum(1 for cell in _code_cells(nb) for out in cell.outputs if any(kind in out.get("data", {}) for kind in FIGURE_TYPES))
+    return sum(
+        1
+        for cell in _code_cells(nb)
+        for out in cell.outputs
+        if any(kind in out.get("data", {}) for kind in FIGURE_TYPES)
+    )
 
 
 def _errors(nb) -> list[str]:
-    return [f"{out.ename}: {out.evalue}" for cell in _code_cells(nb) for out in cell.outputs if out.output_type == "error"]
+    return [
+        f"{out.ename}: {out.evalue}" for cell in _code_cells(nb) for out in cell.outputs if out.output_type == "error"
+    ]
 
 
 def test_the_seven_notebooks_are_there():
@@ -66,10 +84,14 @@ def test_notebook_is_committed_executed(path: Path):
     code = _code_cells(nb)
     assert code, "no code cells"
     counts = [cell.execution_count for cell in code]
-    assert counts == list(range(1, len(code) + 1)), f"commit the notebook executed top to bottom from a fresh kernel (execution counts {counts})"
+    assert counts == list(range(1, len(code) + 1)), (
+        f"commit the notebook executed top to bottom from a fresh kernel (execution counts {counts})"
+    )
     assert not _errors(nb), f"stored outputs contain errors: {_errors(nb)}"
     assert _figures(nb) >= 1, "no figure stored"
-    assert path.stat().st_size < MAX_BYTES, f"{path.name} is {path.stat().st_size} bytes; keep figures small (dpi, JPEG)"
+    assert path.stat().st_size < MAX_BYTES, (
+        f"{path.name} is {path.stat().st_size} bytes; keep figures small (dpi, JPEG)"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

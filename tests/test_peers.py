@@ -46,10 +46,18 @@ def test_controls_and_peers_are_registered_baselines():
     assert {"sess", "sess-matched", "refinecam", "random", "sobel"} <= set(BASELINES)
     pairs = comparison_pairs(["gradcam"], ["base"], ["random", "sobel", "sess-matched", "refinecam"])
     # controls once per comparison, peers around every method
-    assert pairs == [("gradcam", "base"), ("random", "base"), ("sobel", "base"), ("gradcam", "sess-matched"), ("gradcam", "refinecam")]
+    assert pairs == [
+        ("gradcam", "base"),
+        ("random", "base"),
+        ("sobel", "base"),
+        ("gradcam", "sess-matched"),
+        ("gradcam", "refinecam"),
+    ]
     with pytest.raises(ValueError, match="^methods: 'random' is a control"):
         comparison_pairs(["random"], ["base"])
-    with pytest.raises(ValueError, match="^baselines: RefineCAM takes a pytorch-grad-cam class and cannot run around lrp"):
+    with pytest.raises(
+        ValueError, match="^baselines: RefineCAM takes a pytorch-grad-cam class and cannot run around lrp"
+    ):
         comparison_pairs(["lrp"], ["base"], ["refinecam"])
 
 
@@ -92,9 +100,20 @@ def test_sess_matched_reproduces_ucags_default_grid():
     assert geometry.scale == round(224 * grid.scaled_size[0] / grid.patch_size[0])
     stride = (grid.offsets_y[-1] - grid.offsets_y[0]) / (grid.units - 1)
     assert geometry.step_size == pytest.approx(stride * grid.scaled_size[0] / grid.patch_size[0], abs=1)
-    assert geometry.options() == {"scales": [geometry.scale], "window_size": geometry.window_size, "step_size": geometry.step_size}
-    for options in ({"units": 3}, {"units": 8, "scale": 2.0}, {"units": 4, "patch_size": 0.65}, {"units": 1, "patch_size": "image"}):
-        assert sess_matched_settings(None, (224, 224), options).patches == GridSpec(**options).grid((224, 224)).num_patches, options
+    assert geometry.options() == {
+        "scales": [geometry.scale],
+        "window_size": geometry.window_size,
+        "step_size": geometry.step_size,
+    }
+    for options in (
+        {"units": 3},
+        {"units": 8, "scale": 2.0},
+        {"units": 4, "patch_size": 0.65},
+        {"units": 1, "patch_size": "image"},
+    ):
+        assert (
+            sess_matched_settings(None, (224, 224), options).patches == GridSpec(**options).grid((224, 224)).num_patches
+        ), options
 
 
 def test_random_control_is_reproducible_and_leaves_numpy_alone(sm, photo):
@@ -114,7 +133,9 @@ def test_sobel_control_is_grad_cams_sobel_cam_on_the_image(sm, photo):
 
     rgb = unnormalized_rgb8(photo, sm.mean, sm.std)[0]
     resized = ucag.data.preprocess_image(ucag.data.sample_image("chelsea").rgb, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 224)
-    assert np.abs(rgb.astype(np.int16) - (resized[0].permute(1, 2, 0).numpy() * 255).round().astype(np.int16)).max() <= 1
+    assert (
+        np.abs(rgb.astype(np.int16) - (resized[0].permute(1, 2, 0).numpy() * 255).round().astype(np.int16)).max() <= 1
+    )
     expected = cam_postprocess(torch.from_numpy(sobel_cam(rgb).astype(np.float32))[None])
     assert torch.allclose(_explain(sm, "sobel", "base", photo), expected)
     with pytest.raises(ValueError, match="^mean: the Sobel control needs"):
@@ -140,7 +161,9 @@ def test_refinecam_runs_at_one_layer_per_resolution(sm, photo):
         maps = _explain(sm, "gradcam", "refinecam", photo)
     assert (passes.forward, passes.backward) == (3, 3)  # one Grad-CAM per layer
     assert maps.shape == (1, 224, 224) and float(maps.min()) >= 0 and float(maps.max()) <= 1 and float(maps.max()) > 0.5
-    two = _explain(sm, "gradcam", "refinecam", photo, baseline_options={"refinecam": {"layers": ["_blocks.10", "head_activation"]}})
+    two = _explain(
+        sm, "gradcam", "refinecam", photo, baseline_options={"refinecam": {"layers": ["_blocks.10", "head_activation"]}}
+    )
     assert not torch.equal(maps, two)
     with pytest.raises(ValueError, match="^layers: .* has no module 'nope'"):
         _explain(sm, "gradcam", "refinecam", photo, baseline_options={"refinecam": {"layers": ["nope"]}})
@@ -165,7 +188,14 @@ def test_evaluation_rows_floors_and_passes(sm, tmp_path):
     )
     with open(tmp_path / "results.csv", encoding="utf-8", newline="") as f:
         rows = {(r["method"], r["variant"]): r for r in csv.DictReader(f)}
-    assert list(rows) == [("gradcam", "base"), ("gradcam", "ucag"), ("random", "base"), ("sobel", "base"), ("gradcam", "sess-matched"), ("gradcam", "refinecam")]
+    assert list(rows) == [
+        ("gradcam", "base"),
+        ("gradcam", "ucag"),
+        ("random", "base"),
+        ("sobel", "base"),
+        ("gradcam", "sess-matched"),
+        ("gradcam", "refinecam"),
+    ]
     for row in rows.values():
         assert 0 <= float(row["deletion"]) <= 1 and 0 <= float(row["insertion"]) <= 1
         assert all(row[c] != "" for c in PASS_COLUMNS)

@@ -160,7 +160,9 @@ def test_contrastive_output_relevance_shares_the_target_score_among_the_others()
 
 def test_lrp_output_relevance_is_the_target_logit():
     logits = torch.tensor([[4.0, -1.0], [0.5, -3.0]])
-    torch.testing.assert_close(lrp_output_relevance(logits, torch.tensor([1, 1])), torch.tensor([[0.0, -1.0], [0.0, -3.0]]))
+    torch.testing.assert_close(
+        lrp_output_relevance(logits, torch.tensor([1, 1])), torch.tensor([[0.0, -1.0], [0.0, -3.0]])
+    )
 
 
 # ---- conservation and signs on toys -------------------------------------------------------
@@ -206,7 +208,9 @@ def test_contrastive_lrp_in_one_pass_equals_target_minus_dual_relevance():
         y_t = out.gather(1, targets[:, None])
         return y_t / 3 * (1 - F.one_hot(targets, 4))
 
-    expected = zennit_relevance(model, x, target_part, epsilon_everywhere()) - zennit_relevance(model, x, dual_part, epsilon_everywhere())
+    expected = zennit_relevance(model, x, target_part, epsilon_everywhere()) - zennit_relevance(
+        model, x, dual_part, epsilon_everywhere()
+    )
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 

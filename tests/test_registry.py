@@ -107,7 +107,12 @@ def test_captum_zennit_and_callables_meet_the_contract(tiny):
     from zennit.attribution import Gradient
     from zennit.composites import EpsilonPlusFlat
 
-    bases = [LayerGradCam(model, layer), Saliency(model), Gradient(model, EpsilonPlusFlat()), lambda patches, targets: patches.mean(1)]
+    bases = [
+        LayerGradCam(model, layer),
+        Saliency(model),
+        Gradient(model, EpsilonPlusFlat()),
+        lambda patches, targets: patches.mean(1),
+    ]
     kinds = ["cam", "cam", "signed", "cam"]
     for base, kind in zip(bases, kinds, strict=True):
         adapter = make_adapter(base, model)
@@ -126,7 +131,9 @@ def test_attribute_options_only_for_captum(tiny):
 
     explainer = ucag.UCAG(IntegratedGradients(model), units=2, n_steps=3)
     assert explainer.adapter.attribute_kwargs == {"n_steps": 3}
-    with pytest.raises(TypeError, match=r"^attribute_kwargs: only Captum bases take attribute options, got \['n_steps'\] for GradCAM"):
+    with pytest.raises(
+        TypeError, match=r"^attribute_kwargs: only Captum bases take attribute options, got \['n_steps'\] for GradCAM"
+    ):
         ucag.UCAG(pytorch_grad_cam.GradCAM(model, [layer]), n_steps=3)
     with pytest.raises(TypeError, match="takes no attribute options"):
         ucag.UCAG(ucag.bases.LRP(model), epsilon=1.0)

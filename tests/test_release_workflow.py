@@ -30,7 +30,9 @@ def workflow() -> dict:
 
 
 def _steps_text(job: dict) -> str:
-    return "\n".join(str(step.get("run", "")) + str(step.get("with", "")) + str(step.get("env", "")) for step in job["steps"])
+    return "\n".join(
+        str(step.get("run", "")) + str(step.get("with", "")) + str(step.get("env", "")) for step in job["steps"]
+    )
 
 
 def test_it_parses_and_says_it_has_never_run(workflow):
@@ -72,7 +74,9 @@ def test_every_wheel_is_smoke_tested_before_publishing(workflow):
     tested = {e["wheel"] for e in entries}
     assert tested == set(uploaded.values())
     # only the tch wheel next to torch 2.11 runs the tch kernels
-    assert {(e["wheel"], e["torch"]) for e in entries if e["kernels"] == "tch"} == {("wheel-linux-x86_64-tch", "torch==2.11.*")}
+    assert {(e["wheel"], e["torch"]) for e in entries if e["kernels"] == "tch"} == {
+        ("wheel-linux-x86_64-tch", "torch==2.11.*")
+    }
     assert "smoke_wheel.py" in _steps_text(smoke)
     assert set(jobs["publish"]["needs"]) == {"smoke", "sdist"}
     assert (ROOT / "tests" / "smoke_wheel.py").exists()

@@ -59,7 +59,9 @@ def sobel(sample_model):
 
 @pytest.fixture(scope="module")
 def cascades(sample_model, photo, sobel):
-    gradcam = randomization_check(sample_model.model, registry_explainer("gradcam"), photo, [CAT], stages=STAGES, progress=False)
+    gradcam = randomization_check(
+        sample_model.model, registry_explainer("gradcam"), photo, [CAT], stages=STAGES, progress=False
+    )
     edges = randomization_check(sample_model.model, sobel, photo, [CAT], stages=STAGES, progress=False)
     return gradcam, edges
 
@@ -95,7 +97,15 @@ def test_the_result_summarises_per_stage(cascades):
 
 def test_independent_mode_draws_the_same_parameters_as_the_cascade(sample_model, photo, cascades):
     gradcam, _ = cascades
-    independent = randomization_check(sample_model.model, registry_explainer("gradcam"), photo, [CAT], mode="independent", stages=STAGES, progress=False)
+    independent = randomization_check(
+        sample_model.model,
+        registry_explainer("gradcam"),
+        photo,
+        [CAT],
+        mode="independent",
+        stages=STAGES,
+        progress=False,
+    )
     assert independent.mode == "independent" and independent.stage_names == gradcam.stage_names
     # stage 0 randomises the same (top) stage with the same seed in both modes
     np.testing.assert_allclose(independent.maps[0], gradcam.maps[0], atol=1e-6)
@@ -119,7 +129,10 @@ def test_the_users_model_is_left_alone(sample_model, photo):
         assert torch.equal(value, after[key]), key
     assert {n: m.training for n, m in model.named_modules()} == modes
     assert all(p.grad is None for p in model.parameters())
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules()) == hooks
+    assert (
+        sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+        == hooks
+    )
 
 
 TRACE = torch.zeros(1, 3, 64, 64)  # the stages' trace only needs the order of the calls
@@ -173,10 +186,14 @@ def test_randomize_is_seeded_and_reaches_every_stage(sample_model):
     for name, p in a.named_parameters():
         if p.dim() > 1:
             assert not torch.equal(p, trained[name]), name
-    assert all(torch.equal(m.running_var, torch.ones_like(m.running_var)) for m in a.modules() if isinstance(m, nn.BatchNorm2d))
+    assert all(
+        torch.equal(m.running_var, torch.ones_like(m.running_var)) for m in a.modules() if isinstance(m, nn.BatchNorm2d)
+    )
     assert not a.training
     top = randomize(model, upto=1, sample=TRACE)
-    assert not torch.equal(top._fc.weight, model._fc.weight) and torch.equal(top._conv_head.weight, model._conv_head.weight)
+    assert not torch.equal(top._fc.weight, model._fc.weight) and torch.equal(
+        top._conv_head.weight, model._conv_head.weight
+    )
 
 
 def test_constant_maps_have_similarity_zero():
@@ -242,7 +259,18 @@ def test_bad_arguments_name_the_argument(sample_model, photo, sobel):
 
 
 def test_ucag_evaluate_writes_the_randomization_columns(tmp_path, capsys):
-    argv = ["evaluate", "--samples", "--methods", "gradcam", "--variants", "base", "--limit", "1", "--metrics", "randomization"]
+    argv = [
+        "evaluate",
+        "--samples",
+        "--methods",
+        "gradcam",
+        "--variants",
+        "base",
+        "--limit",
+        "1",
+        "--metrics",
+        "randomization",
+    ]
     assert main(argv + ["--out", str(tmp_path), "--no-progress", "--device", "cpu"]) == 0
     assert "randomized Spearman ↓" in capsys.readouterr().out
     with open(tmp_path / "results.csv", encoding="utf-8", newline="") as f:
@@ -259,7 +287,9 @@ def test_ucag_evaluate_writes_the_randomization_columns(tmp_path, capsys):
 
 def test_the_figures(sample_model, photo, cascades):
     gradcam, edges = cascades
-    fig = plot_randomization({"Grad-CAM": gradcam, "SobelCAM": edges}, image=photo, mean=sample_model.mean, std=sample_model.std)
+    fig = plot_randomization(
+        {"Grad-CAM": gradcam, "SobelCAM": edges}, image=photo, mean=sample_model.mean, std=sample_model.std
+    )
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2 * (2 + STAGES)  # photo, trained map, one per stage
     assert [ax.get_title() for ax in fig.axes[:3]] == ["image", "trained", gradcam.stage_names[0]]
@@ -280,7 +310,14 @@ def test_the_figures(sample_model, photo, cascades):
 
 def test_map_grid(sample_model, photo):
     maps = [np.random.default_rng(k).random((56, 56)) for k in range(3)]
-    fig = viz.map_grid({"a": maps, "b": [torch.from_numpy(m) for m in maps]}, ["x", "y", "z"], image=photo, mean=sample_model.mean, std=sample_model.std, over_image=True)
+    fig = viz.map_grid(
+        {"a": maps, "b": [torch.from_numpy(m) for m in maps]},
+        ["x", "y", "z"],
+        image=photo,
+        mean=sample_model.mean,
+        std=sample_model.std,
+        over_image=True,
+    )
     assert len(fig.axes) == 2 * 4
     plt.close(fig)
     fig = viz.map_grid({"zero": [np.zeros((8, 8))]})  # an all-zero map is drawn, black

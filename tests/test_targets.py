@@ -31,7 +31,16 @@ from torch import nn
 import ucag
 from ucag import kernels
 from ucag.eval import metrics
-from ucag.targets import GRADCAM_TARGETS, TARGET_KINDS, BinaryTarget, ClassTarget, MultiLabelTarget, ScoreTarget, SegmentationTarget, SimilarityTarget
+from ucag.targets import (
+    GRADCAM_TARGETS,
+    TARGET_KINDS,
+    BinaryTarget,
+    ClassTarget,
+    MultiLabelTarget,
+    ScoreTarget,
+    SegmentationTarget,
+    SimilarityTarget,
+)
 
 SMALL: dict[str, Any] = {"units": 2, "scale": 1.5, "blur": None}
 
@@ -40,7 +49,9 @@ class Features(nn.Module):
     def __init__(self, outputs: int) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        )
         self.fc = nn.Linear(8, outputs)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +142,9 @@ def test_integer_targets_on_a_single_logit_are_its_sides_and_none_is_the_predict
     with torch.no_grad():
         predicted = (model(x)[:, 0] > 0).long().tolist()
     assert u.explain(x).targets.tolist() == predicted
-    with pytest.raises(ValueError, match=r"^targets: this model returns one logit per input .* 1 \(positive\) or 0 \(negative\); got 2"):
+    with pytest.raises(
+        ValueError, match=r"^targets: this model returns one logit per input .* 1 \(positive\) or 0 \(negative\); got 2"
+    ):
         u.explain(x, [2, 1])
 
 
@@ -165,13 +178,21 @@ def test_class_targets_give_the_same_maps_as_indices_bit_for_bit() -> None:
     model, x = LabelsNet().eval(), images()
     u = ucag.UCAG(cam(model), **SMALL)
     reference = u.explain(x, [2, 1])
-    for targets in ([ClassTarget(2), ClassTarget(1)], [ClassifierOutputTarget(2), ClassifierOutputTarget(1)], torch.tensor([2, 1])):
+    for targets in (
+        [ClassTarget(2), ClassTarget(1)],
+        [ClassifierOutputTarget(2), ClassifierOutputTarget(1)],
+        torch.tensor([2, 1]),
+    ):
         e = u.explain(x, targets)
         torch.testing.assert_close(e.raw, reference.raw, rtol=0, atol=0)
         torch.testing.assert_close(e.weights, reference.weights, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("target", [ClassifierOutputSoftmaxTarget(2), ClassifierOutputReST(2), FinerWeightedTarget(2, [0, 1], 0.6)], ids=lambda t: type(t).__name__)
+@pytest.mark.parametrize(
+    "target",
+    [ClassifierOutputSoftmaxTarget(2), ClassifierOutputReST(2), FinerWeightedTarget(2, [0, 1], 0.6)],
+    ids=lambda t: type(t).__name__,
+)
 def test_grad_cam_class_targets_keep_their_own_gradient(target: Any) -> None:
     model, x = LabelsNet().eval(), images(1)
     u = ucag.UCAG(cam(model), weighting="uniform", **SMALL)
@@ -240,10 +261,19 @@ def test_segmentation_score_is_grad_cams_sum_over_the_mask() -> None:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        (lambda m: SemanticSegmentationTarget(1, m[:20]), r"^targets: the segmentation mask is \(20, 24\), the images are \(24, 24\)"),
+        (
+            lambda m: SemanticSegmentationTarget(1, m[:20]),
+            r"^targets: the segmentation mask is \(20, 24\), the images are \(24, 24\)",
+        ),
         (lambda m: SemanticSegmentationTarget(1, 0 * m), r"^targets: the segmentation mask of category 1 is empty"),
-        (lambda m: SemanticSegmentationTarget(7, m), r"^targets: segmentation category 7 is outside this model's 3 output channels"),
-        (lambda m: 1, r"^targets: a binary target needs|^targets: class indices|^targets: a class target needs a model that returns \(B, K\) floating logits; the model returned \(1, 3, 24, 24\)"),
+        (
+            lambda m: SemanticSegmentationTarget(7, m),
+            r"^targets: segmentation category 7 is outside this model's 3 output channels",
+        ),
+        (
+            lambda m: 1,
+            r"^targets: a binary target needs|^targets: class indices|^targets: a class target needs a model that returns \(B, K\) floating logits; the model returned \(1, 3, 24, 24\)",
+        ),
     ],
     ids=["mask-size", "empty-mask", "category", "class-on-dense"],
 )
@@ -276,7 +306,9 @@ def test_similarity_scores_cosine_and_weights_by_its_half_shifted_value() -> Non
     cos = F.cosine_similarity(patch_outputs(model, x, u), concept[None], dim=1)
     torch.testing.assert_close(e.probabilities, (1 + cos) / 2)
     assert e.targets.tolist() == [-1, -1]
-    with pytest.raises(ValueError, match=r"^targets: a similarity target needs a model that returns \(B, 4\) floating embeddings"):
+    with pytest.raises(
+        ValueError, match=r"^targets: a similarity target needs a model that returns \(B, 4\) floating embeddings"
+    ):
         u.explain(x, [SimilarityTarget(concept[:4])] * 2)
 
 
@@ -287,7 +319,9 @@ def test_score_targets_need_their_confidence() -> None:
     e = u.explain(x, [margin, margin])
     logits = patch_outputs(model, x, u)
     torch.testing.assert_close(e.probabilities, torch.sigmoid(logits[:, 0] - logits[:, 1]))
-    with pytest.raises(TypeError, match=r"^targets: UCAG weights each patch by the model's confidence .* ucag.targets.ScoreTarget"):
+    with pytest.raises(
+        TypeError, match=r"^targets: UCAG weights each patch by the model's confidence .* ucag.targets.ScoreTarget"
+    ):
         u.explain(x, [lambda out: out[0], lambda out: out[0]])
     unbounded = ScoreTarget(lambda out: out[:, 0], lambda out: out[:, 0] * 100)
     with pytest.raises(ValueError, match=r"^targets: a score target's confidence must give .* values in \[0, 1\]"):
@@ -309,7 +343,11 @@ def test_docstring_examples_run() -> None:
 
 
 def test_every_grad_cam_target_class_is_translated_or_refused() -> None:
-    exported = {name for name, obj in inspect.getmembers(model_targets, inspect.isclass) if obj.__module__ == model_targets.__name__}
+    exported = {
+        name
+        for name, obj in inspect.getmembers(model_targets, inspect.isclass)
+        if obj.__module__ == model_targets.__name__
+    }
     assert exported == set(GRADCAM_TARGETS)
     assert set(TARGET_KINDS) == {"class", "binary", "multilabel", "segmentation", "similarity", "score"}
 
@@ -317,9 +355,18 @@ def test_every_grad_cam_target_class_is_translated_or_refused() -> None:
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        (RawScoresOutputTarget(), r"^targets: RawScoresOutputTarget is not supported by UCAG: it scores every output at once and names no class"),
-        (SoftmaxOutputTarget(), r"^targets: SoftmaxOutputTarget is not supported by UCAG: it scores every class at once"),
-        (FasterRCNNBoxScoreTarget([1], [np.zeros(4)]), r"^targets: FasterRCNNBoxScoreTarget is not supported by UCAG: detection is not supported"),
+        (
+            RawScoresOutputTarget(),
+            r"^targets: RawScoresOutputTarget is not supported by UCAG: it scores every output at once and names no class",
+        ),
+        (
+            SoftmaxOutputTarget(),
+            r"^targets: SoftmaxOutputTarget is not supported by UCAG: it scores every class at once",
+        ),
+        (
+            FasterRCNNBoxScoreTarget([1], [np.zeros(4)]),
+            r"^targets: FasterRCNNBoxScoreTarget is not supported by UCAG: detection is not supported",
+        ),
     ],
     ids=lambda v: type(v).__name__ if not isinstance(v, str) else "",
 )
@@ -334,7 +381,10 @@ def test_bases_that_take_class_indices_refuse_other_kinds() -> None:
     def saliency(patches: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return patches.sum(1)
 
-    with pytest.raises(TypeError, match=r"^targets: binary targets need a pytorch-grad-cam base, which follows target objects; saliency takes class indices"):
+    with pytest.raises(
+        TypeError,
+        match=r"^targets: binary targets need a pytorch-grad-cam base, which follows target objects; saliency takes class indices",
+    ):
         ucag.UCAG(saliency, model=model, **SMALL).explain(x, [BinaryTarget(1)])
     with pytest.raises(TypeError, match=r"^targets: binary targets work with ucag.UCAG around a pytorch-grad-cam base"):
         ucag.baselines.CAMERAS(model, model.features[-1])(x, [BinaryClassifierOutputTarget(1)])
@@ -388,7 +438,9 @@ def sample_head(head: str) -> Any:
 REAL: dict[str, Any] = {"units": 3, "scale": 1.5}
 
 
-def explain_sample(sample: Any, x: torch.Tensor, targets: list[Any], **settings: Any) -> tuple[ucag.Explanation, torch.Tensor]:
+def explain_sample(
+    sample: Any, x: torch.Tensor, targets: list[Any], **settings: Any
+) -> tuple[ucag.Explanation, torch.Tensor]:
     """UCAG(Grad-CAM) on the sample head, and the head's output on the same patches."""
     with GradCAM(model=sample.model, target_layers=[sample.target_layer]) as grad_cam:
         u = ucag.UCAG(grad_cam, **(REAL | settings))
@@ -416,7 +468,9 @@ def test_multilabel_head_reads_each_label_by_its_sigmoid(photos: dict[str, torch
     cat, cup = sample.class_names.index("cat"), sample.class_names.index("cup")
     e, out = explain_sample(sample, x, [cat, cup], confidence="sigmoid")
     n = e.grid.num_patches
-    torch.testing.assert_close(e.probabilities, torch.cat([torch.sigmoid(out[:n, cat]), torch.sigmoid(out[n:, cup])]), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        e.probabilities, torch.cat([torch.sigmoid(out[:n, cat]), torch.sigmoid(out[n:, cup])]), rtol=1e-4, atol=1e-5
+    )
     assert e.probabilities[:n].std() > 0.01 and e.probabilities[n:].std() > 0.01  # not constant
 
 
@@ -428,7 +482,9 @@ def test_dense_head_segmentation_zero_weighs_patches_outside_the_mask(photos: di
         mask = (sample.model(x)[0].argmax(0) == cup).float()
     assert 0 < mask.mean() < 0.5  # the cup is a part of the photo
     # small patches (0.3 of the side): some of them miss the cup
-    e, out = explain_sample(sample, x, [SemanticSegmentationTarget(cup, mask.numpy())], units=4, patch_size=0.3, scale=2.0)
+    e, out = explain_sample(
+        sample, x, [SemanticSegmentationTarget(cup, mask.numpy())], units=4, patch_size=0.3, scale=2.0
+    )
     grid = e.grid
     boxes = [(y, x0) for y in grid.offsets_y for x0 in grid.offsets_x]
     h, w = grid.patch_size
@@ -448,7 +504,9 @@ def test_embedding_head_similarity_to_a_class_direction(photos: dict[str, torch.
     concept = sample.model.network._fc.weight[285].detach()  # the classifier's "Egyptian cat" direction
     x = torch.cat([photos["chelsea"], photos["coffee"]])
     e, out = explain_sample(sample, x, [SimilarityTarget(concept)] * 2)
-    torch.testing.assert_close(e.probabilities, (1 + F.cosine_similarity(out, concept[None], dim=1)) / 2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        e.probabilities, (1 + F.cosine_similarity(out, concept[None], dim=1)) / 2, rtol=1e-4, atol=1e-5
+    )
     n = e.grid.num_patches
     assert e.probabilities[:n].mean() > e.probabilities[n:].mean()  # the cat photo is closer to "cat"
     assert e.probabilities[:n].std() > 0.001
@@ -462,7 +520,9 @@ def test_torchvision_segmentation_models(name: str) -> None:
     torch.manual_seed(0)
     model = getattr(torchvision.models.segmentation, name)(weights=None, weights_backbone=None, num_classes=3).eval()
     suggestion = ucag.layer_suggestion(model)
-    assert not (isinstance(suggestion.layer, nn.Conv2d) and suggestion.layer.out_channels == 3)  # a feature map, not the logits
+    assert not (
+        isinstance(suggestion.layer, nn.Conv2d) and suggestion.layer.out_channels == 3
+    )  # a feature map, not the logits
     x = images(1, 64)
     with torch.no_grad():
         out = model(x)["out"]
@@ -482,13 +542,30 @@ def test_evaluate_a_binary_head_on_the_bundled_photos(tmp_path: Any, capsys: pyt
     from ucag.cli import main
 
     out = tmp_path / "binary"
-    args = ["evaluate", "--samples", "--target-kind", "binary", "--methods", "gradcam", "--metrics", "deletion", "insertion"]
+    args = [
+        "evaluate",
+        "--samples",
+        "--target-kind",
+        "binary",
+        "--methods",
+        "gradcam",
+        "--metrics",
+        "deletion",
+        "insertion",
+    ]
     assert main([*args, "--units", "2", "--limit", "2", "--no-progress", "--out", str(out)]) == 0
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert [(r["id"], r["variant"], r["target"]) for r in rows] == [("chelsea", "base", "1"), ("chelsea", "ucag", "1"), ("coffee", "base", "0"), ("coffee", "ucag", "0")]
+    assert [(r["id"], r["variant"], r["target"]) for r in rows] == [
+        ("chelsea", "base", "1"),
+        ("chelsea", "ucag", "1"),
+        ("coffee", "base", "0"),
+        ("coffee", "ucag", "0"),
+    ]
     sample = sample_head("binary")
     with torch.no_grad():
-        cat = torch.sigmoid(sample.model(sample.preprocess(__import__("ucag.data").data.sample_image("chelsea").rgb)))[0, 0]
+        cat = torch.sigmoid(sample.model(sample.preprocess(__import__("ucag.data").data.sample_image("chelsea").rgb)))[
+            0, 0
+        ]
     assert float(rows[0]["probability"]) == pytest.approx(float(cat), rel=1e-5)
     # the deletion curve starts at the explained side's probability, not at a softmax of one logit
     curves = list(csv.DictReader((out / "curves.csv").open()))
@@ -506,9 +583,21 @@ def json_config(out: Any) -> dict[str, Any]:
 def test_evaluate_refuses_methods_that_take_class_indices(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     from ucag.cli import main
 
-    base = ["evaluate", "--samples", "--target-kind", "multilabel", "--metrics", "deletion", "--out", str(tmp_path / "x")]
+    base = [
+        "evaluate",
+        "--samples",
+        "--target-kind",
+        "multilabel",
+        "--metrics",
+        "deletion",
+        "--out",
+        str(tmp_path / "x"),
+    ]
     assert main([*base, "--methods", "gradcam", "lrp"]) == 2
-    assert "ucag: error: --methods: lrp take class indices only; multilabel targets need pytorch-grad-cam methods" in capsys.readouterr().err
+    assert (
+        "ucag: error: --methods: lrp take class indices only; multilabel targets need pytorch-grad-cam methods"
+        in capsys.readouterr().err
+    )
     assert main([*base, "--methods", "gradcam", "--baselines", "cameras"]) == 2
     assert "--methods: cameras take class indices only" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

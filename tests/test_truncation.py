@@ -17,7 +17,16 @@ import ucag
 import ucag.data
 
 # Every gradient-based CAM class of grad-cam 1.5.7 that needs nothing below its target layers.
-GRADIENT_CAMS = ["GradCAM", "HiResCAM", "GradCAMElementWise", "GradCAMPlusPlus", "XGradCAM", "LayerCAM", "EigenGradCAM", "RandomCAM"]
+GRADIENT_CAMS = [
+    "GradCAM",
+    "HiResCAM",
+    "GradCAMElementWise",
+    "GradCAMPlusPlus",
+    "XGradCAM",
+    "LayerCAM",
+    "EigenGradCAM",
+    "RandomCAM",
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +40,19 @@ def sample():
 def resnet():
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
-    x = torch.nn.functional.interpolate(ucag.data.load_photo("astronaut")[None], size=(112, 112), antialias=True, mode="bilinear")
+    x = torch.nn.functional.interpolate(
+        ucag.data.load_photo("astronaut")[None], size=(112, 112), antialias=True, mode="bilinear"
+    )
     return model, [model.layer4], [model.layer3, model.layer4], (x - 0.45) / 0.25, [3]
 
 
 def state_of(model):
     return (
         [p.requires_grad for p in model.parameters()],
-        {name: (dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks)) for name, m in model.named_modules()},
+        {
+            name: (dict(m._forward_hooks), dict(m._forward_pre_hooks), dict(m._backward_hooks))
+            for name, m in model.named_modules()
+        },
         [m.training for m in model.modules()],
     )
 
@@ -49,7 +63,10 @@ def run(cam, x, targets, truncate):
 
 
 CASES = [(f, n, "single") for f in ("sample", "resnet") for n in GRADIENT_CAMS]
-CASES += [("resnet", n, "multi") for n in GRADIENT_CAMS] + [("sample", "GradCAM", "multi"), ("sample", "LayerCAM", "multi")]
+CASES += [("resnet", n, "multi") for n in GRADIENT_CAMS] + [
+    ("sample", "GradCAM", "multi"),
+    ("sample", "LayerCAM", "multi"),
+]
 
 
 @pytest.mark.parametrize("fixture,name,layers", CASES)
@@ -87,7 +104,13 @@ def test_state_restored_after_a_call_that_raised(resnet):
 
 def test_methods_needing_input_gradients_are_never_truncated(resnet):
     model, single, _, x, targets = resnet
-    for base in (pgc.FullGrad(model, single), pgc.ShapleyCAM(model, single), pgc.EigenCAM(model, single), Saliency(model), Gradient(model)):
+    for base in (
+        pgc.FullGrad(model, single),
+        pgc.ShapleyCAM(model, single),
+        pgc.EigenCAM(model, single),
+        Saliency(model),
+        Gradient(model),
+    ):
         e = ucag.UCAG(base, units=2, batch_size=4).explain(x, targets)
         assert not e.truncated_backward, type(base).__name__
         assert torch.isfinite(e.raw).all()
@@ -113,7 +136,9 @@ def test_an_in_place_op_after_the_target_layer_still_works():
     # which a leaf that requires grad would refuse.
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-    model = torch.nn.Sequential(conv, torch.nn.ReLU(inplace=True), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5)).eval()
+    model = torch.nn.Sequential(
+        conv, torch.nn.ReLU(inplace=True), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5)
+    ).eval()
     x = torch.randn(1, 3, 40, 40)
     with pgc.GradCAM(model=model, target_layers=[conv]) as cam:
         fast, full = run(cam, x, [2], True), run(cam, x, [2], False)

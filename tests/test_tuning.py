@@ -116,8 +116,12 @@ def test_recommended_setting_reproduces_its_scores(tuned):
     with GradCAM(model=sm.model, target_layers=[sm.target_layer]) as cam:
         saliency = ucag.UCAG(cam, **result.best.ucag_kwargs((224, 224))).explain(x).saliency
     targets = sm.model(x).argmax(1)
-    np.testing.assert_allclose(metrics.deletion(sm.model, x, saliency, targets, step=STEP).values, best.deletion, atol=1e-6)
-    np.testing.assert_allclose(metrics.insertion(sm.model, x, saliency, targets, step=STEP).values, best.insertion, atol=1e-6)
+    np.testing.assert_allclose(
+        metrics.deletion(sm.model, x, saliency, targets, step=STEP).values, best.deletion, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        metrics.insertion(sm.model, x, saliency, targets, step=STEP).values, best.insertion, atol=1e-6
+    )
     assert result.call.startswith("ucag.UCAG(cam, units=")
 
 

@@ -72,7 +72,10 @@ def curves(sample):
     out = {}
     for kind, metric in (("deletion", metrics.deletion), ("insertion", metrics.insertion)):
         both = metric(sm.model, inputs, maps, [CAT, CAT], step=224 * 56)
-        out[kind] = {name: metrics.MetricResult(kind, both.values[k : k + 1], both.curves[k : k + 1]) for k, name in enumerate(("GradCAM", "UCAG"))}
+        out[kind] = {
+            name: metrics.MetricResult(kind, both.values[k : k + 1], both.curves[k : k + 1])
+            for k, name in enumerate(("GradCAM", "UCAG"))
+        }
     return out
 
 
@@ -392,14 +395,19 @@ def test_plot_curves_compares_methods_with_their_aucs(curves):
             np.testing.assert_allclose(line.get_xdata(), np.linspace(0, 1, result.curves.shape[1]))
             np.testing.assert_allclose(line.get_ydata(), result.curves[0])
     # A method keeps its colour in both panels.
-    assert [line.get_color() for line in deletion_ax.get_lines()] == [line.get_color() for line in insertion_ax.get_lines()]
+    assert [line.get_color() for line in deletion_ax.get_lines()] == [
+        line.get_color() for line in insertion_ax.get_lines()
+    ]
 
 
 def test_plot_curves_in_one_given_axes(curves):
     fig, ax = plt.subplots()
     deletion, insertion = curves["deletion"]["UCAG"], curves["insertion"]["UCAG"]
     assert plot_curves(deletion, insertion, labels="UCAG", ax=ax) is fig
-    assert legend_texts(ax) == [f"deletion: UCAG (AUC {deletion.mean:.3f})", f"insertion: UCAG (AUC {insertion.mean:.3f})"]
+    assert legend_texts(ax) == [
+        f"deletion: UCAG (AUC {deletion.mean:.3f})",
+        f"insertion: UCAG (AUC {insertion.mean:.3f})",
+    ]
     assert [line.get_linestyle() for line in ax.get_lines()] == ["--", "-"]
 
 

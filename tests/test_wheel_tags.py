@@ -23,7 +23,9 @@ import wheel_check  # noqa: E402
 PACKAGE = Path(ucag.__file__).parent
 CORE = next(PACKAGE.glob("_core*.so"), None)
 TCH = next(PACKAGE.glob("_tch*.so"), None)
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or CORE is None, reason="needs the Linux extension modules of this checkout")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or CORE is None, reason="needs the Linux extension modules of this checkout"
+)
 
 
 def _record_line(name: str, data: bytes) -> str:
@@ -37,7 +39,9 @@ def _wheel(folder: Path, platform: str, modules: list[Path]) -> Path:
     info = "ucag-0.1.0.dist-info"
     files = {f"ucag/{m.name}": m.read_bytes() for m in modules}
     files["ucag/__init__.py"] = b""
-    files[f"{info}/WHEEL"] = ("Wheel-Version: 1.0\nRoot-Is-Purelib: false\n" + "".join(f"Tag: cp311-abi3-{p}\n" for p in platform.split("."))).encode()
+    files[f"{info}/WHEEL"] = (
+        "Wheel-Version: 1.0\nRoot-Is-Purelib: false\n" + "".join(f"Tag: cp311-abi3-{p}\n" for p in platform.split("."))
+    ).encode()
     record = [_record_line(name, data) for name, data in files.items()] + [f"{info}/RECORD,,"]
     with zipfile.ZipFile(wheel, "w") as archive:
         for name, data in files.items():
@@ -51,7 +55,10 @@ def test_tags_of_wheel_names():
     assert wheel_check.platform_tags(name) == ["manylinux2014_x86_64", "manylinux_2_17_x86_64"]
     assert wheel_check.claimed_glibc(name) == (2, 17)
     assert wheel_check.claimed_glibc(Path("ucag-0.1.0-cp311-abi3-manylinux_2_34_x86_64.whl")) == (2, 34)
-    assert wheel_check.claimed_glibc(Path("ucag-0.1.0-cp311-abi3-manylinux_2_28_x86_64.manylinux_2_34_x86_64.whl")) == (2, 28)
+    assert wheel_check.claimed_glibc(Path("ucag-0.1.0-cp311-abi3-manylinux_2_28_x86_64.manylinux_2_34_x86_64.whl")) == (
+        2,
+        28,
+    )
     assert wheel_check.claimed_glibc(Path("ucag-0.1.0-cp311-abi3-linux_x86_64.whl")) is None
     with pytest.raises(ValueError, match="not a wheel file name"):
         wheel_check.platform_tags(Path("ucag.whl"))
@@ -92,7 +99,10 @@ def test_the_tch_wheel_must_be_tagged_with_exactly_what_its_symbols_need(tmp_pat
     # the tch module never goes into the portable wheel, and a tch wheel has it
     assert any("holds the tch module" in p for p in wheel_check.check_portable(exact))
     (tmp_path / "core-only").mkdir()
-    assert any("no ucag/_tch module" in p for p in wheel_check.check_tch(_wheel(tmp_path / "core-only", f"{policy}_{arch}", [CORE])))
+    assert any(
+        "no ucag/_tch module" in p
+        for p in wheel_check.check_tch(_wheel(tmp_path / "core-only", f"{policy}_{arch}", [CORE]))
+    )
 
 
 @pytest.mark.skipif(TCH is None, reason="this checkout has no tch module")
@@ -105,7 +115,9 @@ def test_retagging_names_the_wheel_for_its_symbols_and_keeps_it_valid(tmp_path):
     with zipfile.ZipFile(retagged) as archive:
         assert archive.testzip() is None
         wheel_info = archive.read("ucag-0.1.0.dist-info/WHEEL").decode().splitlines()
-        assert [line for line in wheel_info if line.startswith("Tag: ")] == [f"Tag: cp311-abi3-{policy}_{platform.machine()}"]
+        assert [line for line in wheel_info if line.startswith("Tag: ")] == [
+            f"Tag: cp311-abi3-{policy}_{platform.machine()}"
+        ]
         record = archive.read("ucag-0.1.0.dist-info/RECORD").decode().splitlines()
         for name in archive.namelist():
             if not name.endswith("RECORD"):

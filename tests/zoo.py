@@ -136,7 +136,9 @@ TIMM: dict[str, tuple[str, dict[str, Any]]] = {
 #: Families whose registered variants all stack so many random blocks that the output no
 #: longer depends on the input; the sweep builds the same class shallower.
 TIMM_CLASSES: dict[str, Callable[[], nn.Module]] = {
-    "convmixer": lambda: __import__("timm").models.convmixer.ConvMixer(dim=256, depth=4, kernel_size=9, patch_size=7, num_classes=10),
+    "convmixer": lambda: __import__("timm").models.convmixer.ConvMixer(
+        dim=256, depth=4, kernel_size=9, patch_size=7, num_classes=10
+    ),
 }
 
 #: Input size of the sweep for models that take any size.
@@ -220,7 +222,10 @@ def timm_models() -> list[ZooModel]:
     def build(name: str, kwargs: dict[str, Any]) -> Callable[[], nn.Module]:
         return lambda: timm.create_model(name, pretrained=False, num_classes=10, **kwargs)
 
-    return [ZooModel("timm", family, name, TIMM_CLASSES.get(family) or build(name, kwargs)) for family, (name, kwargs) in TIMM.items()]
+    return [
+        ZooModel("timm", family, name, TIMM_CLASSES.get(family) or build(name, kwargs))
+        for family, (name, kwargs) in TIMM.items()
+    ]
 
 
 #: Keyword arguments of torchvision builders: the inception nets without their training-time
@@ -240,7 +245,9 @@ def torchvision_models() -> list[ZooModel]:
     import torchvision
 
     def build(name: str) -> Callable[[], nn.Module]:
-        return lambda: torchvision.models.get_model(name, weights=None, num_classes=10, **TORCHVISION_OPTIONS.get(name, {}))
+        return lambda: torchvision.models.get_model(
+            name, weights=None, num_classes=10, **TORCHVISION_OPTIONS.get(name, {})
+        )
 
     names = torchvision.models.list_models(module=torchvision.models)
     return [ZooModel("torchvision", _torchvision_family(name), name, build(name)) for name in names]
@@ -319,7 +326,9 @@ def transformers_models() -> list[ZooModel]:
                 with torch.device("meta"):
                     parameters = sum(p.numel() for p in cls(config).parameters())
                 if parameters > 400_000_000:
-                    raise RuntimeError(f"no small config works, and its default config has {parameters / 1e9:.1f}B parameters") from None
+                    raise RuntimeError(
+                        f"no small config works, and its default config has {parameters / 1e9:.1f}B parameters"
+                    ) from None
                 return cls(config)
 
         return make
@@ -396,7 +405,9 @@ def check(entry: ZooModel) -> ZooResult:
         handle.remove()
     assert len(runs) == 1, f"{entry.name}: {suggestion.name} ran {len(runs)} times"
     out = runs[0]
-    assert isinstance(out, torch.Tensor) and out.shape[0] == 3, f"{entry.name}: {suggestion.name} gives {getattr(out, 'shape', type(out))} for a batch of 3"
+    assert isinstance(out, torch.Tensor) and out.shape[0] == 3, (
+        f"{entry.name}: {suggestion.name} gives {getattr(out, 'shape', type(out))} for a batch of 3"
+    )
     expected_dims = {"NCHW": 4, "NHWC": 4, "tokens": 3}[suggestion.layout]
     assert out.dim() == expected_dims, f"{entry.name}: {suggestion.layout} layer gives {tuple(out.shape)}"
     assert suggestion.reshape_transform is None or suggestion.reshape_transform(out).dim() == 4
@@ -486,7 +497,9 @@ def document(results: list[ZooResult]) -> str:
     for r in results:
         e = r.model
         layer = f"`{r.layer}`" if r.layer else "—"
-        lines.append(f"| {e.library} | {e.family} | `{e.name}` | {layer} | {outcome(r)} | {_cell(r.unbuilt or r.refused or r.reason)} |")
+        lines.append(
+            f"| {e.library} | {e.family} | `{e.name}` | {layer} | {outcome(r)} | {_cell(r.unbuilt or r.refused or r.reason)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -66,14 +66,18 @@ def logits_of(output: Any, argument: str = "model") -> torch.Tensor:
     for anything else."""
     if isinstance(output, torch.Tensor):
         return output
-    logits = output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)  # a ModelOutput is a Mapping too
+    logits = (
+        output.get("logits") if isinstance(output, Mapping) else getattr(output, "logits", None)
+    )  # a ModelOutput is a Mapping too
     if isinstance(logits, torch.Tensor):
         return logits
     if isinstance(output, Mapping) and isinstance(output.get("out"), torch.Tensor):  # torchvision's segmentation models
         return output["out"]  # type: ignore[no-any-return]
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
-    raise TypeError(f"{argument}: must return (B, K) logits: a tensor, a tuple whose first element they are, or a dict / ModelOutput with 'logits' (or 'out'); got {type(output).__name__}")
+    raise TypeError(
+        f"{argument}: must return (B, K) logits: a tensor, a tuple whose first element they are, or a dict / ModelOutput with 'logits' (or 'out'); got {type(output).__name__}"
+    )
 
 
 class LogitsOnly(nn.Module):
@@ -94,7 +98,9 @@ def checked_logits(output: Any, rows: int, argument: str = "model") -> torch.Ten
     error that says what was returned."""
     logits = logits_of(output, argument)
     if logits.dim() != 2 or logits.shape[0] != rows or logits.shape[1] < 1 or not logits.is_floating_point():
-        raise ValueError(f"{argument}: must return (B, K) floating logits for B = {rows} inputs, got {logits.dtype} of shape {tuple(logits.shape)}")
+        raise ValueError(
+            f"{argument}: must return (B, K) floating logits for B = {rows} inputs, got {logits.dtype} of shape {tuple(logits.shape)}"
+        )
     return logits
 
 
@@ -103,7 +109,9 @@ def check_target_range(targets: Sequence[int] | torch.Tensor, classes: int, argu
     values = targets.tolist() if isinstance(targets, torch.Tensor) else list(targets)
     bad = [t for t in values if not 0 <= t < classes]
     if bad:
-        raise ValueError(f"{argument}: class indices must lie in [0, {classes}) for this model's {classes} outputs, got {bad}")
+        raise ValueError(
+            f"{argument}: class indices must lie in [0, {classes}) for this model's {classes} outputs, got {bad}"
+        )
 
 
 def resolve_targets(model: nn.Module, x: torch.Tensor, targets: Targets) -> torch.Tensor:
@@ -117,7 +125,9 @@ def resolve_targets(model: nn.Module, x: torch.Tensor, targets: Targets) -> torc
     resolved = resolve(model, x, targets)
     other = next((t for t in resolved if type(t) is not ClassTarget), None)
     if other is not None:
-        raise TypeError(f"targets: {other.kind} targets work with ucag.UCAG around a pytorch-grad-cam base (docs/algorithm.md §3.1); this takes class indices")
+        raise TypeError(
+            f"targets: {other.kind} targets work with ucag.UCAG around a pytorch-grad-cam base (docs/algorithm.md §3.1); this takes class indices"
+        )
     return torch.tensor([t.category for t in resolved], dtype=torch.long, device=x.device)
 
 
@@ -133,7 +143,10 @@ def target_objects(targets: Targets, repeats: int = 1) -> list[Any] | None:
 
     if targets is None or isinstance(targets, torch.Tensor) or all(plain(t) for t in targets):
         return None
-    objects = [t.gradient_object() if isinstance(t, Target) else ClassTarget(int(t)) if isinstance(t, (int, np.integer)) else t for t in targets]
+    objects = [
+        t.gradient_object() if isinstance(t, Target) else ClassTarget(int(t)) if isinstance(t, (int, np.integer)) else t
+        for t in targets
+    ]
     return [o for o in objects for _ in range(repeats)]
 
 
@@ -196,14 +209,33 @@ def run_in_chunks(rows: int, size: int, run: Callable[[slice], T], what: str = "
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             size = (stop - start) // 2
-            warnings.warn(f"out of memory with {stop - start} {what} per chunk; continuing with {size}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"out of memory with {stop - start} {what} per chunk; continuing with {size}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             continue
         start = stop
     return results, size
 
 
 #: The settings :class:`ucag.UCAG` takes besides the base, the model and Captum's options.
-SETTINGS = ("units", "patch_size", "scale", "scaled_size", "weighting", "confidence", "fold", "batch_size", "postprocess", "blur", "progress", "truncate_backward", "global_view", "global_weight")
+SETTINGS = (
+    "units",
+    "patch_size",
+    "scale",
+    "scaled_size",
+    "weighting",
+    "confidence",
+    "fold",
+    "batch_size",
+    "postprocess",
+    "blur",
+    "progress",
+    "truncate_backward",
+    "global_view",
+    "global_weight",
+)
 
 
 def check_settings(**settings: Any) -> None:
@@ -215,7 +247,9 @@ def check_settings(**settings: Any) -> None:
         raise TypeError(f"{unknown[0]}: not a UCAG setting; expected some of {', '.join(SETTINGS)}")
     scale, scaled_size = settings.get("scale"), settings.get("scaled_size")
     if scale is not None and scaled_size is not None:
-        raise ValueError(f"scaled_size: give scale or scaled_size, not both (got scale={scale!r}, scaled_size={scaled_size!r})")
+        raise ValueError(
+            f"scaled_size: give scale or scaled_size, not both (got scale={scale!r}, scaled_size={scaled_size!r})"
+        )
     if settings.keys() & {"units", "patch_size", "scale", "scaled_size"}:
         GridSpec(settings.get("units", 6), settings.get("patch_size"), 2.6 if scale is None else scale, scaled_size)
     batch_size = settings.get("batch_size", 16)
@@ -224,7 +258,9 @@ def check_settings(**settings: Any) -> None:
     if settings.get("weighting", "exp") not in ("exp", "prob", "uniform"):
         raise ValueError(f"weighting: expected 'exp', 'prob' or 'uniform', got {settings['weighting']!r}")
     if settings.get("confidence", "softmax") not in ("softmax", "sigmoid"):
-        raise ValueError(f"confidence: expected 'softmax' (single-label classes) or 'sigmoid' (multi-label heads), got {settings['confidence']!r}")
+        raise ValueError(
+            f"confidence: expected 'softmax' (single-label classes) or 'sigmoid' (multi-label heads), got {settings['confidence']!r}"
+        )
     if "fold" in settings:
         check_fold_window(settings["fold"], "fold")
     if settings.get("postprocess", "auto") not in ("auto", "cam", "none"):
@@ -242,7 +278,9 @@ class GradCamCallable:
     numpy float32 (B, H, W) maps. A class provides :meth:`_call_maps`, the torch maps a
     call returns."""
 
-    def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
+    def _call_maps(
+        self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(

@@ -10,7 +10,16 @@ from typing import Literal, Self, TypeVar, final, overload
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Grid", "unfold", "fold", "confidence", "check_images", "check_fold_inputs", "confidence_targets", "__version__"]
+__all__ = [
+    "Grid",
+    "unfold",
+    "fold",
+    "confidence",
+    "check_images",
+    "check_fold_inputs",
+    "confidence_targets",
+    "__version__",
+]
 
 __version__: str
 
@@ -67,7 +76,9 @@ class Grid:
         """The duplication matrix D: how many patches contain each pixel, int32 (H, W).
         MemoryError (ValueError beyond 2**63 - 1 bytes) naming image_size when it cannot be
         allocated."""
-    def fold_weights(self, window: Literal["box", "linear", "cosine"] = "box") -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    def fold_weights(
+        self, window: Literal["box", "linear", "cosine"] = "box"
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """The fold's window (docs/algorithm.md section 4.1) as float64 arrays: the row
         profiles (units, h) and column profiles (units, w) of the patch positions, and the
         sums of the placed profiles (H,) and (W,). Patch (i, j) weighs its pixel (r, c) by
@@ -91,17 +102,25 @@ def unfold(images: _Float, grid: Grid) -> _Float:
 # (type: ignore: mypy instantiates _Float with different dtypes in the overloads it
 # compares, a false positive)
 @overload
-def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: Literal[False] = False) -> _Float:  # type: ignore[overload-overlap]
+def confidence(  # type: ignore[overload-overlap]
+    logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: Literal[False] = False
+) -> _Float:
     """Per-patch weights (docs/algorithm.md section 3) from (rows, K) logits: the softmax
     probability p of each row's target class mapped by ``mode`` ("exp" -> exp(p), "prob"
     -> p, "uniform" -> 1), (rows,) in the logits' dtype; with ``return_probabilities``,
     (probabilities, weights) from one softmax."""
 
 @overload
-def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: Literal[True]) -> tuple[_Float, _Float]: ...  # type: ignore[overload-overlap]
+def confidence(  # type: ignore[overload-overlap]
+    logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: Literal[True]
+) -> tuple[_Float, _Float]: ...
 @overload
-def confidence(logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: bool) -> _Float | tuple[_Float, _Float]: ...
-def fold(maps: _Float, weights: npt.NDArray[np.floating], grid: Grid, window: Literal["box", "linear", "cosine"] = "box") -> _Float:
+def confidence(
+    logits: _Float, targets: _Targets, mode: _Weighting = "exp", *, return_probabilities: bool
+) -> _Float | tuple[_Float, _Float]: ...
+def fold(
+    maps: _Float, weights: npt.NDArray[np.floating], grid: Grid, window: Literal["box", "linear", "cosine"] = "box"
+) -> _Float:
     """Conquer (docs/algorithm.md section 4): (B*N, [1,] h', w') partial maps and (B*N,)
     weights -> (B, H, W) raw UCAG maps in the maps' dtype; ``window`` "box" is the paper's
     fold, "linear" and "cosine" the tapered ones (section 4.1)."""

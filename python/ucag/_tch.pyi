@@ -23,16 +23,28 @@ def unfold(images: torch.Tensor, geometry: _Geometry) -> torch.Tensor:
     (docs/algorithm.md section 1)."""
 
 @overload
-def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: Literal[False] = False) -> torch.Tensor:
+def confidence(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mode: _Weighting = "exp",
+    *,
+    return_probabilities: Literal[False] = False,
+) -> torch.Tensor:
     """Per-row confidence weights (docs/algorithm.md section 3) from (rows, K) logits and
     an integer tensor of targets on the logits' device; (probabilities, weights) from the
     same softmax when ``return_probabilities`` is true."""
 
 @overload
-def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+def confidence(
+    logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: Literal[True]
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 @overload
-def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
-def fold(maps: torch.Tensor, weights: torch.Tensor, geometry: _Geometry, window: Literal["box", "linear", "cosine"] = "box") -> torch.Tensor:
+def confidence(
+    logits: torch.Tensor, targets: torch.Tensor, mode: _Weighting = "exp", *, return_probabilities: bool
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+def fold(
+    maps: torch.Tensor, weights: torch.Tensor, geometry: _Geometry, window: Literal["box", "linear", "cosine"] = "box"
+) -> torch.Tensor:
     """Fold (B*N, [1,] h', w') partial maps with (B*N,) weights into raw (B, H, W) UCAG
     maps (docs/algorithm.md section 4), with the fold ``window`` "box" (the paper's),
     "linear" or "cosine" (section 4.1)."""

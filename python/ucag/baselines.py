@@ -23,7 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._call import GradCamCallable, Targets, check_input, check_target_range, checked_logits, eval_mode, model_device, resolve_targets
+from ._call import (
+    GradCamCallable,
+    Targets,
+    check_input,
+    check_target_range,
+    checked_logits,
+    eval_mode,
+    model_device,
+    resolve_targets,
+)
 from .explainer import UCAG
 from .grid import round_half_up
 from .layers import Tap, attached, checked_target_layers
@@ -230,7 +239,9 @@ class CAMERAS(GradCamCallable):
         # exact: side * s / ref is a multiple of 1 / ref, never within a rounding error of a half
         return tuple((round_half_up(H * s / ref), round_half_up(W * s / ref)) for s in CAMERAS_REFERENCE_SIZES)
 
-    def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
+    def _call_maps(
+        self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool
+    ) -> torch.Tensor:
         for name, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
             if flag:
                 raise ValueError(f"{name}: CAMERAS does not support it")
@@ -263,12 +274,18 @@ class CAMERAS(GradCamCallable):
             postprocess=self.postprocess,
         )
 
-    def _explain_chunk(self, x: torch.Tensor, targets: torch.Tensor, resolutions: Sequence[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _explain_chunk(
+        self, x: torch.Tensor, targets: torch.Tensor, resolutions: Sequence[tuple[int, int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps (b, H, W) and target probabilities (b, R) of a chunk of images."""
         activations, gradients, probabilities = [], [], []
         for resolution in resolutions:
             # The input at its own size is used as it is, as in the official code.
-            scaled = x if resolution == tuple(x.shape[-2:]) else F.interpolate(x, size=resolution, mode="bicubic", align_corners=False)
+            scaled = (
+                x
+                if resolution == tuple(x.shape[-2:])
+                else F.interpolate(x, size=resolution, mode="bicubic", align_corners=False)
+            )
             a, g, p = self._activations_and_gradients(scaled, targets)
             activations.append(a)
             gradients.append(g)
@@ -276,7 +293,9 @@ class CAMERAS(GradCamCallable):
         # Kept at feature-map resolution (a few MB); resized only in _fuse, block by block.
         return _fuse(activations, gradients, (x.shape[-2], x.shape[-1])), torch.stack(probabilities, dim=1)
 
-    def _activations_and_gradients(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _activations_and_gradients(
+        self, x: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Target-layer activations and gradients of the target logits (b, C, h, w) and
         the target probabilities (b,) for one input size."""
         outputs: list[torch.Tensor] = []
@@ -293,12 +312,18 @@ class CAMERAS(GradCamCallable):
 
         handle = self.target_layer.register_forward_hook(capture)
         try:
-            with torch.enable_grad(), attached([self.target_layer]), checked_target_layers(self.model, [self.target_layer], "target_layer"):
+            with (
+                torch.enable_grad(),
+                attached([self.target_layer]),
+                checked_target_layers(self.model, [self.target_layer], "target_layer"),
+            ):
                 logits = self.model(x)
         finally:
             handle.remove()
         if not outputs:  # more than once is the check's error
-            raise ValueError(f"target_layer: {type(self.target_layer).__name__} did not run in a forward pass of {type(self.model).__name__}; CAMERAS needs a layer that runs exactly once")
+            raise ValueError(
+                f"target_layer: {type(self.target_layer).__name__} did not run in a forward pass of {type(self.model).__name__}; CAMERAS needs a layer that runs exactly once"
+            )
         logits = checked_logits(logits, len(x))
         check_target_range(targets, logits.shape[1])
         chosen = logits.gather(1, targets[:, None].to(logits.device))

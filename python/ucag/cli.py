@@ -37,7 +37,17 @@ from torch import nn
 import ucag
 
 from ._call import logits_of
-from .eval.registry import BASELINES, CONTROLS, METHODS, ONCE, VARIANTS, check_target_support, comparison_pairs, method, methods_of_kind
+from .eval.registry import (
+    BASELINES,
+    CONTROLS,
+    METHODS,
+    ONCE,
+    VARIANTS,
+    check_target_support,
+    comparison_pairs,
+    method,
+    methods_of_kind,
+)
 from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS, TARGET_KINDS
 from .grid import GridSpec
 from .kernels import FOLD_WINDOWS
@@ -148,9 +158,13 @@ def read_image(path: str | Path) -> tuple[str, np.ndarray]:
     if not p.exists():
         if text in SAMPLE_PHOTOS:
             return text, sample_image(text).rgb
-        raise UsageError(f"IMAGE: no such file {text!r}; give an image file or a bundled photo name ({', '.join(SAMPLE_PHOTOS)})")
+        raise UsageError(
+            f"IMAGE: no such file {text!r}; give an image file or a bundled photo name ({', '.join(SAMPLE_PHOTOS)})"
+        )
     if p.is_dir():
-        raise UsageError(f"IMAGE: {text!r} is a folder, not an image; give the image files in it (e.g. {os.path.join(text, '*.jpg')})")
+        raise UsageError(
+            f"IMAGE: {text!r} is a folder, not an image; give the image files in it (e.g. {os.path.join(text, '*.jpg')})"
+        )
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -158,17 +172,23 @@ def read_image(path: str | Path) -> tuple[str, np.ndarray]:
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except UnidentifiedImageError:
-        raise UsageError(f"IMAGE: {text!r} is not an image file Pillow can read (PNG, JPEG, TIFF, ...); check the file") from None
+        raise UsageError(
+            f"IMAGE: {text!r} is not an image file Pillow can read (PNG, JPEG, TIFF, ...); check the file"
+        ) from None
     except PermissionError:
         raise UsageError(f"IMAGE: {text!r} cannot be opened: permission denied") from None
     except Image.DecompressionBombError as err:
         raise UsageError(f"IMAGE: {text!r} is too large to read safely ({err})") from None
     except Exception as err:  # Pillow's decoders raise OSError, SyntaxError, ValueError...
-        raise UsageError(f"IMAGE: {text!r} cannot be decoded: it is truncated or damaged ({_short(err)}); re-export or re-download it") from None
+        raise UsageError(
+            f"IMAGE: {text!r} cannot be decoded: it is truncated or damaged ({_short(err)}); re-export or re-download it"
+        ) from None
     try:
         rgb = rgb8(image)
     except ValueError as err:
-        raise UsageError(f"IMAGE: {text!r} has colour mode {image.mode}, which cannot be converted to RGB ({err}); save it as RGB") from None
+        raise UsageError(
+            f"IMAGE: {text!r} has colour mode {image.mode}, which cannot be converted to RGB ({err}); save it as RGB"
+        ) from None
     return p.stem, rgb
 
 
@@ -193,7 +213,11 @@ def _submodule(model: nn.Module, name: str, what: str) -> nn.Module:
             raise UsageError(f"--layer: {what}: {_one_line(str(err))}") from None
     names = [n for n, _ in model.named_modules() if n]
     close = difflib.get_close_matches(name, names, n=3)
-    hint = f"did you mean {', '.join(close)}?" if close else f"its top-level modules: {', '.join(n for n, _ in model.named_children())}"
+    hint = (
+        f"did you mean {', '.join(close)}?"
+        if close
+        else f"its top-level modules: {', '.join(n for n, _ in model.named_children())}"
+    )
     raise UsageError(f"--layer: {what} has no submodule {name!r}; {hint}")
 
 
@@ -202,7 +226,9 @@ def _load_weights(model: nn.Module, weights: str, spec: str) -> None:
     if not path.exists():
         raise UsageError(f"--weights: no such file {weights!r}")
     if path.is_dir():
-        raise UsageError(f"--weights: {weights!r} is a folder; give the weights file (a state dict saved with torch.save)")
+        raise UsageError(
+            f"--weights: {weights!r} is a folder; give the weights file (a state dict saved with torch.save)"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -211,18 +237,25 @@ def _load_weights(model: nn.Module, weights: str, spec: str) -> None:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UsageError(f"--weights: cannot read {weights!r} as PyTorch weights ({_short(err)}); give a state dict saved with torch.save(model.state_dict(), path)") from None
+        raise UsageError(
+            f"--weights: cannot read {weights!r} as PyTorch weights ({_short(err)}); give a state dict saved with torch.save(model.state_dict(), path)"
+        ) from None
     for key in ("state_dict", "model"):  # training checkpoints keep the weights under one of these
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
     if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
-        raise UsageError(f"--weights: {weights!r} holds a {type(state).__name__}, not a state dict; give one saved with torch.save(model.state_dict(), path)")
+        raise UsageError(
+            f"--weights: {weights!r} holds a {type(state).__name__}, not a state dict; give one saved with torch.save(model.state_dict(), path)"
+        )
     own = model.state_dict()
     problems = []
     mismatched = [
         f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
         for k, v in own.items()
-        if k in state and isinstance(v, torch.Tensor) and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape
+        if k in state
+        and isinstance(v, torch.Tensor)
+        and isinstance(state[k], torch.Tensor)
+        and state[k].shape != v.shape
     ]
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -238,7 +271,9 @@ def _load_weights(model: nn.Module, weights: str, spec: str) -> None:
             return
         except Exception as err:
             problems.append(_short(err))
-    raise UsageError(f"--weights: {weights!r} does not fit {spec}: {'; '.join(problems)}; give weights saved from the model {spec} builds")
+    raise UsageError(
+        f"--weights: {weights!r} does not fit {spec}: {'; '.join(problems)}; give weights saved from the model {spec} builds"
+    )
 
 
 #: What ``--model`` takes besides ``package.module:factory``.
@@ -249,7 +284,9 @@ def _models_import(module: str, spec: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UsageError(f"--model: {spec} needs the {module.split('.')[0]} package; pip install 'ucag[models]'") from None
+        raise UsageError(
+            f"--model: {spec} needs the {module.split('.')[0]} package; pip install 'ucag[models]'"
+        ) from None
 
 
 def _known_name(name: str, names: Sequence[str], library: str, spec: str) -> None:
@@ -298,7 +335,9 @@ def _hf_model(spec: str, folder: str, weights: str | None) -> tuple[nn.Module, d
     if weights:
         raise UsageError(f"--weights: {spec} loads the weights saved in its folder; drop --weights")
     if not (path / "config.json").is_file():
-        raise UsageError(f"--model: {spec}: {folder!r} is not a folder with a config.json; give a folder written by model.save_pretrained(...)")
+        raise UsageError(
+            f"--model: {spec}: {folder!r} is not a folder with a config.json; give a folder written by model.save_pretrained(...)"
+        )
     transformers = _models_import("transformers", spec)
     try:
         model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
@@ -314,28 +353,38 @@ def _hf_model(spec: str, folder: str, weights: str | None) -> tuple[nn.Module, d
 def _factory_model(spec: str) -> nn.Module:
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
-        raise UsageError(f"--model: expected 'package.module:factory' (e.g. torchvision.models:resnet18) or one of {MODEL_SOURCES}, got {spec!r}")
+        raise UsageError(
+            f"--model: expected 'package.module:factory' (e.g. torchvision.models:resnet18) or one of {MODEL_SOURCES}, got {spec!r}"
+        )
     try:
         module = importlib.import_module(module_name)
     except Exception as err:
-        raise UsageError(f"--model: cannot import {module_name!r} ({_short(err)}); give an importable module (is its folder on PYTHONPATH?)") from None
+        raise UsageError(
+            f"--model: cannot import {module_name!r} ({_short(err)}); give an importable module (is its folder on PYTHONPATH?)"
+        ) from None
     factory: Any = module
     for part in factory_name.split("."):
         factory = getattr(factory, part, None)
     if factory is None:
-        raise UsageError(f"--model: module {module_name!r} has no {factory_name!r}; give the name of a function in it that returns the model")
+        raise UsageError(
+            f"--model: module {module_name!r} has no {factory_name!r}; give the name of a function in it that returns the model"
+        )
     if not callable(factory):
         raise UsageError(f"--model: {spec} is a {type(factory).__name__}, not a function that returns the model")
     try:
         model = factory()
     except Exception as err:
-        raise UsageError(f"--model: {spec}() raised {_short(err)}; give a factory that builds the model with no arguments") from None
+        raise UsageError(
+            f"--model: {spec}() raised {_short(err)}; give a factory that builds the model with no arguments"
+        ) from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"--model: {spec}() returned a {type(model).__name__}, expected a torch.nn.Module")
     return model
 
 
-def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Sequence[float] | None, std: Sequence[float] | None) -> SampleModel:
+def _load_user_model(
+    spec: str, weights: str | None, layer: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> SampleModel:
     """``--model`` with its weights, its target layer (``--layer``, else the suggested one,
     reported on stderr), the reshape_transform a transformer's layer needs, its input size
     and normalisation (``--mean``/``--std``, else its library's, else ImageNet's)."""
@@ -360,10 +409,20 @@ def _load_user_model(spec: str, weights: str | None, layer: str | None, mean: Se
     names = list(hints.get("class_names") or [])
     own_mean, own_std = model_normalization(model) or (IMAGENET_MEAN, IMAGENET_STD)
     mean, std = tuple(mean or own_mean), tuple(std or own_std)
-    return SampleModel(model=model, target_layer=target, class_names=names, mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]), input_size=size[0], reshape_transform=transform)
+    return SampleModel(
+        model=model,
+        target_layer=target,
+        class_names=names,
+        mean=(mean[0], mean[1], mean[2]),
+        std=(std[0], std[1], std[2]),
+        input_size=size[0],
+        reshape_transform=transform,
+    )
 
 
-def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch.device | str = "cpu", target_kind: str = "class") -> tuple[SampleModel, int]:
+def _load_model(
+    args: argparse.Namespace, needs_feature_map: bool, device: torch.device | str = "cpu", target_kind: str = "class"
+) -> tuple[SampleModel, int]:
     """The model the options name (``--model``/``--weights``/``--layer``/``--mean``/``--std``,
     else the sample model, whose target layer ``--layer`` may change) and its number of
     classes, checked with one forward pass of a blank image before any method runs:
@@ -380,7 +439,9 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
     else:
         for option in ("weights", "mean", "std"):
             if getattr(args, option) is not None:
-                raise UsageError(f"--{option}: applies to --model only (the sample model has its own weights and normalisation); add --model or drop --{option}")
+                raise UsageError(
+                    f"--{option}: applies to --model only (the sample model has its own weights and normalisation); add --model or drop --{option}"
+                )
         head = {"binary": "binary", "multilabel": "multilabel"}.get(target_kind, "classifier")
         sm = load_sample_model(device, head=head)  # type: ignore[arg-type]
         what = "the sample model (EfficientNet-Lite0)" if head == "classifier" else f"the sample model's {head} head"
@@ -389,36 +450,60 @@ def _load_model(args: argparse.Namespace, needs_feature_map: bool, device: torch
     outputs: list[Any] = []
     hook = sm.target_layer.register_forward_hook(lambda module, inputs, output: outputs.append(output))
     parameter = next(sm.model.parameters(), None)
-    blank = torch.zeros(1, 3, sm.input_size, sm.input_size, device=parameter.device if parameter is not None else device)
+    blank = torch.zeros(
+        1, 3, sm.input_size, sm.input_size, device=parameter.device if parameter is not None else device
+    )
     try:
         with torch.no_grad(), attached([sm.target_layer]):  # a tap (--layer F.relu@121) reads its call
             output = sm.model(blank)
     except Exception as err:
         if not args.model:
             raise
-        raise UsageError(f"--model: {what} fails on a 1x3x{sm.input_size}x{sm.input_size} image ({_short(err)}); the command line feeds RGB images of that size") from None
+        raise UsageError(
+            f"--model: {what} fails on a 1x3x{sm.input_size}x{sm.input_size} image ({_short(err)}); the command line feeds RGB images of that size"
+        ) from None
     finally:
         hook.remove()
     try:
         logits = logits_of(output)
     except TypeError:
-        raise UsageError(f"--model: {what} returns a {type(output).__name__}; the command line needs (batch, classes) logits (a tensor, a tuple starting with them, or a ModelOutput)") from None
+        raise UsageError(
+            f"--model: {what} returns a {type(output).__name__}; the command line needs (batch, classes) logits (a tensor, a tuple starting with them, or a ModelOutput)"
+        ) from None
     if target_kind == "binary":
         if not (logits.dim() == 1 or (logits.dim() == 2 and logits.shape[1] == 1)):
-            raise UsageError(f"--target-kind: binary needs one logit per image; {what} returns logits of shape {tuple(logits.shape)}")
+            raise UsageError(
+                f"--target-kind: binary needs one logit per image; {what} returns logits of shape {tuple(logits.shape)}"
+            )
         logits = logits.reshape(-1, 1)
     if logits.dim() != 2:
-        raise UsageError(f"--model: {what} returns logits of shape {tuple(logits.shape)}; the command line needs (batch, classes) logits")
+        raise UsageError(
+            f"--model: {what} returns logits of shape {tuple(logits.shape)}; the command line needs (batch, classes) logits"
+        )
     layer = args.layer or "the target layer"
     if needs_feature_map:
         if not outputs:
-            raise UsageError(f"--layer: {layer!r} is not run by the forward pass of {what}; give a layer the model runs")
+            raise UsageError(
+                f"--layer: {layer!r} is not run by the forward pass of {what}; give a layer the model runs"
+            )
         if len(outputs) > 1:
-            raise UsageError(f"--layer: {layer!r} runs {len(outputs)} times per forward pass of {what} (a shared module); give a layer that runs once")
-        feature_map = sm.reshape_transform(outputs[0]) if sm.reshape_transform is not None and isinstance(outputs[0], torch.Tensor) else outputs[0]
+            raise UsageError(
+                f"--layer: {layer!r} runs {len(outputs)} times per forward pass of {what} (a shared module); give a layer that runs once"
+            )
+        feature_map = (
+            sm.reshape_transform(outputs[0])
+            if sm.reshape_transform is not None and isinstance(outputs[0], torch.Tensor)
+            else outputs[0]
+        )
         if not isinstance(feature_map, torch.Tensor) or feature_map.dim() != 4:
-            got = f"shape {tuple(outputs[0].shape)}" if isinstance(outputs[0], torch.Tensor) else f"a {type(outputs[0]).__name__}"
-            raise UsageError(f"--layer: {layer!r} outputs {got}; CAM methods need a (batch, channels, height, width) feature map, e.g. the last convolutional block")
+            got = (
+                f"shape {tuple(outputs[0].shape)}"
+                if isinstance(outputs[0], torch.Tensor)
+                else f"a {type(outputs[0]).__name__}"
+            )
+            raise UsageError(
+                f"--layer: {layer!r} outputs {got}; CAM methods need a (batch, channels, height, width) feature map, e.g. the last convolutional block"
+            )
     classes = int(logits.shape[1])
     if len(sm.class_names) != classes and not (target_kind == "binary" and len(sm.class_names) == 2):
         sm.class_names = _imagenet_names() if classes == 1000 else [str(i) for i in range(classes)]
@@ -429,7 +514,9 @@ def _check_units(units: int, size: int) -> None:
     try:
         GridSpec(units).grid((size, size))
     except ValueError as err:
-        raise UsageError(f"--units: {units} does not cut a {size}x{size} image into patches ({err}); use 2 or more") from None
+        raise UsageError(
+            f"--units: {units} does not cut a {size}x{size} image into patches ({err}); use 2 or more"
+        ) from None
 
 
 def _check_out(out: Path) -> None:
@@ -454,7 +541,9 @@ def _device(text: str) -> torch.device:
         if not torch.cuda.is_available():
             raise UsageError(f"--device: {text!r} needs CUDA, which is not available here; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device: {text!r}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}")
+            raise UsageError(
+                f"--device: {text!r}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
     return device
 
 
@@ -473,13 +562,17 @@ def explain(args: argparse.Namespace) -> int:
     _check_images(args.images)
     sm, classes = _load_model(args, needs_feature_map=spec.kind == "gradcam")
     if args.target is not None and not 0 <= args.target < classes:
-        raise UsageError(f"--target: {args.target} is not a class of the model; give a class index from 0 to {classes - 1} (the model has {classes} outputs)")
+        raise UsageError(
+            f"--target: {args.target} is not a class of the model; give a class index from 0 to {classes - 1} (the model has {classes} outputs)"
+        )
     _check_units(args.units, sm.input_size)
     _make_out(out_dir)
     with (
         attached([sm.target_layer]),  # the base map's own CAM call reads a tap's call site too
         spec.build(sm.model, sm.target_layer) as cam,
-        ucag.UCAG(cam, units=args.units, batch_size=args.batch_size, progress=args.progress, **_fold_option(args)) as explainer,
+        ucag.UCAG(
+            cam, units=args.units, batch_size=args.batch_size, progress=args.progress, **_fold_option(args)
+        ) as explainer,
     ):
         for path in args.images:
             name, rgb = read_image(path)
@@ -536,12 +629,26 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "--layer",
         help="dotted name of the CAM target layer (default: the one ucag.layer_suggestion finds, e.g. layer4.2 for a ResNet; head_activation in the sample EfficientNet-Lite0)",
     )
-    p.add_argument("--mean", type=_finite_float, nargs=3, help="input normalisation mean for --model (default: its library's, else ImageNet's)")
-    p.add_argument("--std", type=_positive_float, nargs=3, help="input normalisation std for --model (default: its library's, else ImageNet's)")
+    p.add_argument(
+        "--mean",
+        type=_finite_float,
+        nargs=3,
+        help="input normalisation mean for --model (default: its library's, else ImageNet's)",
+    )
+    p.add_argument(
+        "--std",
+        type=_positive_float,
+        nargs=3,
+        help="input normalisation std for --model (default: its library's, else ImageNet's)",
+    )
 
 
 def _add_fold_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fold", choices=list(FOLD_WINDOWS), help="the fold's window: box is the paper's fold, linear and cosine taper the patches so no seams show (default: ucag.UCAG's)")
+    p.add_argument(
+        "--fold",
+        choices=list(FOLD_WINDOWS),
+        help="the fold's window: box is the paper's fold, linear and cosine taper the patches so no seams show (default: ucag.UCAG's)",
+    )
 
 
 def _fold_option(args: argparse.Namespace) -> dict[str, Any]:
@@ -552,7 +659,9 @@ def _fold_option(args: argparse.Namespace) -> dict[str, Any]:
 def _add_explain_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
     p.add_argument("--units", type=_positive_int, default=6, help="patches per axis (default 6)")
-    p.add_argument("--target", type=int, default=None, help="class index to explain, 0..classes-1 (default: the prediction)")
+    p.add_argument(
+        "--target", type=int, default=None, help="class index to explain, 0..classes-1 (default: the prediction)"
+    )
     _add_fold_option(p)
     p.add_argument("--batch-size", type=_positive_int, default=16, help="patches per forward/backward (default 16)")
     p.add_argument("--out", default="out", help="folder for the PNGs (default ./out)")
@@ -600,7 +709,11 @@ def evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"--dataset: {spec!r} holds no samples")
     device = _device(args.device) if args.device else _init_distributed()
     # the Sobel control reads the image only; every other CAM-style method needs the layer
-    uses_layer = [m for m in (*methods, *(b for b in args.baselines if b in ONCE)) if METHODS[m].kind != "propagation" and m != "sobel"]
+    uses_layer = [
+        m
+        for m in (*methods, *(b for b in args.baselines if b in ONCE))
+        if METHODS[m].kind != "propagation" and m != "sobel"
+    ]
     try:
         check_target_support(comparison_pairs(methods, args.variants, args.baselines), args.target_kind)
     except ValueError as err:
@@ -666,7 +779,9 @@ def tune(args: argparse.Namespace) -> int:
                 try:
                     Setting(units, fraction, scale).grid(size)
                 except ValueError as err:
-                    raise UsageError(f"--units/--patch-fractions/--scales: units {units}, patch fraction {fraction:g}, scale {scale:g} do not fit a {size[0]}x{size[1]} image ({err})") from None
+                    raise UsageError(
+                        f"--units/--patch-fractions/--scales: units {units}, patch fraction {fraction:g}, scale {scale:g} do not fit a {size[0]}x{size[1]} image ({err})"
+                    ) from None
     _make_out(out)
     x = torch.cat([sm.preprocess(rgb) for rgb in photos])
     space = {
@@ -677,14 +792,25 @@ def tune(args: argparse.Namespace) -> int:
         "global_view": [None if v == "none" else v for v in args.global_views],
     }
     with spec.build(sm.model, sm.target_layer) as cam:
-        result = run_tune(sm.model, cam, x, space=space, objective=args.objective, step=args.step, batch_size=args.batch_size, progress=not args.no_progress)
+        result = run_tune(
+            sm.model,
+            cam,
+            x,
+            space=space,
+            objective=args.objective,
+            step=args.step,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
     (out / "tune.md").write_text(result.markdown(), encoding="utf-8")
     with open(out / "tune.csv", "w", encoding="utf-8") as f:
         f.write("units,patch_fraction,scale,weighting,global_view,image,deletion,insertion\n")
         for r in result.rows:
             s = r.setting
             for name, d, i in zip(names, r.deletion, r.insertion, strict=True):
-                f.write(f"{s.units},{s.patch_fraction!r},{s.scale!r},{s.weighting},{s.global_view or ''},{name},{d!r},{i!r}\n")
+                f.write(
+                    f"{s.units},{s.patch_fraction!r},{s.scale!r},{s.weighting},{s.global_view or ''},{name},{d!r},{i!r}\n"
+                )
     fig = result.plot()
     fig.savefig(out / "tune.png", dpi=100)
     plt.close(fig)
@@ -706,11 +832,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", nargs="+", default=["chelsea", "coffee", "voc"], choices=SAMPLE_PHOTOS)
     _add_explain_options(p)
     p.set_defaults(run=demo)
-    p = sub.add_parser("evaluate", help="measure methods with and without UCAG over a dataset (resumable; torchrun shards it)")
+    p = sub.add_parser(
+        "evaluate", help="measure methods with and without UCAG over a dataset (resumable; torchrun shards it)"
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--samples", action="store_true", help="the bundled photos with the sample model")
-    source.add_argument("--dataset", help="samples | imagenet:ROOT[:LABELS] | voc2007:ROOT | coco2014:ROOT:ANNOTATIONS | imagenet-seg:PATH")
-    p.add_argument("--methods", nargs="+", choices=[m for m in METHODS if m not in CONTROLS], help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam")
+    source.add_argument(
+        "--dataset",
+        help="samples | imagenet:ROOT[:LABELS] | voc2007:ROOT | coco2014:ROOT:ANNOTATIONS | imagenet-seg:PATH",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        choices=[m for m in METHODS if m not in CONTROLS],
+        help=f"default: {' '.join(SAMPLE_METHODS)} with --samples, else gradcam",
+    )
     p.add_argument("--variants", nargs="+", default=["base", "ucag"], choices=list(VARIANTS), help="default: base ucag")
     p.add_argument(
         "--baselines",
@@ -720,7 +856,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also run these: peers around each method (upscale; sess: SESS's 12 scales; sess-matched: SESS on UCAG's own grid; refinecam: 3 resolutions), "
         "cameras, and the floors random (Random-CAM) and sobel (edges)",
     )
-    p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=METRICS, help="default: all but segmentation, road and randomization (both slow: imputation, re-explaining)")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        default=list(DEFAULT_METRICS),
+        choices=METRICS,
+        help="default: all but segmentation, road and randomization (both slow: imputation, re-explaining)",
+    )
     p.add_argument(
         "--target-kind",
         default="class",
@@ -729,11 +871,22 @@ def main(argv: list[str] | None = None) -> int:
         "multilabel (independent sigmoids; the sample model's super-class head); default class",
     )
     p.add_argument("--units", type=_positive_int, default=6, help="UCAG patches per axis (default 6)")
-    p.add_argument("--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)")
-    p.add_argument("--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)"
+    )
+    p.add_argument(
+        "--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)"
+    )
     _add_fold_option(p)
-    p.add_argument("--metric-batch-size", type=_positive_int, default=8, help="perturbed images per forward in the metrics (default 8)")
-    p.add_argument("--step", type=_positive_int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
+    p.add_argument(
+        "--metric-batch-size",
+        type=_positive_int,
+        default=8,
+        help="perturbed images per forward in the metrics (default 8)",
+    )
+    p.add_argument(
+        "--step", type=_positive_int, default=None, help="pixels per deletion/insertion step (default 8 * width)"
+    )
     p.add_argument("--limit", type=_positive_int, default=None, help="evaluate the first N samples only")
     p.add_argument("--out", default="evaluation", help="output folder; rerun to resume (default ./evaluation)")
     p.add_argument("--device", help="e.g. cpu or cuda:0 (default: cuda:LOCAL_RANK when available)")
@@ -741,15 +894,29 @@ def main(argv: list[str] | None = None) -> int:
     _add_model_options(p)
     p.set_defaults(run=evaluate)
     p = sub.add_parser("tune", help="find UCAG settings for a model on your images (deletion/insertion per setting)")
-    p.add_argument("images", nargs="*", metavar="IMAGE", default=list(SAMPLE_PHOTOS[:4]), help="files or bundled photo names (default: four bundled photos)")
+    p.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        default=list(SAMPLE_PHOTOS[:4]),
+        help="files or bundled photo names (default: four bundled photos)",
+    )
     p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
-    p.add_argument("--units", type=_positive_int, nargs="+", default=[4, 6, 8], help="patches per axis to try (default 4 6 8)")
-    p.add_argument("--patch-fractions", type=_fraction, nargs="+", default=[124 / 224, 0.65], help="patch side / image side to try")
-    p.add_argument("--scales", type=_positive_float, nargs="+", default=[2.6], help="upsampling factors to try (default 2.6)")
+    p.add_argument(
+        "--units", type=_positive_int, nargs="+", default=[4, 6, 8], help="patches per axis to try (default 4 6 8)"
+    )
+    p.add_argument(
+        "--patch-fractions", type=_fraction, nargs="+", default=[124 / 224, 0.65], help="patch side / image side to try"
+    )
+    p.add_argument(
+        "--scales", type=_positive_float, nargs="+", default=[2.6], help="upsampling factors to try (default 2.6)"
+    )
     p.add_argument("--weightings", nargs="+", default=["exp", "uniform"], choices=["exp", "prob", "uniform"])
     p.add_argument("--global-views", nargs="+", default=["none", "product"], choices=["none", "product", "mean"])
     p.add_argument("--objective", default="insertion-deletion", choices=["insertion-deletion", "insertion", "deletion"])
-    p.add_argument("--step", type=_positive_int, default=None, help="pixels per deletion/insertion step (default 8 * width)")
+    p.add_argument(
+        "--step", type=_positive_int, default=None, help="pixels per deletion/insertion step (default 8 * width)"
+    )
     p.add_argument("--batch-size", type=_positive_int, default=16, help="patches per forward/backward (default 16)")
     p.add_argument("--out", default="tune", help="output folder (default ./tune)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

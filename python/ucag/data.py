@@ -112,7 +112,9 @@ def _efficientnet_class() -> type[Any]:
     return SampleEfficientNet
 
 
-def preprocess_image(image: np.ndarray | torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], size: int | tuple[int, int] = 224) -> torch.Tensor:
+def preprocess_image(
+    image: np.ndarray | torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], size: int | tuple[int, int] = 224
+) -> torch.Tensor:
     """uint8 (H, W, 3) or float [0, 1] (3, H, W) -> normalised (1, 3, size, size).
 
     The whole photo is resized (antialiased bilinear), not cropped, so that objects and
@@ -233,7 +235,9 @@ class SampleHeadModel(nn.Module):
             fc = self.network._fc
             per_position: torch.Tensor = F.conv2d(features, fc.weight[:, :, None, None], fc.bias)
             log_p = torch.log_softmax(per_position, dim=1)
-            grouped = torch.stack([log_p.index_select(1, self._group(i)).logsumexp(1) for i in range(self.groups)], dim=1)
+            grouped = torch.stack(
+                [log_p.index_select(1, self._group(i)).logsumexp(1) for i in range(self.groups)], dim=1
+            )
             return F.interpolate(grouped, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
         pooled: torch.Tensor = self.network._avg_pooling(features).flatten(1)
         if self.head == "embedding":
@@ -277,7 +281,12 @@ def load_sample_model(device: str | torch.device = "cpu", head: SampleHead = "cl
         return SampleModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
     wrapped = SampleHeadModel(model, head).to(device).eval()
     wrapped.pretrained_cfg = model.pretrained_cfg
-    names = {"binary": ["not cat", "cat"], "multilabel": list(SUPER_CLASSES), "dense": [*SUPER_CLASSES, "other"], "embedding": []}[head]
+    names = {
+        "binary": ["not cat", "cat"],
+        "multilabel": list(SUPER_CLASSES),
+        "dense": [*SUPER_CLASSES, "other"],
+        "embedding": [],
+    }[head]
     return SampleModel(model=wrapped, target_layer=model.head_activation, class_names=names)
 
 

@@ -19,7 +19,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _core, kernels
-from ._call import GradCamCallable, Targets, check_input, check_settings, eval_mode, model_device, run_in_chunks, target_objects
+from ._call import (
+    GradCamCallable,
+    Targets,
+    check_input,
+    check_settings,
+    eval_mode,
+    model_device,
+    run_in_chunks,
+    target_objects,
+)
 from .bases.adapters import GradCamAdapter, PatchAttribution, make_adapter
 from .grid import GridSpec, PatchSize
 from .models import LayerSuggestion, layer_suggestion, model_input_size, model_size_multiple
@@ -192,7 +201,9 @@ class UCAG(GradCamCallable):
             if scale is None and scaled_size is None:
                 grid_spec = dataclasses.replace(grid_spec, size_multiple=m)
             elif grid_spec.scaled_size is not None and any(side % m for side in grid_spec.scaled_size):  # type: ignore[union-attr]
-                raise ValueError(f"scaled_size: {type(self.model).__name__} takes sides that are multiples of {m}, got scaled_size={grid_spec.scaled_size}")
+                raise ValueError(
+                    f"scaled_size: {type(self.model).__name__} takes sides that are multiples of {m}, got scaled_size={grid_spec.scaled_size}"
+                )
         self.grid_spec = grid_spec
         self.weighting: Weighting = weighting
         #: How integer targets are read on (B, K) logits: "softmax" classes (the paper's) or
@@ -202,7 +213,9 @@ class UCAG(GradCamCallable):
         self.batch_size = batch_size
         #: Patches per forward/backward now: ``batch_size`` ("auto": 64 on a GPU, 16 on the
         #: CPU), halved for good whenever a chunk runs out of device memory.
-        self.chunk_size = batch_size if isinstance(batch_size, int) else (64 if model_device(self.model).type == "cuda" else 16)
+        self.chunk_size = (
+            batch_size if isinstance(batch_size, int) else (64 if model_device(self.model).type == "cuda" else 16)
+        )
         self._released = False
         if postprocess == "auto":
             postprocess = "cam" if self.adapter.map_kind == "cam" else "none"
@@ -264,7 +277,9 @@ class UCAG(GradCamCallable):
             )
         return grid
 
-    def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
+    def _call_maps(
+        self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool
+    ) -> torch.Tensor:
         return self.explain(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth).saliency
 
     def _model_view(self, x: torch.Tensor) -> torch.Tensor:
@@ -303,15 +318,25 @@ class UCAG(GradCamCallable):
     ) -> Explanation:
         """The UCAG explanation of a (B, C, H, W) batch for one target per image."""
         if self._released:
-            raise RuntimeError("UCAG: this explainer's with block has ended and released the base method's hooks; create a new UCAG (and base) to explain more")
+            raise RuntimeError(
+                "UCAG: this explainer's with block has ended and released the base method's hooks; create a new UCAG (and base) to explain more"
+            )
         check_input(input_tensor)
         x = input_tensor.detach().to(model_device(self.model))
         grid = self.grid_for((x.shape[-2], x.shape[-1]))
         with eval_mode(self.model):
             explained = self.resolve_targets(x, targets)
-            target_ids = torch.tensor([-1 if t.category is None else t.category for t in explained], dtype=torch.long, device=x.device)
-            patches = self.attribute_patches(x, grid, target_ids, explained, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
-            global_map = self.attribute_global(x, target_ids, explained, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth) if self.global_view else None
+            target_ids = torch.tensor(
+                [-1 if t.category is None else t.category for t in explained], dtype=torch.long, device=x.device
+            )
+            patches = self.attribute_patches(
+                x, grid, target_ids, explained, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth
+            )
+            global_map = (
+                self.attribute_global(x, target_ids, explained, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+                if self.global_view
+                else None
+            )
         return dataclasses.replace(self.conquer(patches, grid, target_ids, global_map), explained=explained)
 
     def resolve_targets(self, x: torch.Tensor, targets: Targets) -> list[Target]:
@@ -321,7 +346,9 @@ class UCAG(GradCamCallable):
         explained = resolve(self.model, self._model_view(x), targets, self.confidence)
         if not is_class_only(explained) and not isinstance(self.adapter, GradCamAdapter):
             kind = next(t.kind for t in explained if type(t).kind != "class")
-            raise TypeError(f"targets: {kind} targets need a pytorch-grad-cam base, which follows target objects; {self.adapter.name} takes class indices (docs/algorithm.md §3.1)")
+            raise TypeError(
+                f"targets: {kind} targets need a pytorch-grad-cam base, which follows target objects; {self.adapter.name} takes class indices (docs/algorithm.md §3.1)"
+            )
         return explained
 
     def attribute_patches(
@@ -344,7 +371,9 @@ class UCAG(GradCamCallable):
         if isinstance(targets, list) and _resolved(targets) and not is_class_only(targets):
             boxes = patch_boxes(grid.offsets_y, grid.offsets_x, grid.patch_size)
             on_patches = [t.on_patch(box, grid.image_size) for t in targets for box in boxes]
-            return self._attribute_chunks(chunks, row_ids, [t.gradient_object() for t in on_patches], aug_smooth, eigen_smooth, on_patches)
+            return self._attribute_chunks(
+                chunks, row_ids, [t.gradient_object() for t in on_patches], aug_smooth, eigen_smooth, on_patches
+            )
         return self._attribute_chunks(chunks, row_ids, target_objects(targets, n), aug_smooth, eigen_smooth)
 
     def attribute_global(
@@ -364,8 +393,12 @@ class UCAG(GradCamCallable):
                 f"global_view: {type(self.model).__name__} takes only {_size(self.model_input_size or (0, 0))} inputs, the images are {_size(tuple(x.shape[-2:]))}; resize them or drop global_view"
             )
         chunks = (x[s : s + self.chunk_size] for s in range(0, len(x), self.chunk_size))
-        maps = self._attribute_chunks(chunks, target_ids.clamp(min=0), target_objects(targets), aug_smooth, eigen_smooth).maps[:, None]
-        return F.interpolate(maps, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=False)[:, 0]
+        maps = self._attribute_chunks(
+            chunks, target_ids.clamp(min=0), target_objects(targets), aug_smooth, eigen_smooth
+        ).maps[:, None]
+        return F.interpolate(maps, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False, antialias=False)[
+            :, 0
+        ]
 
     def _attribute_chunks(
         self,
@@ -384,7 +417,9 @@ class UCAG(GradCamCallable):
         if self.progress:
             from tqdm.auto import tqdm
 
-            chunks = tqdm(chunks, total=-(-len(row_targets) // self.chunk_size), desc=f"UCAG[{self.adapter.name}]", unit="chunk")
+            chunks = tqdm(
+                chunks, total=-(-len(row_targets) // self.chunk_size), desc=f"UCAG[{self.adapter.name}]", unit="chunk"
+            )
         parts: list[PatchAttribution] = []
         start = 0
         for chunk in chunks:
@@ -393,12 +428,23 @@ class UCAG(GradCamCallable):
 
             def attribute(rows: slice, chunk: torch.Tensor = chunk, offset: int = offset) -> PatchAttribution:
                 picked = slice(offset + rows.start, offset + rows.stop)
-                part = self.adapter(chunk[rows], row_targets[picked], target_objects=objects[picked] if objects else None, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+                part = self.adapter(
+                    chunk[rows],
+                    row_targets[picked],
+                    target_objects=objects[picked] if objects else None,
+                    aug_smooth=aug_smooth,
+                    eigen_smooth=eigen_smooth,
+                )
                 if confidence_of is None:
                     return part
                 probabilities = row_confidence(confidence_of[picked], part.logits.detach())
                 present = torch.tensor([t.present() for t in confidence_of[picked]], device=probabilities.device)
-                return dataclasses.replace(part, logits=part.logits.new_empty((len(part.logits), 0)), probabilities=probabilities, present=present)
+                return dataclasses.replace(
+                    part,
+                    logits=part.logits.new_empty((len(part.logits), 0)),
+                    probabilities=probabilities,
+                    present=present,
+                )
 
             done, self.chunk_size = run_in_chunks(len(chunk), self.chunk_size, attribute, "patches")
             parts += done
@@ -467,7 +513,9 @@ def _cam_with_suggested_layer(cam_class: type, model: nn.Module | None) -> tuple
     """A pytorch-grad-cam class built on ``model`` at the suggested target layer, with the
     reshape_transform a transformer's tokens need (ucag.models.layer_suggestion)."""
     if not (cam_class.__module__ or "").startswith("pytorch_grad_cam"):
-        raise TypeError(f"base: a class must be a pytorch-grad-cam CAM class (e.g. GradCAM), got {cam_class.__name__}; pass an object for other libraries")
+        raise TypeError(
+            f"base: a class must be a pytorch-grad-cam CAM class (e.g. GradCAM), got {cam_class.__name__}; pass an object for other libraries"
+        )
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: building {cam_class.__name__} needs model= (the classifier to explain)")
     suggestion = layer_suggestion(model)
@@ -485,8 +533,12 @@ def _concatenated(parts: list[PatchAttribution]) -> PatchAttribution:
     maps = torch.cat([p.maps for p in parts]).float()
     probabilities = [p.probabilities for p in parts if p.probabilities is not None]
     joined = torch.cat(probabilities).to(maps.device) if len(probabilities) == len(parts) else None
-    present = torch.cat([p.present for p in parts if p.present is not None]).to(maps.device) if joined is not None else None
-    return PatchAttribution(maps, torch.cat([p.logits for p in parts]).to(maps.device), any(p.normalised for p in parts), joined, present)
+    present = (
+        torch.cat([p.present for p in parts if p.present is not None]).to(maps.device) if joined is not None else None
+    )
+    return PatchAttribution(
+        maps, torch.cat([p.logits for p in parts]).to(maps.device), any(p.normalised for p in parts), joined, present
+    )
 
 
 def _resolved(targets: Any) -> bool:
@@ -494,7 +546,9 @@ def _resolved(targets: Any) -> bool:
     return isinstance(targets, list) and bool(targets) and all(isinstance(t, Target) for t in targets)
 
 
-def fuse_global_view(raw: torch.Tensor, global_map: torch.Tensor, mode: GlobalView, weight: float = 0.5) -> torch.Tensor:
+def fuse_global_view(
+    raw: torch.Tensor, global_map: torch.Tensor, mode: GlobalView, weight: float = 0.5
+) -> torch.Tensor:
     """Fuse UCAG maps with the full-image maps, both ReLU'd and min-max scaled to [0, 1]
     per image: ``"product"`` multiplies them; ``"mean"`` blends them as
     ``(1 - weight) * ucag + weight * global``."""

@@ -46,9 +46,13 @@ def _patch_size(value: object) -> PatchSize:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         fraction = float(value)
         if not (0.0 < fraction <= 1.0):
-            raise ValueError(f"patch_size: a float is a fraction of the image side and must lie in (0, 1], got {value!r}")
+            raise ValueError(
+                f"patch_size: a float is a fraction of the image side and must lie in (0, 1], got {value!r}"
+            )
         return fraction
-    raise TypeError(f"patch_size: must be an int or an (h, w) pair of ints (pixels), a float in (0, 1] (a fraction of the image side), 'image' or None, got {value!r}")
+    raise TypeError(
+        f"patch_size: must be an int or an (h, w) pair of ints (pixels), a float in (0, 1] (a fraction of the image side), 'image' or None, got {value!r}"
+    )
 
 
 def _scaled_size(value: object) -> tuple[int, int] | None:
@@ -119,7 +123,9 @@ class GridSpec:
 
 @functools.lru_cache(maxsize=256)
 def _grid(spec: GridSpec, size: tuple[int, int]) -> Grid:
-    grid = Grid(size, units=spec.units, patch_size=spec.patch_pixels(size), scale=spec.scale, scaled_size=spec.scaled_size)
+    grid = Grid(
+        size, units=spec.units, patch_size=spec.patch_pixels(size), scale=spec.scale, scaled_size=spec.scaled_size
+    )
     m = spec.size_multiple
     if m == 1 or spec.scaled_size is not None:
         return grid

@@ -55,7 +55,9 @@ def _check_tensor(argument: str, tensor: torch.Tensor) -> None:
     if tensor.layout != torch.strided:
         raise TypeError(f"{argument}: must be a dense tensor, got layout {tensor.layout}; call .to_dense() first")
     if not tensor.is_floating_point():
-        raise TypeError(f"{argument}: must be a floating-point tensor (float16/bfloat16/float32/float64), got {tensor.dtype}")
+        raise TypeError(
+            f"{argument}: must be a floating-point tensor (float16/bfloat16/float32/float64), got {tensor.dtype}"
+        )
 
 
 def _check_finite(argument: str, tensor: torch.Tensor) -> None:
@@ -121,12 +123,20 @@ def _check_target_tensor(targets: torch.Tensor, device: torch.device) -> None:
 # mypy reports the Literal overloads as overlapping the bool one with incompatible returns
 # only because it instantiates the TypeVar with different numpy dtypes in each (false positive).
 @overload
-def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: Literal[False] = False) -> Array: ...  # type: ignore[overload-overlap]
+def confidence(  # type: ignore[overload-overlap]
+    logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: Literal[False] = False
+) -> Array: ...
 @overload
-def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: Literal[True]) -> tuple[Array, Array]: ...  # type: ignore[overload-overlap]
+def confidence(  # type: ignore[overload-overlap]
+    logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: Literal[True]
+) -> tuple[Array, Array]: ...
 @overload
-def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: bool) -> Array | tuple[Array, Array]: ...
-def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: bool = False) -> Array | tuple[Array, Array]:
+def confidence(
+    logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: bool
+) -> Array | tuple[Array, Array]: ...
+def confidence(
+    logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: bool = False
+) -> Array | tuple[Array, Array]:
     """Per-patch weights from logits: the softmax probability p of each row's target class,
     mapped by ``mode``: "exp" -> exp(p) (the paper), "prob" -> p, "uniform" -> 1.
 
@@ -147,7 +157,9 @@ def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, retu
     if path == "tch":
         if not isinstance(targets, torch.Tensor):  # ints, one per row, in range: checked by the core
             targets = torch.tensor(_core.confidence_targets(shape, targets, mode), device=logits.device)
-        weighted: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = _tch().confidence(logits, targets, mode, return_probabilities=return_probabilities)
+        weighted: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = _tch().confidence(
+            logits, targets, mode, return_probabilities=return_probabilities
+        )
         return weighted
     host: Sequence[int] | npt.NDArray[np.integer] = targets.tolist() if isinstance(targets, torch.Tensor) else targets
     if path == "portable":  # the core checks the targets
@@ -159,7 +171,11 @@ def confidence(logits: Array, targets: Targets, mode: Weighting = "exp", *, retu
     host = _core.confidence_targets(shape, host, mode)
     _check_finite("logits", logits)
     # a target tensor is already on the device: no copy back from the host list
-    on_device = targets.long() if isinstance(targets, torch.Tensor) else torch.tensor(host, dtype=torch.int64, device=logits.device)
+    on_device = (
+        targets.long()
+        if isinstance(targets, torch.Tensor)
+        else torch.tensor(host, dtype=torch.int64, device=logits.device)
+    )
     return torch_ops.confidence(logits, on_device, mode, return_probabilities=return_probabilities)
 
 

@@ -167,11 +167,15 @@ class _FunctionTap(TorchFunctionMode):
     """Passes the output of the tapped activation function's due call through the tap
     (only calls made inside the model's forward count)."""
 
-    def __init__(self, tap: Tap, function: Callable[..., Any] | None, due: Callable[[], bool], inside: list[bool]) -> None:
+    def __init__(
+        self, tap: Tap, function: Callable[..., Any] | None, due: Callable[[], bool], inside: list[bool]
+    ) -> None:
         super().__init__()
         self.tap, self.function, self.due, self.inside = tap, function, due, inside
 
-    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         output = func(*args, **(kwargs or {}))
         if func is self.function and self.inside[0] and self.due():
             return self.tap(output)
@@ -218,7 +222,11 @@ def _suggestion_hint(model: nn.Module) -> str:
         suggestion = layer_suggestion(model)
     except ValueError:
         return "give a layer that runs once and keeps the batch"
-    how = "UCAG(GradCAM, model=model) taps it for you" if isinstance(suggestion.layer, Tap) else "UCAG(GradCAM, model=model) uses it"
+    how = (
+        "UCAG(GradCAM, model=model) taps it for you"
+        if isinstance(suggestion.layer, Tap)
+        else "UCAG(GradCAM, model=model) uses it"
+    )
     return f"ucag.layer_suggestion(model) suggests {suggestion.name!r} ({how})"
 
 
@@ -277,14 +285,19 @@ def checked_target_layers(model: nn.Module, layers: Sequence[Any], argument: str
                 # a module can sit out a forward (AblationCAM swaps it for its ablation
                 # layer); a tap that never runs is not attached
                 if isinstance(layer, Tap):
-                    raise TargetLayerError(f"{argument}: {name!r} (Tap) ran 0 times in one forward of {type(model).__name__}; it is not attached: use `with layer.attached():`")
+                    raise TargetLayerError(
+                        f"{argument}: {name!r} (Tap) ran 0 times in one forward of {type(model).__name__}; it is not attached: use `with layer.attached():`"
+                    )
                 continue
             raise TargetLayerError(
                 f"{argument}: {name!r} ({type(layer).__name__}) ran {count} times in one forward of {type(model).__name__} (a module shared by several places); "
                 f"a CAM pairs one output with one gradient per call, so its map would mix them: {hint()}"
             )
 
-    handles = [model.register_forward_pre_hook(start, with_kwargs=True), model.register_forward_hook(end, with_kwargs=True)]
+    handles = [
+        model.register_forward_pre_hook(start, with_kwargs=True),
+        model.register_forward_hook(end, with_kwargs=True),
+    ]
     handles += [layer.register_forward_hook(seen) for layer in modules]
     try:
         yield

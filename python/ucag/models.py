@@ -38,7 +38,22 @@ from .layers import CallSite, SiteKind, Tap, attached, layer_name
 Layout: TypeAlias = Literal["NCHW", "tokens", "NHWC"]
 
 #: Activation modules: a feature map taken after one of these is "after its nonlinearity".
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.LeakyReLU, nn.ELU, nn.Mish, nn.PReLU, nn.SELU, nn.CELU, nn.Sigmoid, nn.Tanh, nn.Hardsigmoid)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Mish,
+    nn.PReLU,
+    nn.SELU,
+    nn.CELU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Hardsigmoid,
+)
 #: Activations a model may apply as a function (``F.relu(x)``, ``x.relu()``) rather than
 #: through a module: the trace records their calls, a :class:`Tap` can read their output.
 _ACTIVATION_FUNCTIONS: dict[Callable[..., Any], str] = {
@@ -110,7 +125,9 @@ def model_input_size(model: nn.Module) -> tuple[int, int] | None:
     if size is not None:
         for name, param in model.named_parameters():
             # learnt absolute positions: ViT's (1, T, C) tensor, Perceiver's (T, C), CLIP's and SigLIP's embedding table
-            if (name.endswith("position_embeddings") and param.dim() in (2, 3)) or (name.endswith("position_embedding.weight") and param.dim() == 2):
+            if (name.endswith("position_embeddings") and param.dim() in (2, 3)) or (
+                name.endswith("position_embedding.weight") and param.dim() == 2
+            ):
                 return size
     return None
 
@@ -121,7 +138,9 @@ def _hf_image_size(model: nn.Module) -> tuple[int, int] | None:
     if config is None:
         return None
     vision = getattr(config, "vision_config", None)
-    return _config_size(getattr(config, "image_size", None)) or (_config_size(getattr(vision, "image_size", None)) if vision is not None else None)
+    return _config_size(getattr(config, "image_size", None)) or (
+        _config_size(getattr(vision, "image_size", None)) if vision is not None else None
+    )
 
 
 def model_size_multiple(model: nn.Module) -> int:
@@ -154,7 +173,11 @@ def trace_size(model: nn.Module) -> tuple[int, int]:
 
 
 def _triple(values: Any) -> tuple[float, float, float] | None:
-    if isinstance(values, (tuple, list)) and len(values) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if (
+        isinstance(values, (tuple, list))
+        and len(values) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    ):
         return (float(values[0]), float(values[1]), float(values[2]))
     return None
 
@@ -285,7 +308,9 @@ class _ActivationRecorder(TorchFunctionMode):
         self.calls = calls
         self.seen: dict[Any, int] = {}
 
-    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         output = func(*args, **(kwargs or {}))
         try:
             name = _ACTIVATION_FUNCTIONS.get(func)
@@ -324,7 +349,9 @@ def _trace(model: nn.Module, size: tuple[int, int]) -> list[_Call]:
             with _ActivationRecorder(calls):
                 model(x)
         except Exception as err:
-            raise ValueError(f"model: cannot trace a forward pass on a {TRACE_BATCH}x3x{size[0]}x{size[1]} batch to find its layers ({type(err).__name__}: {err})") from err
+            raise ValueError(
+                f"model: cannot trace a forward pass on a {TRACE_BATCH}x3x{size[0]}x{size[1]} batch to find its layers ({type(err).__name__}: {err})"
+            ) from err
     return calls
 
 
@@ -336,7 +363,9 @@ def _is_attention(module: nn.Module) -> bool:
     """An attention module (nn.MultiheadAttention, a class named ...Attention or ...Attn),
     not a block or stage that contains one."""
     name = type(module).__name__
-    return isinstance(module, nn.MultiheadAttention) or (bool(_ATTENTION_NAME.search(name)) and not _CONTAINER_NAME.search(name))
+    return isinstance(module, nn.MultiheadAttention) or (
+        bool(_ATTENTION_NAME.search(name)) and not _CONTAINER_NAME.search(name)
+    )
 
 
 _LAYER_NORM_NAME = re.compile(r"LayerNorm|RMSNorm|RmsNorm")
@@ -401,7 +430,14 @@ def layer_suggestion(model: nn.Module, input_size: int | tuple[int, int] | None 
         assert cnn is not None
         # attention that mixes tokens of the batch after the map: the map is a stem's, and
         # the tokens the model classifies form no grid ucag can read (TNT's two streams)
-        late = [c for c in calls[cnn[1] + 1 :] if c.module is not None and c.module is not model and _is_attention(c.module) and _mixes_tokens(_primary(c.output))]
+        late = [
+            c
+            for c in calls[cnn[1] + 1 :]
+            if c.module is not None
+            and c.module is not model
+            and _is_attention(c.module)
+            and _mixes_tokens(_primary(c.output))
+        ]
         if late:
             raise ValueError(
                 f"model: {type(model).__name__}'s last spatial map ({cnn[0].name}) comes before its attention ({late[-1].name}), whose tokens ucag cannot lay out "
@@ -463,11 +499,15 @@ def _is_spatial_map(value: Any, size: tuple[int, int]) -> bool:
     return _map_layout(value, size) == "NCHW" and value.shape[-2] * value.shape[-1] > 1
 
 
-def _outermost_once(model: nn.Module, calls: list[_Call], tensor: torch.Tensor, counts: dict[int, int], outside: str | None = None) -> _Call | None:
+def _outermost_once(
+    model: nn.Module, calls: list[_Call], tensor: torch.Tensor, counts: dict[int, int], outside: str | None = None
+) -> _Call | None:
     """Among the module calls that return ``tensor`` (outside the module named ``outside``),
     the outermost that runs once, preferring a block to a plain container; None if every
     one of them runs more than once."""
-    same = [c for c in calls if c.module is not None and c.output is tensor and c.module is not model and not c.passthrough]
+    same = [
+        c for c in calls if c.module is not None and c.output is tensor and c.module is not model and not c.passthrough
+    ]
     if outside is not None:
         same = [c for c in same if not _inside(c.name, outside)]
     once = [c for c in same if counts[id(c.module)] == 1]
@@ -480,10 +520,16 @@ def _tap_for(model: nn.Module, call: _Call, kind: SiteKind = "output") -> Tap:
     "input") the input of the module."""
     if call.module is None:
         name = call.name.replace("torch.nn.functional.", "F.")
-        return Tap(CallSite(model, "function", f"{name}@{call.occurrence + 1}", function=call.function, occurrence=call.occurrence))
+        return Tap(
+            CallSite(
+                model, "function", f"{name}@{call.occurrence + 1}", function=call.function, occurrence=call.occurrence
+            )
+        )
     if kind == "input":
         return Tap(CallSite(model, "input", f"{call.name}@input", module=call.module, occurrence=call.occurrence))
-    return Tap(CallSite(model, "output", f"{call.name}@{call.occurrence + 1}", module=call.module, occurrence=call.occurrence))
+    return Tap(
+        CallSite(model, "output", f"{call.name}@{call.occurrence + 1}", module=call.module, occurrence=call.occurrence)
+    )
 
 
 def _dense_output_channels(model: nn.Module, calls: list[_Call]) -> int | None:
@@ -495,7 +541,9 @@ def _dense_output_channels(model: nn.Module, calls: list[_Call]) -> int | None:
     return int(output.shape[1]) if isinstance(output, torch.Tensor) and output.dim() == 4 else None
 
 
-def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]) -> tuple[LayerSuggestion, int]:
+def _cnn_layer(
+    model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]
+) -> tuple[LayerSuggestion, int]:
     """The CNN rule of :func:`layer_suggestion`, with the trace position of the map."""
     logit_channels = _dense_output_channels(model, calls)
     spatial = [
@@ -504,11 +552,21 @@ def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], siz
         if c.module is not model
         and not c.passthrough
         # a segmentation model's logits before their upsampling are its output, not a feature map
-        and not (logit_channels is not None and isinstance(c.output, torch.Tensor) and c.output.dim() == 4 and c.output.shape[1] == logit_channels)
+        and not (
+            logit_channels is not None
+            and isinstance(c.output, torch.Tensor)
+            and c.output.dim() == 4
+            and c.output.shape[1] == logit_channels
+        )
         and not isinstance(c.module, _HEAD_POOLS)
         # a module shared by several calls can be tapped only as an activation (a shared
         # convolution inside attention, CoaT's, computes no feature map of the image)
-        and (c.module is None or counts[id(c.module)] == 1 or isinstance(c.module, _ACTIVATIONS) or _outermost_once(model, calls, c.output, counts) is not None)
+        and (
+            c.module is None
+            or counts[id(c.module)] == 1
+            or isinstance(c.module, _ACTIVATIONS)
+            or _outermost_once(model, calls, c.output, counts) is not None
+        )
         and _is_spatial_map(c.output, size)
     ]
     if not spatial:
@@ -522,14 +580,22 @@ def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], siz
     # the last call to write that tensor: an activation (module or function) makes the map
     # post-activation; in-place ops (ReLU(inplace=True), `out += identity`) write into
     # their input's tensor
-    writers = [c for c in calls if c.output is last and not c.passthrough and (c.module is None or next(c.module.children(), None) is None)]
+    writers = [
+        c
+        for c in calls
+        if c.output is last and not c.passthrough and (c.module is None or next(c.module.children(), None) is None)
+    ]
     last_writer = writers[-1] if writers else last_call
     after_activation = last_writer.module is None or isinstance(last_writer.module, _ACTIVATIONS)
     chosen = None if last_call.module is None else _outermost_once(model, calls, last, counts)
     if chosen is None:
         # no module that runs once outputs the map: tap the call that produced it
         tap = _tap_for(model, last_call)
-        how = "an activation the model applies as a function" if last_call.module is None else f"a module shared by {counts[id(last_call.module)]} calls"
+        how = (
+            "an activation the model applies as a function"
+            if last_call.module is None
+            else f"a module shared by {counts[id(last_call.module)]} calls"
+        )
         reason = f"the last spatial feature map of {type(model).__name__} ({feature}), after its activation; {how}, so a tap reads that one call ({tap.site.describe()})"
         return LayerSuggestion(tap.name, tap, None, "NCHW", (int(h), int(w)), size, reason), position[id(last_call)]
     if after_activation or not isinstance(last_writer.module, (*_NORMS, nn.Conv2d)):
@@ -538,10 +604,17 @@ def _cnn_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], siz
     else:
         reason = f"the last spatial feature map of {type(model).__name__} ({feature}); the last operation on it is a {type(last_writer.module).__name__}, not an activation"
     assert chosen.module is not None
-    return LayerSuggestion(chosen.name, chosen.module, None, "NCHW", (int(h), int(w)), size, reason), position[id(last_call)]
+    return LayerSuggestion(chosen.name, chosen.module, None, "NCHW", (int(h), int(w)), size, reason), position[
+        id(last_call)
+    ]
 
 
-def resolution_layers(model: nn.Module, target_layer: nn.Module | None = None, count: int = 3, input_size: int | tuple[int, int] | None = None) -> list[LayerSuggestion]:
+def resolution_layers(
+    model: nn.Module,
+    target_layer: nn.Module | None = None,
+    count: int = 3,
+    input_size: int | tuple[int, int] | None = None,
+) -> list[LayerSuggestion]:
     """One CNN layer per spatial resolution, for multi-layer CAMs (RefineCAM): the layers
     that end the last ``count`` resolutions of the network, coarsest (``target_layer``,
     default :func:`layer_suggestion`'s) last, found from one traced forward pass of a blank
@@ -563,14 +636,26 @@ def resolution_layers(model: nn.Module, target_layer: nn.Module | None = None, c
     if target_layer is None:
         suggestion = layer_suggestion(model, size)
         if suggestion.layout != "NCHW":
-            raise ValueError(f"model: {type(model).__name__} is a transformer ({suggestion.layout} layer {suggestion.name!r}); its tokens have one resolution: give the layers yourself")
+            raise ValueError(
+                f"model: {type(model).__name__} is a transformer ({suggestion.layout} layer {suggestion.name!r}); its tokens have one resolution: give the layers yourself"
+            )
         target_layer = suggestion.layer
     calls = _trace(model, size)
     counts = _call_counts(calls)
     end = _site_index(calls, target_layer)
     if end is None or not _is_spatial_map(calls[end].output, size):
-        raise ValueError(f"target_layer: {type(target_layer).__name__} gives no (B, C, H, W) feature map in a forward pass of {type(model).__name__} at {size[0]}x{size[1]}")
-    spatial = [c for c in calls[: end + 1] if c.module is not None and c.module is not model and not c.passthrough and not isinstance(c.module, _HEAD_POOLS) and _is_spatial_map(c.output, size)]
+        raise ValueError(
+            f"target_layer: {type(target_layer).__name__} gives no (B, C, H, W) feature map in a forward pass of {type(model).__name__} at {size[0]}x{size[1]}"
+        )
+    spatial = [
+        c
+        for c in calls[: end + 1]
+        if c.module is not None
+        and c.module is not model
+        and not c.passthrough
+        and not isinstance(c.module, _HEAD_POOLS)
+        and _is_spatial_map(c.output, size)
+    ]
     # the resolutions the network steps down through: a map larger than one already reached
     # (a 'same' padding before a strided convolution) starts no stage
     resolutions: list[tuple[int, int]] = []
@@ -585,14 +670,38 @@ def resolution_layers(model: nn.Module, target_layer: nn.Module | None = None, c
         at = [c for c in spatial if tuple(c.output.shape[-2:]) == resolution]
         depth = min(c.name.count(".") for c in at)
         last = [c for c in at if c.name.count(".") == depth][-1].output
-        same = [c for c in calls if c.module is not None and c.output is last and c.module is not model and not c.passthrough]
+        same = [
+            c
+            for c in calls
+            if c.module is not None and c.output is last and c.module is not model and not c.passthrough
+        ]
         blocks = [c for c in same if counts[id(c.module)] == 1 and type(c.module) not in (nn.Sequential, nn.ModuleList)]
         shallowest = min(c.name.count(".") for c in blocks or same)
         pick = [c for c in blocks or same if c.name.count(".") == shallowest][-1]  # after an in-place activation
         _, channels, h, w = last.shape
-        chosen.append(LayerSuggestion(pick.name, pick.module, None, "NCHW", (int(h), int(w)), size, f"the end of the {h} x {w} stage ({channels} channels at {size[0]}x{size[1]} input)"))  # type: ignore[arg-type]
+        chosen.append(
+            LayerSuggestion(
+                pick.name,
+                pick.module,  # type: ignore[arg-type]
+                None,
+                "NCHW",
+                (int(h), int(w)),
+                size,
+                f"the end of the {h} x {w} stage ({channels} channels at {size[0]}x{size[1]} input)",
+            )
+        )
     _, channels, h, w = calls[end].output.shape
-    chosen.append(LayerSuggestion(layer_name(model, target_layer), target_layer, None, "NCHW", (int(h), int(w)), size, f"the target layer ({channels} x {h} x {w} at {size[0]}x{size[1]} input)"))
+    chosen.append(
+        LayerSuggestion(
+            layer_name(model, target_layer),
+            target_layer,
+            None,
+            "NCHW",
+            (int(h), int(w)),
+            size,
+            f"the target layer ({channels} x {h} x {w} at {size[0]}x{size[1]} input)",
+        )
+    )
     return chosen
 
 
@@ -626,10 +735,14 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, _NORMS) or bool(_NORM_NAME.search(type(module).__name__))
 
 
-def _token_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]) -> tuple[LayerSuggestion, int] | None:
+def _token_layer(
+    model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]
+) -> tuple[LayerSuggestion, int] | None:
     """The token rule of :func:`layer_suggestion`, with the trace position of the block;
     None when the model has no repeated blocks of patch tokens."""
-    repeated = {id(child) for m in model.modules() if isinstance(m, (nn.Sequential, nn.ModuleList)) for child in m.children()}
+    repeated = {
+        id(child) for m in model.modules() if isinstance(m, (nn.Sequential, nn.ModuleList)) for child in m.children()
+    }
     attention = [c.name for c in calls if c.module is not None and c.module is not model and _is_attention(c.module)]
     candidates = [
         c
@@ -641,13 +754,21 @@ def _token_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], s
         and next(c.module.children(), None) is not None  # a block, not a single layer
         and not any(_inside(c.name, a) for a in attention)
         and _token_layout(c.first_input, size) is not None
-        and not (isinstance(c.output, (tuple, list)) and sum(_token_layout(o, size) is not None for o in c.output) > 1)  # one stream (not CoaT's parallel scales)
+        and not (
+            isinstance(c.output, (tuple, list)) and sum(_token_layout(o, size) is not None for o in c.output) > 1
+        )  # one stream (not CoaT's parallel scales)
         and _token_layout(_primary(c.output), size) is not None
         and any(_is_norm(m) for m in c.module.modules())
     ]
     # tokens that a cross-attention computed from a learnt set of queries (Perceiver's
     # latents) are no grid of the image, whatever their count: only blocks before it count
-    cross = [c for c in calls if c.module is not None and _is_attention(c.module) and len({int(t.shape[1]) for t in c.inputs if _mixes_tokens(t)}) > 1]
+    cross = [
+        c
+        for c in calls
+        if c.module is not None
+        and _is_attention(c.module)
+        and len({int(t.shape[1]) for t in c.inputs if _mixes_tokens(t)}) > 1
+    ]
     if cross:
         candidates = [c for c in candidates if position[id(c)] < position[id(cross[0])]]
     # the innermost blocks (a stage of blocks is a block too), the last to finish
@@ -659,7 +780,12 @@ def _token_layer(model: nn.Module, calls: list[_Call], counts: dict[int, int], s
     norms = [
         c
         for c in calls
-        if c.module is not None and _is_norm(c.module) and _inside(c.name, block.name) and c.name != block.name and counts[id(c.module)] == 1 and not any(_inside(c.name, a) for a in inner_attention)
+        if c.module is not None
+        and _is_norm(c.module)
+        and _inside(c.name, block.name)
+        and c.name != block.name
+        and counts[id(c.module)] == 1
+        and not any(_inside(c.name, a) for a in inner_attention)
     ]
     chosen: _Call | None
     if norms and norms[0].first_input is block.first_input and _token_layout(norms[0].output, size) is not None:
@@ -698,7 +824,9 @@ def _token_grid(tokens: int, size: tuple[int, int]) -> tuple[int, int, int]:
         k = math.isqrt(cells // (ah * aw)) if cells % (ah * aw) == 0 else 0
         if k and k * k * ah * aw == cells:
             return prefix, k * ah, k * aw
-    raise ValueError(f"model: cannot lay {tokens} tokens out as a grid with the image's {H}:{W} aspect ratio; give the target layer and reshape_transform yourself")
+    raise ValueError(
+        f"model: cannot lay {tokens} tokens out as a grid with the image's {H}:{W} aspect ratio; give the target layer and reshape_transform yourself"
+    )
 
 
 def _site_index(calls: list[_Call], layer: nn.Module) -> int | None:
@@ -708,7 +836,10 @@ def _site_index(calls: list[_Call], layer: nn.Module) -> int | None:
         return next((i for i, c in enumerate(calls) if c.module is layer), None)
     site = layer.site
     for i, c in enumerate(calls):
-        if c.occurrence == site.occurrence and ((site.kind == "function" and c.module is None and c.function is site.function) or (site.kind != "function" and c.module is site.module)):
+        if c.occurrence == site.occurrence and (
+            (site.kind == "function" and c.module is None and c.function is site.function)
+            or (site.kind != "function" and c.module is site.module)
+        ):
             return i
     return None
 
@@ -741,7 +872,9 @@ def reshape_transform_for(model: nn.Module, layers: Sequence[nn.Module]) -> Toke
             _token_grid(int(output.shape[1]), size)  # raises: tokens that form no grid
         found.add(layout[0] if layout is not None else None)
     if len(found) > 1:
-        raise ValueError(f"target_layers: the layers need different reshape transforms ({sorted(map(str, found))}); give the CAM one reshape_transform yourself")
+        raise ValueError(
+            f"target_layers: the layers need different reshape transforms ({sorted(map(str, found))}); give the CAM one reshape_transform yourself"
+        )
     return found.pop() if found else None
 
 
@@ -765,7 +898,9 @@ def layer_by_name(model: nn.Module, name: str) -> nn.Module:
         try:
             module = model.get_submodule(target)
         except AttributeError:
-            raise ValueError(f"layer: {target!r} in {name!r} is not a module of {type(model).__name__} (nor a known activation function)") from None
+            raise ValueError(
+                f"layer: {target!r} in {name!r} is not a module of {type(model).__name__} (nor a known activation function)"
+            ) from None
     if where == "input":
         return Tap(CallSite(model, "input", name, module=module))
     if not where.isdigit() or int(where) < 1:

@@ -59,19 +59,31 @@ class TchProbe:
 @functools.cache
 def _probe_tch() -> TchProbe:
     if not _BUILD_RECORD.exists():
-        return TchProbe(None, "this installation has no tch module (a portable wheel: manylinux2014, macOS, Windows, or built without torch 2.11 in the build environment)", None)
+        return TchProbe(
+            None,
+            "this installation has no tch module (a portable wheel: manylinux2014, macOS, Windows, or built without torch 2.11 in the build environment)",
+            None,
+        )
     record = json.loads(_BUILD_RECORD.read_text(encoding="utf-8"))
     built_for = str(record["torch"])
     installed = torch.__version__
     if torch_series(installed) != record["series"]:
-        return TchProbe(None, f"it was built for torch {record['series']}.x ({built_for}) and torch {installed} is installed", built_for)
+        return TchProbe(
+            None,
+            f"it was built for torch {record['series']}.x ({built_for}) and torch {installed} is installed",
+            built_for,
+        )
     if bool(record.get("cxx11_abi", True)) != bool(torch._C._GLIBCXX_USE_CXX11_ABI):
-        return TchProbe(None, f"it was built for the other C++ ABI than the installed torch {installed} uses", built_for)
+        return TchProbe(
+            None, f"it was built for the other C++ ABI than the installed torch {installed} uses", built_for
+        )
     try:
         module = importlib.import_module("ucag._tch")
     except ImportError as err:
         return TchProbe(None, f"importing it failed ({err})", built_for)
-    return TchProbe(module, f"built for torch {built_for}, the installed torch {installed} is the same series", built_for)
+    return TchProbe(
+        module, f"built for torch {built_for}, the installed torch {installed} is the same series", built_for
+    )
 
 
 def tch_module() -> ModuleType | None:

@@ -101,7 +101,9 @@ class Target:
 
 
 def _output_error(target: Target, output: torch.Tensor, expected: str, argument: str) -> ValueError:
-    return ValueError(f"{argument}: a {target.kind} target needs a model that returns {expected}; the model returned {tuple(output.shape)} for {output.shape[0]} input(s)")
+    return ValueError(
+        f"{argument}: a {target.kind} target needs a model that returns {expected}; the model returned {tuple(output.shape)} for {output.shape[0]} input(s)"
+    )
 
 
 @dataclass(eq=False)
@@ -116,7 +118,9 @@ class ClassTarget(Target):
         if output.dim() != 2 or not output.is_floating_point():
             raise _output_error(self, output, "(B, K) floating logits", argument)
         if not 0 <= self.category < output.shape[1]:
-            raise ValueError(f"{argument}: class indices must lie in [0, {output.shape[1]}) for this model's {output.shape[1]} outputs, got [{self.category}]")
+            raise ValueError(
+                f"{argument}: class indices must lie in [0, {output.shape[1]}) for this model's {output.shape[1]} outputs, got [{self.category}]"
+            )
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
         return output[:, self.category]
@@ -193,7 +197,9 @@ class SegmentationTarget(Target):
     def __post_init__(self) -> None:
         mask = torch.as_tensor(np.asarray(self.mask) if not isinstance(self.mask, torch.Tensor) else self.mask)
         if mask.dim() != 2 or mask.shape[0] == 0 or mask.shape[1] == 0:
-            raise ValueError(f"targets: a segmentation mask is (H, W) in image coordinates, got shape {tuple(mask.shape)}")
+            raise ValueError(
+                f"targets: a segmentation mask is (H, W) in image coordinates, got shape {tuple(mask.shape)}"
+            )
         mask = mask.detach().float()
         if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:
             raise ValueError("targets: a segmentation mask holds values in [0, 1] (bool or float)")
@@ -204,21 +210,31 @@ class SegmentationTarget(Target):
         if output.dim() != 4 or not output.is_floating_point():
             raise _output_error(self, output, "(B, K, H, W) dense floating logits", argument)
         if not 0 <= self.category < output.shape[1]:
-            raise ValueError(f"{argument}: segmentation category {self.category} is outside this model's {output.shape[1]} output channels")
+            raise ValueError(
+                f"{argument}: segmentation category {self.category} is outside this model's {output.shape[1]} output channels"
+            )
 
     def check_image(self, image_size: tuple[int, int], argument: str = "targets") -> None:
         """The mask must cover the image pixel for pixel, and hold at least one pixel."""
         if tuple(self.mask.shape) != tuple(image_size):
-            raise ValueError(f"{argument}: the segmentation mask is {tuple(self.mask.shape)}, the images are {tuple(image_size)}; give the mask in image coordinates")
+            raise ValueError(
+                f"{argument}: the segmentation mask is {tuple(self.mask.shape)}, the images are {tuple(image_size)}; give the mask in image coordinates"
+            )
         if not (self.mask > 0).any():
-            raise ValueError(f"{argument}: the segmentation mask of category {self.category} is empty (all zero); there is nothing to explain")
+            raise ValueError(
+                f"{argument}: the segmentation mask of category {self.category} is empty (all zero); there is nothing to explain"
+            )
 
     def mask_for(self, output: torch.Tensor) -> torch.Tensor:
         """The mask resampled (area) to the output's spatial size, on its device."""
         key = (tuple(output.shape[-2:]), output.device)
         if key not in self._resampled:
             size = key[0]
-            mask = self.mask if tuple(self.mask.shape) == size else F.interpolate(self.mask[None, None], size=size, mode="area")[0, 0]
+            mask = (
+                self.mask
+                if tuple(self.mask.shape) == size
+                else F.interpolate(self.mask[None, None], size=size, mode="area")[0, 0]
+            )
             self._resampled[key] = mask.to(output.device)  # type: ignore[index]
         return self._resampled[key]  # type: ignore[index]
 
@@ -253,13 +269,22 @@ class SimilarityTarget(Target):
 
     def __post_init__(self) -> None:
         concept = torch.as_tensor(self.concept).detach()
-        if concept.dim() != 1 or not concept.is_floating_point() or not torch.isfinite(concept).all() or concept.norm() == 0:
-            raise ValueError(f"targets: a similarity concept is a nonzero finite float vector (D,), got {concept.dtype} of shape {tuple(concept.shape)}")
+        if (
+            concept.dim() != 1
+            or not concept.is_floating_point()
+            or not torch.isfinite(concept).all()
+            or concept.norm() == 0
+        ):
+            raise ValueError(
+                f"targets: a similarity concept is a nonzero finite float vector (D,), got {concept.dtype} of shape {tuple(concept.shape)}"
+            )
         self.concept = concept
 
     def check(self, output: torch.Tensor, argument: str = "targets") -> None:
         if output.dim() != 2 or output.shape[1] != self.concept.shape[0] or not output.is_floating_point():
-            raise _output_error(self, output, f"(B, {self.concept.shape[0]}) floating embeddings (the concept's size)", argument)
+            raise _output_error(
+                self, output, f"(B, {self.concept.shape[0]}) floating embeddings (the concept's size)", argument
+            )
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
         return F.cosine_similarity(output, self.concept.to(output.device, output.dtype)[None], dim=1)
@@ -285,12 +310,17 @@ class ScoreTarget(Target):
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
         value = torch.as_tensor(self.confidence_fn(output.detach())).float().reshape(-1)
         if value.shape[0] != output.shape[0] or not torch.isfinite(value).all() or value.min() < 0 or value.max() > 1:
-            raise ValueError(f"targets: a score target's confidence must give {output.shape[0]} values in [0, 1], got {tuple(value.shape)} in [{value.min().item():.3g}, {value.max().item():.3g}]")
+            raise ValueError(
+                f"targets: a score target's confidence must give {output.shape[0]} values in [0, 1], got {tuple(value.shape)} in [{value.min().item():.3g}, {value.max().item():.3g}]"
+            )
         return value
 
 
 #: Every kind of target, by name (a new kind is one entry here).
-TARGET_KINDS: dict[str, type[Target]] = {cls.kind: cls for cls in (ClassTarget, BinaryTarget, MultiLabelTarget, SegmentationTarget, SimilarityTarget, ScoreTarget)}
+TARGET_KINDS: dict[str, type[Target]] = {
+    cls.kind: cls
+    for cls in (ClassTarget, BinaryTarget, MultiLabelTarget, SegmentationTarget, SimilarityTarget, ScoreTarget)
+}
 
 
 def _segmentation_from_gradcam(obj: Any) -> Target:
@@ -330,11 +360,15 @@ def as_target(target: Any, output: torch.Tensor, confidence: str = "softmax", ar
     """
     if isinstance(target, Target):
         return target
-    if isinstance(target, (int, np.integer)) or (isinstance(target, torch.Tensor) and target.numel() == 1 and not target.is_floating_point()):
+    if isinstance(target, (int, np.integer)) or (
+        isinstance(target, torch.Tensor) and target.numel() == 1 and not target.is_floating_point()
+    ):
         index = int(target.item() if isinstance(target, torch.Tensor) else target)
         if _is_single_logit(output):
             if index not in (0, 1):
-                raise ValueError(f"{argument}: this model returns one logit per input (a binary classifier), so a target is its side, 1 (positive) or 0 (negative); got {index}")
+                raise ValueError(
+                    f"{argument}: this model returns one logit per input (a binary classifier), so a target is its side, 1 (positive) or 0 (negative); got {index}"
+                )
             return BinaryTarget(index)
         return MultiLabelTarget(index) if confidence == "sigmoid" else ClassTarget(index)
     name = type(target).__name__
@@ -356,7 +390,9 @@ def as_target(target: Any, output: torch.Tensor, confidence: str = "softmax", ar
             f"{argument}: UCAG weights each patch by the model's confidence in the target, which a bare scoring function ({name}) does not give; "
             "wrap it as ucag.targets.ScoreTarget(score_fn, confidence_fn) with confidence_fn(output) -> values in [0, 1]"
         )
-    raise TypeError(f"{argument}: expected class indices, ucag.targets objects or pytorch-grad-cam target objects, got {name}")
+    raise TypeError(
+        f"{argument}: expected class indices, ucag.targets objects or pytorch-grad-cam target objects, got {name}"
+    )
 
 
 def _is_single_logit(output: torch.Tensor) -> bool:
@@ -385,7 +421,9 @@ def predicted(output: torch.Tensor, confidence: str = "softmax", argument: str =
     )
 
 
-def resolve(model: nn.Module, x: torch.Tensor, targets: Any, confidence: str = "softmax", argument: str = "targets") -> list[Target]:
+def resolve(
+    model: nn.Module, x: torch.Tensor, targets: Any, confidence: str = "softmax", argument: str = "targets"
+) -> list[Target]:
     """One checked :class:`Target` per image of ``x`` (B, C, H, W): ``targets`` is None (the
     model's prediction), a 1-D integer tensor, or a list of ints, ``ucag.targets`` objects and
     pytorch-grad-cam target objects. One forward (of all images for None, else of the first)
@@ -397,7 +435,9 @@ def resolve(model: nn.Module, x: torch.Tensor, targets: Any, confidence: str = "
             return predicted(model_output(model(x), B), confidence, argument)
     if isinstance(targets, torch.Tensor):
         if targets.is_floating_point() or targets.dim() != 1:
-            raise TypeError(f"{argument}: expected a 1-D integer tensor, got {targets.dtype} of shape {tuple(targets.shape)}")
+            raise TypeError(
+                f"{argument}: expected a 1-D integer tensor, got {targets.dtype} of shape {tuple(targets.shape)}"
+            )
         items: list[Any] = targets.tolist()
     elif isinstance(targets, (str, bytes, Mapping)) or not isinstance(targets, (Sequence, np.ndarray)):
         raise TypeError(f"{argument}: expected a list with one target per image, got {type(targets).__name__}")
@@ -439,7 +479,9 @@ def row_confidence(targets: Sequence[Target], output: torch.Tensor) -> torch.Ten
     return values
 
 
-def confidence_weights(probabilities: torch.Tensor, weighting: str, present: torch.Tensor | None = None) -> torch.Tensor:
+def confidence_weights(
+    probabilities: torch.Tensor, weighting: str, present: torch.Tensor | None = None
+) -> torch.Tensor:
     """docs/algorithm.md §3 on given confidences: exp(p), p or 1 per patch; 0 where the
     target is not ``present`` on the patch (§3.1)."""
     if weighting == "exp":

@@ -39,13 +39,21 @@ def unfold(images: torch.Tensor, grid: Grid) -> torch.Tensor:
 
 
 @overload
-def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: Literal[False] = False) -> torch.Tensor: ...
+def confidence(
+    logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: Literal[False] = False
+) -> torch.Tensor: ...
 @overload
-def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+def confidence(
+    logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: Literal[True]
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 @overload
-def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: bool) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
+def confidence(
+    logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: bool
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 @torch.no_grad()
-def confidence(logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+def confidence(
+    logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Softmax probability of each row's target (int64 on the logits' device), weighted by
     ``mode``; (rows,) in the logits' dtype. With ``return_probabilities``, (probabilities,
     weights) from the same softmax, each cast to the logits' dtype once (as two calls with
@@ -75,7 +83,13 @@ def resize_maps(maps: torch.Tensor, grid: Grid) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fold(resized: torch.Tensor, maps_dtype: torch.dtype, weights: torch.Tensor, grid: Grid, window: Literal["box", "linear", "cosine"] = "box") -> torch.Tensor:
+def fold(
+    resized: torch.Tensor,
+    maps_dtype: torch.dtype,
+    weights: torch.Tensor,
+    grid: Grid,
+    window: Literal["box", "linear", "cosine"] = "box",
+) -> torch.Tensor:
     """Weighted, resized partial maps (from :func:`resize_maps`) times their fold window,
     added at their patches and divided by the sum of the windows (the coverage D for "box"):
     raw UCAG maps (B, H, W) in ``maps_dtype``."""

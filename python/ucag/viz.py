@@ -104,7 +104,9 @@ def _is_pil_image(value: Any) -> TypeGuard[PILImage]:
     return pil is not None and isinstance(value, pil.Image)
 
 
-def _image_rgb(image: ImageLike, mean: Any = None, std: Any = None, argument: str = "image") -> tuple[np.ndarray, np.dtype]:
+def _image_rgb(
+    image: ImageLike, mean: Any = None, std: Any = None, argument: str = "image"
+) -> tuple[np.ndarray, np.dtype]:
     """An image as float64 (H, W, 3) RGB in [0, 1], and the dtype :func:`overlay` returns."""
     if (mean is None) != (std is None):
         raise ValueError("mean, std: give both (for a normalised image) or neither")
@@ -134,7 +136,9 @@ def _image_rgb(image: ImageLike, mean: Any = None, std: Any = None, argument: st
         pixels = image
         out_dtype = image.dtype
     else:
-        raise TypeError(f"{argument}: expected a torch tensor, a numpy array or a PIL image, got {type(image).__name__}")
+        raise TypeError(
+            f"{argument}: expected a torch tensor, a numpy array or a PIL image, got {type(image).__name__}"
+        )
 
     if pixels.dtype == np.uint8:
         if mean is not None:
@@ -154,7 +158,11 @@ def _image_rgb(image: ImageLike, mean: Any = None, std: Any = None, argument: st
         return np.clip(rgb, 0.0, 1.0), out_dtype
     low, high = float(rgb.min()), float(rgb.max())
     if low < -FLOAT_IMAGE_SLACK or high > 1.0 + FLOAT_IMAGE_SLACK:
-        hint = "divide by 255 (or pass uint8)" if low >= 0 and high <= 255 else "if it is normalised, pass mean= and std= (e.g. SampleModel.mean, SampleModel.std)"
+        hint = (
+            "divide by 255 (or pass uint8)"
+            if low >= 0 and high <= 255
+            else "if it is normalised, pass mean= and std= (e.g. SampleModel.mean, SampleModel.std)"
+        )
         raise ValueError(f"{argument}: float pixels span [{low:.3g}, {high:.3g}], expected [0, 1]: {hint}")
     return np.clip(rgb, 0.0, 1.0), out_dtype
 
@@ -269,7 +277,9 @@ def _image_batch(images: Any, argument: str = "images") -> list[Any]:
         if len(images) == 0:
             raise ValueError(f"{argument}: no images given")
         return list(images)
-    raise TypeError(f"{argument}: expected a tensor, an array, a PIL image or a list of them, got {type(images).__name__}")
+    raise TypeError(
+        f"{argument}: expected a tensor, an array, a PIL image or a list of them, got {type(images).__name__}"
+    )
 
 
 def _map_batch(value: Any, count: int, argument: str) -> list[np.ndarray]:
@@ -367,7 +377,9 @@ def _draw_signed(ax: Axes, raw: np.ndarray, grey: np.ndarray | None, alpha: floa
     )
 
 
-def _signed_colorbar(fig: Figure, ax: Axes | list[Axes], limit: float, label: str | None = None, **kwargs: Any) -> Colorbar:
+def _signed_colorbar(
+    fig: Figure, ax: Axes | list[Axes], limit: float, label: str | None = None, **kwargs: Any
+) -> Colorbar:
     """A colorbar at full opacity (the map itself may be drawn translucent)."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
@@ -416,7 +428,9 @@ def show_signed(
     fig: Figure
     if ax is None:
         height, width = signed.shape
-        fig, ax = _pyplot().subplots(figsize=(4.0 + (0.8 if colorbar else 0.0), 4.0 * height / width), layout="constrained")
+        fig, ax = _pyplot().subplots(
+            figsize=(4.0 + (0.8 if colorbar else 0.0), 4.0 * height / width), layout="constrained"
+        )
     else:
         fig = cast("Figure", ax.figure)  # (a SubFigure when ax lies in one)
     limit = _symmetric_limit(signed)
@@ -574,7 +588,9 @@ def show_partials(
     if given is None:
         # Patch cells on the left (n x n), the folded map as large as the whole grid on the right.
         cell_height = cell_inches * patch_height / patch_width
-        fig = _pyplot().figure(figsize=(2 * units * cell_inches + 1.2, units * (cell_height + 0.45) + 0.5), layout="constrained")
+        fig = _pyplot().figure(
+            figsize=(2 * units * cell_inches + 1.2, units * (cell_height + 0.45) + 0.5), layout="constrained"
+        )
         layout = fig.add_gridspec(units, 2 * units)
         patch_axes = [fig.add_subplot(layout[i, j]) for i in range(units) for j in range(units)]
         result_ax = fig.add_subplot(layout[:, units:])
@@ -601,7 +617,11 @@ def show_partials(
     result_ax.set_axis_off()
     result_ax.set_title(f"folded UCAG map ({explanation.postprocess})")
     explained = explanation.explained[index] if explanation.explained else None
-    target = f"class {int(explanation.targets[index])}" if explained is None or explained.kind == "class" else describe(explained)
+    target = (
+        f"class {int(explanation.targets[index])}"
+        if explained is None or explained.kind == "class"
+        else describe(explained)
+    )
     fig.suptitle(f"{explanation.base} on {units} x {units} patches, {target}")
     return fig
 

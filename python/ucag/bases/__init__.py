@@ -11,4 +11,15 @@ from .adapters import Adapter, BaseAdapter, MapKind, PatchAttribution, make_adap
 from .propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLRP
 from .truncation import fast
 
-__all__ = ["LRP", "Adapter", "BaseAdapter", "ContrastiveLRP", "FullGrad", "MapKind", "PatchAttribution", "SoftmaxGradientLRP", "fast", "make_adapter"]
+__all__ = [
+    "LRP",
+    "Adapter",
+    "BaseAdapter",
+    "ContrastiveLRP",
+    "FullGrad",
+    "MapKind",
+    "PatchAttribution",
+    "SoftmaxGradientLRP",
+    "fast",
+    "make_adapter",
+]

@@ -58,7 +58,9 @@ def _as_maps(result: Any, device: torch.device, argument: str, rows: int) -> tor
     if not isinstance(result, torch.Tensor):
         array = np.asarray(result) if result is not None else None
         if array is None or array.dtype.kind not in "biuf":
-            raise TypeError(f"{argument}: expected maps (n, h, w) as a torch tensor or numpy array, got {type(result).__name__}")
+            raise TypeError(
+                f"{argument}: expected maps (n, h, w) as a torch tensor or numpy array, got {type(result).__name__}"
+            )
         result = torch.as_tensor(array)
     maps: torch.Tensor = result.detach().to(device)
     if maps.dim() == 4:
@@ -145,7 +147,12 @@ def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
         return per_layer[0]
     h = max(m.shape[-2] for m in per_layer)
     w = max(m.shape[-1] for m in per_layer)
-    resized = [m if m.shape[-2:] == (h, w) else F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0] for m in per_layer]
+    resized = [
+        m
+        if m.shape[-2:] == (h, w)
+        else F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
+        for m in per_layer
+    ]
     return torch.stack(resized).mean(dim=0)
 
 
@@ -218,7 +225,11 @@ class GradCamAdapter(BaseAdapter):
         self.truncate = self.truncatable
         #: The token layout of a transformer's target layers, applied during calls when the
         #: CAM was built without a ``reshape_transform`` (ucag.models.reshape_transform_for).
-        self.reshape_transform = reshape_transform_for(self.model, cam.target_layers) if self.captures_raw and cam.reshape_transform is None else None
+        self.reshape_transform = (
+            reshape_transform_for(self.model, cam.target_layers)
+            if self.captures_raw and cam.reshape_transform is None
+            else None
+        )
 
     @property
     def name(self) -> str:
@@ -272,16 +283,22 @@ class GradCamAdapter(BaseAdapter):
             layers = _wrapped_target_layers(self.cam)
             with attached(layers), checked_target_layers(self.model, layers):
                 out = self.cam(patches, cam_targets, **kwargs)
-            return PatchAttribution(_as_maps(out, patches.device, "base", len(patches)), inference_logits(self.model, patches), True)
+            return PatchAttribution(
+                _as_maps(out, patches.device, "base", len(patches)), inference_logits(self.model, patches), True
+            )
         captured: list[torch.Tensor] = []
         method = type(self.cam).get_cam_image
 
-        def capture(input_tensor: Any, target_layer: Any, targets: Any, activations: Any, grads: Any, eigen_smooth: bool = False) -> Any:
+        def capture(
+            input_tensor: Any, target_layer: Any, targets: Any, activations: Any, grads: Any, eigen_smooth: bool = False
+        ) -> Any:
             args = (input_tensor, target_layer, targets, activations, grads)
             result = method(self.cam, *args, eigen_smooth)
             maps = _as_maps(result, patches.device, "base", len(patches))
             reference = self._projection_reference(method, args, eigen_smooth)
-            captured.append(maps if reference is None else oriented(maps, _as_maps(reference, patches.device, "base", len(patches))))
+            captured.append(
+                maps if reference is None else oriented(maps, _as_maps(reference, patches.device, "base", len(patches)))
+            )
             return result
 
         # For this call only: the class method shadowed by the capture; the model seen
@@ -369,7 +386,9 @@ class CaptumAdapter(BaseAdapter):
             warnings.filterwarnings("ignore", message="Input Tensor .* did not already require gradients")
             with self._logits_forward():
                 result = self.attribution.attribute(patches, target=targets, **self.attribute_kwargs)
-        return PatchAttribution(_as_maps(result, patches.device, "base", len(patches)), inference_logits(self.model, patches))
+        return PatchAttribution(
+            _as_maps(result, patches.device, "base", len(patches)), inference_logits(self.model, patches)
+        )
 
 
 class ZennitAdapter(BaseAdapter):
@@ -417,7 +436,10 @@ class CallableAdapter(BaseAdapter):
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def _attribute(self, patches: torch.Tensor, targets: torch.Tensor) -> PatchAttribution:
-        return PatchAttribution(_as_maps(self.fn(patches, targets), patches.device, "base", len(patches)), inference_logits(self.model, patches))
+        return PatchAttribution(
+            _as_maps(self.fn(patches, targets), patches.device, "base", len(patches)),
+            inference_logits(self.model, patches),
+        )
 
 
 def find_model(base: Any) -> nn.Module:
@@ -447,11 +469,15 @@ def make_adapter(base: Any, model: nn.Module | None = None, **attribute_kwargs: 
     if module.startswith("captum"):
         return CaptumAdapter(base, model, **attribute_kwargs)
     if attribute_kwargs:
-        raise TypeError(f"attribute_kwargs: only Captum bases take attribute options, got {sorted(attribute_kwargs)} for {type(base).__name__}")
+        raise TypeError(
+            f"attribute_kwargs: only Captum bases take attribute options, got {sorted(attribute_kwargs)} for {type(base).__name__}"
+        )
     if module.startswith("pytorch_grad_cam"):
         return GradCamAdapter(base, model)
     if module.startswith("zennit"):
         return ZennitAdapter(base, model)
     if callable(base):
         return CallableAdapter(base, model)
-    raise TypeError(f"base: expected a pytorch-grad-cam, Captum or zennit object or a callable, got {type(base).__name__}")
+    raise TypeError(
+        f"base: expected a pytorch-grad-cam, Captum or zennit object or a callable, got {type(base).__name__}"
+    )

@@ -217,7 +217,9 @@ class _PropagationAdapter(BaseAdapter):
         eigen_smooth: bool = False,
     ) -> PatchAttribution:
         with eval_mode(self.model):
-            return self.method._attribute(patches, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, target_objects=target_objects)
+            return self.method._attribute(
+                patches, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, target_objects=target_objects
+            )
 
 
 class _Method(GradCamCallable):
@@ -245,7 +247,14 @@ class _Method(GradCamCallable):
     ) -> PatchAttribution:
         raise NotImplementedError
 
-    def attribute(self, input_tensor: torch.Tensor, targets: Targets = None, *, aug_smooth: bool = False, eigen_smooth: bool = False) -> PatchAttribution:
+    def attribute(
+        self,
+        input_tensor: torch.Tensor,
+        targets: Targets = None,
+        *,
+        aug_smooth: bool = False,
+        eigen_smooth: bool = False,
+    ) -> PatchAttribution:
         """Raw maps (B, H, W) and the logits (B, K) of the same forward pass, as torch tensors
         on the model's device. ``targets``: class indices, grad-cam ``ClassifierOutputTarget``
         objects or a 1-D integer tensor, one per image; None explains the prediction. The
@@ -259,7 +268,9 @@ class _Method(GradCamCallable):
             objects = target_objects(targets)
             return self._attribute(x, ids, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth, target_objects=objects)
 
-    def _call_maps(self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool) -> torch.Tensor:
+    def _call_maps(
+        self, input_tensor: torch.Tensor, targets: Targets, *, aug_smooth: bool, eigen_smooth: bool
+    ) -> torch.Tensor:
         """The raw maps (the call returns them as numpy, grad-cam's convention)."""
         return self.attribute(input_tensor, targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth).maps
 
@@ -287,7 +298,9 @@ class LRP(_Method):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         if composite is not None and not isinstance(composite, str) and not hasattr(composite, "register"):
-            raise TypeError(f"composite: expected None, a zennit composite name or a zennit Composite, got {type(composite).__name__}")
+            raise TypeError(
+                f"composite: expected None, a zennit composite name or a zennit Composite, got {type(composite).__name__}"
+            )
         if isinstance(composite, str):
             from zennit.composites import COMPOSITES
 
@@ -332,7 +345,10 @@ class LRP(_Method):
 
         composite = build(canonizers)
         if traced and not _same_function(self.model, composite, example):
-            warnings.warn(f"{self.name}: merging the batch norms into their layers changed the model's outputs; running without merging", stacklevel=3)
+            warnings.warn(
+                f"{self.name}: merging the batch norms into their layers changed the model's outputs; running without merging",
+                stacklevel=3,
+            )
             composite = build([])
         return composite
 
@@ -464,10 +480,14 @@ class FullGrad(_Method):
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         if aug_smooth:
-            raise ValueError("aug_smooth: FullGrad's raw maps cannot be augmentation-smoothed (grad-cam undoes it only on normalised maps)")
+            raise ValueError(
+                "aug_smooth: FullGrad's raw maps cannot be augmentation-smoothed (grad-cam undoes it only on normalised maps)"
+            )
         ids = [int(t) for t in targets.tolist()]
         if target_objects:
-            objects = [o if callable(o) else ClassifierOutputTarget(i) for o, i in zip(target_objects, ids, strict=True)]
+            objects = [
+                o if callable(o) else ClassifierOutputTarget(i) for o, i in zip(target_objects, ids, strict=True)
+            ]
         else:
             objects = [ClassifierOutputTarget(i) for i in ids]
         maps, logits = [], []

@@ -98,12 +98,20 @@ class FastCAM:
             )
         self.cam = cam
 
-    def __call__(self, input_tensor: torch.Tensor, targets: Any = None, aug_smooth: bool = False, eigen_smooth: bool = False) -> Any:
+    def __call__(
+        self, input_tensor: torch.Tensor, targets: Any = None, aug_smooth: bool = False, eigen_smooth: bool = False
+    ) -> Any:
         from ..layers import attached, checked_target_layers
 
         layers = self.cam.target_layers
-        with attached(layers), checked_target_layers(self.cam.model, layers), truncated_backward(self.cam.model, layers):
-            return self.cam(input_tensor=input_tensor, targets=targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth)
+        with (
+            attached(layers),
+            checked_target_layers(self.cam.model, layers),
+            truncated_backward(self.cam.model, layers),
+        ):
+            return self.cam(
+                input_tensor=input_tensor, targets=targets, aug_smooth=aug_smooth, eigen_smooth=eigen_smooth
+            )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.cam, name)

@@ -102,9 +102,13 @@ class EvalSample:
     def __post_init__(self) -> None:
         # Cheap checks here catch a reader bug at its source instead of deep in a metric.
         if self.rgb.dtype != np.uint8 or self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
-            raise ValueError(f"EvalSample {self.id}: rgb must be uint8 (H, W, 3), got {self.rgb.dtype} {self.rgb.shape}")
+            raise ValueError(
+                f"EvalSample {self.id}: rgb must be uint8 (H, W, 3), got {self.rgb.dtype} {self.rgb.shape}"
+            )
         if self.mask is not None and (self.mask.dtype != np.bool_ or self.mask.shape != self.rgb.shape[:2]):
-            raise ValueError(f"EvalSample {self.id}: mask must be bool {self.rgb.shape[:2]}, got {self.mask.dtype} {self.mask.shape}")
+            raise ValueError(
+                f"EvalSample {self.id}: mask must be bool {self.rgb.shape[:2]}, got {self.mask.dtype} {self.mask.shape}"
+            )
 
     def __repr__(self) -> str:
         target = "prediction" if self.target is None else f"{self.target} {self.class_name!r}"
@@ -260,7 +264,9 @@ class ImageNetVal(EvalDataset):
         present = set(os.listdir(self.root))
         missing = [n for n in names if n not in present and not (self.root / n).is_file()]
         if missing:
-            raise FileNotFoundError(f"ImageNetVal: {len(missing)} images named in {str(labels)!r} are missing from {str(self.root)!r}, e.g. {missing[0]!r}")
+            raise FileNotFoundError(
+                f"ImageNetVal: {len(missing)} images named in {str(labels)!r} are missing from {str(self.root)!r}, e.g. {missing[0]!r}"
+            )
         ids = [_safe_id(os.path.splitext(n)[0]) for n in names]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{labels}: file names that differ only in extension or punctuation give duplicate ids")
@@ -269,7 +275,9 @@ class ImageNetVal(EvalDataset):
     def _index_image_folder(self) -> tuple[list[Path], list[int], list[str]]:
         wnids = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir())
         if not wnids:
-            raise FileNotFoundError(f"ImageNetVal: {str(self.root)!r} has no class sub-folders (ImageFolder layout); for a flat folder of images pass labels=<path of val.txt>")
+            raise FileNotFoundError(
+                f"ImageNetVal: {str(self.root)!r} has no class sub-folders (ImageFolder layout); for a flat folder of images pass labels=<path of val.txt>"
+            )
         if len(wnids) > IMAGENET_NUM_CLASSES:
             raise ValueError(f"ImageNetVal: {len(wnids)} class sub-folders in {str(self.root)!r}, ImageNet has 1000")
         if len(wnids) < IMAGENET_NUM_CLASSES:
@@ -371,7 +379,9 @@ class VOCDetection2007(EvalDataset):
             voc_root / "ImageSets" / "Main" / f"{image_set}.txt",
             f"PASCAL VOC 2007 image set {image_set!r} (expected VOCdevkit/VOC2007/ImageSets/Main/{image_set}.txt)",
         )
-        voc = _optional_import("torchvision.datasets", "VOCDetection2007").VOCDetection(self.root, year="2007", image_set=image_set, download=False)
+        voc = _optional_import("torchvision.datasets", "VOCDetection2007").VOCDetection(
+            self.root, year="2007", image_set=image_set, download=False
+        )
         self._images = [Path(p) for p in voc.images]
         self._pairs = [pair for index, xml in enumerate(voc.annotations) for pair in self._parse(index, Path(xml))]
 
@@ -429,9 +439,7 @@ class VOCDetection2007(EvalDataset):
         )
 
     def __repr__(self) -> str:
-        return (
-            f"VOCDetection2007(root={str(self.root)!r}, image_set={self.image_set!r}, include_difficult={self.include_difficult}: {len(self)} (image, class) samples from {len(self._images)} images)"
-        )
+        return f"VOCDetection2007(root={str(self.root)!r}, image_set={self.image_set!r}, include_difficult={self.include_difficult}: {len(self)} (image, class) samples from {len(self._images)} images)"
 
 
 # ---------------------------------------------------------------------------------------
@@ -474,7 +482,9 @@ class COCODetection2014(EvalDataset):
             for annotation in self.coco.imgToAnns.get(image_id, []):
                 category = annotation["category_id"]
                 if category not in self._target_of:
-                    raise ValueError(f"{self.annotation_file}: annotation {annotation['id']} has unknown category {category}")
+                    raise ValueError(
+                        f"{self.annotation_file}: annotation {annotation['id']} has unknown category {category}"
+                    )
                 annotations_of.setdefault(category, []).append(annotation["id"])
             self._pairs += [(image_id, c, annotations_of[c]) for c in sorted(annotations_of)]
 
@@ -490,18 +500,20 @@ class COCODetection2014(EvalDataset):
         info = self.coco.imgs[image_id]
         rgb = _read_rgb(self.root / info["file_name"], "COCODetection2014")
         if rgb.shape[:2] != (info["height"], info["width"]):
-            raise ValueError(f"{self.root / info['file_name']}: photo is {rgb.shape[1]}x{rgb.shape[0]}, annotations say {info['width']}x{info['height']}")
+            raise ValueError(
+                f"{self.root / info['file_name']}: photo is {rgb.shape[1]}x{rgb.shape[0]}, annotations say {info['width']}x{info['height']}"
+            )
         mask = np.zeros(rgb.shape[:2], dtype=bool)
         for annotation in self.coco.loadAnns(annotation_ids):
             mask |= self.coco.annToMask(annotation).astype(bool)
         target = self._target_of[category]
-        return EvalSample(id=self.sample_id(index), rgb=rgb, target=target, mask=mask, class_name=self.class_names[target])
+        return EvalSample(
+            id=self.sample_id(index), rgb=rgb, target=target, mask=mask, class_name=self.class_names[target]
+        )
 
     def __repr__(self) -> str:
         images = len({image_id for image_id, _, _ in self._pairs})
-        return (
-            f"COCODetection2014(root={str(self.root)!r}, annotation_file={str(self.annotation_file)!r}: {len(self)} (image, category) samples from {images} images, {len(self.class_names)} categories)"
-        )
+        return f"COCODetection2014(root={str(self.root)!r}, annotation_file={str(self.annotation_file)!r}: {len(self)} (image, category) samples from {images} images, {len(self.class_names)} categories)"
 
 
 # ---------------------------------------------------------------------------------------
@@ -539,7 +551,9 @@ class ImageNetSegmentation(EvalDataset):
         if images is None or masks is None:
             raise ValueError(f"{self.path}: no /value/img and /value/gt datasets; not the gtsegs_ijcv.mat layout")
         if images.ndim != 2 or images.shape[1] != 1 or masks.shape != images.shape:
-            raise ValueError(f"{self.path}: /value/img {images.shape} and /value/gt {masks.shape} should both be (N, 1)")
+            raise ValueError(
+                f"{self.path}: /value/img {images.shape} and /value/gt {masks.shape} should both be (N, 1)"
+            )
         return int(images.shape[0])
 
     def _open(self) -> Any:
@@ -588,7 +602,9 @@ class ImageNetSegmentation(EvalDataset):
         mask = stored_mask.T > 0
         if mask.shape != rgb.shape[:2]:
             raise ValueError(f"{self.path}: sample {index}: mask {mask.shape} does not match image {rgb.shape[:2]}")
-        return EvalSample(id=self.sample_id(index), rgb=np.ascontiguousarray(rgb, dtype=np.uint8), target=None, mask=mask)
+        return EvalSample(
+            id=self.sample_id(index), rgb=np.ascontiguousarray(rgb, dtype=np.uint8), target=None, mask=mask
+        )
 
     def __repr__(self) -> str:
         return f"ImageNetSegmentation(path={str(self.path)!r}: {len(self)} images with masks, explaining predictions)"

@@ -60,7 +60,9 @@ class MetricResult:
         return f"MetricResult({self.name}: mean {self.mean:.4f} over {len(self.values)} images)"
 
 
-def _saliency(saliency: Maps, batch: int | None, size: tuple[int, ...] | None, device: torch.device | None = None) -> torch.Tensor:
+def _saliency(
+    saliency: Maps, batch: int | None, size: tuple[int, ...] | None, device: torch.device | None = None
+) -> torch.Tensor:
     s = torch.as_tensor(saliency.detach() if isinstance(saliency, torch.Tensor) else np.asarray(saliency))
     if s.dim() != 3:
         raise ValueError(f"saliency: expected shape (B, H, W), got {tuple(s.shape)}")
@@ -81,11 +83,15 @@ def _masks(masks: Maps, saliency: torch.Tensor) -> torch.Tensor:
         array = np.asarray(masks)
         if array.dtype.kind not in "biu":
             hint = "; threshold a soft mask first, e.g. masks > 0.5" if array.dtype.kind == "f" else ""
-            raise TypeError(f"masks: expected boolean or integer masks (nonzero = object), got dtype {array.dtype}{hint}")
+            raise TypeError(
+                f"masks: expected boolean or integer masks (nonzero = object), got dtype {array.dtype}{hint}"
+            )
         m = torch.as_tensor(array)
     if m.is_floating_point() or m.is_complex():
         # A soft mask has no single right threshold (`!= 0` would count a 0.2 background as object).
-        raise TypeError(f"masks: expected boolean or integer masks (nonzero = object), got {m.dtype}; threshold a soft mask first, e.g. masks > 0.5")
+        raise TypeError(
+            f"masks: expected boolean or integer masks (nonzero = object), got {m.dtype}; threshold a soft mask first, e.g. masks > 0.5"
+        )
     if m.shape != saliency.shape:
         raise ValueError(f"masks: expected shape {tuple(saliency.shape)} like the saliency, got {tuple(m.shape)}")
     m = m.bool().to(saliency.device)
@@ -136,7 +142,9 @@ def _repeated(targets: RowTargets, times: int) -> RowTargets:
     return [t for t in targets for _ in range(times)]
 
 
-def _probabilities(model: nn.Module, inputs: torch.Tensor, targets: RowTargets, batch_size: int) -> tuple[torch.Tensor, int]:
+def _probabilities(
+    model: nn.Module, inputs: torch.Tensor, targets: RowTargets, batch_size: int
+) -> tuple[torch.Tensor, int]:
     """Probability of each row's target (:func:`_confidence`), in chunks, under
     inference_mode; and the chunk size that ran last."""
 
@@ -192,7 +200,15 @@ def _perturbation_curves(
     return MetricResult("", auc(scores).cpu().numpy(), scores.cpu().numpy(), size)
 
 
-def deletion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
+def deletion(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: Maps,
+    targets: MetricTargets,
+    *,
+    step: int | None = None,
+    batch_size: int = 8,
+) -> MetricResult:
     """Deletion (RISE): remove pixels (all channels set to 0 in the normalised input space)
     in descending saliency order, ``step`` pixels per step (default 8 * W), and take the AUC
     of the target probability. Lower is better."""
@@ -203,7 +219,15 @@ def deletion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: Me
     return result
 
 
-def insertion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, step: int | None = None, batch_size: int = 8) -> MetricResult:
+def insertion(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: Maps,
+    targets: MetricTargets,
+    *,
+    step: int | None = None,
+    batch_size: int = 8,
+) -> MetricResult:
     """Insertion (RISE): start from the image blurred with a Gaussian (kernel 51, sigma 50,
     reflect borders) and restore original pixels in descending saliency order; AUC of the
     target probability. Higher is better."""
@@ -216,7 +240,9 @@ def insertion(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: M
     return result
 
 
-def _prepare(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, RowTargets]:
+def _prepare(
+    model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, RowTargets]:
     """The inputs on the model's device, the checked maps and targets: the targets fit the
     model's output (one forward of the first image, in eval mode, tells it)."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
@@ -262,7 +288,9 @@ def road(
     if order not in ("most", "least"):
         raise ValueError(f"order: expected 'most' (MoRF) or 'least' (LeRF), got {order!r}")
     valid = isinstance(percentiles, Sequence) and not isinstance(percentiles, str) and len(percentiles) > 0
-    if not valid or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) and 0 < p < 100 for p in percentiles):
+    if not valid or not all(
+        isinstance(p, (int, np.integer)) and not isinstance(p, bool) and 0 < p < 100 for p in percentiles
+    ):
         raise ValueError(f"percentiles: expected a non-empty list of integers in (0, 100), got {percentiles!r}")
     levels = [int(p) for p in percentiles]
     x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
@@ -322,7 +350,9 @@ def energy_pointing_game(saliency: Maps, masks: Maps) -> MetricResult:
     return MetricResult("energy pointing game", values.numpy())
 
 
-def map_density(model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, batch_size: int = 8) -> tuple[MetricResult, MetricResult]:
+def map_density(
+    model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, batch_size: int = 8
+) -> tuple[MetricResult, MetricResult]:
     """Positive and negative map density (CAMERAS) on maps min-max scaled to [0, 1]:
     positive = p(x * S) / mean(S), negative = p(x * (1 - S)) / mean(1 - S). Higher positive
     and lower negative are better. A constant map has no density: ValueError."""

@@ -40,9 +40,16 @@ GRID_OPTIONS = ("units", "patch_size", "scale", "scaled_size")
 def unnormalized_rgb8(inputs: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """The (B, H, W, 3) uint8 RGB images a normalised (B, 3, H, W) batch came from:
     ``x * std + mean``, clipped to [0, 1], times 255, rounded."""
-    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or inputs.shape[1] != len(mean) or len(mean) != len(std):
+    if (
+        not isinstance(inputs, torch.Tensor)
+        or inputs.dim() != 4
+        or inputs.shape[1] != len(mean)
+        or len(mean) != len(std)
+    ):
         shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
-        raise ValueError(f"inputs: expected a (B, {len(mean)}, H, W) batch normalised with {len(mean)} means and stds, got {shape}")
+        raise ValueError(
+            f"inputs: expected a (B, {len(mean)}, H, W) batch normalised with {len(mean)} means and stds, got {shape}"
+        )
     x = inputs.detach().float().cpu()
     m = torch.tensor([float(v) for v in mean])[:, None, None]
     s = torch.tensor([float(v) for v in std])[:, None, None]
@@ -57,9 +64,13 @@ def sobel_maps(inputs: torch.Tensor, mean: Sequence[float] | None, std: Sequence
     from pytorch_grad_cam.sobel_cam import sobel_cam
 
     if mean is None or std is None:
-        raise ValueError("mean: the Sobel control needs the inputs' mean and std to recover the image; pass mean= and std=")
+        raise ValueError(
+            "mean: the Sobel control needs the inputs' mean and std to recover the image; pass mean= and std="
+        )
     images = unnormalized_rgb8(inputs, mean, std)
-    return torch.stack([torch.from_numpy(np.asarray(sobel_cam(np.ascontiguousarray(image)), dtype=np.float32)) for image in images])
+    return torch.stack(
+        [torch.from_numpy(np.asarray(sobel_cam(np.ascontiguousarray(image)), dtype=np.float32)) for image in images]
+    )
 
 
 def image_seed(image: torch.Tensor, target: int, seed: int = 0) -> int:
@@ -92,16 +103,26 @@ def random_cam_maps(cam: Any, inputs: torch.Tensor, targets: Sequence[int], seed
     maps = []
     for i, target in enumerate(targets):
         with numpy_seeded(image_seed(inputs[i], int(target), seed)):
-            maps.append(torch.as_tensor(cam(input_tensor=inputs[i : i + 1], targets=[ClassifierOutputTarget(int(target))]))[0])
+            maps.append(
+                torch.as_tensor(cam(input_tensor=inputs[i : i + 1], targets=[ClassifierOutputTarget(int(target))]))[0]
+            )
     return torch.stack(maps)
 
 
 #: resolution_layers' choice per model, by (target layer, input size, count): the traced
 #: forward runs once per model, not once per image (nor inside an image's pass count)
-_LAYERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, tuple[int, int], int], list[nn.Module]]] = weakref.WeakKeyDictionary()
+_LAYERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, tuple[int, int], int], list[nn.Module]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def refinecam_layers(model: nn.Module, target_layer: nn.Module, input_size: tuple[int, int], layers: Sequence[str] | None = None, count: int = 3) -> list[nn.Module]:
+def refinecam_layers(
+    model: nn.Module,
+    target_layer: nn.Module,
+    input_size: tuple[int, int],
+    layers: Sequence[str] | None = None,
+    count: int = 3,
+) -> list[nn.Module]:
     """RefineCAM's target layers: the modules named ``layers`` (dotted names in
     ``model.named_modules()``), or one per resolution for the last ``count`` resolutions,
     ``target_layer`` last (:func:`ucag.models.resolution_layers`, found once per model,
@@ -173,7 +194,9 @@ def _window_count(length: int, step: int, window: int) -> int:
     return len(window_starts(length, step, window))
 
 
-def sess_matched_settings(model: nn.Module | None, size: tuple[int, int], ucag_options: dict[str, Any] | None = None) -> SessGeometry:
+def sess_matched_settings(
+    model: nn.Module | None, size: tuple[int, int], ucag_options: dict[str, Any] | None = None
+) -> SessGeometry:
     """The SESS settings with UCAG's geometry for images of ``size`` (H, W) under
     ``ucag_options`` (units, patch_size, scale, scaled_size; UCAG's defaults otherwise, and
     a fixed-resolution model's input size as the upsampled patch, as :class:`ucag.UCAG`
@@ -201,7 +224,9 @@ def sess_matched_settings(model: nn.Module | None, size: tuple[int, int], ucag_o
     step = window if n == 1 or length == window else max(1, math.ceil((length - window) / (n - 1)))
     long_length = int(size[1 - short] * length / size[short])  # torchvision's resize of the longer side
     patches = _window_count(length, step, window) * _window_count(long_length, step, window)
-    return SessGeometry(scale=int(length), window_size=int(window), step_size=int(step), patches=patches, ucag_patches=n * n)
+    return SessGeometry(
+        scale=int(length), window_size=int(window), step_size=int(step), patches=patches, ucag_patches=n * n
+    )
 
 
 __all__ = [

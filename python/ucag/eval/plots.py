@@ -32,7 +32,9 @@ def _curve_rows(value: Any, argument: str) -> tuple[np.ndarray, np.ndarray]:
     """(B, T+1) curves and their B AUCs from a MetricResult or an array of curves."""
     if isinstance(value, MetricResult):
         if value.curves is None:
-            raise ValueError(f"{argument}: this MetricResult ({value.name}) has no curves; deletion and insertion results do")
+            raise ValueError(
+                f"{argument}: this MetricResult ({value.name}) has no curves; deletion and insertion results do"
+            )
         if value.name in ("deletion", "insertion") and not argument.startswith(value.name):
             raise ValueError(f"{argument}: got a {value.name} result; pass it as {value.name}=")
         curves = _map_array(value.curves, argument)
@@ -107,7 +109,9 @@ def plot_curves(
 
     fig: Figure
     if ax is None:
-        fig, grid = _pyplot().subplots(1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False, layout="constrained")
+        fig, grid = _pyplot().subplots(
+            1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False, layout="constrained"
+        )
         panels = {name: grid[0, k] for k, (name, _) in enumerate(kinds)}
     elif isinstance(ax, AxesType):
         fig = cast("Figure", ax.figure)  # (a SubFigure when ax lies in one)
@@ -149,14 +153,18 @@ def _results(results: Any) -> dict[str, RandomizationResult]:
     if isinstance(results, RandomizationResult):
         results = {"": results}
     if not isinstance(results, Mapping) or not results:
-        raise TypeError(f"results: expected a RandomizationResult or a non-empty dict label -> RandomizationResult, got {type(results).__name__}")
+        raise TypeError(
+            f"results: expected a RandomizationResult or a non-empty dict label -> RandomizationResult, got {type(results).__name__}"
+        )
     for label, result in results.items():
         if not isinstance(result, RandomizationResult):
             raise TypeError(f"results[{label!r}]: expected a RandomizationResult, got {type(result).__name__}")
     first = next(iter(results.values()))
     for label, result in results.items():
         if result.stage_names != first.stage_names or result.mode != first.mode:
-            raise ValueError(f"results[{label!r}]: other stages or mode than the first result; compare results of the same check")
+            raise ValueError(
+                f"results[{label!r}]: other stages or mode than the first result; compare results of the same check"
+            )
     return {str(k): v for k, v in results.items()}
 
 
@@ -180,7 +188,10 @@ def plot_randomization(
     batch = len(first.targets)
     if isinstance(image_index, bool) or not isinstance(image_index, int) or not 0 <= image_index < batch:
         raise ValueError(f"image_index: expected an index from 0 to {batch - 1}, got {image_index!r}")
-    rows = {label or "map": [r.trained_maps[image_index]] + [r.maps[k, image_index] for k in range(len(r.stages))] for label, r in found.items()}
+    rows = {
+        label or "map": [r.trained_maps[image_index]] + [r.maps[k, image_index] for k in range(len(r.stages))]
+        for label, r in found.items()
+    }
     titles = ["trained"] + first.stage_names
     return map_grid(rows, titles, image=image, mean=mean, std=std, cmap=cmap, axes=axes)
 
@@ -198,7 +209,9 @@ def plot_randomization_curves(
         raise ValueError(f"measures: expected names from {', '.join(MEASURES)}, got {measures!r}")
     fig: Figure
     if ax is None:
-        fig, grid = _pyplot().subplots(1, len(measures), figsize=(4.2 * len(measures), 3.8), squeeze=False, layout="constrained")
+        fig, grid = _pyplot().subplots(
+            1, len(measures), figsize=(4.2 * len(measures), 3.8), squeeze=False, layout="constrained"
+        )
         panels = list(grid[0])
     else:
         flat = _given_axes(ax, len(measures), "ax")

@@ -83,7 +83,9 @@ class MethodSpec:
 METHODS: dict[str, MethodSpec] = {}
 
 
-def register_method(name: str, display_name: str, kind: MethodKind, gradcam_class: str | None = None) -> Callable[[Factory], Factory]:
+def register_method(
+    name: str, display_name: str, kind: MethodKind, gradcam_class: str | None = None
+) -> Callable[[Factory], Factory]:
     """Register ``factory(model, target_layer, **options)`` as method ``name``."""
 
     def decorate(factory: Factory) -> Factory:
@@ -99,7 +101,9 @@ def gradcam_class(name: str) -> type:
     """The pytorch-grad-cam class of a method (for SESS, and for users of grad-cam)."""
     spec = method(name)
     if spec.gradcam_class is None:
-        raise ValueError(f"method: {name!r} has no pytorch-grad-cam class; those that do: {', '.join(methods_of_kind('gradcam'))}, fullgrad")
+        raise ValueError(
+            f"method: {name!r} has no pytorch-grad-cam class; those that do: {', '.join(methods_of_kind('gradcam'))}, fullgrad"
+        )
     import pytorch_grad_cam
 
     return getattr(pytorch_grad_cam, spec.gradcam_class)  # type: ignore[no-any-return]
@@ -191,7 +195,14 @@ def methods_of_kind(*kinds: MethodKind) -> tuple[str, ...]:
 
 
 #: How each variant prefixes the method's display name.
-VARIANTS: dict[str, str] = {"base": "", "ucag": "UCAG", "upscale": "Upscale", "sess": "SESS", "sess-matched": "SESS-matched", "refinecam": "RefineCAM"}
+VARIANTS: dict[str, str] = {
+    "base": "",
+    "ucag": "UCAG",
+    "upscale": "Upscale",
+    "sess": "SESS",
+    "sess-matched": "SESS-matched",
+    "refinecam": "RefineCAM",
+}
 #: The controls (floors), by method name (kind ``"control"``).
 CONTROLS: tuple[str, ...] = methods_of_kind("control")
 #: Baselines a comparison can add (see :func:`comparison_pairs`): variants around every
@@ -210,7 +221,9 @@ def display_name(name: str, variant: str = "base") -> str:
     return f"{prefix}({shown})" if prefix else shown
 
 
-def comparison_pairs(methods: Sequence[str], variants: Sequence[str] = ("base", "ucag"), baselines: Sequence[str] = ()) -> list[tuple[str, str]]:
+def comparison_pairs(
+    methods: Sequence[str], variants: Sequence[str] = ("base", "ucag"), baselines: Sequence[str] = ()
+) -> list[tuple[str, str]]:
     """The (method, variant) pairs a comparison runs: every method in every variant, then
     for each baseline: ``"upscale"``, ``"sess"``, ``"sess-matched"`` and ``"refinecam"``
     around every method, ``"cameras"``, ``"random"`` and ``"sobel"`` once on their own.
@@ -219,7 +232,9 @@ def comparison_pairs(methods: Sequence[str], variants: Sequence[str] = ("base", 
         if m not in METHODS:
             raise ValueError(f"methods: expected names from {', '.join(METHODS)}, got {m!r}")
         if METHODS[m].kind == "control":
-            raise ValueError(f"methods: {m!r} is a control (a floor), not a method to compare; ask for it with baselines=[{m!r}] (--baselines {m})")
+            raise ValueError(
+                f"methods: {m!r} is a control (a floor), not a method to compare; ask for it with baselines=[{m!r}] (--baselines {m})"
+            )
     for v in variants:
         if v not in VARIANTS:
             raise ValueError(f"variants: expected names from {', '.join(VARIANTS)}, got {v!r}")
@@ -230,7 +245,9 @@ def comparison_pairs(methods: Sequence[str], variants: Sequence[str] = ("base", 
     wrapping = [v for v in GRADCAM_VARIANTS if v in variants or v in baselines]
     if no_class and wrapping:
         where = "variants" if any(v in variants for v in wrapping) else "baselines"
-        raise ValueError(f"{where}: {VARIANTS[wrapping[0]]} takes a pytorch-grad-cam class and cannot run around {', '.join(no_class)}")
+        raise ValueError(
+            f"{where}: {VARIANTS[wrapping[0]]} takes a pytorch-grad-cam class and cannot run around {', '.join(no_class)}"
+        )
     pairs = [(m, v) for m in methods for v in variants]
     for b in baselines:
         pairs += [(b, "base")] if b in ONCE else [(m, b) for m in methods]
@@ -290,7 +307,9 @@ def explain_with(
         check_target_support([(name, variant)], next(t for t in targets if isinstance(t, Target)).kind)
     check_baseline_options(baseline_options)
     with attached([target_layer]):  # a Tap target layer (ucag.layers) reads its call site for every method
-        return _explain_with(name, variant, model, target_layer, inputs, targets, ucag_options, baseline_options, blur, mean, std)
+        return _explain_with(
+            name, variant, model, target_layer, inputs, targets, ucag_options, baseline_options, blur, mean, std
+        )
 
 
 def _explain_with(
@@ -317,12 +336,17 @@ def _explain_with(
                 size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
                 sess_options.update(sess_matched_settings(model, size, ucag_options).options())
             sess_options.update(options[variant])
-            sess = SESS(model=LogitsOnly(model), target_layers=[target_layer], base_method=gradcam_class(name), **sess_options)
+            sess = SESS(
+                model=LogitsOnly(model), target_layers=[target_layer], base_method=gradcam_class(name), **sess_options
+            )
         with sess:
             maps = sess(inputs, _cam_targets(targets))
         return cam_postprocess(torch.as_tensor(maps), blur)
     if variant == "refinecam":
-        return cam_postprocess(refinecam_maps(model, target_layer, gradcam_class(name), inputs, targets, **options["refinecam"]).float(), blur)
+        return cam_postprocess(
+            refinecam_maps(model, target_layer, gradcam_class(name), inputs, targets, **options["refinecam"]).float(),
+            blur,
+        )
     if name == "sobel":
         return cam_postprocess(SobelControl(mean, std)(inputs), blur)
     method_options = {**options["cameras"], "postprocess": "none"} if name == "cameras" else {}
@@ -337,10 +361,14 @@ def _explain_with(
             elif name in PROJECTION_METHODS:
                 # grad-cam's own map keeps the principal component's arbitrary sign (and ReLUs
                 # it away when inverted): the adapter's raw, oriented map, resized to the input
-                ids = torch.as_tensor([t.category or 0 if isinstance(t, Target) else t for t in targets], device=inputs.device)
+                ids = torch.as_tensor(
+                    [t.category or 0 if isinstance(t, Target) else t for t in targets], device=inputs.device
+                )
                 objects = _cam_targets(targets) if any(isinstance(t, Target) for t in targets) else None
                 maps = GradCamAdapter(base, model)(inputs, ids, target_objects=objects).maps
-                raw = F.interpolate(maps[:, None], size=tuple(inputs.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
+                raw = F.interpolate(maps[:, None], size=tuple(inputs.shape[-2:]), mode="bilinear", align_corners=False)[
+                    :, 0
+                ]
             else:
                 raw = torch.as_tensor(base(input_tensor=inputs, targets=_cam_targets(targets)))
             return cam_postprocess(raw.float(), blur)
@@ -379,12 +407,18 @@ def check_target_support(pairs: Sequence[tuple[str, str]], kind: str) -> None:
     target) can; methods and baselines that take class indices cannot."""
     if kind == "class":
         return
-    methods = sorted({m for m, _ in pairs if m in ("random", "cameras") or (m != "sobel" and method(m).gradcam_class is None)})
+    methods = sorted(
+        {m for m, _ in pairs if m in ("random", "cameras") or (m != "sobel" and method(m).gradcam_class is None)}
+    )
     if methods:
-        raise ValueError(f"methods: {', '.join(methods)} take class indices only; {kind} targets need pytorch-grad-cam methods (docs/algorithm.md §3.1)")
+        raise ValueError(
+            f"methods: {', '.join(methods)} take class indices only; {kind} targets need pytorch-grad-cam methods (docs/algorithm.md §3.1)"
+        )
     variants = sorted({v for m, v in pairs if m not in ONCE and v not in TARGET_VARIANTS})
     if variants:
-        raise ValueError(f"variants: {', '.join(variants)} take class indices only; {kind} targets work with {', '.join(TARGET_VARIANTS)}")
+        raise ValueError(
+            f"variants: {', '.join(variants)} take class indices only; {kind} targets work with {', '.join(TARGET_VARIANTS)}"
+        )
 
 
 __all__ = [

@@ -44,7 +44,14 @@ from ..postprocess import check_blur
 from ..targets import BinaryTarget, MultiLabelTarget, Target, model_output
 from . import metrics as M
 from .compute import count_passes
-from .registry import METHODS, check_baseline_options, check_target_support, comparison_pairs, display_name, explain_with
+from .registry import (
+    METHODS,
+    check_baseline_options,
+    check_target_support,
+    comparison_pairs,
+    display_name,
+    explain_with,
+)
 from .sanity import RANDOMIZATION_SEED, corresponding_module, map_similarities, randomize
 
 #: Metric names -> the columns they fill in results.csv.
@@ -61,7 +68,14 @@ METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
 METRICS = tuple(METRIC_COLUMNS)
 DEFAULT_METRICS = ("deletion", "insertion", "density", "pointing_game", "energy_pointing_game")
 CURVE_METRICS = ("deletion", "insertion")
-LOWER_IS_BETTER = ("deletion", "negative_density", "road_morf", "randomization_spearman", "randomization_ssim", "randomization_hog")
+LOWER_IS_BETTER = (
+    "deletion",
+    "negative_density",
+    "road_morf",
+    "randomization_spearman",
+    "randomization_ssim",
+    "randomization_hog",
+)
 COLUMN_TITLES = {
     "deletion": "deletion",
     "insertion": "insertion",
@@ -123,7 +137,10 @@ class EvaluationSummary:
     floors: list[tuple[str, str]] = field(default_factory=list)
 
     def cell(self, method: str, variant: str, column: str) -> Cell | None:
-        return next((c for c in [*self.cells, *self.passes] if (c.method, c.variant, c.column) == (method, variant, column)), None)
+        return next(
+            (c for c in [*self.cells, *self.passes] if (c.method, c.variant, c.column) == (method, variant, column)),
+            None,
+        )
 
     def markdown(self) -> str:
         """The summary table (the controls last, marked as floors), the passes per image
@@ -142,9 +159,25 @@ class EvaluationSummary:
             )
         if self.passes:
             text += "\nCost per image (mean) while the map is computed, not the metrics; passes counted in samples (a batch of 36 patches is 36):\n\n"
-            text += "\n".join(_markdown_table(_floors_last(self.passes, floors), list(PASS_COLUMNS), "method", floors, decimals=2, spread=False)) + "\n"
+            text += (
+                "\n".join(
+                    _markdown_table(
+                        _floors_last(self.passes, floors),
+                        list(PASS_COLUMNS),
+                        "method",
+                        floors,
+                        decimals=2,
+                        spread=False,
+                    )
+                )
+                + "\n"
+            )
         if self.differences:
-            text += "\nUCAG − base, paired over the same images:\n\n" + "\n".join(_markdown_table(self.differences, self.columns, "method")) + "\n"
+            text += (
+                "\nUCAG − base, paired over the same images:\n\n"
+                + "\n".join(_markdown_table(self.differences, self.columns, "method"))
+                + "\n"
+            )
         return text
 
     def __repr__(self) -> str:
@@ -156,7 +189,14 @@ def _floors_last(cells: list[Cell], floors: set[tuple[str, str]]) -> list[Cell]:
     return sorted(cells, key=lambda c: (c.method, c.variant) in floors)  # stable: keeps the order
 
 
-def _markdown_table(cells: list[Cell], columns: list[str], first: str, floors: set[tuple[str, str]] | None = None, decimals: int = 3, spread: bool = True) -> list[str]:
+def _markdown_table(
+    cells: list[Cell],
+    columns: list[str],
+    first: str,
+    floors: set[tuple[str, str]] | None = None,
+    decimals: int = 3,
+    spread: bool = True,
+) -> list[str]:
     """Rows per (method, variant), a column per ``columns`` entry present; rows in
     ``floors`` are marked *floor*. ``spread=False`` (the passes) shows means without
     arrows or intervals."""
@@ -184,7 +224,11 @@ def _markdown_table(cells: list[Cell], columns: list[str], first: str, floors: s
             text = f"{cell.mean:.{decimals}f}" + (f" ± {cell.ci95:.{decimals}f}" if cell.ci95 is not None else "")
             entries.append(text + (f" (n={cell.n})" if cell.n != most and col != "pointing_game" else ""))
         name = display_name(method, variant)
-        lines.append("| " + " | ".join([f"*{name} (floor)*" if floors and (method, variant) in floors else name] + entries) + " |")
+        lines.append(
+            "| "
+            + " | ".join([f"*{name} (floor)*" if floors and (method, variant) in floors else name] + entries)
+            + " |"
+        )
     return lines
 
 
@@ -339,7 +383,9 @@ class _Run:
         label.check(output, "target_kind")
         return label, float(label.confidence(output)[0])
 
-    def _metric_values(self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, mask: np.ndarray | None) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
+    def _metric_values(
+        self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, mask: np.ndarray | None
+    ) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
         """Every column's value per map (None where undefined) and the curves."""
         n = len(maps)
         xs, targets = x.expand(n, -1, -1, -1), [target] * n
@@ -362,10 +408,15 @@ class _Run:
             flat = maps.flatten(1)
             varying = [i for i in range(n) if float(flat[i].max() - flat[i].min()) > 0]  # constant maps: undefined
             if varying:
-                pos, neg = M.map_density(self.model, xs[varying], maps[varying], [target] * len(varying), batch_size=self._metric_batch_size)
+                pos, neg = M.map_density(
+                    self.model, xs[varying], maps[varying], [target] * len(varying), batch_size=self._metric_batch_size
+                )
                 self.learnt["metric_batch_size"] = pos.batch_size or self._metric_batch_size
                 for j, i in enumerate(varying):
-                    values["positive_density"][i], values["negative_density"][i] = float(pos.values[j]), float(neg.values[j])
+                    values["positive_density"][i], values["negative_density"][i] = (
+                        float(pos.values[j]),
+                        float(neg.values[j]),
+                    )
         if mask is not None:
             # The mask metrics run on the CPU: the maps come over once, the mask stays there.
             m = resize_mask(mask, self.input_size)
@@ -379,15 +430,34 @@ class _Run:
                 if "segmentation" in self.metrics:
                     for i in range(n):
                         scores = M.segmentation_scores(s[i : i + 1], masks[i : i + 1])
-                        values["pixel_accuracy"][i], values["average_precision"][i] = scores.pixel_accuracy, scores.mean_ap
+                        values["pixel_accuracy"][i], values["average_precision"][i] = (
+                            scores.pixel_accuracy,
+                            scores.mean_ap,
+                        )
         return values, curves
 
-    def _explain(self, name: str, variant: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int | Target) -> torch.Tensor:
+    def _explain(
+        self, name: str, variant: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int | Target
+    ) -> torch.Tensor:
         """One (method, variant)'s float maps for ``x`` with this run's options."""
-        maps = explain_with(name, variant, model, layer, x, [target], ucag_options=self.ucag_options, baseline_options=self.baseline_options, blur=self.blur, mean=self.mean, std=self.std)
+        maps = explain_with(
+            name,
+            variant,
+            model,
+            layer,
+            x,
+            [target],
+            ucag_options=self.ucag_options,
+            baseline_options=self.baseline_options,
+            blur=self.blur,
+            mean=self.mean,
+            std=self.std,
+        )
         return maps.detach().float()
 
-    def _randomization_values(self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, values: dict[str, list[float | None]]) -> None:
+    def _randomization_values(
+        self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, values: dict[str, list[float | None]]
+    ) -> None:
         """The "randomization" columns: each map against the same method's map on the fully
         randomised model (docs/algorithm.md §6.8), built once per run with a fixed seed."""
         if not self.randomized:
@@ -396,7 +466,11 @@ class _Run:
         model, layer = self.randomized["model"], self.randomized["target_layer"]
         random_maps = torch.cat([self._explain(m, v, model, layer, x, target).cpu() for m, v in self.pairs])
         scores = map_similarities(maps.cpu(), random_maps)
-        for column, measure in (("randomization_spearman", "spearman_abs"), ("randomization_ssim", "ssim"), ("randomization_hog", "hog")):
+        for column, measure in (
+            ("randomization_spearman", "spearman_abs"),
+            ("randomization_ssim", "ssim"),
+            ("randomization_hog", "hog"),
+        ):
             values[column] = [float(v) for v in scores[measure]]
 
 
@@ -565,13 +639,17 @@ def evaluate(
     return _broadcast(summary, world)  # type: ignore[no-any-return]
 
 
-def _normalization(model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[Sequence[float], Sequence[float]]:
+def _normalization(
+    model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[Sequence[float], Sequence[float]]:
     """The ``mean``/``std`` given, else the model's own (:func:`ucag.models.model_normalization`),
     else an error: numbers under another normalisation than the model's are silently wrong."""
     if mean is not None and std is not None:
         return mean, std
     if (mean is None) != (std is None):
-        raise ValueError(f"{'std' if std is None else 'mean'}: give mean and std together (got only {'mean' if std is None else 'std'})")
+        raise ValueError(
+            f"{'std' if std is None else 'mean'}: give mean and std together (got only {'mean' if std is None else 'std'})"
+        )
     found = model_normalization(model)
     if found is None:
         raise ValueError(
@@ -605,7 +683,11 @@ def _check_options(
     if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
         raise ValueError(f"input_size: expected a positive int, got {input_size!r}")
     for name, values in (("mean", mean), ("std", std)):
-        if not isinstance(values, Sequence) or not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        if (
+            not isinstance(values, Sequence)
+            or not values
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        ):
             raise ValueError(f"{name}: expected one finite number per channel, got {values!r}")
     if any(v == 0 for v in std):
         raise ValueError(f"std: must not contain 0, got {list(std)}")
@@ -644,7 +726,9 @@ def _prepare_folder(out: Path, run: _Run, dataset: str) -> int:
         previous = json.loads(config_path.read_text(encoding="utf-8"))
         changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
         if changed:
-            raise ValueError(f"out: {out} holds a run with other settings ({', '.join(changed)} differ); choose another folder or delete it")
+            raise ValueError(
+                f"out: {out} holds a run with other settings ({', '.join(changed)} differ); choose another folder or delete it"
+            )
         return _complete_prefix(out, run)
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     _write_rows(out / RESULTS, [run.header])
@@ -680,7 +764,10 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
     floors = [(m, v) for m, v in pairs if m in METHODS and METHODS[m].kind == "control"]
     for method, variant in pairs:
         mine = [r for r in rows if (r["method"], r["variant"]) == (method, variant)]
-        passes += [_cell(method, variant, column, [float(r[column]) for r in mine if r[column] != ""]) for column in pass_columns]
+        passes += [
+            _cell(method, variant, column, [float(r[column]) for r in mine if r[column] != ""])
+            for column in pass_columns
+        ]
         for column in columns:
             present = [r for r in mine if r[column] != ""]
             if column == "pointing_game":  # dataset protocol: per class, then over classes
@@ -693,11 +780,21 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
         if variant == "ucag" and (method, "base") in pairs:
             base = {r["id"]: r for r in rows if (r["method"], r["variant"]) == (method, "base")}
             for column in columns:
-                diffs = [float(r[column]) - float(base[r["id"]][column]) for r in mine if r[column] != "" and r["id"] in base and base[r["id"]][column] != ""]
+                diffs = [
+                    float(r[column]) - float(base[r["id"]][column])
+                    for r in mine
+                    if r[column] != "" and r["id"] in base and base[r["id"]][column] != ""
+                ]
                 differences.append(_cell(method, "ucag", column, diffs))
     images = len(dict.fromkeys(r["id"] for r in rows))
     summary = EvaluationSummary(out, images, columns, cells, differences, passes, floors)
-    saved = {"images": images, "cells": [asdict(c) for c in cells], "ucag_minus_base": [asdict(c) for c in differences], "passes": [asdict(c) for c in passes], "floors": [list(f) for f in floors]}
+    saved = {
+        "images": images,
+        "cells": [asdict(c) for c in cells],
+        "ucag_minus_base": [asdict(c) for c in differences],
+        "passes": [asdict(c) for c in passes],
+        "floors": [list(f) for f in floors],
+    }
     (out / SUMMARY_JSON).write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
     (out / SUMMARY_MD).write_text(summary.markdown(), encoding="utf-8")
     if plot:
@@ -717,7 +814,11 @@ def _plot_mean_curves(out: Path, pairs: list[tuple[str, str]]) -> None:
     by_name: dict[str, dict[str, np.ndarray]] = {}
     for name in CURVE_METRICS:
         for method, variant in pairs:
-            mine = [[r[c] for c in scores] for r in curves if (r["method"], r["variant"], r["curve"]) == (method, variant, name)]
+            mine = [
+                [r[c] for c in scores]
+                for r in curves
+                if (r["method"], r["variant"], r["curve"]) == (method, variant, name)
+            ]
             if mine:
                 by_name.setdefault(name, {})[display_name(method, variant)] = np.asarray(mine, dtype=np.float64)
     fig = plot_curves(deletion=by_name.get("deletion"), insertion=by_name.get("insertion"))

@@ -40,7 +40,12 @@ Mode: TypeAlias = Literal["cascading", "independent"]
 
 #: The similarity measures, in the order of :attr:`RandomizationResult.scores`.
 MEASURES = ("spearman_abs", "spearman_signed", "ssim", "hog")
-MEASURE_TITLES = {"spearman_abs": "Spearman (abs)", "spearman_signed": "Spearman (signed)", "ssim": "SSIM", "hog": "HOG similarity"}
+MEASURE_TITLES = {
+    "spearman_abs": "Spearman (abs)",
+    "spearman_signed": "Spearman (signed)",
+    "ssim": "SSIM",
+    "hog": "HOG similarity",
+}
 #: The seed of the runner's "randomization" metric (recorded in config.json).
 RANDOMIZATION_SEED = 0
 #: Standard deviation of the fallback initialisation of parameters with fewer than 2 dimensions.
@@ -82,7 +87,10 @@ class Stage:
 
 
 def _is_norm(module: nn.Module) -> bool:
-    return isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)) or "Norm" in type(module).__name__
+    return (
+        isinstance(module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm))
+        or "Norm" in type(module).__name__
+    )
 
 
 def _own_parameters(module: nn.Module) -> bool:
@@ -106,12 +114,18 @@ def _call_order(model: nn.Module, sample: torch.Tensor | None) -> dict[str, int]
         if name and _own_parameters(module):
             handles.append(module.register_forward_pre_hook(hook(name)))
     device = model_device(model)
-    x = torch.zeros(1, *sample.shape[1:], dtype=sample.dtype, device=device) if sample is not None else torch.zeros(1, 3, *trace_size(model), device=device)
+    x = (
+        torch.zeros(1, *sample.shape[1:], dtype=sample.dtype, device=device)
+        if sample is not None
+        else torch.zeros(1, 3, *trace_size(model), device=device)
+    )
     try:
         with eval_mode(model), torch.no_grad():
             model(x)
     except Exception as err:
-        raise ValueError(f"model: cannot trace a forward pass on a {'x'.join(map(str, x.shape))} input to find its stages ({type(err).__name__}: {err})") from err
+        raise ValueError(
+            f"model: cannot trace a forward pass on a {'x'.join(map(str, x.shape))} input to find its stages ({type(err).__name__}: {err})"
+        ) from err
     finally:
         for handle in handles:
             handle.remove()
@@ -130,7 +144,9 @@ def _block_of(model: nn.Module, name: str) -> str:
     return name
 
 
-def randomization_stages(model: nn.Module, stages: Stages = "blocks", sample: torch.Tensor | None = None) -> list[Stage]:
+def randomization_stages(
+    model: nn.Module, stages: Stages = "blocks", sample: torch.Tensor | None = None
+) -> list[Stage]:
     """The stages of the randomisation, top (output) first (docs/algorithm.md §6.8).
 
     The order comes from one traced forward pass (forward pre-hooks on a zero input of
@@ -158,7 +174,9 @@ def randomization_stages(model: nn.Module, stages: Stages = "blocks", sample: to
     root_stage = [Stage(f"({type(model).__name__})", ("",))] if _own_parameters(model) else []
     if isinstance(stages, str):
         if stages not in ("blocks", "modules"):
-            raise ValueError(f"stages: expected 'blocks', 'modules', a number of stages or lists of module names, got {stages!r}")
+            raise ValueError(
+                f"stages: expected 'blocks', 'modules', a number of stages or lists of module names, got {stages!r}"
+            )
         if stages == "modules":
             return [Stage(name, (name,)) for name in sorted(order, key=order.__getitem__, reverse=True)] + root_stage
         return _blocks(model, order, modules) + root_stage
@@ -168,7 +186,9 @@ def randomization_stages(model: nn.Module, stages: Stages = "blocks", sample: to
         blocks = _blocks(model, order, modules) + root_stage
         n = int(stages)
         if not 1 <= n <= len(blocks):
-            raise ValueError(f"stages: expected a number of stages from 1 to {len(blocks)} (the model's blocks), got {stages!r}")
+            raise ValueError(
+                f"stages: expected a number of stages from 1 to {len(blocks)} (the model's blocks), got {stages!r}"
+            )
         sizes = [len(blocks) // n + (k >= n - len(blocks) % n) for k in range(n)]
         grouped, start = [], 0
         for size in sizes:
@@ -179,7 +199,9 @@ def randomization_stages(model: nn.Module, stages: Stages = "blocks", sample: to
         return grouped
     if isinstance(stages, Sequence) and not isinstance(stages, bytes) and len(stages) > 0:
         return _explicit_stages(model, stages, modules)
-    raise TypeError(f"stages: expected 'blocks', 'modules', a positive int or a non-empty list of module names, got {stages!r}")
+    raise TypeError(
+        f"stages: expected 'blocks', 'modules', a positive int or a non-empty list of module names, got {stages!r}"
+    )
 
 
 def _blocks(model: nn.Module, order: dict[str, int], modules: dict[str, nn.Module]) -> list[Stage]:
@@ -197,7 +219,9 @@ def _blocks(model: nn.Module, order: dict[str, int], modules: dict[str, nn.Modul
     return [Stage("+".join(b), tuple(n)) for b, n in reversed(merged)]
 
 
-def _explicit_stages(model: nn.Module, stages: Sequence[str | Sequence[str]], modules: dict[str, nn.Module]) -> list[Stage]:
+def _explicit_stages(
+    model: nn.Module, stages: Sequence[str | Sequence[str]], modules: dict[str, nn.Module]
+) -> list[Stage]:
     result: list[Stage] = []
     seen: dict[str, str] = {}
     for k, stage in enumerate(stages):
@@ -207,9 +231,15 @@ def _explicit_stages(model: nn.Module, stages: Sequence[str | Sequence[str]], mo
         owners: list[str] = []
         for name in names:
             if name not in modules:
-                raise ValueError(f"stages[{k}]: {name!r} is not a module of {type(model).__name__} (its names are those of model.named_modules())")
+                raise ValueError(
+                    f"stages[{k}]: {name!r} is not a module of {type(model).__name__} (its names are those of model.named_modules())"
+                )
             prefix = f"{name}." if name else ""
-            owners += [n for n, m in modules[name].named_modules(prefix=name) if _own_parameters(m) and (n == name or n.startswith(prefix))]
+            owners += [
+                n
+                for n, m in modules[name].named_modules(prefix=name)
+                if _own_parameters(m) and (n == name or n.startswith(prefix))
+            ]
         owners = list(dict.fromkeys(owners))
         if not owners:
             raise ValueError(f"stages[{k}]: {stage!r} holds no parameters")
@@ -271,10 +301,19 @@ def _copy(model: nn.Module) -> nn.Module:
     try:
         return copy.deepcopy(model)
     except Exception as err:
-        raise TypeError(f"model: the randomisation works on a copy, and copy.deepcopy failed ({type(err).__name__}: {err})") from err
+        raise TypeError(
+            f"model: the randomisation works on a copy, and copy.deepcopy failed ({type(err).__name__}: {err})"
+        ) from err
 
 
-def randomize(model: nn.Module, stages: Stages = "blocks", *, seed: int = 0, upto: int | None = None, sample: torch.Tensor | None = None) -> nn.Module:
+def randomize(
+    model: nn.Module,
+    stages: Stages = "blocks",
+    *,
+    seed: int = 0,
+    upto: int | None = None,
+    sample: torch.Tensor | None = None,
+) -> nn.Module:
     """A copy of ``model`` (in eval mode) with the top ``upto`` stages re-initialised (all
     by default: the end of the cascade), each with the seed :func:`randomization_check`
     gives it. ``model`` itself is not modified."""
@@ -349,7 +388,9 @@ def _maps(value: Any, argument: str, shape: tuple[int, ...] | None = None) -> np
     if shape is not None and array.shape != shape:
         raise ValueError(f"{argument}: expected maps of shape {shape}, got {array.shape}")
     if min(array.shape[1:]) < MIN_MAP_SIDE:
-        raise ValueError(f"{argument}: the HOG similarity needs maps of at least {MIN_MAP_SIDE} x {MIN_MAP_SIDE} pixels, got {array.shape[1:]}")
+        raise ValueError(
+            f"{argument}: the HOG similarity needs maps of at least {MIN_MAP_SIDE} x {MIN_MAP_SIDE} pixels, got {array.shape[1:]}"
+        )
     return array
 
 
@@ -424,13 +465,35 @@ class RandomizationResult:
         """One dict per stage: ``stage``, the mean over images of every measure and
         ``constant_maps``, how many of the stage's maps are constant."""
         constant = self.constant_maps.sum(axis=1)
-        return [{"stage": s.name, **{m: float(self.scores[m][k].mean()) for m in MEASURES}, "constant_maps": int(constant[k])} for k, s in enumerate(self.stages)]
+        return [
+            {
+                "stage": s.name,
+                **{m: float(self.scores[m][k].mean()) for m in MEASURES},
+                "constant_maps": int(constant[k]),
+            }
+            for k, s in enumerate(self.stages)
+        ]
 
     def markdown(self, digits: int = 3) -> str:
         """:meth:`table` as a Markdown table."""
-        lines = ["| stage | " + " | ".join(MEASURE_TITLES[m] for m in MEASURES) + " | constant maps |", "|" + "---|" * (len(MEASURES) + 2)]
-        lines += ["| " + " | ".join([str(row["stage"])] + [f"{row[m]:.{digits}f}" for m in MEASURES] + [f"{row['constant_maps']}/{len(self.targets)}"]) + " |" for row in self.table()]
-        return "\n".join(lines) + f"\n\n{self.mode} randomisation (seed {self.seed}), mean over {len(self.targets)} images.\n"
+        lines = [
+            "| stage | " + " | ".join(MEASURE_TITLES[m] for m in MEASURES) + " | constant maps |",
+            "|" + "---|" * (len(MEASURES) + 2),
+        ]
+        lines += [
+            "| "
+            + " | ".join(
+                [str(row["stage"])]
+                + [f"{row[m]:.{digits}f}" for m in MEASURES]
+                + [f"{row['constant_maps']}/{len(self.targets)}"]
+            )
+            + " |"
+            for row in self.table()
+        ]
+        return (
+            "\n".join(lines)
+            + f"\n\n{self.mode} randomisation (seed {self.seed}), mean over {len(self.targets)} images.\n"
+        )
 
     def __repr__(self) -> str:
         return f"RandomizationResult({self.mode}, {len(self.stages)} stages, {len(self.targets)} images)"
@@ -475,9 +538,13 @@ def randomization_check(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if not callable(explain):
-        raise TypeError(f"explain: expected a callable explain(model, inputs, targets) -> maps, got {type(explain).__name__}")
+        raise TypeError(
+            f"explain: expected a callable explain(model, inputs, targets) -> maps, got {type(explain).__name__}"
+        )
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
-        raise ValueError(f"inputs: expected a tensor (B, C, H, W), got {tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__}")
+        raise ValueError(
+            f"inputs: expected a tensor (B, C, H, W), got {tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__}"
+        )
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode: expected 'cascading' or 'independent', got {mode!r}")
     _check_seed(seed)
@@ -517,12 +584,21 @@ def _resolve_targets(model: nn.Module, inputs: torch.Tensor, targets: Sequence[i
         with torch.no_grad():
             return [int(t) for t in logits_of(model(inputs)).argmax(dim=1)]
     values = targets.detach().cpu().reshape(-1).tolist() if isinstance(targets, torch.Tensor) else list(targets)
-    if len(values) != len(inputs) or not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in values):
+    if len(values) != len(inputs) or not all(
+        isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in values
+    ):
         raise ValueError(f"targets: expected {len(inputs)} integer class indices (one per image), got {targets!r}")
     return [int(t) for t in values]
 
 
-def _explain(explain: Explain, model: nn.Module, inputs: torch.Tensor, targets: list[int], argument: str, shape: tuple[int, ...] | None) -> np.ndarray:
+def _explain(
+    explain: Explain,
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: list[int],
+    argument: str,
+    shape: tuple[int, ...] | None,
+) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a randomised model's degenerate maps
         maps = explain(model, inputs, list(targets))

@@ -69,7 +69,12 @@ class Setting:
         """Keyword arguments of :class:`ucag.UCAG` for images of ``size`` (H, W), the patch
         in pixels."""
         patch = self.grid(size).patch_size
-        kwargs: dict[str, Any] = {"units": self.units, "patch_size": patch, **self.size_kwargs(), "weighting": self.weighting}
+        kwargs: dict[str, Any] = {
+            "units": self.units,
+            "patch_size": patch,
+            **self.size_kwargs(),
+            "weighting": self.weighting,
+        }
         if self.global_view is not None:
             kwargs["global_view"] = self.global_view
         return kwargs
@@ -130,7 +135,9 @@ class TuneResult:
             "|---|---|---|---|---|",
         ]
         for r in sorted(self.rows, key=lambda r: -r.score):
-            lines.append(f"| {r.setting.label()} | {r.mean_deletion:.4f} | {r.mean_insertion:.4f} | {r.score:.4f} | {'*' if r.pareto else ''} |")
+            lines.append(
+                f"| {r.setting.label()} | {r.mean_deletion:.4f} | {r.mean_insertion:.4f} | {r.score:.4f} | {'*' if r.pareto else ''} |"
+            )
         return "\n".join(lines) + f"\n\n{self.images} images. Recommended: `{self.call}`\n"
 
     def plot(self, ax: Any = None) -> Any:
@@ -146,10 +153,18 @@ class TuneResult:
         order = np.argsort(d[front])
         ax.plot(d[front][order], i[front][order], "o-", color="C3", label="Pareto front")
         best = self.row(self.best)
-        ax.scatter([best.mean_deletion], [best.mean_insertion], s=220, facecolors="none", edgecolors="k", label="recommended")
+        ax.scatter(
+            [best.mean_deletion], [best.mean_insertion], s=220, facecolors="none", edgecolors="k", label="recommended"
+        )
         for r in self.rows:
             if r.pareto:
-                ax.annotate(r.setting.label(), (r.mean_deletion, r.mean_insertion), fontsize=7, xytext=(4, 4), textcoords="offset points")
+                ax.annotate(
+                    r.setting.label(),
+                    (r.mean_deletion, r.mean_insertion),
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
         ax.set_xlabel("deletion AUC (lower is better)")
         ax.set_ylabel("insertion AUC (higher is better)")
         ax.set_title(f"UCAG settings on {self.images} images")
@@ -179,7 +194,11 @@ def _pareto(deletion: np.ndarray, insertion: np.ndarray) -> np.ndarray:
     """True where no other setting is at least as good on both and better on one."""
     front = np.ones(len(deletion), dtype=bool)
     for k in range(len(deletion)):
-        dominated = (deletion <= deletion[k]) & (insertion >= insertion[k]) & ((deletion < deletion[k]) | (insertion > insertion[k]))
+        dominated = (
+            (deletion <= deletion[k])
+            & (insertion >= insertion[k])
+            & ((deletion < deletion[k]) | (insertion > insertion[k]))
+        )
         front[k] = not dominated.any()
     return front
 
@@ -220,7 +239,9 @@ def tune(
     if fixed is not None:
         scales = sorted({s.scale for s in settings})
         if len(scales) > 1:
-            raise ValueError(f"space: {type(model).__name__} takes only {fixed[0]}x{fixed[1]} inputs, so its patches are resized to that size and scale cannot vary; got scales {scales}")
+            raise ValueError(
+                f"space: {type(model).__name__} takes only {fixed[0]}x{fixed[1]} inputs, so its patches are resized to that size and scale cannot vary; got scales {scales}"
+            )
         settings = [dataclasses.replace(s, scaled_size=fixed) for s in settings]
     x = images.detach().to(model_device(model))
     size = (int(x.shape[-2]), int(x.shape[-1]))
@@ -237,10 +258,20 @@ def tune(
         target_ids = resolve_targets(model, x, targets)
         global_map = probe.attribute_global(x, target_ids, targets) if any(s.global_view for s in settings) else None
         for grid, group in grids.items():
-            explainer = UCAG(base, model=model, units=grid.units, patch_size=grid.patch_size, **group[0].size_kwargs(), batch_size=batch_size, blur=blur)
+            explainer = UCAG(
+                base,
+                model=model,
+                units=grid.units,
+                patch_size=grid.patch_size,
+                **group[0].size_kwargs(),
+                batch_size=batch_size,
+                blur=blur,
+            )
             patches = explainer.attribute_patches(x, grid, target_ids, targets)
             for s in group:
-                saliency = explainer.conquer(patches, grid, target_ids, global_map, weighting=s.weighting, global_view=s.global_view).saliency
+                saliency = explainer.conquer(
+                    patches, grid, target_ids, global_map, weighting=s.weighting, global_view=s.global_view
+                ).saliency
                 deletion = M.deletion(model, x, saliency, target_ids, step=step, batch_size=metric_batch_size).values
                 insertion = M.insertion(model, x, saliency, target_ids, step=step, batch_size=metric_batch_size).values
                 scores[s] = (deletion, insertion)
@@ -251,7 +282,11 @@ def tune(
     rows = []
     for s in settings:
         deletion, insertion = scores[s]
-        score = {"insertion-deletion": insertion.mean() - deletion.mean(), "insertion": insertion.mean(), "deletion": -deletion.mean()}[objective]
+        score = {
+            "insertion-deletion": insertion.mean() - deletion.mean(),
+            "insertion": insertion.mean(),
+            "deletion": -deletion.mean(),
+        }[objective]
         rows.append(TuneRow(s, deletion, insertion, float(score)))
     front = _pareto(np.array([r.mean_deletion for r in rows]), np.array([r.mean_insertion for r in rows]))
     for r, on_front in zip(rows, front, strict=True):
