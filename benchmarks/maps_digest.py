@@ -72,7 +72,17 @@ def main() -> int:
             lines.append(f"{name}: {digest(result)}")
         print(lines[-1], flush=True)
 
-    def ucag_with(base_factory: Callable[[], Any], **options: Any) -> Callable[[], Any]:
+    import inspect
+
+    # Captum's options: a dict since the house refactor, loose keyword arguments before it
+    as_dict = "attribute_kwargs" in inspect.signature(ucag.UCAG).parameters
+
+    def ucag_with(
+        base_factory: Callable[[], Any], attribute: dict[str, Any] | None = None, **options: Any
+    ) -> Callable[[], Any]:
+        if attribute:
+            options |= {"attribute_kwargs": attribute} if as_dict else attribute
+
         def run() -> Any:
             base = base_factory()
             with ucag.UCAG(base, model=model, **options) as explainer:
@@ -106,7 +116,7 @@ def main() -> int:
     record("ucag captum layergradcam", ucag_with(lambda: LayerGradCam(model, layer)))
     record(
         "ucag captum integrated gradients",
-        ucag_with(lambda: IntegratedGradients(model), units=2, patch_size=150, n_steps=4),
+        ucag_with(lambda: IntegratedGradients(model), {"n_steps": 4}, units=2, patch_size=150),
     )
 
     from zennit.attribution import Gradient

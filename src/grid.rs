@@ -79,9 +79,8 @@ impl FromStr for FoldWindow {
             "cosine" => Ok(FoldWindow::Cosine),
             other => Err(UcagError::value(
                 "window",
-                format!(
-                    "must be one of 'box' (the paper's fold), 'linear', 'cosine', got '{other}'"
-                ),
+                // worded as ucag.options.check_choice words it
+                format!("expected 'box', 'linear' or 'cosine' ('box' is the paper's fold), got '{other}'"),
             )),
         }
     }
@@ -174,6 +173,155 @@ fn scaled_side(patch: usize, scale: f64) -> Option<usize> {
     }
 }
 
+/// The image size is positive and addressable.
+fn check_image((height, width): (usize, usize)) -> Result<(), UcagError> {
+    if height == 0 || width == 0 {
+        return Err(UcagError::value(
+            "image_size",
+            format!("must be positive, got ({height}, {width})"),
+        ));
+    }
+    let pixels = height as u128 * width as u128;
+    if pixels > MAX_PIXELS as u128 {
+        return Err(UcagError::value(
+            "image_size",
+            format!(
+                "({height}, {width}) has {pixels} pixels, more than the {MAX_PIXELS} \
+                 elements an array can address"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// 1 <= units <= `MAX_UNITS`, and no more patch positions than the shorter side has pixels.
+fn check_units(units: usize, (height, width): (usize, usize)) -> Result<(), UcagError> {
+    if units == 0 {
+        return Err(UcagError::value("units", "must be at least 1, got 0"));
+    }
+    if units > MAX_UNITS {
+        return Err(UcagError::value(
+            "units",
+            format!("must be at most {MAX_UNITS} ({MAX_UNITS}^2 patches per image), got {units}"),
+        ));
+    }
+    let shorter = height.min(width);
+    if units > shorter {
+        return Err(UcagError::value(
+            "units",
+            format!(
+                "must be at most {shorter}, the shorter side of image_size ({height}, \
+                 {width}): an axis of S pixels has at most S distinct patch positions, \
+                 got {units}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The patch size: the given one or the default, at least 1 px, within the image, and the
+/// whole image when there is one unit.
+fn resolve_patch(
+    patch: Option<(usize, usize)>,
+    image: (usize, usize),
+    units: usize,
+) -> Result<(usize, usize), UcagError> {
+    let (height, width) = image;
+    let patch = patch.unwrap_or((default_patch_side(height), default_patch_side(width)));
+    let patch = (patch.0.max(1), patch.1.max(1));
+    if patch.0 > height || patch.1 > width {
+        return Err(UcagError::value(
+            "patch_size",
+            format!(
+                "({}, {}) is larger than the image ({height}, {width})",
+                patch.0, patch.1
+            ),
+        ));
+    }
+    if units == 1 && patch != image {
+        return Err(UcagError::value(
+            "units",
+            format!(
+                "units=1 needs a patch equal to the image ({height}, {width}), got patch_size \
+                 ({}, {}): the rest of the image would be uncovered",
+                patch.0, patch.1
+            ),
+        ));
+    }
+    Ok(patch)
+}
+
+/// A scaled size given directly: positive and at most `MAX_SCALED_SIDE` per side.
+fn check_scaled((sh, sw): (usize, usize)) -> Result<(usize, usize), UcagError> {
+    if sh == 0 || sw == 0 {
+        return Err(UcagError::value(
+            "scaled_size",
+            format!("must be positive, got ({sh}, {sw})"),
+        ));
+    }
+    if sh > MAX_SCALED_SIDE || sw > MAX_SCALED_SIDE {
+        return Err(UcagError::value(
+            "scaled_size",
+            format!("each side must be at most {MAX_SCALED_SIDE} px, got ({sh}, {sw})"),
+        ));
+    }
+    Ok((sh, sw))
+}
+
+/// The scaled size from `scale`: round_half_up(scale * patch) per side, within the limit.
+fn scaled_from_scale(patch: (usize, usize), scale: f64) -> Result<(usize, usize), UcagError> {
+    if !scale.is_finite() || scale <= 0.0 {
+        return Err(UcagError::value(
+            "scale",
+            format!("must be a finite number > 0, got {scale}"),
+        ));
+    }
+    match (scaled_side(patch.0, scale), scaled_side(patch.1, scale)) {
+        (Some(sh), Some(sw)) => Ok((sh, sw)),
+        _ => {
+            let limit = (MAX_SCALED_SIDE as f64 + 0.5) / patch.0.max(patch.1) as f64;
+            Err(UcagError::value(
+                "scale",
+                format!(
+                    "must be below {limit} for patch_size ({}, {}): scaled patches \
+                     are limited to {MAX_SCALED_SIDE} px per side, got {scale:?}",
+                    patch.0, patch.1
+                ),
+            ))
+        }
+    }
+}
+
+/// Consecutive patches along each axis leave no pixel uncovered.
+fn check_covered(
+    (height, width): (usize, usize),
+    patch: (usize, usize),
+    units: usize,
+    offsets_y: &[usize],
+    offsets_x: &[usize],
+) -> Result<(), UcagError> {
+    for (axis, offsets, side) in [
+        ("rows", offsets_y, patch.0),
+        ("columns", offsets_x, patch.1),
+    ] {
+        // offsets never decrease and each is at most size - patch: no overflow here
+        if let Some(w) = offsets.windows(2).find(|w| w[1] - w[0] > side) {
+            return Err(UcagError::value(
+                "patch_size",
+                format!(
+                    "({}, {}) with units={units} leaves {axis} {}..{} of the ({height}, {width}) \
+                     image uncovered; use a larger patch or more units",
+                    patch.0,
+                    patch.1,
+                    w[0] + side,
+                    w[1]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Grid {
     /// Builds and validates a grid. `patch` defaults to 124/224 of the image side (rounded
     /// half up); `scaled` overrides `scale`. Errors name the offending argument; the
@@ -185,126 +333,16 @@ impl Grid {
         scale: f64,
         scaled: Option<(usize, usize)>,
     ) -> Result<Self, UcagError> {
-        let (height, width) = image;
-        if height == 0 || width == 0 {
-            return Err(UcagError::value(
-                "image_size",
-                format!("must be positive, got ({height}, {width})"),
-            ));
-        }
-        let pixels = height as u128 * width as u128;
-        if pixels > MAX_PIXELS as u128 {
-            return Err(UcagError::value(
-                "image_size",
-                format!(
-                    "({height}, {width}) has {pixels} pixels, more than the {MAX_PIXELS} \
-                     elements an array can address"
-                ),
-            ));
-        }
-        if units == 0 {
-            return Err(UcagError::value("units", "must be at least 1, got 0"));
-        }
-        if units > MAX_UNITS {
-            return Err(UcagError::value(
-                "units",
-                format!(
-                    "must be at most {MAX_UNITS} ({MAX_UNITS}^2 patches per image), got {units}"
-                ),
-            ));
-        }
-        let shorter = height.min(width);
-        if units > shorter {
-            return Err(UcagError::value(
-                "units",
-                format!(
-                    "must be at most {shorter}, the shorter side of image_size ({height}, \
-                     {width}): an axis of S pixels has at most S distinct patch positions, \
-                     got {units}"
-                ),
-            ));
-        }
-        let patch = patch.unwrap_or((default_patch_side(height), default_patch_side(width)));
-        let patch = (patch.0.max(1), patch.1.max(1));
-        if patch.0 > height || patch.1 > width {
-            return Err(UcagError::value(
-                "patch_size",
-                format!(
-                    "({}, {}) is larger than the image ({height}, {width})",
-                    patch.0, patch.1
-                ),
-            ));
-        }
-        if units == 1 && patch != image {
-            return Err(UcagError::value(
-                "units",
-                format!(
-                    "units=1 needs a patch equal to the image ({height}, {width}), got patch_size \
-                     ({}, {}): the rest of the image would be uncovered",
-                    patch.0, patch.1
-                ),
-            ));
-        }
+        check_image(image)?;
+        check_units(units, image)?;
+        let patch = resolve_patch(patch, image, units)?;
         let scaled = match scaled {
-            Some((sh, sw)) => {
-                if sh == 0 || sw == 0 {
-                    return Err(UcagError::value(
-                        "scaled_size",
-                        format!("must be positive, got ({sh}, {sw})"),
-                    ));
-                }
-                if sh > MAX_SCALED_SIDE || sw > MAX_SCALED_SIDE {
-                    return Err(UcagError::value(
-                        "scaled_size",
-                        format!("each side must be at most {MAX_SCALED_SIDE} px, got ({sh}, {sw})"),
-                    ));
-                }
-                (sh, sw)
-            }
-            None => {
-                if !scale.is_finite() || scale <= 0.0 {
-                    return Err(UcagError::value(
-                        "scale",
-                        format!("must be a finite number > 0, got {scale}"),
-                    ));
-                }
-                match (scaled_side(patch.0, scale), scaled_side(patch.1, scale)) {
-                    (Some(sh), Some(sw)) => (sh, sw),
-                    _ => {
-                        let limit = (MAX_SCALED_SIDE as f64 + 0.5) / patch.0.max(patch.1) as f64;
-                        return Err(UcagError::value(
-                            "scale",
-                            format!(
-                                "must be below {limit} for patch_size ({}, {}): scaled patches \
-                                 are limited to {MAX_SCALED_SIDE} px per side, got {scale:?}",
-                                patch.0, patch.1
-                            ),
-                        ));
-                    }
-                }
-            }
+            Some(scaled) => check_scaled(scaled)?,
+            None => scaled_from_scale(patch, scale)?,
         };
-        let offsets_y = axis_offsets(height, patch.0, units)?;
-        let offsets_x = axis_offsets(width, patch.1, units)?;
-        for (axis, offsets, side) in [
-            ("rows", &offsets_y, patch.0),
-            ("columns", &offsets_x, patch.1),
-        ] {
-            // offsets never decrease and each is at most size - patch: no overflow here
-            if let Some(w) = offsets.windows(2).find(|w| w[1] - w[0] > side) {
-                return Err(UcagError::value(
-                    "patch_size",
-                    format!(
-                        "({}, {}) with units={units} leaves {axis} {}..{} of the ({height}, {width}) \
-                         image uncovered; use a larger patch or more units",
-                        patch.0,
-                        patch.1,
-                        w[0] + side,
-                        w[1]
-                    ),
-                ));
-            }
-        }
+        let offsets_y = axis_offsets(image.0, patch.0, units)?;
+        let offsets_x = axis_offsets(image.1, patch.1, units)?;
+        check_covered(image, patch, units, &offsets_y, &offsets_x)?;
         Ok(Grid {
             image,
             units,
@@ -313,11 +351,6 @@ impl Grid {
             offsets_y,
             offsets_x,
         })
-    }
-
-    /// The paper's defaults for an image: 6 x 6 patches of 124/224 of the image, scale 2.6.
-    pub fn with_defaults(image: (usize, usize)) -> Result<Self, UcagError> {
-        Grid::new(image, 6, None, 2.6, None)
     }
 
     pub fn image_size(&self) -> (usize, usize) {
@@ -503,7 +536,7 @@ mod tests {
     fn tapered_windows_taper_only_inside_the_image() {
         // 224 px, patches of 124 at 0, 20, ..., 100: each inner side overlaps its neighbour
         // by 104 px, so it tapers over half the patch (62 px).
-        let g = Grid::with_defaults((224, 224)).unwrap();
+        let g = Grid::new((224, 224), 6, None, 2.6, None).unwrap();
         for window in [FoldWindow::Linear, FoldWindow::Cosine] {
             let w = g.fold_weights(window).unwrap();
             let first = &w.rows[0];
@@ -545,7 +578,7 @@ mod tests {
 
     #[test]
     fn paper_defaults_on_224() {
-        let g = Grid::with_defaults((224, 224)).unwrap();
+        let g = Grid::new((224, 224), 6, None, 2.6, None).unwrap();
         assert_eq!(g.patch_size(), (124, 124));
         assert_eq!(g.scaled_size(), (322, 322));
         assert_eq!(g.offsets_y(), &[0, 20, 40, 60, 80, 100]);

@@ -55,7 +55,8 @@ impl FromStr for Weighting {
             "uniform" => Ok(Weighting::Uniform),
             other => Err(UcagError::value(
                 "mode",
-                format!("must be one of 'exp', 'prob', 'uniform', got {other:?}"),
+                // worded as ucag.options.check_choice words it
+                format!("expected 'exp', 'prob' or 'uniform', got {other:?}"),
             )),
         }
     }
@@ -357,19 +358,9 @@ fn resize_cubic_plane<T: Real>(
     }
 }
 
-/// Softmax probability of each row's target class, turned into a weight: (rows,) in T.
-pub fn confidence<T: Real, D: Dimension>(
-    logits: ArrayView<T, D>,
-    targets: &[i64],
-    mode: Weighting,
-) -> Result<Array1<T>, UcagError> {
-    confidence_with_probabilities(logits, targets, mode).map(|(_, weights)| weights)
-}
-
 /// Softmax probability p of each row's target class and its weight `mode.apply(p)`, from
 /// one softmax: (probabilities, weights), each (rows,) in T. p is computed in f64 and each
-/// result rounded to T once, so both equal what `confidence` gives with `Weighting::Prob`
-/// and with `mode`, bit for bit.
+/// result is rounded to T once.
 pub fn confidence_with_probabilities<T: Real, D: Dimension>(
     logits: ArrayView<T, D>,
     targets: &[i64],
@@ -438,7 +429,6 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
     let maps = standard_layout("maps", maps)?;
     let data = maps.as_slice().expect("standard layout is contiguous");
     let (ph, pw) = grid.patch_size();
-    let n = grid.num_patches();
     let table = |e: AllocError| {
         e.named(
             "maps",
@@ -453,31 +443,21 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
         )
     };
     let windows = grid.fold_weights(window).map_err(counts)?;
-    // One column table per column offset, its bilinear weights times that column window.
-    let taps = linear_taps::<T>(mw, pw).map_err(table)?;
-    let mut cols: Vec<Vec<(usize, usize, T, T)>> =
-        alloc::try_with_capacity(windows.columns.len()).map_err(table)?;
-    for profile in &windows.columns {
-        let column = taps.iter().zip(profile).map(|(t, &w)| {
-            let w: T = real(w);
-            (
-                t.index[0],
-                t.index[1],
-                real::<T>(t.weight[0]) * w,
-                real::<T>(t.weight[1]) * w,
-            )
-        });
-        cols.push(alloc::try_collect(pw, column).map_err(table)?);
-    }
-    let units = grid.units();
-    let plane = mh * mw;
+    let cols = column_tables::<T>(mw, pw, &windows.columns).map_err(table)?;
+    let plan = FoldPlan {
+        data,
+        plane: mh * mw,
+        mw,
+        weights: weights.view(),
+        grid,
+        rows,
+        cols,
+        windows,
+    };
     let all_finite = AtomicBool::new(true);
     let mut out = zeros::<T, _>((batch, height, width), len, "maps", what)?;
     // Tasks are horizontal bands of one image (enough of them to keep every thread busy
-    // even for B = 1). A band adds the patches in the order of docs/algorithm.md section 4,
-    // p = 0..N, streaming each map's rows top to bottom (one sequential read per map, which
-    // the prefetcher follows), into band rows that stay in cache. Per patch row: blend the
-    // two map rows (contiguous, so it vectorises), then gather the columns.
+    // even for B = 1).
     let bands_per_image = (4 * rayon::current_num_threads())
         .div_ceil(batch)
         .clamp(1, height);
@@ -490,46 +470,12 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
             image
                 .par_chunks_mut(band_rows * width)
                 .enumerate()
-                .map(move |(band, rows)| (b, band, rows))
+                .map(move |(band, rows)| (b, band * band_rows, rows))
         })
         .for_each_init(
             || vec![T::zero(); mw],
-            |blend, (b, band, band_data)| {
-                let y0 = band * band_rows;
-                let y1 = y0 + band_data.len() / width;
-                let mut finite = true;
-                for p in 0..n {
-                    let (oy, ox) = grid.patch_origin(p);
-                    let k = b * n + p;
-                    let map = &data[k * plane..(k + 1) * plane];
-                    let (row_window, cols) = (&windows.rows[p / units], &cols[p % units]);
-                    for y in y0.max(oy)..y1.min(oy + ph) {
-                        let r = y - oy;
-                        let weight = weights[k] * real(row_window[r]);
-                        let tap = rows[r];
-                        let (wy0, wy1): (T, T) = (real(tap.weight[0]), real(tap.weight[1]));
-                        let top = &map[tap.index[0] * mw..(tap.index[0] + 1) * mw];
-                        let bottom = &map[tap.index[1] * mw..(tap.index[1] + 1) * mw];
-                        for ((v, &t), &u) in blend.iter_mut().zip(top).zip(bottom) {
-                            *v = wy0 * t + wy1 * u;
-                        }
-                        // NaN/Inf in a row the resize reads survives the blend (0 * Inf is
-                        // NaN too), so checking the blend checks the input in the same pass.
-                        finite &= blend.iter().fold(true, |ok, v| ok & v.is_finite());
-                        let line =
-                            &mut band_data[(y - y0) * width + ox..(y - y0) * width + ox + pw];
-                        for (out, &(c0, c1, wx0, wx1)) in line.iter_mut().zip(cols) {
-                            *out = *out + weight * (wx0 * blend[c0] + wx1 * blend[c1]);
-                        }
-                    }
-                }
-                for (line, y) in band_data.chunks_mut(width).zip(y0..y1) {
-                    let row_sum = windows.row_sums[y];
-                    for (out, &column_sum) in line.iter_mut().zip(&windows.column_sums) {
-                        *out = *out / real(row_sum * column_sum);
-                    }
-                }
-                if !finite {
+            |blend, (b, y0, band)| {
+                if !plan.fold_band(b, y0, band, blend) {
                     all_finite.store(false, Ordering::Relaxed);
                 }
             },
@@ -538,6 +484,94 @@ pub fn fold<T: Real, D: Dimension, E: Dimension>(
         return Err(UcagError::value("maps", "contains NaN or Inf values"));
     }
     Ok(out)
+}
+
+/// One column table per column offset: each patch column's two bilinear taps, their
+/// weights times that offset's column window.
+fn column_tables<T: Real>(
+    map_width: usize,
+    patch_width: usize,
+    profiles: &[Vec<f64>],
+) -> Result<Vec<ColumnTaps<T>>, AllocError> {
+    let taps = linear_taps::<T>(map_width, patch_width)?;
+    let mut tables: Vec<ColumnTaps<T>> = alloc::try_with_capacity(profiles.len())?;
+    for profile in profiles {
+        let column = taps.iter().zip(profile).map(|(t, &w)| {
+            let w: T = real(w);
+            (
+                t.index[0],
+                t.index[1],
+                real::<T>(t.weight[0]) * w,
+                real::<T>(t.weight[1]) * w,
+            )
+        });
+        tables.push(alloc::try_collect(patch_width, column)?);
+    }
+    Ok(tables)
+}
+
+/// Per patch column: the two map columns it reads and their weights.
+type ColumnTaps<T> = Vec<(usize, usize, T, T)>;
+
+/// What every band of a fold reads: the maps (row-major, `plane` = h' * w' values each),
+/// the patch weights, the grid, the bilinear row taps, the column tables and the windows.
+struct FoldPlan<'a, T: Real> {
+    data: &'a [T],
+    plane: usize,
+    mw: usize,
+    weights: ArrayView<'a, T, Ix1>,
+    grid: &'a Grid,
+    rows: Vec<Taps<2>>,
+    cols: Vec<ColumnTaps<T>>,
+    windows: crate::grid::FoldWeights,
+}
+
+impl<T: Real> FoldPlan<'_, T> {
+    /// Folds the rows `y0..` of image `b` that `band` holds (`band.len() / W` rows of width
+    /// W); `blend` is a per-thread buffer of w' values. Adds the patches in the order of
+    /// docs/algorithm.md section 4, p = 0..N, streaming each map's rows top to bottom (one
+    /// sequential read per map, which the prefetcher follows), into band rows that stay in
+    /// cache. Per patch row: blend the two map rows (contiguous, so it vectorises), then
+    /// gather the columns. Returns whether every map value read was finite.
+    fn fold_band(&self, b: usize, y0: usize, band: &mut [T], blend: &mut [T]) -> bool {
+        let grid = self.grid;
+        let (ph, pw) = grid.patch_size();
+        let width = grid.image_size().1;
+        let (n, units, mw) = (grid.num_patches(), grid.units(), self.mw);
+        let y1 = y0 + band.len() / width;
+        let mut finite = true;
+        for p in 0..n {
+            let (oy, ox) = grid.patch_origin(p);
+            let k = b * n + p;
+            let map = &self.data[k * self.plane..(k + 1) * self.plane];
+            let (row_window, cols) = (&self.windows.rows[p / units], &self.cols[p % units]);
+            for y in y0.max(oy)..y1.min(oy + ph) {
+                let r = y - oy;
+                let weight = self.weights[k] * real(row_window[r]);
+                let tap = self.rows[r];
+                let (wy0, wy1): (T, T) = (real(tap.weight[0]), real(tap.weight[1]));
+                let top = &map[tap.index[0] * mw..(tap.index[0] + 1) * mw];
+                let bottom = &map[tap.index[1] * mw..(tap.index[1] + 1) * mw];
+                for ((v, &t), &u) in blend.iter_mut().zip(top).zip(bottom) {
+                    *v = wy0 * t + wy1 * u;
+                }
+                // NaN/Inf in a row the resize reads survives the blend (0 * Inf is NaN
+                // too), so checking the blend checks the input in the same pass.
+                finite &= blend.iter().fold(true, |ok, v| ok & v.is_finite());
+                let line = &mut band[(y - y0) * width + ox..(y - y0) * width + ox + pw];
+                for (out, &(c0, c1, wx0, wx1)) in line.iter_mut().zip(cols) {
+                    *out = *out + weight * (wx0 * blend[c0] + wx1 * blend[c1]);
+                }
+            }
+        }
+        for (line, y) in band.chunks_mut(width).zip(y0..y1) {
+            let row_sum = self.windows.row_sums[y];
+            for (out, &column_sum) in line.iter_mut().zip(&self.windows.column_sums) {
+                *out = *out / real(row_sum * column_sum);
+            }
+        }
+        finite
+    }
 }
 
 fn real<T: Real>(v: f64) -> T {
@@ -549,6 +583,15 @@ mod tests {
     use super::*;
     use approx::assert_relative_eq;
     use ndarray::Array;
+
+    /// The weights alone.
+    fn confidence<T: Real, D: Dimension>(
+        logits: ArrayView<T, D>,
+        targets: &[i64],
+        mode: Weighting,
+    ) -> Result<Array1<T>, UcagError> {
+        confidence_with_probabilities(logits, targets, mode).map(|(_, weights)| weights)
+    }
 
     #[test]
     fn fold_of_constant_maps_is_constant() {

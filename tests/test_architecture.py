@@ -7,6 +7,8 @@ Windows wheels carry the same Python."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "python" / "ucag"
 #: Modules above both layers.
 APPLICATION = {"ucag", "ucag.cli", "ucag.__main__"}
 #: What other modules may take from ucag.explainer.
-EXPLAINER_API = {"UCAG", "Explanation", "Weighting", "GlobalView"}
+EXPLAINER_API = {"UCAG", "Explanation"}
 
 
 def _module_name(path: Path) -> str:
@@ -124,3 +126,32 @@ def test_the_platform_check_sees_what_it_looks_for(monkeypatch):
     monkeypatch.setattr(Path, "read_text", lambda self, encoding=None: source)
     with pytest.raises(AssertionError, match=r"subprocess.*/proc/meminfo.*os\.system"):
         test_the_package_runs_on_every_platform_a_wheel_is_built_for(probe)
+
+
+def test_import_ucag_leaves_the_evaluation_toolkit_unloaded_until_used():
+    # run in a fresh interpreter: this test session has long imported ucag.eval
+    code = """
+import sys
+import ucag
+assert not [m for m in sys.modules if m.startswith("ucag.eval")], "import ucag loaded the toolkit"
+assert {"ucag.viz", "ucag.data", "ucag.bases", "ucag.models", "ucag.postprocess"} <= set(sys.modules)
+namespace = {}
+exec("from ucag import *", namespace)
+assert "eval" not in namespace and namespace["UCAG"] is ucag.UCAG, "a star import shadows the builtin eval"
+import ucag.eval.runner, ucag.eval.tuning
+assert ucag.evaluate is ucag.eval.runner.evaluate and ucag.tune is ucag.eval.tuning.tune
+assert {"eval", "evaluate", "tune"} <= set(dir(ucag))
+try:
+    ucag.metrics
+except AttributeError as err:
+    assert "from ucag.eval import metrics" in str(err)
+else:
+    raise AssertionError("ucag.metrics resolved")
+try:
+    ucag.no_such_name
+except AttributeError as err:
+    assert "no_such_name" in str(err)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

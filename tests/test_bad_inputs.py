@@ -148,8 +148,8 @@ def test_bad_settings_are_refused_before_the_base_is_touched():
 BASES = [
     (lambda: ucag.UCAG(42), TypeError, "base"),
     (lambda: ucag.UCAG(mean_map), ValueError, "model"),
-    (lambda: ucag.UCAG(gradcam(), n_steps=3), TypeError, "attribute_kwargs"),
-    (lambda: ucag.UCAG(LRP(MODEL), epsilon=1.0), TypeError, "LRP"),
+    (lambda: ucag.UCAG(gradcam(), attribute_kwargs={"n_steps": 3}), TypeError, "attribute_kwargs"),
+    (lambda: ucag.UCAG(LRP(MODEL), attribute_kwargs={"epsilon": 1.0}), TypeError, "LRP"),
     (lambda: Upscale(mean_map, 0, model=MODEL), ValueError, "factor"),
     (lambda: Upscale(mean_map, "2", model=MODEL), TypeError, "factor"),
     (lambda: CAMERAS(MODEL, nn.Conv2d(3, 3, 1)), ValueError, "target_layer"),

@@ -598,7 +598,10 @@ def test_bad_library_models_are_one_line(tmp_path, capsys):
     _fails(capsys, [*run, "--model", "torchvision:vit_b_17"], "--model", "torchvision has no model 'vit_b_17'")
     _fails(capsys, [*run, "--model", f"hf:{tmp_path}"], "--model", "not a folder with a config.json")
     _fails(
-        capsys, [*run, "--model", f"hf:{tmp_path}", "--weights", str(tmp_path / "w.pth")], "--weights", "drop --weights"
+        capsys,
+        [*run, "--model", f"hf:{tmp_path}", "--weights", str(tmp_path / "w.pth")],
+        "--weights",
+        "loads the weights saved in its folder; give none",
     )
     _fails(capsys, [*run, "--model", "timm:resnet18", "--layer", "fc"], "--layer", "'fc'", "(1, 1000)")
 

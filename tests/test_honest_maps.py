@@ -90,7 +90,10 @@ def test_signed_captum_methods_stay_signed(sample):
         "Saliency": (Saliency(model), {}),
         "LayerGradCam": (LayerGradCam(model, sm.target_layer), {}),
     }
-    chosen = {name: ucag.UCAG(method, units=2, **options).postprocess for name, (method, options) in kinds.items()}
+    chosen = {
+        name: ucag.UCAG(method, units=2, attribute_kwargs=options).postprocess
+        for name, (method, options) in kinds.items()
+    }
     assert chosen == {
         "InputXGradient": "none",
         "IntegratedGradients": "none",

@@ -215,13 +215,24 @@ def test_a_tapered_fold_removes_the_seams_of_a_real_gradcam_map():
 def test_bad_fold_window_is_an_error_on_every_kind():
     grid = ucag.Grid((32, 32), units=2)
     maps, weights = torch.zeros(4, 5, 5), torch.ones(4)
-    with pytest.raises(ValueError, match="^window: must be one of 'box'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^window: expected 'box', 'linear' or 'cosine' \('box' is the paper's fold\), got '(hann|gaussian)'$",
+    ):
         ucag.fold(maps, weights, grid, "hann")
-    with pytest.raises(ValueError, match="^window: must be one of 'box'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^window: expected 'box', 'linear' or 'cosine' \('box' is the paper's fold\), got '(hann|gaussian)'$",
+    ):
         ucag.fold(maps.numpy(), weights.numpy(), grid, "hann")
-    with pytest.raises(ValueError, match="^window: must be one of 'box'"):
+    with pytest.raises(
+        ValueError,
+        match=r"^window: expected 'box', 'linear' or 'cosine' \('box' is the paper's fold\), got '(hann|gaussian)'$",
+    ):
         grid.fold_weights("gaussian")
-    with pytest.raises(ValueError, match="^fold: must be one of 'box'"):
+    with pytest.raises(
+        ValueError, match=r"^fold: expected 'box', 'linear' or 'cosine' \('box' is the paper's fold\), got 'hann'$"
+    ):
         ucag.UCAG(lambda patches, targets: patches[:, 0], model=torch.nn.Identity(), fold="hann")
 
 

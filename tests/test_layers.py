@@ -27,12 +27,12 @@ timm = pytest.importorskip("timm")
 
 
 @pytest.fixture(scope="module")
-def sample() -> ucag.data.SampleModel:
+def sample() -> ucag.data.PreparedModel:
     return ucag.data.load_sample_model()
 
 
 @pytest.fixture(scope="module")
-def photo(sample: ucag.data.SampleModel) -> torch.Tensor:
+def photo(sample: ucag.data.PreparedModel) -> torch.Tensor:
     return sample.preprocess(ucag.data.sample_image("chelsea").rgb)
 
 
@@ -54,7 +54,7 @@ def _hooks(model: nn.Module) -> int:
 
 
 def test_a_shared_activation_is_tapped_at_its_head_call(
-    bare: nn.Module, sample: ucag.data.SampleModel, photo: torch.Tensor
+    bare: nn.Module, sample: ucag.data.PreparedModel, photo: torch.Tensor
 ) -> None:
     suggestion = layer_suggestion(bare)
     assert suggestion.name == "_swish@2" and isinstance(suggestion.layer, Tap) and suggestion.layout == "NCHW"
@@ -71,7 +71,7 @@ def test_a_shared_activation_is_tapped_at_its_head_call(
 
 
 def test_a_plain_cam_on_the_tap_needs_it_attached(
-    bare: nn.Module, sample: ucag.data.SampleModel, photo: torch.Tensor
+    bare: nn.Module, sample: ucag.data.PreparedModel, photo: torch.Tensor
 ) -> None:
     suggestion = layer_suggestion(bare)
     with GradCAM(sample.model, [sample.target_layer]) as cam:
@@ -224,7 +224,7 @@ def test_a_strict_patch_embedding_gives_the_input_size() -> None:
 def test_layer_names_that_name_nothing() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
     for name, match in (
-        ("nope", "'nope' is not a module"),
+        ("nope", "has no submodule 'nope'; its top-level modules: 0, 1"),
         ("1@0", "@N, the N-th call"),
         ("nope@2", "'nope' in 'nope@2' is not a module"),
         ("1@x", "@N"),
@@ -248,7 +248,7 @@ def test_the_command_line_takes_a_call_site(tmp_path, capsys) -> None:
     assert err[-1].startswith("ucag: error: --layer:") and "@N, the N-th call" in err[-1]
 
 
-def test_evaluate_and_the_sanity_check_read_a_tap(bare: nn.Module, sample: ucag.data.SampleModel, tmp_path) -> None:
+def test_evaluate_and_the_sanity_check_read_a_tap(bare: nn.Module, sample: ucag.data.PreparedModel, tmp_path) -> None:
     """`ucag.evaluate` with no target layer takes the suggested tap, for the base CAM, UCAG
     and CAMERAS alike; the randomisation check finds the same call site on its copies."""
     from ucag.eval.datasets import SampleImages

@@ -16,8 +16,8 @@ from pytorch_grad_cam import GradCAM
 from torch import nn
 
 import ucag
-from ucag.data import load_photo, normalize
-from ucag.eval.runner import IMAGENET_MEAN, IMAGENET_STD
+from ucag.data import IMAGENET_MEAN, IMAGENET_STD, load_photo, normalize
+from ucag.eval import metrics
 from ucag.layers import Tap
 from ucag.models import ChannelsLast, LogitsOnly, TokenGrid, layer_suggestion, model_input_size, reshape_transform_for
 
@@ -242,8 +242,8 @@ def test_models_returning_tuples_dicts_and_model_outputs(kind: str) -> None:
         assert torch.allclose(ucag.UCAG(lrp, units=2).explain(x, [285]).raw, lrp_expected, atol=1e-6)
     assert lrp.model is wrapped  # the adapter's wrapper is gone after the call
 
-    deletion = ucag.metrics.deletion(wrapped, x, expected.saliency, [285], step=224 * 56)
-    reference = ucag.metrics.deletion(sample.model, x, expected.saliency, [285], step=224 * 56)
+    deletion = metrics.deletion(wrapped, x, expected.saliency, [285], step=224 * 56)
+    reference = metrics.deletion(sample.model, x, expected.saliency, [285], step=224 * 56)
     assert np.allclose(deletion.curves, reference.curves) and np.allclose(deletion.values, reference.values)
 
 
@@ -332,3 +332,57 @@ def test_tune_on_a_fixed_resolution_model(photo: torch.Tensor) -> None:
             match="space: VisionTransformer takes only 224x224 inputs, so its patches are resized to that size and scale cannot vary",
         ):
             ucag.tune(vit, cam, photo, space={"units": (2,), "scale": (2.0, 2.6)}, progress=False)
+
+
+def test_load_model_gives_a_model_ready_for_ucag(tmp_path):
+    from ucag.data import IMAGENET_MEAN, IMAGENET_STD
+    from ucag.models import load_model
+
+    prepared = load_model("torchvision:resnet18", num_classes=10)
+    assert not prepared.model.training and prepared.model.fc.out_features == 10
+    assert prepared.suggestion is not None and prepared.target_layer is prepared.suggestion.layer
+    assert prepared.class_names == [str(i) for i in range(10)] and prepared.input_size == 224
+    assert (prepared.mean, prepared.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    # its own weights back from a file, a named layer, the caller's normalisation
+    weights = tmp_path / "resnet18.pth"
+    torch.save(prepared.model.state_dict(), weights)
+    again = load_model(
+        "torchvision:resnet18", weights, num_classes=10, layer="layer3", mean=(0.5,) * 3, std=(0.25,) * 3
+    )
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(again.model.state_dict().values(), prepared.model.state_dict().values(), strict=True)
+    )
+    assert again.target_layer is again.model.layer3 and again.suggestion is None
+    assert again.mean == (0.5, 0.5, 0.5) and again.std == (0.25, 0.25, 0.25)
+    # a 1000-class model is named with ImageNet's classes
+    assert load_model("timm:resnet18").class_names[285] == "Egyptian cat"
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda: ucag.models.load_model("torchvision:resnet5"),
+            r"^model: torchvision has no model 'resnet5' .*did you mean",
+        ),
+        (
+            lambda: ucag.models.load_model("torchvision:resnet18", num_classes=0),
+            r"^num_classes: expected a positive int",
+        ),
+        (
+            lambda: ucag.models.load_model("torchvision.models:resnet18", num_classes=3),
+            r"^num_classes: applies to timm",
+        ),
+        (lambda: ucag.models.load_model("torchvision:resnet18", "/no/such/file.pth"), r"^weights: no such file"),
+        (
+            lambda: ucag.models.load_model("torchvision:resnet18", layer="layer5"),
+            r"^layer: ResNet has no submodule 'layer5'; did you mean layer",
+        ),
+        (lambda: ucag.models.load_model("torchvision:resnet18", mean=(0.5, 0.5)), r"^mean: expected 3 values"),
+        (lambda: ucag.models.load_model("no_colon_here"), r"^model: expected 'package.module:factory'"),
+    ],
+)
+def test_load_model_refuses_bad_arguments_naming_them(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

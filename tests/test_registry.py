@@ -37,9 +37,9 @@ def test_every_method_once_with_kind_and_display_name():
     assert all(spec.name == name and spec.display_name for name, spec in METHODS.items())
     assert display_name("gradcam++", "ucag") == "UCAG(Grad-CAM++)" and display_name("clrp") == "c*LRP"
     # the CLI's choices come from the registry
-    from ucag.cli import BASE_METHODS
+    from ucag.cli import base_methods
 
-    assert set(BASE_METHODS) == set(METHODS) - {"cameras", "random", "sobel"}
+    assert set(base_methods()) == set(METHODS) - {"cameras", "random", "sobel"}
     assert methods_of_kind("control") == ("random", "sobel")
 
 
@@ -129,14 +129,26 @@ def test_attribute_options_only_for_captum(tiny):
     import pytorch_grad_cam
     from captum.attr import IntegratedGradients
 
-    explainer = ucag.UCAG(IntegratedGradients(model), units=2, n_steps=3)
+    explainer = ucag.UCAG(IntegratedGradients(model), units=2, attribute_kwargs={"n_steps": 3})
     assert explainer.adapter.attribute_kwargs == {"n_steps": 3}
     with pytest.raises(
         TypeError, match=r"^attribute_kwargs: only Captum bases take attribute options, got \['n_steps'\] for GradCAM"
     ):
-        ucag.UCAG(pytorch_grad_cam.GradCAM(model, [layer]), n_steps=3)
+        ucag.UCAG(pytorch_grad_cam.GradCAM(model, [layer]), attribute_kwargs={"n_steps": 3})
     with pytest.raises(TypeError, match="takes no attribute options"):
-        ucag.UCAG(ucag.bases.LRP(model), epsilon=1.0)
+        ucag.UCAG(ucag.bases.LRP(model), attribute_kwargs={"epsilon": 1.0})
+    # checked on construction against the method's attribute(), before any patch runs
+    with pytest.raises(
+        TypeError, match=r"^attribute_kwargs: IntegratedGradients.attribute takes no 'n_step'; it takes "
+    ):
+        ucag.UCAG(IntegratedGradients(model), attribute_kwargs={"n_step": 3})
+    with pytest.raises(TypeError, match=r"^attribute_kwargs: 'target' is set by UCAG"):
+        ucag.UCAG(IntegratedGradients(model), attribute_kwargs={"target": 3})
+    with pytest.raises(TypeError, match=r"^attribute_kwargs: expected a dict"):
+        ucag.UCAG(IntegratedGradients(model), attribute_kwargs=[("n_steps", 3)])
+    # options are no longer loose keyword arguments
+    with pytest.raises(TypeError, match="n_steps"):
+        ucag.UCAG(IntegratedGradients(model), n_steps=3)
 
 
 def test_the_explainer_releases_the_base_through_its_adapter(tiny):

@@ -19,22 +19,51 @@ The library (docs/algorithm.md has every definition it implements):
 - :mod:`ucag.baselines` (Upscale, CAMERAS), :mod:`ucag.postprocess`, :mod:`ucag.viz`
   (pictures) and :mod:`ucag.data` (a real sample model and photos).
 
-Above it, the evaluation toolkit :mod:`ucag.eval`: metrics, the method registry,
-:func:`evaluate` over a dataset and :func:`tune`, re-exported here.
+Above it, the evaluation toolkit :mod:`ucag.eval`: metrics (:mod:`ucag.eval.metrics`), the
+method registry, :func:`evaluate` over a dataset and :func:`tune`. ``import ucag`` does not
+load it: ``ucag.eval``, ``ucag.evaluate`` and ``ucag.tune`` import it on first use (PEP 562).
 """
+
+from typing import TYPE_CHECKING, Any
 
 import torch  # noqa: F401  (libtorch must be loaded before the tch module)
 
-from . import baselines, eval, layers, models, targets
+from . import baselines, bases, data, layers, models, postprocess, targets, viz
 from ._core import Grid, __version__
 from .bases.truncation import fast
-from .eval import evaluate, metrics, tune
 from .explainer import UCAG, Explanation
 from .grid import GridSpec
 from .kernels import confidence, fold, unfold
 from .models import layer_suggestion, suggest_target_layer
 from .runtime import show_config
 
+if TYPE_CHECKING:
+    from . import eval  # noqa: F401  (typed for ucag.eval; loaded by __getattr__, not exported)
+    from .eval import evaluate, tune
+
+#: Names of the evaluation toolkit reachable from the package root, loaded on first use.
+_FROM_EVAL = {"eval": None, "evaluate": "evaluate", "tune": "tune"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_EVAL:
+        import importlib
+
+        toolkit = importlib.import_module("ucag.eval")
+        attribute = _FROM_EVAL[name]
+        return toolkit if attribute is None else getattr(toolkit, attribute)
+    if name == "metrics":
+        raise AttributeError(
+            "module 'ucag' has no attribute 'metrics': the metrics are in the evaluation toolkit, `from ucag.eval import metrics`"
+        )
+    raise AttributeError(f"module 'ucag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FROM_EVAL))
+
+
+# `eval` stays out: a star import must not shadow the builtin
 __all__ = [
     "UCAG",
     "Explanation",
@@ -42,18 +71,20 @@ __all__ = [
     "GridSpec",
     "__version__",
     "baselines",
+    "bases",
     "confidence",
-    "eval",
+    "data",
     "evaluate",
     "fast",
     "fold",
     "layer_suggestion",
     "layers",
-    "metrics",
     "models",
+    "postprocess",
     "show_config",
     "suggest_target_layer",
     "targets",
     "tune",
     "unfold",
+    "viz",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +22,17 @@ from torch import nn
 
 from .grid import GridSpec
 from .kernels import check_fold_window
+from .options import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GLOBAL_WEIGHT,
+    DEFAULT_SCALE,
+    DEFAULT_UNITS,
+    Confidence,
+    GlobalView,
+    Postprocess,
+    Weighting,
+    check_choice,
+)
 from .postprocess import check_blur
 
 #: One target per image: class indices (ints or a 1-D integer tensor), pytorch-grad-cam
@@ -251,24 +262,29 @@ def check_settings(**settings: Any) -> None:
             f"scaled_size: give scale or scaled_size, not both (got scale={scale!r}, scaled_size={scaled_size!r})"
         )
     if settings.keys() & {"units", "patch_size", "scale", "scaled_size"}:
-        GridSpec(settings.get("units", 6), settings.get("patch_size"), 2.6 if scale is None else scale, scaled_size)
-    batch_size = settings.get("batch_size", 16)
+        GridSpec(
+            settings.get("units", DEFAULT_UNITS),
+            settings.get("patch_size"),
+            DEFAULT_SCALE if scale is None else scale,
+            scaled_size,
+        )
+    batch_size = settings.get("batch_size", DEFAULT_BATCH_SIZE)
     if batch_size != "auto" and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
         raise ValueError(f"batch_size: expected a positive int or 'auto', got {batch_size!r}")
-    if settings.get("weighting", "exp") not in ("exp", "prob", "uniform"):
-        raise ValueError(f"weighting: expected 'exp', 'prob' or 'uniform', got {settings['weighting']!r}")
-    if settings.get("confidence", "softmax") not in ("softmax", "sigmoid"):
-        raise ValueError(
-            f"confidence: expected 'softmax' (single-label classes) or 'sigmoid' (multi-label heads), got {settings['confidence']!r}"
-        )
+    check_choice("weighting", settings.get("weighting", "exp"), Weighting)
+    check_choice(
+        "confidence",
+        settings.get("confidence", "softmax"),
+        Confidence,
+        " ('softmax' for single-label classes, 'sigmoid' for multi-label heads)",
+    )
     if "fold" in settings:
         check_fold_window(settings["fold"], "fold")
-    if settings.get("postprocess", "auto") not in ("auto", "cam", "none"):
-        raise ValueError(f"postprocess: expected 'auto', 'cam' or 'none', got {settings['postprocess']!r}")
+    check_choice("postprocess", settings.get("postprocess", "auto"), Literal["auto", Postprocess])
     check_blur(settings.get("blur"))
-    if settings.get("global_view") not in (None, "product", "mean"):
-        raise ValueError(f"global_view: expected None, 'product' or 'mean', got {settings['global_view']!r}")
-    weight = settings.get("global_weight", 0.5)
+    if settings.get("global_view") is not None:
+        check_choice("global_view", settings["global_view"], GlobalView, " (or None)")
+    weight = settings.get("global_weight", DEFAULT_GLOBAL_WEIGHT)
     if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0.0 <= weight <= 1.0:
         raise ValueError(f"global_weight: expected a number in [0, 1], got {weight!r}")
 

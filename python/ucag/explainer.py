@@ -10,9 +10,9 @@ image (Rust); post-process.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,14 +32,10 @@ from ._call import (
 from .bases.adapters import GradCamAdapter, PatchAttribution, make_adapter
 from .grid import GridSpec, PatchSize
 from .models import LayerSuggestion, layer_suggestion, model_input_size, model_size_multiple
+from .options import DEFAULT_SCALE, DEFAULT_UNITS, Confidence, FoldWindow, GlobalView, Weighting, check_choice
 from .postprocess import cam_postprocess
 from .postprocess import postprocess as apply_postprocess
 from .targets import Target, confidence_weights, is_class_only, patch_boxes, resolve, row_confidence
-
-Weighting: TypeAlias = Literal["exp", "prob", "uniform"]
-Confidence: TypeAlias = Literal["softmax", "sigmoid"]
-FoldWindow: TypeAlias = kernels.FoldWindow
-GlobalView: TypeAlias = Literal["product", "mean"]
 
 
 @dataclass
@@ -108,8 +104,9 @@ class UCAG(GradCamCallable):
     of the image, upsampled x2.6, weighted by ``exp(p)``. ``units``, ``patch_size``
     (pixels, an (h, w) pair, a fraction of the image side or ``"image"``) and ``scale`` —
     or ``scaled_size``, the patches' size in pixels after upsampling — form the
-    :class:`ucag.grid.GridSpec` (``grid_spec``); ``attribute_kwargs`` go to a Captum
-    method's ``attribute``.
+    :class:`ucag.grid.GridSpec` (``grid_spec``); ``attribute_kwargs`` (a dict, e.g.
+    ``{"n_steps": 16}``) go to a Captum method's ``attribute``, checked against its
+    signature on construction.
 
     ``fold`` is how the weighted partial maps are blended (docs/algorithm.md §4.1):
     ``"box"`` is the paper's fold (every patch pixel counts 1, divided by the number of
@@ -145,7 +142,7 @@ class UCAG(GradCamCallable):
         base: Any,
         *,
         model: nn.Module | None = None,
-        units: int = 6,
+        units: int = DEFAULT_UNITS,
         patch_size: PatchSize = None,
         scale: float | None = None,
         scaled_size: int | tuple[int, int] | None = None,
@@ -159,7 +156,7 @@ class UCAG(GradCamCallable):
         truncate_backward: bool = True,
         global_view: GlobalView | None = None,
         global_weight: float = 0.5,
-        **attribute_kwargs: Any,
+        attribute_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         check_settings(
             scale=scale,
@@ -173,14 +170,14 @@ class UCAG(GradCamCallable):
             global_view=global_view,
             global_weight=global_weight,
         )
-        grid_spec = GridSpec(units, patch_size, 2.6 if scale is None else scale, scaled_size)
+        grid_spec = GridSpec(units, patch_size, DEFAULT_SCALE if scale is None else scale, scaled_size)
         self.global_view: GlobalView | None = global_view
         self.global_weight = float(global_weight)
         #: The suggested target layer when ``base`` is a CAM class (None otherwise).
         self.layer_suggestion: LayerSuggestion | None = None
         if isinstance(base, type):
             base, self.layer_suggestion = _cam_with_suggested_layer(base, model)
-        self.adapter = make_adapter(base, model, **attribute_kwargs)
+        self.adapter = make_adapter(base, model, attribute_kwargs)
         self.adapter.truncate = self.adapter.truncatable and truncate_backward
         self.base = base
         self.model: nn.Module = self.adapter.model
@@ -557,4 +554,5 @@ def fuse_global_view(
         return ucag_map * global_part
     if mode == "mean":
         return (1 - weight) * ucag_map + weight * global_part
-    raise ValueError(f"global_view: expected None, 'product' or 'mean', got {mode!r}")
+    check_choice("global_view", mode, GlobalView, " (or None)")
+    raise AssertionError("unreachable: a valid global_view is fused above")

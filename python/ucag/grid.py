@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from ._core import Grid
+from .options import DEFAULT_SCALE, DEFAULT_UNITS
 
 #: A patch size: pixels (int: square, or an (h, w) pair), a fraction of the image side in
 #: (0, 1] (rounded half up per side), "image" (the whole image), or None (124/224 of the side).
@@ -82,9 +83,9 @@ class GridSpec:
     patch smaller than it) raises in :meth:`grid`.
     """
 
-    units: int = 6
+    units: int = DEFAULT_UNITS
     patch_size: PatchSize = None
-    scale: float = 2.6
+    scale: float = DEFAULT_SCALE
     scaled_size: int | tuple[int, int] | None = None
     size_multiple: int = 1
 

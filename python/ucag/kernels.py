@@ -27,13 +27,12 @@ import torch
 
 from . import _core, runtime, torch_ops
 from ._core import Grid
+from .options import FoldWindow, Weighting, check_choice, choices
 
-Weighting = Literal["exp", "prob", "uniform"]
 #: How the fold weighs each patch's pixels (docs/algorithm.md §4.1): "box" is the paper's
 #: fold (weight 1, divided by the coverage D); "linear" and "cosine" taper the patch sides
 #: inside the image and divide by the sum of the windows, which removes the seams.
-FoldWindow = Literal["box", "linear", "cosine"]
-FOLD_WINDOWS: tuple[FoldWindow, ...] = ("box", "linear", "cosine")
+FOLD_WINDOWS: tuple[FoldWindow, ...] = choices(FoldWindow)  # type: ignore[assignment]
 Array = TypeVar("Array", torch.Tensor, npt.NDArray[np.float32], npt.NDArray[np.float64])
 Targets = torch.Tensor | Sequence[int] | npt.NDArray[np.integer]
 
@@ -182,9 +181,8 @@ def confidence(
 def check_fold_window(window: object, argument: str = "window") -> FoldWindow:
     """``window`` if it names a fold window (:data:`FOLD_WINDOWS`), else a ValueError
     naming ``argument``."""
-    if window not in FOLD_WINDOWS:
-        raise ValueError(f"{argument}: must be one of 'box' (the paper's fold), 'linear', 'cosine', got {window!r}")
-    return window
+    check_choice(argument, window, FoldWindow, " ('box' is the paper's fold)")
+    return window  # type: ignore[return-value]
 
 
 def fold(maps: Array, weights: Array, grid: Grid, window: FoldWindow = "box") -> Array:

@@ -17,13 +17,15 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
+import importlib
 import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +33,11 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ._call import LogitsOnly, eval_mode, logits_of, model_device
+from .extras import require
 from .layers import CallSite, SiteKind, Tap, attached, layer_name
+
+if TYPE_CHECKING:
+    from .data import PreparedModel
 
 #: How the suggested layer lays out its output: "NCHW" (a CNN's feature map), "tokens"
 #: ((B, T, C), a ViT's), "NHWC" (timm's Swin stages).
@@ -892,7 +898,14 @@ def layer_by_name(model: nn.Module, name: str) -> nn.Module:
         try:
             return model.get_submodule(name)
         except AttributeError:
-            raise ValueError(f"layer: {name!r} is not a module of {type(model).__name__}") from None
+            names = [n for n, _ in model.named_modules() if n]
+            close = difflib.get_close_matches(name, names, n=3)
+            hint = (
+                f"did you mean {', '.join(close)}?"
+                if close
+                else f"its top-level modules: {', '.join(n for n, _ in model.named_children())}"
+            )
+            raise ValueError(f"layer: {type(model).__name__} has no submodule {name!r}; {hint}") from None
     functions = {label.replace("torch.nn.functional.", "F."): f for f, label in _ACTIVATION_FUNCTIONS.items()}
     if where == "input" or target not in functions:
         try:
@@ -935,3 +948,229 @@ __all__ = [
     "suggest_target_layer",
     "trace_size",
 ]
+
+
+# ---------------------------------------------------------------------------------------
+# Loading a model by name
+# ---------------------------------------------------------------------------------------
+
+#: What :func:`load_model` takes besides ``package.module:factory``.
+MODEL_SOURCES = "timm:NAME, torchvision:NAME, hf:FOLDER"
+
+
+def _short(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _known_name(name: str, names: Sequence[str], library: str, spec: str) -> None:
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else f"see {library}'s model list"
+        raise ValueError(f"model: {library} has no model {name!r} ({spec}); {hint}")
+
+
+def load_weights(model: nn.Module, weights: str | Path, spec: str = "the model") -> None:
+    """Load a state dict file (``torch.save(model.state_dict(), path)`` or ``.safetensors``;
+    a training checkpoint's ``state_dict``/``model`` entry) into ``model``, strictly: a
+    ValueError naming ``weights`` says which tensors do not fit."""
+    path = Path(weights)
+    if not path.exists():
+        raise ValueError(f"weights: no such file {str(weights)!r}")
+    if path.is_dir():
+        raise ValueError(
+            f"weights: {str(weights)!r} is a folder; give the weights file (a state dict saved with torch.save)"
+        )
+    try:
+        if path.suffix == ".safetensors":
+            state: Any = require("safetensors.torch", "models", "a .safetensors weights file").load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except ImportError:
+        raise
+    except Exception as err:
+        raise ValueError(
+            f"weights: cannot read {str(weights)!r} as PyTorch weights ({_short(err)}); give a state dict saved with torch.save(model.state_dict(), path)"
+        ) from None
+    for key in ("state_dict", "model"):  # training checkpoints keep the weights under one of these
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise ValueError(
+            f"weights: {str(weights)!r} holds a {type(state).__name__}, not a state dict; give one saved with torch.save(model.state_dict(), path)"
+        )
+    own = model.state_dict()
+    problems = []
+    mismatched = [
+        f"{k}: {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
+        for k, v in own.items()
+        if k in state
+        and isinstance(v, torch.Tensor)
+        and isinstance(state[k], torch.Tensor)
+        and state[k].shape != v.shape
+    ]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if mismatched:
+        problems.append(f"size mismatch for {len(mismatched)} tensor(s), e.g. {mismatched[0]}")
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) of the model missing from the file, e.g. {missing[0]!r}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensor(s) in the file that the model lacks, e.g. {unexpected[0]!r}")
+    if not problems:
+        try:
+            model.load_state_dict(state)
+            return
+        except Exception as err:
+            problems.append(_short(err))
+    raise ValueError(
+        f"weights: {str(weights)!r} does not fit {spec}: {'; '.join(problems)}; give weights saved from the model {spec} builds"
+    )
+
+
+def _hf_model(spec: str, folder: str) -> tuple[nn.Module, list[str]]:
+    """A Hugging Face image classifier saved in a local folder (``save_pretrained``) and its labels."""
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"model: {spec}: {folder!r} is not a folder with a config.json; give a folder written by model.save_pretrained(...)"
+        )
+    transformers = require("transformers", "models", spec)
+    try:
+        model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
+    except Exception as err:
+        raise ValueError(f"model: cannot load an image classifier from {folder!r} ({_short(err)})") from None
+    labels = getattr(model.config, "id2label", None) or {}
+    names = [str(labels.get(i, i)) for i in range(len(labels))]
+    # transformers' placeholders (LABEL_0, ...) name nothing
+    return model, names if names and names[0] != "LABEL_0" else []
+
+
+def _factory_model(spec: str) -> nn.Module:
+    module_name, _, factory_name = spec.partition(":")
+    if not module_name or not factory_name:
+        raise ValueError(
+            f"model: expected 'package.module:factory' (e.g. torchvision.models:resnet18) or one of {MODEL_SOURCES}, got {spec!r}"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:
+        raise ValueError(
+            f"model: cannot import {module_name!r} ({_short(err)}); give an importable module (is its folder on PYTHONPATH?)"
+        ) from None
+    factory: Any = module
+    for part in factory_name.split("."):
+        factory = getattr(factory, part, None)
+    if factory is None:
+        raise ValueError(
+            f"model: module {module_name!r} has no {factory_name!r}; give the name of a function in it that returns the model"
+        )
+    if not callable(factory):
+        raise ValueError(f"model: {spec} is a {type(factory).__name__}, not a function that returns the model")
+    try:
+        model = factory()
+    except Exception as err:
+        raise ValueError(
+            f"model: {spec}() raised {_short(err)}; give a factory that builds the model with no arguments"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model: {spec}() returned a {type(model).__name__}, expected a torch.nn.Module")
+    return model
+
+
+def build_model(
+    spec: str, weights: str | Path | None = None, num_classes: int | None = None
+) -> tuple[nn.Module, list[str]]:
+    """The model ``spec`` names — ``timm:NAME``, ``torchvision:NAME``, ``hf:FOLDER`` (saved
+    with ``save_pretrained``) or ``package.module:factory`` — with random weights unless
+    ``weights`` (or, for ``hf:``, the folder) holds them: nothing is downloaded. Returns the
+    model and the class names its library records (a Hugging Face config's labels; else
+    none). ``num_classes`` sizes a timm or torchvision classifier's head."""
+    if not isinstance(spec, str):
+        raise TypeError(f"model: expected a string such as 'timm:resnet50', got {type(spec).__name__}")
+    if num_classes is not None and (
+        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+    ):
+        raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
+    source, _, name = spec.partition(":")
+    head = {} if num_classes is None else {"num_classes": num_classes}
+    if source == "timm":
+        timm = require("timm", "models", spec)
+        _known_name(name, timm.list_models(), "timm", spec)
+        model = timm.create_model(name, pretrained=False, **head)
+    elif source == "torchvision":
+        library = require("torchvision.models", "models", spec)
+        _known_name(name, library.list_models(), "torchvision", spec)
+        model = library.get_model(name, weights=None, **head)
+    elif source == "hf":
+        if weights is not None:
+            raise ValueError(f"weights: {spec} loads the weights saved in its folder; give none")
+        if num_classes is not None:
+            raise ValueError(f"num_classes: {spec} has the classes saved in its folder; give none")
+        return _hf_model(spec, name)
+    else:
+        if num_classes is not None:
+            raise ValueError(f"num_classes: applies to timm: and torchvision: models; {spec} builds its own head")
+        model = _factory_model(spec)
+    if weights is not None:
+        load_weights(model, weights, spec)
+    return model, []
+
+
+def load_model(
+    spec: str,
+    weights: str | Path | None = None,
+    *,
+    num_classes: int | None = None,
+    layer: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> PreparedModel:
+    """A model by name, in eval mode, with what UCAG needs around it: its CAM target layer
+    (``layer``, a submodule or call-site name, else :func:`layer_suggestion`'s) and the
+    ``reshape_transform`` a transformer's layer needs, its input size, normalisation
+    (``mean``/``std``, else its library's, else ImageNet's) and class names (its library's,
+    else ImageNet's for 1000 classes, else the indices). See :func:`build_model` for
+    ``spec``, ``weights`` and ``num_classes``; errors name the argument.
+
+    Example:
+        >>> prepared = load_model("torchvision:resnet18", num_classes=10)  # doctest: +SKIP
+        >>> prepared.target_layer is prepared.model.layer4  # doctest: +SKIP
+        True
+    """
+    from .data import IMAGENET_MEAN, IMAGENET_STD, PreparedModel, default_class_names
+
+    model, names = build_model(spec, weights, num_classes)
+    model.eval()
+    size = trace_size(model)
+    if size[0] != size[1]:
+        raise ValueError(f"model: {spec} takes {size[0]}x{size[1]} inputs; a PreparedModel feeds square images")
+    suggestion: LayerSuggestion | None = None
+    if layer:
+        target = layer_by_name(model, layer)
+        transform = reshape_transform_for(model, [target])
+    else:
+        suggestion = layer_suggestion(model)
+        target, transform = suggestion.layer, suggestion.reshape_transform
+    own_mean, own_std = model_normalization(model) or (IMAGENET_MEAN, IMAGENET_STD)
+    mean, std = tuple(mean or own_mean), tuple(std or own_std)
+    for argument, values in (("mean", mean), ("std", std)):
+        if len(values) != 3:
+            raise ValueError(f"{argument}: expected 3 values (R, G, B), got {len(values)}")
+    if not names:
+        try:
+            with torch.no_grad(), attached([target]):
+                classes = int(logits_of(model(torch.zeros(1, 3, *size))).shape[-1])
+        except Exception as err:
+            raise ValueError(f"model: {spec} fails on a 1x3x{size[0]}x{size[1]} image ({_short(err)})") from None
+        names = default_class_names(classes)
+    return PreparedModel(
+        model=model,
+        target_layer=target,
+        class_names=names,
+        mean=(mean[0], mean[1], mean[2]),
+        std=(std[0], std[1], std[2]),
+        input_size=size[0],
+        reshape_transform=transform,
+        suggestion=suggestion,
+    )

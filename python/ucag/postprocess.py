@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-Postprocess = Literal["cam", "none"]
+from .options import Postprocess, check_choice
 
 
 def check_blur(blur: object) -> None:
@@ -57,4 +56,5 @@ def postprocess(raw: torch.Tensor, mode: Postprocess, blur: tuple[int, float] | 
         return cam_postprocess(raw, blur)
     if mode == "none":
         return raw
-    raise ValueError(f"postprocess: expected 'cam', 'none' or 'auto', got {mode!r}")
+    check_choice("postprocess", mode, Postprocess)
+    raise AssertionError("unreachable: a valid postprocess is applied above")

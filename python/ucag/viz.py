@@ -19,7 +19,7 @@ Conventions shared by every function:
   than its image is resized to the image with bilinear interpolation (align_corners=False,
   like the fold's resize in docs/algorithm.md §4): it is assumed to cover the whole image, as it
   does when the photo was resized (not cropped) to the model's input, as
-  :meth:`ucag.data.SampleModel.preprocess` does.
+  :meth:`ucag.data.PreparedModel.preprocess` does.
 - Every function except :func:`overlay` returns the matplotlib ``Figure``. Passing ``ax=``
   (or ``axes=``) draws into existing axes instead of making a new figure. New figures come
   from ``pyplot``, so they show inline in Jupyter and with ``plt.show()`` in scripts;
@@ -34,7 +34,6 @@ from __future__ import annotations
 import numbers
 import sys
 from collections.abc import Mapping, Sequence
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeGuard, Union, cast
 
 import numpy as np
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .explainer import Explanation
+from .figures import MapLike, given_axes, map_array, pyplot
 from .targets import describe
 
 if TYPE_CHECKING:
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 
 #: A photo: tensor (3, H, W) / (1, 3, H, W), array (H, W, 3) or PIL image.
 ImageLike = Union[torch.Tensor, np.ndarray, "PILImage"]
-#: One saliency map (H, W) or a batch (B, H, W).
-MapLike = torch.Tensor | np.ndarray
 
 __all__ = ["compare", "map_grid", "overlay", "show_partials", "show_signed"]
 
@@ -70,14 +68,6 @@ SIGNED_CMAP = "bwr"
 #: ITU-R BT.601 luma weights. Signed maps are drawn over a grey photo so that the photo's
 #: own reds and blues cannot be read as signs.
 _LUMA = np.array([0.299, 0.587, 0.114])
-
-
-def _pyplot() -> ModuleType:
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as err:  # matplotlib is an optional dependency (examples extra)
-        raise ImportError("ucag.viz needs matplotlib: pip install 'ucag[examples]'") from err
-    return plt
 
 
 # ---------------------------------------------------------------------------------------
@@ -161,35 +151,14 @@ def _image_rgb(
         hint = (
             "divide by 255 (or pass uint8)"
             if low >= 0 and high <= 255
-            else "if it is normalised, pass mean= and std= (e.g. SampleModel.mean, SampleModel.std)"
+            else "if it is normalised, pass mean= and std= (e.g. PreparedModel.mean, PreparedModel.std)"
         )
         raise ValueError(f"{argument}: float pixels span [{low:.3g}, {high:.3g}], expected [0, 1]: {hint}")
     return np.clip(rgb, 0.0, 1.0), out_dtype
 
 
-def _map_array(value: MapLike, argument: str) -> np.ndarray:
-    """A map as a finite float64 numpy array, any number of dimensions."""
-    if isinstance(value, torch.Tensor):
-        if value.device.type == "meta":
-            raise ValueError(f"{argument}: a meta tensor has no values to draw")
-        tensor = value.detach().cpu()
-        array = tensor.float().numpy() if tensor.is_floating_point() else tensor.numpy()
-    elif isinstance(value, np.ndarray):
-        array = value
-    else:
-        raise TypeError(f"{argument}: expected a numpy array or torch tensor, got {type(value).__name__}")
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"{argument}: expected real numbers, got {array.dtype}")
-    array = array.astype(np.float64)
-    if array.size == 0:
-        raise ValueError(f"{argument}: the map is empty (shape {array.shape})")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{argument}: contains NaN or Inf values")
-    return array
-
-
 def _map_2d(value: MapLike, argument: str) -> np.ndarray:
-    array = _map_array(value, argument)
+    array = map_array(value, argument)
     if array.ndim == 3 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 2:
@@ -287,7 +256,7 @@ def _map_batch(value: Any, count: int, argument: str) -> list[np.ndarray]:
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         maps = [_map_2d(m, f"{argument}[{k}]") for k, m in enumerate(value)]
     else:
-        array = _map_array(value, argument)
+        array = map_array(value, argument)
         if array.ndim == 2:
             array = array[None]
         if array.ndim != 3:
@@ -296,20 +265,6 @@ def _map_batch(value: Any, count: int, argument: str) -> list[np.ndarray]:
     if len(maps) != count:
         raise ValueError(f"{argument}: {len(maps)} maps for {count} images")
     return maps
-
-
-def _given_axes(axes: Any, count: int, argument: str) -> list[Axes] | None:
-    """The caller's axes as a flat list of ``count`` axes (None when none were given)."""
-    if axes is None:
-        return None
-    from matplotlib.axes import Axes as AxesType
-
-    flat = [axes] if isinstance(axes, AxesType) else list(np.asarray(axes, dtype=object).reshape(-1))
-    if not all(isinstance(a, AxesType) for a in flat):
-        raise TypeError(f"{argument}: expected matplotlib Axes")
-    if len(flat) != count:
-        raise ValueError(f"{argument}: this plot needs {count} axes, got {len(flat)}")
-    return flat
 
 
 # ---------------------------------------------------------------------------------------
@@ -428,7 +383,7 @@ def show_signed(
     fig: Figure
     if ax is None:
         height, width = signed.shape
-        fig, ax = _pyplot().subplots(
+        fig, ax = pyplot().subplots(
             figsize=(4.0 + (0.8 if colorbar else 0.0), 4.0 * height / width), layout="constrained"
         )
     else:
@@ -490,11 +445,11 @@ def compare(
     rgbs = [_image_rgb(photo, mean, std, argument=f"images[{b}]")[0] for b, photo in enumerate(photos)]
     columns = 1 + len(method_maps)
 
-    given = _given_axes(axes, count * columns, "axes")
+    given = given_axes(axes, count * columns, "axes")
     fig: Figure
     if given is None:
         height, width = rgbs[0].shape[:2]
-        fig, grid = _pyplot().subplots(
+        fig, grid = pyplot().subplots(
             count,
             columns,
             figsize=(cell_inches * columns, cell_inches * count * height / width + 0.4),
@@ -583,12 +538,12 @@ def show_partials(
             rgb = np.stack([_resize_map(rgb[..., c], (height, width)) for c in range(3)], axis=-1).clip(0.0, 1.0)
     grey = _grey(rgb) if rgb is not None else None
 
-    given = _given_axes(axes, patches + 1, "axes")
+    given = given_axes(axes, patches + 1, "axes")
     fig: Figure
     if given is None:
         # Patch cells on the left (n x n), the folded map as large as the whole grid on the right.
         cell_height = cell_inches * patch_height / patch_width
-        fig = _pyplot().figure(
+        fig = pyplot().figure(
             figsize=(2 * units * cell_inches + 1.2, units * (cell_height + 0.45) + 0.5), layout="constrained"
         )
         layout = fig.add_gridspec(units, 2 * units)
@@ -689,11 +644,11 @@ def map_grid(
     first = 1 if rgb is not None else 0
     columns = first + count
 
-    given = _given_axes(axes, len(grid_maps) * columns, "axes")
+    given = given_axes(axes, len(grid_maps) * columns, "axes")
     fig: Figure
     if given is None:
         height, width = (rgb if rgb is not None else next(iter(grid_maps.values()))[0]).shape[:2]
-        fig, grid = _pyplot().subplots(
+        fig, grid = pyplot().subplots(
             len(grid_maps),
             columns,
             figsize=(cell_inches * columns, (cell_inches * height / width + 0.3) * len(grid_maps) + 0.3),

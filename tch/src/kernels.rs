@@ -201,16 +201,10 @@ pub fn unfold(images: &Tensor, grid: &Grid) -> Result<Tensor, UcagError> {
     out.f_reshape([batch * n, channels, sh, sw]).map_err(err)
 }
 
-/// Softmax probability of each row's target class, turned into a weight; (rows,) in the
-/// logits' dtype on their device.
-pub fn confidence(logits: &Tensor, targets: &Tensor, mode: Weighting) -> Result<Tensor, UcagError> {
-    confidence_with_probabilities(logits, targets, mode).map(|(_, weights)| weights)
-}
-
 /// Softmax probability p of each row's target class and its weight, from one read of the
 /// targets and one softmax: (probabilities, weights), each (rows,) in the logits' dtype on
-/// their device. Both equal what `confidence` gives with `Weighting::Prob` and with `mode`,
-/// bit for bit (p in the accumulation precision, each result cast to the logits' dtype once).
+/// their device (p in the accumulation precision, each result cast to the logits' dtype
+/// once).
 pub fn confidence_with_probabilities(
     logits: &Tensor,
     targets: &Tensor,
@@ -308,6 +302,37 @@ pub fn fold(
     let size = |v: usize| i64_size("maps", v);
     let (batch, n, rows) = (size(batch)?, size(n)?, size(rows)?);
     let (ph, pw, mh, mw) = (size(ph)?, size(pw)?, size(mh)?, size(mw)?);
+    let resized = resize_maps(maps, [rows, mh, mw], [ph, pw], kind)?;
+    let weights = weights
+        .f_to_kind(kind)
+        .and_then(|w| w.f_reshape([rows, 1, 1, 1]))
+        .map_err(&err)?;
+    let mut weighted = resized
+        .f_mul(&weights)
+        .and_then(|r| r.f_reshape([batch, n, ph, pw]))
+        .map_err(&err)?;
+    let windows = grid
+        .fold_weights(window)
+        .map_err(|e| e.named("maps", "with this grid needs the fold windows"))?;
+    if window != FoldWindow::Box {
+        let windows = patch_windows(&windows, [n, ph, pw], kind, device)?;
+        weighted = weighted.f_mul(&windows).map_err(&err)?;
+    }
+    let mut canvas = place_patches(&weighted, grid, [batch, size(height)?, size(width)?])?;
+    let coverage = outer_sums(&windows, kind, device)?;
+    let _ = canvas.f_div_(&coverage).map_err(&err)?;
+    canvas.f_to_kind(maps.kind()).map_err(err)
+}
+
+/// The partial maps as (rows, 1, h, w) in `kind`, bilinearly resized from (h', w') to the
+/// patch size (h, w), checked finite.
+fn resize_maps(
+    maps: &Tensor,
+    [rows, mh, mw]: [i64; 3],
+    [ph, pw]: [i64; 2],
+    kind: Kind,
+) -> Result<Tensor, UcagError> {
+    let err = tch_error("maps");
     let mut resized = maps
         .f_reshape([rows, 1, mh, mw])
         .and_then(|m| m.f_to_kind(kind))
@@ -322,40 +347,49 @@ pub fn fold(
     // would cost a third of the fold). With down-sampling, bilinear skips some pixels; a
     // NaN there cannot reach the result.
     ensure_finite("maps", &resized)?;
-    let weights = weights
-        .f_to_kind(kind)
-        .and_then(|w| w.f_reshape([rows, 1, 1, 1]))
-        .map_err(&err)?;
-    let mut weighted = resized
-        .f_mul(&weights)
-        .and_then(|r| r.f_reshape([batch, n, ph, pw]))
-        .map_err(&err)?;
-    let windows = grid
-        .fold_weights(window)
-        .map_err(|e| e.named("maps", "with this grid needs the fold windows"))?;
-    if window != FoldWindow::Box {
-        // (N, h, w): patch p = (i, j) weighs its pixels by rows[i] x columns[j]
-        // units x side values, fewer than the resized maps whose size was checked above
-        let profiles = |v: &[Vec<f64>]| -> Result<Tensor, tch::TchError> {
-            let flat: Vec<f64> = v.iter().flatten().copied().collect();
-            Tensor::f_from_slice(&flat)?.f_reshape([i64::try_from(v.len()).unwrap_or(i64::MAX), -1])
-        };
-        let patch_windows = profiles(&windows.rows)
-            .and_then(|rows| {
-                let cols = profiles(&windows.columns)?;
-                // outer product over the (i, j) pairs, row-major like the patches
-                rows.f_unsqueeze(1)?
-                    .f_unsqueeze(3)?
-                    .f_mul(&cols.f_unsqueeze(0)?.f_unsqueeze(2)?)?
-                    .f_reshape([n, ph, pw])
-            })
-            .and_then(|w| w.f_to_kind(kind))
-            .and_then(|w| w.f_to(device))
-            .map_err(&err)?;
-        weighted = weighted.f_mul(&patch_windows).map_err(&err)?;
-    }
-    let mut canvas =
-        Tensor::f_zeros([batch, size(height)?, size(width)?], (kind, device)).map_err(&err)?;
+    Ok(resized)
+}
+
+/// Each patch's window, (N, h, w) on `device`: patch p = (i, j) weighs its pixels by
+/// rows[i] x columns[j] (units x side values, fewer than the resized maps whose size was
+/// checked).
+fn patch_windows(
+    windows: &FoldWeights,
+    [n, ph, pw]: [i64; 3],
+    kind: Kind,
+    device: Device,
+) -> Result<Tensor, UcagError> {
+    let profiles = |v: &[Vec<f64>]| -> Result<Tensor, tch::TchError> {
+        let flat: Vec<f64> = v.iter().flatten().copied().collect();
+        Tensor::f_from_slice(&flat)?.f_reshape([i64::try_from(v.len()).unwrap_or(i64::MAX), -1])
+    };
+    profiles(&windows.rows)
+        .and_then(|rows| {
+            let cols = profiles(&windows.columns)?;
+            // outer product over the (i, j) pairs, row-major like the patches
+            rows.f_unsqueeze(1)?
+                .f_unsqueeze(3)?
+                .f_mul(&cols.f_unsqueeze(0)?.f_unsqueeze(2)?)?
+                .f_reshape([n, ph, pw])
+        })
+        .and_then(|w| w.f_to_kind(kind))
+        .and_then(|w| w.f_to(device))
+        .map_err(tch_error("maps"))
+}
+
+/// The weighted patches (B, N, h, w) added onto a zero canvas (B, H, W) at their origins,
+/// in the order p = 0..N (docs/algorithm.md section 4).
+fn place_patches(
+    weighted: &Tensor,
+    grid: &Grid,
+    canvas_shape: [i64; 3],
+) -> Result<Tensor, UcagError> {
+    let err = tch_error("maps");
+    let size = |v: usize| i64_size("maps", v);
+    let (ph, pw) = grid.patch_size();
+    let (ph, pw) = (size(ph)?, size(pw)?);
+    let canvas =
+        Tensor::f_zeros(canvas_shape, (weighted.kind(), weighted.device())).map_err(&err)?;
     for p in 0..grid.num_patches() {
         let (oy, ox) = grid.patch_origin(p);
         let (oy, ox) = (size(oy)?, size(ox)?);
@@ -367,9 +401,7 @@ pub fn fold(
             .f_add_(&weighted.f_select(1, size(p)?).map_err(&err)?)
             .map_err(&err)?;
     }
-    let coverage = outer_sums(&windows, kind, device)?;
-    let _ = canvas.f_div_(&coverage).map_err(&err)?;
-    canvas.f_to_kind(maps.kind()).map_err(err)
+    Ok(canvas)
 }
 
 /// The fold's divisor on `device`: the outer product of the window sums along the axes

@@ -62,6 +62,20 @@ impl Rng {
     }
 }
 
+/// The tch kernel's weights alone.
+fn tch_confidence(logits: &Tensor, targets: &Tensor, mode: Weighting) -> Result<Tensor, UcagError> {
+    kernels::confidence_with_probabilities(logits, targets, mode).map(|(_, weights)| weights)
+}
+
+/// The core's weights alone.
+fn core_confidence<T: core::Real, D: ndarray::Dimension>(
+    logits: ndarray::ArrayView<T, D>,
+    targets: &[i64],
+    mode: Weighting,
+) -> Result<ndarray::Array1<T>, UcagError> {
+    core::confidence_with_probabilities(logits, targets, mode).map(|(_, weights)| weights)
+}
+
 fn shape(t: &Tensor) -> Vec<usize> {
     t.size().iter().map(|&d| d as usize).collect()
 }
@@ -275,10 +289,10 @@ fn confidence_matches_the_core() {
     for seed in 0..20 {
         let (logits, targets) = logits_and_targets(37, 1000, seed);
         for (mode, tolerance) in MODES.into_iter().zip([1e-6, 4e-6, 0.0]) {
-            let got = kernels::confidence(&logits, &targets, mode).unwrap();
+            let got = tch_confidence(&logits, &targets, mode).unwrap();
             assert_eq!(shape(&got), [37]);
             assert_eq!(got.kind(), Kind::Float);
-            let expected = core::confidence(array_f32(&logits).view(), &host(&targets), mode)
+            let expected = core_confidence(array_f32(&logits).view(), &host(&targets), mode)
                 .unwrap()
                 .into_dyn()
                 .mapv(f64::from);
@@ -286,9 +300,9 @@ fn confidence_matches_the_core() {
             assert!(err <= tolerance, "{mode:?}, seed {seed}: {err:.3e}");
 
             let logits = logits.to_kind(Kind::Double);
-            let got = kernels::confidence(&logits, &targets, mode).unwrap();
+            let got = tch_confidence(&logits, &targets, mode).unwrap();
             assert_eq!(got.kind(), Kind::Double);
-            let expected = core::confidence(array(&logits).view(), &host(&targets), mode)
+            let expected = core_confidence(array(&logits).view(), &host(&targets), mode)
                 .unwrap()
                 .into_dyn();
             let err = worst_relative_error(&array(&got), &expected);
@@ -300,23 +314,23 @@ fn confidence_matches_the_core() {
 #[test]
 fn confidence_takes_any_integer_target_kind() {
     let (logits, targets) = logits_and_targets(9, 100, 8);
-    let expected = kernels::confidence(&logits, &targets, Weighting::Exp).unwrap();
+    let expected = tch_confidence(&logits, &targets, Weighting::Exp).unwrap();
     for kind in [Kind::Int, Kind::Int16, Kind::Uint8] {
-        let got = kernels::confidence(&logits, &targets.to_kind(kind), Weighting::Exp).unwrap();
+        let got = tch_confidence(&logits, &targets.to_kind(kind), Weighting::Exp).unwrap();
         assert_identical(&got, &expected);
     }
 }
 
 #[test]
-fn probabilities_and_weights_from_one_call_equal_two_calls_bit_for_bit() {
+fn the_probabilities_of_every_mode_equal_the_prob_weights_bit_for_bit() {
     let (logits, targets) = logits_and_targets(45, 1000, 9);
     for kind in [Kind::Float, Kind::Double, Kind::Half, Kind::BFloat16] {
         let logits = logits.to_kind(kind);
-        let prob = kernels::confidence(&logits, &targets, Weighting::Prob).unwrap();
+        let prob = tch_confidence(&logits, &targets, Weighting::Prob).unwrap();
         for mode in MODES {
             let (p, w) = kernels::confidence_with_probabilities(&logits, &targets, mode).unwrap();
             assert_identical(&p, &prob);
-            assert_identical(&w, &kernels::confidence(&logits, &targets, mode).unwrap());
+            assert_identical(&w, &tch_confidence(&logits, &targets, mode).unwrap());
             // two tensors of their own, also where the weights are the probabilities
             assert_ne!(p.data_ptr(), w.data_ptr());
         }
@@ -324,11 +338,11 @@ fn probabilities_and_weights_from_one_call_equal_two_calls_bit_for_bit() {
     // and the core's
     let logits = array_f32(&logits);
     let targets = host(&targets);
-    let prob = core::confidence(logits.view(), &targets, Weighting::Prob).unwrap();
+    let prob = core_confidence(logits.view(), &targets, Weighting::Prob).unwrap();
     for mode in MODES {
         let (p, w) = core::confidence_with_probabilities(logits.view(), &targets, mode).unwrap();
         assert_eq!(p, prob);
-        assert_eq!(w, core::confidence(logits.view(), &targets, mode).unwrap());
+        assert_eq!(w, core_confidence(logits.view(), &targets, mode).unwrap());
     }
 }
 
@@ -513,19 +527,19 @@ fn confidence_errors_name_their_argument() {
             assert!(matches!(err, UcagError::Value { .. }), "{label}");
         }
     }
-    let out_of_range = kernels::confidence(&logits, &targets(&[1, 10]), Weighting::Exp);
+    let out_of_range = tch_confidence(&logits, &targets(&[1, 10]), Weighting::Exp);
     assert_eq!(
         out_of_range.unwrap_err().to_string(),
         "targets: class 10 is out of range for 10 classes"
     );
     let float_targets = Tensor::from_slice(&[0.0f32, 1.0]);
-    assert!(is_type_error(kernels::confidence(
+    assert!(is_type_error(tch_confidence(
         &logits,
         &float_targets,
         Weighting::Exp
     )));
     let int_logits = Tensor::ones([2, 10], (Kind::Int64, CPU));
-    let err = kernels::confidence(&int_logits, &targets(&[1, 2]), Weighting::Exp).unwrap_err();
+    let err = tch_confidence(&int_logits, &targets(&[1, 2]), Weighting::Exp).unwrap_err();
     assert_eq!(err.argument(), "logits");
     assert!(matches!(err, UcagError::Type { .. }));
 }

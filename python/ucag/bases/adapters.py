@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -349,6 +349,30 @@ def captum_map_kind(attribution: Any, attribute_kwargs: dict[str, Any]) -> MapKi
     return "signed"
 
 
+#: What UCAG itself passes to a Captum method's ``attribute``, per chunk of patches.
+_CAPTUM_OWN = ("inputs", "target")
+
+
+def check_attribute_kwargs(attribution: Any, attribute_kwargs: Mapping[str, Any]) -> None:
+    """Raise, naming ``attribute_kwargs``, for an option the Captum method's ``attribute``
+    does not take, or one UCAG sets itself (the patches, the targets)."""
+    taken = sorted(k for k in attribute_kwargs if k in _CAPTUM_OWN)
+    if taken:
+        raise TypeError(f"attribute_kwargs: {taken[0]!r} is set by UCAG for every chunk of patches; drop it")
+    try:
+        parameters = inspect.signature(attribution.attribute).parameters
+    except (TypeError, ValueError, AttributeError):
+        return  # nothing to check against
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(attribute_kwargs) - set(parameters))
+    if unknown:
+        accepted = ", ".join(n for n in parameters if n not in _CAPTUM_OWN)
+        raise TypeError(
+            f"attribute_kwargs: {type(attribution).__name__}.attribute takes no {unknown[0]!r}; it takes {accepted}"
+        )
+
+
 class CaptumAdapter(BaseAdapter):
     """Any Captum ``Attribution`` (LayerGradCam, GuidedGradCam, IntegratedGradients,
     Saliency, LRP, ...), called as ``attribute(patches, target=targets, **attribute_kwargs)``.
@@ -362,6 +386,7 @@ class CaptumAdapter(BaseAdapter):
     class, which ``postprocess="auto"`` keeps (no ReLU)."""
 
     def __init__(self, attribution: Any, model: nn.Module | None = None, **attribute_kwargs: Any) -> None:
+        check_attribute_kwargs(attribution, attribute_kwargs)
         self.attribution = attribution
         self.model = model if model is not None else find_model(attribution)
         self.attribute_kwargs = attribute_kwargs
@@ -458,10 +483,19 @@ def find_model(base: Any) -> nn.Module:
     raise ValueError(f"model: cannot find the model inside {type(base).__name__}; pass model=")
 
 
-def make_adapter(base: Any, model: nn.Module | None = None, **attribute_kwargs: Any) -> Adapter:
+def make_adapter(
+    base: Any, model: nn.Module | None = None, attribute_kwargs: Mapping[str, Any] | None = None
+) -> Adapter:
     """The :class:`Adapter` for ``base``: its own when it supplies one
     (``base.ucag_adapter(model)``, as :mod:`ucag.bases.propagation`'s methods do), else one
-    chosen by its library. ``attribute_kwargs`` go to a Captum method's ``attribute``."""
+    chosen by its library. ``attribute_kwargs`` go to a Captum method's ``attribute``,
+    checked against its signature here."""
+    if attribute_kwargs is None:
+        attribute_kwargs = {}
+    if not isinstance(attribute_kwargs, Mapping) or not all(isinstance(k, str) for k in attribute_kwargs):
+        raise TypeError(
+            f"attribute_kwargs: expected a dict of keyword arguments, got {type(attribute_kwargs).__name__}"
+        )
     own = getattr(base, "ucag_adapter", None)
     if callable(own):
         return own(model, **attribute_kwargs)  # type: ignore[no-any-return]

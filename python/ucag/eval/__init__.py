@@ -3,6 +3,8 @@ the other way round.
 
 - :mod:`ucag.eval.metrics` — deletion, insertion, pointing game, energy pointing game,
   map density, weakly supervised segmentation (docs/algorithm.md §6);
+- :mod:`ucag.eval.measures` — the metrics :func:`evaluate` computes, by registration
+  (:func:`register_metric`: columns, titles, direction, needs, how to compute);
 - :mod:`ucag.eval.registry` — every method a comparison can run, by name, and the
   variants (base, UCAG, Upscale, SESS, SESS-matched, RefineCAM) and controls (Random-CAM,
   Sobel);
@@ -21,7 +23,8 @@ the other way round.
   randomisation check's figures.
 """
 
-from . import compute, datasets, metrics, peers, registry, sanity
+from . import compute, datasets, measures, metrics, peers, registry, sanity
+from .measures import Column, MetricInput, MetricSpec, register_metric
 from .plots import plot_curves, plot_randomization, plot_randomization_curves
 from .registry import METHODS, explain_with, register_method
 from .runner import evaluate, summarize
@@ -30,6 +33,11 @@ from .tuning import tune
 
 __all__ = [
     "METHODS",
+    "Column",
+    "MetricInput",
+    "MetricSpec",
+    "measures",
+    "register_metric",
     "compute",
     "datasets",
     "evaluate",

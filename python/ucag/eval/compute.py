@@ -40,11 +40,6 @@ class PassCount:
         """Input pixels forwarded, in millions (10^6)."""
         return self.pixels / 1e6
 
-    @property
-    def pixels_per_forward(self) -> float:
-        """Mean input pixels (H x W) of one forward pass (0 when none ran)."""
-        return self.pixels / self.forward if self.forward else 0.0
-
 
 def _input_pixels(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, int] | None:
     """(rows, H x W) of the first image batch (a tensor of 3 or more dims) among the call's

@@ -30,7 +30,6 @@ readers that need them; a missing one raises an ImportError that says
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import operator
 import os
@@ -44,6 +43,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from torch.utils.data import Dataset
+
+from ..extras import require
 
 __all__ = [
     "COCODetection2014",
@@ -124,10 +125,7 @@ def collate_samples(batch: list[EvalSample]) -> list[EvalSample]:
 
 
 def _optional_import(module: str, reader: str) -> ModuleType:
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(f"{reader} needs {module.split('.')[0]}: pip install 'ucag[datasets]'") from err
+    return require(module, "datasets", reader)
 
 
 def _safe_id(text: str) -> str:

@@ -31,6 +31,7 @@ from torch import nn
 from .._call import LogitsOnly
 from ..grid import GridSpec
 from ..models import model_input_size, reshape_transform_for, resolution_layers
+from ..options import DEFAULT_SCALE, DEFAULT_UNITS
 from .compute import uncounted
 
 #: The UCAG options that describe its grid (the rest: weighting, batch_size... do not).
@@ -215,7 +216,12 @@ def sess_matched_settings(
     fixed = model_input_size(model) if model is not None else None
     if fixed is not None and scale is None and scaled_size is None:
         scaled_size = fixed
-    spec = GridSpec(options.get("units", 6), options.get("patch_size"), 2.6 if scale is None else scale, scaled_size)
+    spec = GridSpec(
+        options.get("units", DEFAULT_UNITS),
+        options.get("patch_size"),
+        DEFAULT_SCALE if scale is None else scale,
+        scaled_size,
+    )
     grid = spec.grid((int(size[0]), int(size[1])))
     short = 0 if size[0] <= size[1] else 1
     patch, window = grid.patch_size[short], grid.scaled_size[short]

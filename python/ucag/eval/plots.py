@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 import numpy as np
 import torch
 
-from ..viz import ImageLike, _given_axes, _map_array, _pyplot, map_grid
+from ..figures import given_axes, map_array, pyplot
+from ..viz import ImageLike, map_grid
 from .metrics import MetricResult, auc
 from .sanity import MEASURE_TITLES, MEASURES, RandomizationResult
 
@@ -37,10 +38,10 @@ def _curve_rows(value: Any, argument: str) -> tuple[np.ndarray, np.ndarray]:
             )
         if value.name in ("deletion", "insertion") and not argument.startswith(value.name):
             raise ValueError(f"{argument}: got a {value.name} result; pass it as {value.name}=")
-        curves = _map_array(value.curves, argument)
+        curves = map_array(value.curves, argument)
         aucs = np.asarray(value.values, dtype=np.float64).reshape(-1)
     else:
-        curves = _map_array(value, argument)
+        curves = map_array(value, argument)
         aucs = None
     if curves.ndim == 1:
         curves = curves[None]
@@ -109,7 +110,7 @@ def plot_curves(
 
     fig: Figure
     if ax is None:
-        fig, grid = _pyplot().subplots(
+        fig, grid = pyplot().subplots(
             1, len(kinds), figsize=(4.2 * len(kinds), 3.4), squeeze=False, layout="constrained"
         )
         panels = {name: grid[0, k] for k, (name, _) in enumerate(kinds)}
@@ -117,7 +118,7 @@ def plot_curves(
         fig = cast("Figure", ax.figure)  # (a SubFigure when ax lies in one)
         panels = {name: ax for name, _ in kinds}
     else:
-        flat = _given_axes(ax, len(kinds), "ax")
+        flat = given_axes(ax, len(kinds), "ax")
         assert flat is not None  # (None only for ax=None, handled above)
         fig = cast("Figure", flat[0].figure)  # (a SubFigure when the axes lie in one)
         panels = {name: flat[k] for k, (name, _) in enumerate(kinds)}
@@ -209,12 +210,12 @@ def plot_randomization_curves(
         raise ValueError(f"measures: expected names from {', '.join(MEASURES)}, got {measures!r}")
     fig: Figure
     if ax is None:
-        fig, grid = _pyplot().subplots(
+        fig, grid = pyplot().subplots(
             1, len(measures), figsize=(4.2 * len(measures), 3.8), squeeze=False, layout="constrained"
         )
         panels = list(grid[0])
     else:
-        flat = _given_axes(ax, len(measures), "ax")
+        flat = given_axes(ax, len(measures), "ax")
         assert flat is not None
         fig = cast("Figure", flat[0].figure)  # (a SubFigure when the axes lie in one)
         panels = flat

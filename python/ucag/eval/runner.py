@@ -42,8 +42,9 @@ from ..data import preprocess_image, resize_mask
 from ..models import model_normalization, suggest_target_layer
 from ..postprocess import check_blur
 from ..targets import BinaryTarget, MultiLabelTarget, Target, model_output
-from . import metrics as M
 from .compute import count_passes
+from .measures import MEASURES, MetricInput, columns_of, default_metrics, metric_names
+from .measures import column as registered_column
 from .registry import (
     METHODS,
     check_baseline_options,
@@ -52,46 +53,8 @@ from .registry import (
     display_name,
     explain_with,
 )
-from .sanity import RANDOMIZATION_SEED, corresponding_module, map_similarities, randomize
+from .sanity import RANDOMIZATION_SEED
 
-#: Metric names -> the columns they fill in results.csv.
-METRIC_COLUMNS: dict[str, tuple[str, ...]] = {
-    "deletion": ("deletion",),
-    "insertion": ("insertion",),
-    "density": ("positive_density", "negative_density"),
-    "pointing_game": ("pointing_game",),
-    "energy_pointing_game": ("energy_pointing_game",),
-    "segmentation": ("pixel_accuracy", "average_precision"),
-    "road": ("road_morf", "road_lerf", "road_combined"),
-    "randomization": ("randomization_spearman", "randomization_ssim", "randomization_hog"),
-}
-METRICS = tuple(METRIC_COLUMNS)
-DEFAULT_METRICS = ("deletion", "insertion", "density", "pointing_game", "energy_pointing_game")
-CURVE_METRICS = ("deletion", "insertion")
-LOWER_IS_BETTER = (
-    "deletion",
-    "negative_density",
-    "road_morf",
-    "randomization_spearman",
-    "randomization_ssim",
-    "randomization_hog",
-)
-COLUMN_TITLES = {
-    "deletion": "deletion",
-    "insertion": "insertion",
-    "positive_density": "positive density",
-    "negative_density": "negative density",
-    "pointing_game": "pointing game",
-    "energy_pointing_game": "energy pointing game",
-    "pixel_accuracy": "pixel accuracy",
-    "average_precision": "mAP",
-    "road_morf": "ROAD MoRF",
-    "road_lerf": "ROAD LeRF",
-    "road_combined": "ROAD combined",
-    "randomization_spearman": "randomized Spearman",
-    "randomization_ssim": "randomized SSIM",
-    "randomization_hog": "randomized HOG",
-}
 KEY_COLUMNS = ("id", "class_name", "target", "probability", "method", "variant")
 #: How ``evaluate`` reads a model's outputs (``target_kind``; docs/algorithm.md §3.1).
 TargetKind = Literal["class", "binary", "multilabel"]
@@ -100,8 +63,6 @@ TARGET_KINDS: tuple[TargetKind, ...] = ("class", "binary", "multilabel")
 #: forward and backward passes in samples, and the input megapixels forwarded.
 PASS_COLUMNS = ("forward_passes", "backward_passes", "forward_mpx")
 PASS_TITLES = {"forward_passes": "forward passes", "backward_passes": "backward passes", "forward_mpx": "Mpx forwarded"}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 RESULTS, CURVES, CONFIG = "results.csv", "curves.csv", "config.json"
 SUMMARY_JSON, SUMMARY_MD, CURVES_PNG = "summary.json", "summary.md", "curves.png"
@@ -205,8 +166,8 @@ def _markdown_table(
         rows.setdefault((c.method, c.variant), {})[c.column] = c
     present = [col for col in columns if any(col in r for r in rows.values())]
     if spread:
-        arrows = {col: "↓" if col in LOWER_IS_BETTER else "↑" for col in present}
-        header = [first] + [f"{COLUMN_TITLES[col]} {arrows[col]}" for col in present]
+        titled = [registered_column(col) for col in present]
+        header = [first] + [f"{c.title} {'↓' if c.lower_is_better else '↑'}" for c in titled]
     else:
         header = [first] + [PASS_TITLES.get(col, col) for col in present]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -287,13 +248,13 @@ class _Run:
     target_kind: TargetKind = "class"
     #: what the run learnt while it ran: the metrics' batch size after an out-of-memory back-off
     learnt: dict[str, int] = field(default_factory=dict)
-    #: the "randomization" metric's fully randomised copy of the model and its target layer, built once
-    randomized: dict[str, nn.Module] = field(default_factory=dict)
+    #: what metrics keep for the whole run (the "randomization" metric's randomised model)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
         """The metric columns of results.csv."""
-        return [c for m in self.metrics for c in METRIC_COLUMNS[m]]
+        return [c.name for c in columns_of(self.metrics)]
 
     @property
     def _metric_batch_size(self) -> int:
@@ -306,7 +267,7 @@ class _Run:
 
     @property
     def curve_metrics(self) -> list[str]:
-        return [m for m in CURVE_METRICS if m in self.metrics]
+        return [m for m in self.metrics if MEASURES[m].curve]
 
     @property
     def curves_header(self) -> list[str]:
@@ -352,8 +313,6 @@ class _Run:
             costs.append([str(passes.forward), str(passes.backward), _cell_value(passes.megapixels)])
         maps = torch.cat(computed)
         values, curves = self._metric_values(x, maps, target, sample.mask)
-        if "randomization" in self.metrics:
-            self._randomization_values(x, maps, target, values)
         index = target if isinstance(target, int) else int(target.category or 0)
         key = [sample.id, sample.class_name, str(index), _cell_value(probability)]
         result_rows, curve_rows = [], []
@@ -386,55 +345,43 @@ class _Run:
     def _metric_values(
         self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, mask: np.ndarray | None
     ) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
-        """Every column's value per map (None where undefined) and the curves."""
+        """Every column's value per map (None where undefined) and the curves: each chosen
+        metric of :data:`ucag.eval.measures.MEASURES` in turn, the mask metrics only where the
+        image has a mask with pixels in it after resizing."""
         n = len(maps)
-        xs, targets = x.expand(n, -1, -1, -1), [target] * n
         values: dict[str, list[float | None]] = {c: [None] * n for c in self.columns}
-        curves: dict[str, np.ndarray] = {}
-        for name, metric in (("deletion", M.deletion), ("insertion", M.insertion)):
-            if name in self.metrics:
-                result = metric(self.model, xs, maps, targets, step=self.step, batch_size=self._metric_batch_size)
-                self.learnt["metric_batch_size"] = result.batch_size or self._metric_batch_size
-                values[name] = list(result.values)
-                assert result.curves is not None
-                curves[name] = result.curves
-        if "road" in self.metrics:
-            most = M.road(self.model, xs, maps, targets, batch_size=self._metric_batch_size)
-            least = M.road(self.model, xs, maps, targets, order="least", batch_size=self._metric_batch_size)
-            self.learnt["metric_batch_size"] = least.batch_size or self._metric_batch_size
-            values["road_morf"], values["road_lerf"] = list(most.values), list(least.values)
-            values["road_combined"] = list(M.road_combined(most, least).values)
-        if "density" in self.metrics:
-            flat = maps.flatten(1)
-            varying = [i for i in range(n) if float(flat[i].max() - flat[i].min()) > 0]  # constant maps: undefined
-            if varying:
-                pos, neg = M.map_density(
-                    self.model, xs[varying], maps[varying], [target] * len(varying), batch_size=self._metric_batch_size
-                )
-                self.learnt["metric_batch_size"] = pos.batch_size or self._metric_batch_size
-                for j, i in enumerate(varying):
-                    values["positive_density"][i], values["negative_density"][i] = (
-                        float(pos.values[j]),
-                        float(neg.values[j]),
+        resized = resize_mask(mask, self.input_size) if mask is not None else None
+        given = MetricInput(
+            model=self.model,
+            target_layer=self.target_layer,
+            images=x.expand(n, -1, -1, -1),
+            maps=maps,
+            targets=[target] * n,
+            # an object too small to survive the resize has no mask
+            mask=resized if resized is not None and bool(resized.any()) else None,
+            step=self.step,
+            batch_size=self._metric_batch_size,
+            explain=lambda model, layer: torch.cat(
+                [self._explain(m, v, model, layer, x, target).cpu() for m, v in self.pairs]
+            ),
+            cache=self.cache,
+        )
+        for name in self.metrics:
+            spec = MEASURES[name]
+            if spec.needs_mask and given.mask is None:
+                continue
+            given.batch_size, given.learnt_batch_size = self._metric_batch_size, None
+            computed = spec.compute(given)
+            if given.learnt_batch_size is not None:
+                self.learnt["metric_batch_size"] = given.learnt_batch_size
+            for col in spec.columns:
+                column_values = list(computed[col.name])
+                if len(column_values) != n:
+                    raise RuntimeError(
+                        f"metric {name!r} gave {len(column_values)} values for {col.name!r}, expected {n}"
                     )
-        if mask is not None:
-            # The mask metrics run on the CPU: the maps come over once, the mask stays there.
-            m = resize_mask(mask, self.input_size)
-            if m.any():  # an object too small to survive the resize has no mask
-                s = maps.cpu()
-                masks = m.expand(n, -1, -1)
-                if "pointing_game" in self.metrics:
-                    values["pointing_game"] = list(M.pointing_game(s, masks).values)
-                if "energy_pointing_game" in self.metrics:
-                    values["energy_pointing_game"] = list(M.energy_pointing_game(s, masks).values)
-                if "segmentation" in self.metrics:
-                    for i in range(n):
-                        scores = M.segmentation_scores(s[i : i + 1], masks[i : i + 1])
-                        values["pixel_accuracy"][i], values["average_precision"][i] = (
-                            scores.pixel_accuracy,
-                            scores.mean_ap,
-                        )
-        return values, curves
+                values[col.name] = column_values
+        return values, given.curves
 
     def _explain(
         self, name: str, variant: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: int | Target
@@ -454,24 +401,6 @@ class _Run:
             std=self.std,
         )
         return maps.detach().float()
-
-    def _randomization_values(
-        self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, values: dict[str, list[float | None]]
-    ) -> None:
-        """The "randomization" columns: each map against the same method's map on the fully
-        randomised model (docs/algorithm.md §6.8), built once per run with a fixed seed."""
-        if not self.randomized:
-            self.randomized["model"] = model = randomize(self.model, seed=RANDOMIZATION_SEED, sample=x)
-            self.randomized["target_layer"] = corresponding_module(self.model, model, self.target_layer)
-        model, layer = self.randomized["model"], self.randomized["target_layer"]
-        random_maps = torch.cat([self._explain(m, v, model, layer, x, target).cpu() for m, v in self.pairs])
-        scores = map_similarities(maps.cpu(), random_maps)
-        for column, measure in (
-            ("randomization_spearman", "spearman_abs"),
-            ("randomization_ssim", "ssim"),
-            ("randomization_hog", "hog"),
-        ):
-            values[column] = [float(v) for v in scores[measure]]
 
 
 def _complete_text(path: Path) -> str:
@@ -536,7 +465,7 @@ def evaluate(
     methods: Sequence[str] = ("gradcam",),
     variants: Sequence[str] = ("base", "ucag"),
     baselines: Sequence[str] = (),
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     input_size: int = 224,
@@ -562,7 +491,7 @@ def evaluate(
     ``methods`` are names from :data:`ucag.eval.registry.METHODS`, each run in every ``variant``
     ("base", "ucag"...), plus ``baselines`` ("upscale", "sess", "sess-matched",
     "refinecam" around each method; "cameras" and the controls "random" and "sobel" once;
-    see :func:`ucag.eval.registry.comparison_pairs` and docs/algorithm.md §6.9). ``metrics`` from :data:`METRICS`; the mask
+    see :func:`ucag.eval.registry.comparison_pairs` and docs/algorithm.md §6.9). ``metrics`` are names from :data:`ucag.eval.measures.MEASURES` (None: those registered as defaults); the mask
     metrics only where a sample has a mask. ``ucag_options`` go to :class:`ucag.UCAG`
     (units, patch_size, scale, weighting, batch_size), ``baseline_options`` to the
     baselines (see :func:`ucag.eval.registry.explain_with`); ``step`` and ``metric_batch_size``
@@ -586,9 +515,11 @@ def evaluate(
         raise ValueError(f"target_kind: expected one of {', '.join(TARGET_KINDS)}, got {target_kind!r}")
     if isinstance(dataset, str):
         dataset = open_dataset(dataset)
-    unknown = [m for m in metrics if m not in METRICS]
+    if metrics is None:
+        metrics = default_metrics()
+    unknown = [m for m in metrics if m not in MEASURES]
     if unknown or not metrics:
-        raise ValueError(f"metrics: expected names from {', '.join(METRICS)}, got {list(metrics)}")
+        raise ValueError(f"metrics: expected names from {', '.join(metric_names())}, got {list(metrics)}")
     if step is not None and (not isinstance(step, int) or step < 1):
         raise ValueError(f"step: expected a positive number of pixels or None, got {step!r}")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -597,7 +528,7 @@ def evaluate(
     _check_options(ucag_options, baseline_options, blur, metric_batch_size, input_size, mean, std)
     pairs = comparison_pairs(methods, variants, baselines)
     check_target_support(pairs, target_kind)
-    metrics = [m for m in METRICS if m in metrics]
+    metrics = [m for m in MEASURES if m in metrics]
     if target_layer is None:
         target_layer = suggest_target_layer(model, input_size)
     run = _Run(
@@ -654,7 +585,7 @@ def _normalization(
     if found is None:
         raise ValueError(
             f"mean: cannot tell how {type(model).__name__} normalises its inputs (no timm pretrained_cfg, no Hugging Face preprocessor_config.json beside it); "
-            "pass mean= and std= (ImageNet's: ucag.eval.IMAGENET_MEAN, ucag.eval.IMAGENET_STD)"
+            "pass mean= and std= (ImageNet's: ucag.data.IMAGENET_MEAN, ucag.data.IMAGENET_STD)"
         )
     return found
 
@@ -760,6 +691,7 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
     columns = [c for c in header[len(KEY_COLUMNS) :] if c not in PASS_COLUMNS]
     pass_columns = [c for c in PASS_COLUMNS if c in header]  # a folder from before the passes were counted has none
     pairs = list(dict.fromkeys((r["method"], r["variant"]) for r in rows))
+    per_class = {c.name for spec in MEASURES.values() if spec.per_class for c in spec.columns}
     cells, differences, passes = [], [], []
     floors = [(m, v) for m, v in pairs if m in METHODS and METHODS[m].kind == "control"]
     for method, variant in pairs:
@@ -770,7 +702,7 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
         ]
         for column in columns:
             present = [r for r in mine if r[column] != ""]
-            if column == "pointing_game":  # dataset protocol: per class, then over classes
+            if column in per_class:  # dataset protocol: per class, then over classes
                 by_class: dict[str, list[float]] = {}
                 for r in present:
                     by_class.setdefault(r["target"], []).append(float(r[column]))
@@ -812,7 +744,7 @@ def _plot_mean_curves(out: Path, pairs: list[tuple[str, str]]) -> None:
 
     scores = [c for c in header if c.startswith("s")]
     by_name: dict[str, dict[str, np.ndarray]] = {}
-    for name in CURVE_METRICS:
+    for name in (n for n, spec in MEASURES.items() if spec.curve):
         for method, variant in pairs:
             mine = [
                 [r[c] for c in scores]
@@ -826,4 +758,4 @@ def _plot_mean_curves(out: Path, pairs: list[tuple[str, str]]) -> None:
     plt.close(fig)
 
 
-__all__ = ["Cell", "DEFAULT_METRICS", "EvaluationSummary", "METRICS", "PASS_COLUMNS", "evaluate", "summarize"]
+__all__ = ["Cell", "EvaluationSummary", "PASS_COLUMNS", "evaluate", "summarize"]

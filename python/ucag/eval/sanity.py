@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from .._call import eval_mode, logits_of, model_device
+from ..figures import map_array
 from ..layers import Tap
 from ..models import layer_by_name, layer_suggestion, trace_size
-from ..viz import _map_array
 
 #: ``explain(model, inputs, targets) -> maps (B, H, W)``: any attribution method.
 Explain: TypeAlias = Callable[[nn.Module, torch.Tensor, list[int]], torch.Tensor | np.ndarray]
@@ -382,7 +382,7 @@ def _hog_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _maps(value: Any, argument: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    array = _map_array(value, argument)  # finite float64, or a TypeError/ValueError naming the argument
+    array = map_array(value, argument)  # finite float64, or a TypeError/ValueError naming the argument
     if array.ndim != 3:
         raise ValueError(f"{argument}: expected maps (B, H, W), got shape {array.shape}")
     if shape is not None and array.shape != shape:

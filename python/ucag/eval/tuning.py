@@ -23,8 +23,9 @@ from torch import nn
 
 from .._call import Targets, check_input, eval_mode, model_device, resolve_targets
 from .._core import Grid
-from ..explainer import UCAG, GlobalView, Weighting
+from ..explainer import UCAG
 from ..grid import GridSpec
+from ..options import DEFAULT_SCALE, DEFAULT_UNITS, GlobalView, Weighting
 from . import metrics as M
 
 Objective: TypeAlias = Literal["insertion-deletion", "insertion", "deletion"]
@@ -33,7 +34,7 @@ Objective: TypeAlias = Literal["insertion-deletion", "insertion", "deletion"]
 DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
     "units": (4, 6, 8),
     "patch_fraction": (124 / 224, 0.65),
-    "scale": (2.6,),
+    "scale": (DEFAULT_SCALE,),
     "weighting": ("exp", "uniform"),
     "global_view": (None, "product"),
 }
@@ -44,9 +45,9 @@ class Setting:
     """One UCAG configuration. ``patch_fraction`` is the patch side over the image side
     (the paper's default 124/224)."""
 
-    units: int = 6
+    units: int = DEFAULT_UNITS
     patch_fraction: float = 124 / 224
-    scale: float = 2.6
+    scale: float = DEFAULT_SCALE
     weighting: Weighting = "exp"
     global_view: GlobalView | None = None
     #: the one input size of a fixed-resolution model, which replaces ``scale`` (set by :func:`tune`)

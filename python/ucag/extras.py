@@ -1,0 +1,29 @@
+"""The optional dependencies: :func:`require` imports one, or raises an ImportError that
+names what needed it and the extra of ``pip install 'ucag[...]'`` that installs it
+(pyproject.toml's ``[project.optional-dependencies]``).
+
+>>> require("math", "examples", "this example").sqrt(4.0)
+2.0
+>>> require("no_such_module_here", "examples", "ucag.viz")
+Traceback (most recent call last):
+    ...
+ImportError: ucag.viz needs no_such_module_here: pip install 'ucag[examples]'
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: The extras pyproject.toml declares.
+EXTRAS = ("examples", "evaluation", "datasets", "models", "captum", "zennit", "notebooks")
+
+
+def require(module: str, extra: str, needed_by: str) -> ModuleType:
+    """``module``, imported; an ImportError naming ``needed_by`` and the ``extra`` when it is missing."""
+    if extra not in EXTRAS:
+        raise ValueError(f"extra: expected one of {', '.join(EXTRAS)}, got {extra!r}")
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{needed_by} needs {module.split('.')[0]}: pip install 'ucag[{extra}]'") from err

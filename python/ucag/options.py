@@ -1,0 +1,55 @@
+"""The vocabulary of UCAG's options: each option's allowed values (a ``Literal`` type) and
+default, defined once and used by the explainer, the kernels, the baselines, the evaluation
+toolkit and the CLI (docs/algorithm.md has what each value means).
+
+>>> choices(Weighting)
+('exp', 'prob', 'uniform')
+>>> DEFAULT_UNITS, DEFAULT_SCALE
+(6, 2.6)
+>>> check_choice("weighting", "softmax", Weighting)
+Traceback (most recent call last):
+    ...
+ValueError: weighting: expected 'exp', 'prob' or 'uniform', got 'softmax'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias, get_args
+
+#: How a patch's confidence p becomes its weight (§3): exp(p), p, or 1.
+Weighting: TypeAlias = Literal["exp", "prob", "uniform"]
+#: How the confidence is read from the logits: softmax (single-label) or sigmoid (multi-label).
+Confidence: TypeAlias = Literal["softmax", "sigmoid"]
+#: The fold's window over each patch (§4): the paper's box, or a tapered one.
+FoldWindow: TypeAlias = Literal["box", "linear", "cosine"]
+#: How the whole-image map is fused with the UCAG map (§5).
+GlobalView: TypeAlias = Literal["product", "mean"]
+#: Post-processing of the raw map: pytorch-grad-cam's (ReLU, min-max per map) or none.
+Postprocess: TypeAlias = Literal["cam", "none"]
+
+#: Patches per side (the paper's 6 x 6 grid).
+DEFAULT_UNITS = 6
+#: The upsampling factor of each patch (124 -> 322 px at 224).
+DEFAULT_SCALE = 2.6
+#: Patches per forward/backward pass.
+DEFAULT_BATCH_SIZE = 16
+#: The weight of the global view in the fusion.
+DEFAULT_GLOBAL_WEIGHT = 0.5
+
+
+def choices(literal: Any) -> tuple[str, ...]:
+    """The values a ``Literal`` type allows, in order."""
+    return tuple(get_args(literal))
+
+
+def describe_choices(values: tuple[Any, ...]) -> str:
+    """``'a', 'b' or 'c'``: the values as a message lists them."""
+    quoted = [repr(v) for v in values]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def check_choice(argument: str, value: object, literal: Any, hint: str = "") -> None:
+    """Raise ``ValueError`` naming ``argument`` unless ``value`` is one of ``literal``'s values."""
+    allowed = choices(literal)
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{argument}: expected {describe_choices(allowed)}{hint}, got {value!r}")
