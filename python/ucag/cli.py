@@ -226,7 +226,9 @@ def _load_user_model(
 
     try:
         prepared = load_model(spec, weights, layer=layer, mean=mean, std=std)
-    except (ValueError, TypeError, ImportError) as err:
+    except ImportError as err:  # names the spec and the extra to install
+        raise UsageError(f"--model: {_one_line(str(err))}") from None
+    except (ValueError, TypeError) as err:
         message = _one_line(str(err))
         argument = message.split(":", 1)[0]
         if argument in ("model", "weights", "layer", "mean", "std"):
