@@ -66,9 +66,72 @@ def _jittered(op: Callable[..., torch.Tensor], ulps: float) -> Callable[..., tor
     return run
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the pretrained sample model (through the ``sample_model`` fixture, directly or
+    by another fixture) are end-to-end checks: marked ``pretrained``, which the quick tier
+    (``./dev test --quick``) leaves out."""
+    for item in items:
+        if "sample_model" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pretrained)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # before collection: test modules compute maps at import, fixtures of every scope later
     ulps = float(os.environ.get("UCAG_TEST_BATCH_JITTER", "0"))
     if ulps > 0:
         for name in ("conv2d", "linear"):
             setattr(F, name, _jittered(getattr(F, name), ulps))
+
+
+# ---- shared fixtures: the pretrained sample model and the bundled photos, loaded once ------
+
+
+def _model_state(model: torch.nn.Module) -> tuple[Any, ...]:
+    """What a call must leave as it was: every module's mode and hooks, every flag."""
+    return (
+        tuple(m.training for m in model.modules()),
+        tuple(p.requires_grad for p in model.parameters()),
+        tuple(
+            len(getattr(m, name))
+            for m in model.modules()
+            for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_model() -> Any:
+    """The pretrained EfficientNet-Lite0 (:func:`ucag.data.load_sample_model`), loaded once
+    per session and shared by every test that asks for it (through module fixtures too)."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from ucag.data import load_sample_model
+
+    return load_sample_model()
+
+
+@pytest.fixture(autouse=True)
+def _shared_model_unchanged(request: pytest.FixtureRequest) -> Any:
+    """A test that leaves the shared sample model's modes, flags, hooks or weights changed
+    fails, as every ucag entry point promises to leave a model as it found it."""
+    if "sample_model" not in request.fixturenames:
+        yield
+        return
+    model = request.getfixturevalue("sample_model").model
+    state, weights = _model_state(model), [p.detach().clone() for p in model.parameters()]
+    yield
+    assert _model_state(model) == state, "the test left the shared sample model's modes, flags or hooks changed"
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), weights, strict=True)), (
+        "the test changed the shared sample model's weights"
+    )
+
+
+#: The bundled photos the tests use, by name (ucag.data.SAMPLE_PHOTOS).
+PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
+
+
+@pytest.fixture(scope="session")
+def photos(sample_model: Any) -> dict[str, torch.Tensor]:
+    """Each photo of :data:`PHOTOS` as the sample model's (1, 3, 224, 224) input."""
+    from ucag.data import sample_image
+
+    return {name: sample_model.preprocess(sample_image(name).rgb) for name in PHOTOS}

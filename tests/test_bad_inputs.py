@@ -114,9 +114,9 @@ SETTINGS = [
     ({"weighting": "softmax"}, ValueError, "weighting"),
     ({"batch_size": 0}, ValueError, "batch_size"),
     ({"batch_size": -1}, ValueError, "batch_size"),
-    ({"batch_size": 2.5}, ValueError, "batch_size"),
-    ({"batch_size": True}, ValueError, "batch_size"),
-    ({"batch_size": "big"}, ValueError, "batch_size"),
+    ({"batch_size": 2.5}, TypeError, "batch_size"),
+    ({"batch_size": True}, TypeError, "batch_size"),
+    ({"batch_size": "big"}, TypeError, "batch_size"),
     ({"postprocess": "minmax"}, ValueError, "postprocess"),
     ({"blur": (4, 3.0)}, ValueError, "blur"),
     ({"blur": (5, 0)}, ValueError, "blur"),
@@ -124,7 +124,7 @@ SETTINGS = [
     ({"blur": "gauss"}, TypeError, "blur"),
     ({"global_view": "sum"}, ValueError, "global_view"),
     ({"global_weight": 1.5}, ValueError, "global_weight"),
-    ({"global_weight": "half"}, ValueError, "global_weight"),
+    ({"global_weight": "half"}, TypeError, "global_weight"),
 ]
 
 
@@ -317,7 +317,7 @@ MASKS[:, 8:20, 8:20] = True
 METRIC_CASES = [
     (lambda: metrics.deletion(MODEL, X, MAPS, [0, 1], batch_size=0), ValueError, "batch_size"),
     (lambda: metrics.insertion(MODEL, X, MAPS, [0, 1], batch_size=-3), ValueError, "batch_size"),
-    (lambda: metrics.map_density(MODEL, X, MAPS, [0, 1], batch_size=1.5), ValueError, "batch_size"),
+    (lambda: metrics.map_density(MODEL, X, MAPS, [0, 1], batch_size=1.5), TypeError, "batch_size"),
     (lambda: metrics.insertion(MODEL, X, MAPS, [5000, 1]), ValueError, "targets"),
     (lambda: metrics.deletion(MODEL, X, MAPS, [-1, 1]), ValueError, "targets"),
     (lambda: metrics.map_density(MODEL, X, MAPS, [0, CLASSES]), ValueError, "targets"),

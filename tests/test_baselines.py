@@ -73,10 +73,8 @@ def assert_rel(actual, expected, rtol):
 
 
 @pytest.fixture(scope="module")
-def sample():
-    sm = ucag.data.load_sample_model()
-    x = sm.preprocess(ucag.data.sample_image("chelsea").rgb)
-    return sm, x
+def sample(sample_model, photos):
+    return sample_model, photos["chelsea"]
 
 
 @pytest.fixture(scope="module")

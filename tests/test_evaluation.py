@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import ucag
-from ucag.data import load_sample_model
 from ucag.eval import metrics
 from ucag.eval.datasets import SampleImages
 from ucag.eval.runner import evaluate, summarize
@@ -27,11 +26,6 @@ from pytorch_grad_cam import GradCAM  # noqa: E402
 
 STEP = 224 * 56  # 4 deletion/insertion steps: enough to test, fast on CPU
 FAST = {"units": 2}
-
-
-@pytest.fixture(scope="module")
-def sample_model():
-    return load_sample_model()
 
 
 @pytest.fixture(scope="module")
@@ -281,6 +275,7 @@ def _run_script(script: Path, out: Path, **env) -> int:
 OUTPUTS = ("results.csv", "curves.csv", "config.json", "summary.json", "summary.md")
 
 
+@pytest.mark.pretrained  # the command line on the sample model, in subprocesses
 def test_resume_after_a_killed_run_gives_the_same_files(tmp_path):
     script = tmp_path / "runner.py"
     script.write_text(RUNNER)
@@ -307,6 +302,7 @@ def _numbers(path: Path) -> list[list[str | float]]:
         return [[parse(c) for c in row] for row in csv.reader(f)]
 
 
+@pytest.mark.pretrained  # the command line on the sample model, in subprocesses
 def test_two_processes_under_torchrun_write_what_one_process_writes(tmp_path):
     common = ["evaluate", "--samples", "--limit", "3", "--methods", "gradcam", "--units", "2", "--step", str(224 * 56)]
     common += ["--metrics", "deletion", "insertion", "pointing_game", "--no-progress"]

@@ -13,7 +13,6 @@ from torch import nn
 
 import ucag
 from ucag.cli import main
-from ucag.data import load_sample_model
 from ucag.eval import measures
 from ucag.eval.measures import MEASURES, Column, MetricInput, MetricSpec, register_metric, unregister_metric
 from ucag.eval.registry import METHODS, register_method
@@ -41,9 +40,11 @@ def toy_metric_and_method():
         del METHODS["toy-lrp"]
 
 
-def test_registered_metric_and_method_reach_results_summary_and_cli(toy_metric_and_method, tmp_path, capsys):
+def test_registered_metric_and_method_reach_results_summary_and_cli(
+    toy_metric_and_method, tmp_path, capsys, sample_model
+):
     seen = toy_metric_and_method
-    sample = load_sample_model()
+    sample = sample_model
     summary = evaluate(
         sample.model,
         sample.target_layer,

@@ -116,6 +116,8 @@ def test_scaled_size_replaces_scale_and_is_checked():
     assert GridSpec(2, None, 2.6, 100).grid((50, 50)).scaled_size == (100, 100)
     assert GridSpec(2, 0.5, 9.0, (64, 48)).grid((40, 30)).scaled_size == (64, 48)
     assert GridSpec(2, 0.5, 9.0, [64, 48]).scaled_size == (64, 48)
-    for bad in (0, -1, True, 2.5, (1, 2, 3), (0, 5), "224"):
-        with pytest.raises(ValueError, match="scaled_size: must be a positive int"):
+    bad_values = [(0, ValueError), (-1, ValueError), ((0, 5), ValueError)]
+    bad_values += [(bad, TypeError) for bad in (True, 2.5, (1, 2, 3), "224")]  # not a size at all
+    for bad, error in bad_values:
+        with pytest.raises(error, match=r"scaled_size: expected a positive int or an \(h, w\) pair"):
             GridSpec(2, None, 2.6, bad)

@@ -174,12 +174,10 @@ def test_errors_name_the_argument_on_every_path(force_path):
             ucag.fold(torch.rand(18, 7, 7), torch.ones(18), (32, 40))
 
 
-def test_explainer_maps_agree_across_paths(force_path):
+def test_explainer_maps_agree_across_paths(force_path, sample_model, photos):
     """UCAG(GradCAM) on the sample model and a real photo: the same map on every path."""
     pgc = pytest.importorskip("pytorch_grad_cam")
-    data = pytest.importorskip("ucag.data")
-    sm = data.load_sample_model()
-    x = sm.preprocess(data.sample_image("chelsea").rgb)
+    sm, x = sample_model, photos["chelsea"]
     maps = {}
     for path in PATHS:
         force_path(path)

@@ -189,17 +189,15 @@ def test_box_is_the_default_fold_and_the_window_sums_are_the_coverage():
     assert ((rows > 0) & (rows <= 1)).all() and (row_sums > 0).all() and row_sums.shape == (grid.image_size[0],)
 
 
-def test_a_tapered_fold_removes_the_seams_of_a_real_gradcam_map():
+def test_a_tapered_fold_removes_the_seams_of_a_real_gradcam_map(sample_model, photos):
     """UCAG(Grad-CAM) on a real photo: the same partial maps folded with the paper's box
     window show steps at the patch borders (seam score well above 1); a tapered window
     does not (about 1)."""
     from pytorch_grad_cam import GradCAM
 
-    from ucag.data import load_sample_model, sample_image
     from ucag.eval.metrics import seam_score
 
-    sm = load_sample_model()
-    x = sm.preprocess(sample_image("chelsea").rgb)
+    sm, x = sample_model, photos["chelsea"]
     with GradCAM(sm.model, [sm.target_layer]) as cam, ucag.UCAG(cam, model=sm.model) as explainer:
         grid = explainer.grid_for((224, 224))
         targets = torch.tensor([285])

@@ -27,13 +27,13 @@ timm = pytest.importorskip("timm")
 
 
 @pytest.fixture(scope="module")
-def sample() -> ucag.data.PreparedModel:
-    return ucag.data.load_sample_model()
+def sample(sample_model: ucag.data.PreparedModel) -> ucag.data.PreparedModel:
+    return sample_model
 
 
 @pytest.fixture(scope="module")
-def photo(sample: ucag.data.PreparedModel) -> torch.Tensor:
-    return sample.preprocess(ucag.data.sample_image("chelsea").rgb)
+def photo(photos: dict[str, torch.Tensor]) -> torch.Tensor:
+    return photos["chelsea"]
 
 
 @pytest.fixture(scope="module")

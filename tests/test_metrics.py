@@ -76,9 +76,9 @@ def test_small_model_against_the_loop(mode):
 
 
 @pytest.fixture(scope="module")
-def sample():
-    sm = ucag.data.load_sample_model()
-    x = torch.cat([sm.preprocess(ucag.data.sample_image(n).rgb) for n in ("chelsea", "coffee")])
+def sample(sample_model, photos):
+    sm = sample_model
+    x = torch.cat([photos["chelsea"], photos["coffee"]])
     g = torch.Generator().manual_seed(1)
     saliency = torch.nn.functional.interpolate(torch.rand(2, 1, 7, 7, generator=g), size=(224, 224), mode="bilinear")[
         :, 0

@@ -118,7 +118,7 @@ def test_suggested_layer_and_ucag_gradcam_end_to_end(arch: str, photo: torch.Ten
     assert float(np.abs(saliency.numpy() - base_map).mean()) > 0.02
 
 
-def test_layer_choices_on_more_families() -> None:
+def test_layer_choices_on_more_families(sample_model) -> None:
     """CNNs: after the activation, including in-place ones and one applied as a function
     (DenseNet's final F.relu: a tap on that call); pooling heads and plain containers never."""
     torch.manual_seed(0)
@@ -127,7 +127,7 @@ def test_layer_choices_on_more_families() -> None:
     assert layer_suggestion(torchvision.models.vgg11()).name == "features.20"  # features[-1], not avgpool
     assert layer_suggestion(torchvision.models.efficientnet_b0()).name == "features.8"
     assert "after its activation" in layer_suggestion(torchvision.models.mobilenet_v3_small()).reason
-    sample = ucag.data.load_sample_model()
+    sample = sample_model
     assert layer_suggestion(sample.model).layer is sample.target_layer  # the demo's layer
     distilled = layer_suggestion(timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False))
     assert distilled.reshape_transform == TokenGrid(14, 14, prefix_tokens=2)
@@ -174,7 +174,7 @@ def test_fixed_resolution_errors_say_what_to_pass(photo: torch.Tensor) -> None:
         ucag.UCAG(GradCAM(vit, [layer]), scaled_size=256)
     with pytest.raises(ValueError, match="scaled_size: give scale or scaled_size, not both"):
         ucag.UCAG(GradCAM(vit, [layer]), scale=2.0, scaled_size=224)
-    with pytest.raises(ValueError, match="scaled_size: must be a positive int"):
+    with pytest.raises(ValueError, match="scaled_size: expected a positive int"):
         ucag.UCAG(GradCAM(vit, [layer]), scaled_size=(0, 224))
     with pytest.raises(ValueError, match="model: building GradCAM needs model="):
         ucag.UCAG(GradCAM)
@@ -188,8 +188,8 @@ def test_fixed_resolution_errors_say_what_to_pass(photo: torch.Tensor) -> None:
         ucag.UCAG(GradCAM(vit, [layer]), units=3, global_view="mean").explain(big)
 
 
-def test_scaled_size_on_a_cnn_replaces_scale() -> None:
-    model = ucag.data.load_sample_model().model
+def test_scaled_size_on_a_cnn_replaces_scale(sample_model) -> None:
+    model = sample_model.model
     x = torch.randn(1, 3, 112, 112)
     with GradCAM(model, [model.head_activation]) as cam:
         explanation = ucag.UCAG(cam, units=2, scaled_size=(160, 128)).explain(x)
@@ -216,14 +216,14 @@ class _Outputs(nn.Module):
 
 
 @pytest.mark.parametrize("kind", ["tuple", "dict", "ModelOutput"])
-def test_models_returning_tuples_dicts_and_model_outputs(kind: str) -> None:
+def test_models_returning_tuples_dicts_and_model_outputs(kind: str, sample_model, photos) -> None:
     """The explainer (grad-cam and Captum bases), the metrics and the evaluation read the
     logits out of any of these; the maps equal those of the plain model."""
     from captum.attr import LayerGradCam
 
-    sample = ucag.data.load_sample_model()
+    sample = sample_model
     wrapped = _Outputs(sample.model, kind)
-    x = sample.preprocess(ucag.data.sample_image("chelsea").rgb)
+    x = photos["chelsea"]
     with GradCAM(sample.model, [sample.target_layer]) as cam:
         expected = ucag.UCAG(cam, units=2).explain(x)
     with GradCAM(wrapped, [sample.target_layer]) as cam:

@@ -10,7 +10,7 @@ import inspect
 import pytest
 
 import ucag
-from ucag import _call, options
+from ucag import UCAG, options
 from ucag.cli import main
 from ucag.eval.tuning import Setting
 
@@ -42,15 +42,15 @@ def test_defaults_come_from_the_options_module(capsys):
 )
 def test_every_choice_is_checked_against_its_literal(argument, literal):
     for value in options.choices(literal):
-        _call.check_settings(**{argument: value})
+        UCAG.check_settings(**{argument: value})
     with pytest.raises(ValueError, match=rf"^{argument}: expected '"):
-        _call.check_settings(**{argument: "no-such-choice"})
+        UCAG.check_settings(**{argument: "no-such-choice"})
     # not a string at all: refused the same way, not compared element-wise
     with pytest.raises(ValueError, match=rf"^{argument}: "):
-        _call.check_settings(**{argument: 3})
+        UCAG.check_settings(**{argument: 3})
 
 
 def test_messages_list_the_choices():
     with pytest.raises(ValueError, match=r"^postprocess: expected 'auto', 'cam' or 'none', got 'max'$"):
-        _call.check_settings(postprocess="max")
+        UCAG.check_settings(postprocess="max")
     assert options.describe_choices(("a",)) == "'a'"

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import ucag
-from ucag.data import load_sample_model
 from ucag.eval.compute import count_passes, uncounted
 from ucag.eval.datasets import SampleImages
 from ucag.eval.peers import image_seed, refinecam_layers, sess_matched_settings, unnormalized_rgb8
@@ -28,8 +27,8 @@ FAST = {"units": 2}
 
 
 @pytest.fixture(scope="module")
-def sm():
-    return load_sample_model()
+def sm(sample_model):
+    return sample_model
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from zennit.types import Activation, AvgPool
 from zennit.types import Linear as AnyLinear
 
 import ucag
-import ucag.data
 from conftest import assert_close_across_batches
 from ucag.bases.adapters import PatchAttribution, make_adapter
 from ucag.bases.propagation import (
@@ -375,10 +374,8 @@ def test_fullgrad_fast_sum_equals_grad_cams_per_layer_loop():
 
 
 @pytest.fixture(scope="module")
-def photo():
-    sm = ucag.data.load_sample_model()
-    x = sm.preprocess(ucag.data.sample_image("chelsea").rgb)
-    return sm, x
+def photo(sample_model, photos):
+    return sample_model, photos["chelsea"]
 
 
 @pytest.mark.parametrize("name", PROPAGATION)

@@ -23,7 +23,7 @@ from torch import nn
 
 from ucag import viz
 from ucag.cli import main
-from ucag.data import load_sample_model, preprocess_image, sample_image
+from ucag.data import preprocess_image, sample_image
 from ucag.eval import plot_randomization, plot_randomization_curves, randomization_check, registry_explainer
 from ucag.eval.runner import summarize
 from ucag.eval.sanity import MEASURES, map_similarities, randomization_stages, randomize
@@ -34,11 +34,6 @@ from pytorch_grad_cam.sobel_cam import sobel_cam  # noqa: E402
 CAT = 285  # ImageNet "Egyptian cat"
 STAGES = 3
 SIZE = 128  # smaller than the model's 224: fast on 2 CPU cores, and still classified right
-
-
-@pytest.fixture(scope="module")
-def sample_model():
-    return load_sample_model()
 
 
 @pytest.fixture(scope="module")

@@ -420,14 +420,6 @@ def test_road_reads_both_sides_of_a_binary_logit() -> None:
 # --- real models: the sample heads on the bundled photos, torchvision's segmentation models --
 
 
-@pytest.fixture(scope="module")
-def photos() -> dict[str, torch.Tensor]:
-    from ucag.data import load_sample_model, sample_image
-
-    preprocess = load_sample_model(head="embedding").preprocess
-    return {name: preprocess(sample_image(name).rgb) for name in ("chelsea", "coffee")}
-
-
 def sample_head(head: str) -> Any:
     from ucag.data import load_sample_model
 

@@ -30,9 +30,9 @@ GRADIENT_CAMS = [
 
 
 @pytest.fixture(scope="module")
-def sample():
-    sm = ucag.data.load_sample_model()
-    x = sm.preprocess(ucag.data.sample_image("coffee").rgb)
+def sample(sample_model, photos):
+    sm = sample_model
+    x = photos["coffee"]
     return sm.model, [sm.target_layer], [sm.model._blocks[-1], sm.target_layer], x, [967]
 
 

@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from pytorch_grad_cam import GradCAM
 
 import ucag
-from ucag.data import load_sample_model, sample_image
 from ucag.eval import metrics
 from ucag.eval.tuning import Setting, tune
 
@@ -18,9 +17,9 @@ STEP = 224 * 28  # 8 deletion/insertion steps
 
 
 @pytest.fixture(scope="module")
-def sample():
-    sm = load_sample_model()
-    x = torch.cat([sm.preprocess(sample_image(n).rgb) for n in ("chelsea", "coffee", "astronaut", "rocket")])
+def sample(sample_model, photos):
+    sm = sample_model
+    x = torch.cat([photos[n] for n in ("chelsea", "coffee", "astronaut", "rocket")])
     return sm, x
 
 

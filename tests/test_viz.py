@@ -38,12 +38,12 @@ CAT = 285  # ImageNet "Egyptian cat"
 
 
 @pytest.fixture(scope="module")
-def sample():
+def sample(sample_model, photos):
     """One real model, photo, base map and UCAG explanations (square and 224 x 160),
     computed once: the model and the explanations are the slow part."""
-    sm = ucag.data.load_sample_model()
+    sm = sample_model
     photo = ucag.data.sample_image("chelsea").rgb
-    x = sm.preprocess(photo)
+    x = photos["chelsea"]
     cam = GradCAM(model=sm.model, target_layers=[sm.target_layer])
     explainer = ucag.UCAG(cam, units=3)
     x_tall = x[..., :160].contiguous()  # non-square: 224 rows, 160 columns

@@ -12,27 +12,18 @@ treat them and :class:`ucag.UCAG` alike.
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._call import (
-    GradCamCallable,
-    Targets,
-    check_input,
-    check_target_range,
-    checked_logits,
-    eval_mode,
-    model_device,
-    resolve_targets,
-)
+from ._call import GradCamCallable
+from ._inputs import Targets, check_input, check_target_range, checked_logits, resolve_targets
+from ._model_state import eval_mode, model_device
+from .checks import positive_int, positive_real, size_pair
 from .explainer import UCAG
 from .grid import round_half_up
 from .layers import Tap, attached, checked_target_layers
@@ -71,11 +62,7 @@ class Upscale(UCAG):
         truncate_backward: bool = True,
         attribute_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        if not isinstance(factor, numbers.Real) or isinstance(factor, bool):
-            raise TypeError(f"factor: expected a number > 0, got {type(factor).__name__}")
-        if not math.isfinite(factor) or factor <= 0:
-            raise ValueError(f"factor: expected a finite number > 0, got {factor!r}")
-        self.factor: float = float(factor)
+        self.factor: float = positive_real("factor", factor)
         super().__init__(
             base,
             model=model,
@@ -138,17 +125,7 @@ def _as_resolutions(resolutions: Any) -> tuple[tuple[int, int], ...]:
         raise TypeError(f"resolutions: expected a sequence of sizes (int or (h, w)), got {type(resolutions).__name__}")
     if len(resolutions) == 0:
         raise ValueError("resolutions: expected at least one size, got none")
-    sizes = []
-    for size in resolutions:
-        pair = (size, size) if isinstance(size, (int, np.integer)) else size
-        if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
-            raise TypeError(f"resolutions: each size must be an int or an (h, w) pair of ints, got {size!r}")
-        if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in pair):
-            raise TypeError(f"resolutions: each size must be an int or an (h, w) pair of ints, got {size!r}")
-        if min(pair) < 1:
-            raise ValueError(f"resolutions: sizes must be positive, got {size!r}")
-        sizes.append((int(pair[0]), int(pair[1])))
-    return tuple(sizes)
+    return tuple(size_pair("resolutions", size) for size in resolutions)
 
 
 class CAMERAS(GradCamCallable):
@@ -211,8 +188,7 @@ class CAMERAS(GradCamCallable):
         if not tapped and not any(m is target_layer for m in model.modules()):
             raise ValueError(f"target_layer: {type(target_layer).__name__} is not a submodule of model")
         check_choice("postprocess", postprocess, Postprocess)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+        positive_int("batch_size", batch_size)
         self.model = model
         self.target_layer = target_layer
         self.resolutions = None if resolutions is None else _as_resolutions(resolutions)

@@ -34,7 +34,8 @@ from torch import nn
 
 import ucag
 
-from ._call import logits_of
+from ._inputs import logits_of
+from .checks import quote_error
 from .eval.measures import default_metrics, metric_names
 from .eval.registry import (
     BASELINES,
@@ -88,12 +89,6 @@ def _one_line(text: str) -> str:
     """``text`` on one line (a torch error spans several), at most MAX_ERROR_CHARS long."""
     line = " ".join(part.strip() for part in text.splitlines() if part.strip())
     return line if len(line) <= MAX_ERROR_CHARS else line[: MAX_ERROR_CHARS - 3] + "..."
-
-
-def _short(err: BaseException, limit: int = 200) -> str:
-    """``Type: message`` of a nested error, on one line and short, to quote inside ours."""
-    text = _one_line(f"{type(err).__name__}: {err}".rstrip(": "))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _as_option(err: Exception) -> str:
@@ -186,7 +181,7 @@ def read_image(path: str | Path) -> tuple[str, np.ndarray]:
         raise UsageError(f"IMAGE: {text!r} is too large to read safely ({err})") from None
     except Exception as err:  # Pillow's decoders raise OSError, SyntaxError, ValueError...
         raise UsageError(
-            f"IMAGE: {text!r} cannot be decoded: it is truncated or damaged ({_short(err)}); re-export or re-download it"
+            f"IMAGE: {text!r} cannot be decoded: it is truncated or damaged ({quote_error(err)}); re-export or re-download it"
         ) from None
     try:
         rgb = rgb8(image)
@@ -279,7 +274,7 @@ def _load_model(
         if not args.model:
             raise
         raise UsageError(
-            f"--model: {what} fails on a 1x3x{sm.input_size}x{sm.input_size} image ({_short(err)}); the command line feeds RGB images of that size"
+            f"--model: {what} fails on a 1x3x{sm.input_size}x{sm.input_size} image ({quote_error(err)}); the command line feeds RGB images of that size"
         ) from None
     finally:
         hook.remove()
@@ -348,7 +343,7 @@ def _make_out(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise UsageError(f"--out: cannot create the folder {str(out)!r} ({err.strerror or _short(err)})") from None
+        raise UsageError(f"--out: cannot create the folder {str(out)!r} ({err.strerror or quote_error(err)})") from None
 
 
 def _device(text: str) -> torch.device:
@@ -527,12 +522,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if len(dataset) == 0:
         raise UsageError(f"--dataset: {spec!r} holds no samples")
     device = _device(args.device) if args.device else _init_distributed()
-    # the Sobel control reads the image only; every other CAM-style method needs the layer
-    uses_layer = [
-        m
-        for m in (*methods, *(b for b in args.baselines if b in ONCE))
-        if METHODS[m].kind != "propagation" and m != "sobel"
-    ]
+    # the propagation methods and the Sobel control (the image only) do without the layer
+    uses_layer = [m for m in (*methods, *(b for b in args.baselines if b in ONCE)) if METHODS[m].uses_layer]
     try:
         check_target_support(comparison_pairs(methods, args.variants, args.baselines), args.target_kind)
     except ValueError as err:

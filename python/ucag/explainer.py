@@ -10,6 +10,7 @@ image (Rust); post-process.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,23 +20,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _core, kernels
-from ._call import (
-    GradCamCallable,
-    Targets,
-    check_input,
-    check_settings,
-    eval_mode,
-    model_device,
-    run_in_chunks,
-    target_objects,
-)
+from ._call import GradCamCallable
+from ._chunks import run_in_chunks
+from ._inputs import Targets, check_input, target_objects
+from ._model_state import eval_mode, model_device
 from .bases.adapters import GradCamAdapter, PatchAttribution, make_adapter
+from .checks import positive_int, probability
 from .grid import GridSpec, PatchSize
 from .models import LayerSuggestion, layer_suggestion, model_input_size, model_size_multiple
-from .options import DEFAULT_SCALE, DEFAULT_UNITS, Confidence, FoldWindow, GlobalView, Weighting, check_choice
-from .postprocess import cam_postprocess
+from .options import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GLOBAL_WEIGHT,
+    DEFAULT_SCALE,
+    DEFAULT_UNITS,
+    Confidence,
+    FoldWindow,
+    GlobalView,
+    Postprocess,
+    Weighting,
+    check_choice,
+)
+from .postprocess import cam_postprocess, check_blur
 from .postprocess import postprocess as apply_postprocess
 from .targets import Target, confidence_weights, is_class_only, patch_boxes, resolve, row_confidence
+
+#: The arguments of :class:`UCAG` that are not settings: what it explains, with what.
+_NOT_SETTINGS = ("self", "base", "model", "attribute_kwargs")
 
 
 @dataclass
@@ -149,16 +159,18 @@ class UCAG(GradCamCallable):
         weighting: Weighting = "exp",
         confidence: Confidence = "softmax",
         fold: FoldWindow = "box",
-        batch_size: int | Literal["auto"] = 16,
-        postprocess: Literal["auto", "cam", "none"] = "auto",
+        batch_size: int | Literal["auto"] = DEFAULT_BATCH_SIZE,
+        postprocess: Literal["auto", Postprocess] = "auto",
         blur: tuple[int, float] | None = (5, 3.0),
         progress: bool = False,
         truncate_backward: bool = True,
         global_view: GlobalView | None = None,
-        global_weight: float = 0.5,
+        global_weight: float = DEFAULT_GLOBAL_WEIGHT,
         attribute_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
-        check_settings(
+        grid_spec = self.check_settings(
+            units=units,
+            patch_size=patch_size,
             scale=scale,
             scaled_size=scaled_size,
             weighting=weighting,
@@ -167,10 +179,11 @@ class UCAG(GradCamCallable):
             batch_size=batch_size,
             postprocess=postprocess,
             blur=blur,
+            progress=progress,
+            truncate_backward=truncate_backward,
             global_view=global_view,
             global_weight=global_weight,
         )
-        grid_spec = GridSpec(units, patch_size, DEFAULT_SCALE if scale is None else scale, scaled_size)
         self.global_view: GlobalView | None = global_view
         self.global_weight = float(global_weight)
         #: The suggested target layer when ``base`` is a CAM class (None otherwise).
@@ -219,6 +232,61 @@ class UCAG(GradCamCallable):
         self.postprocess: Literal["cam", "none"] = postprocess
         self.blur = blur
         self.progress = progress
+
+    @staticmethod
+    def settings() -> tuple[str, ...]:
+        """The settings :class:`UCAG` takes besides the base, the model and Captum's
+        options: its keyword arguments, read from its signature.
+
+        >>> UCAG.settings()[:4]
+        ('units', 'patch_size', 'scale', 'scaled_size')
+        """
+        return tuple(name for name in inspect.signature(UCAG.__init__).parameters if name not in _NOT_SETTINGS)
+
+    @staticmethod
+    def check_settings(**settings: Any) -> GridSpec:
+        """Raise, naming the argument, for any invalid setting among ``settings`` (names
+        from :meth:`settings`; the others take their defaults from :class:`UCAG`'s
+        signature), before a base method or model is touched; returns their
+        :class:`ucag.grid.GridSpec`. What the constructor checks, for callers that
+        validate options up front (:func:`ucag.eval.evaluate`).
+
+        >>> UCAG.check_settings(units=3).units
+        3
+        >>> UCAG.check_settings(weighting="softmax")
+        Traceback (most recent call last):
+            ...
+        ValueError: weighting: expected 'exp', 'prob' or 'uniform', got 'softmax'
+        """
+        parameters = inspect.signature(UCAG.__init__).parameters
+        unknown = sorted(set(settings) - set(UCAG.settings()))
+        if unknown:
+            raise TypeError(f"{unknown[0]}: not a UCAG setting; expected some of {', '.join(UCAG.settings())}")
+        given = {name: parameters[name].default for name in UCAG.settings()} | settings
+        scale, scaled_size = given["scale"], given["scaled_size"]
+        if scale is not None and scaled_size is not None:
+            raise ValueError(
+                f"scaled_size: give scale or scaled_size, not both (got scale={scale!r}, scaled_size={scaled_size!r})"
+            )
+        grid_spec = GridSpec(
+            given["units"], given["patch_size"], DEFAULT_SCALE if scale is None else scale, scaled_size
+        )
+        if given["batch_size"] != "auto":
+            positive_int("batch_size", given["batch_size"], " or 'auto'")
+        check_choice("weighting", given["weighting"], Weighting)
+        check_choice(
+            "confidence",
+            given["confidence"],
+            Confidence,
+            " ('softmax' for single-label classes, 'sigmoid' for multi-label heads)",
+        )
+        kernels.check_fold_window(given["fold"], "fold")
+        check_choice("postprocess", given["postprocess"], Literal["auto", Postprocess])
+        check_blur(given["blur"])
+        if given["global_view"] is not None:
+            check_choice("global_view", given["global_view"], GlobalView, " (or None)")
+        probability("global_weight", given["global_weight"])
+        return grid_spec
 
     @property
     def units(self) -> int:
@@ -410,7 +478,7 @@ class UCAG(GradCamCallable):
         object), with a progress bar when asked; the parts joined. With ``confidence_of``
         (one target per row), each row's confidence in it is read from the chunk's outputs,
         which are then dropped. A chunk that runs out of device memory is split and retried
-        (:func:`ucag._call.run_in_chunks`)."""
+        (:func:`ucag._chunks.run_in_chunks`)."""
         if self.progress:
             from tqdm.auto import tqdm
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 from ._core import Grid
+from .checks import is_int, is_real, positive_int, positive_real, size_pair
 from .options import DEFAULT_SCALE, DEFAULT_UNITS
 
 #: A patch size: pixels (int: square, or an (h, w) pair), a fraction of the image side in
@@ -29,22 +29,18 @@ def round_half_up(value: float) -> int:
     return math.floor(value + 0.5)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _patch_size(value: object) -> PatchSize:
     """``value`` validated and normalised (an int becomes an (h, w) pair)."""
     if value is None or value == "image":
         return value
-    if _is_int(value):
+    if is_int(value):
         value = (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) for v in value):
         h, w = int(value[0]), int(value[1])
         if h < 1 or w < 1:
             raise ValueError(f"patch_size: must be positive, got ({h}, {w})")
         return (h, w)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    if is_real(value):
         fraction = float(value)
         if not (0.0 < fraction <= 1.0):
             raise ValueError(
@@ -58,13 +54,7 @@ def _patch_size(value: object) -> PatchSize:
 
 def _scaled_size(value: object) -> tuple[int, int] | None:
     """``scaled_size`` validated: None, or a positive int or (h, w) pair of them."""
-    if value is None:
-        return None
-    if _is_int(value):
-        value = (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) and v >= 1 for v in value):
-        return (int(value[0]), int(value[1]))
-    raise ValueError(f"scaled_size: must be a positive int or an (h, w) pair of positive ints (pixels), got {value!r}")
+    return None if value is None else size_pair("scaled_size", value)
 
 
 @dataclass(frozen=True)
@@ -90,20 +80,10 @@ class GridSpec:
     size_multiple: int = 1
 
     def __post_init__(self) -> None:
-        if not _is_int(self.units):
-            raise TypeError(f"units: must be an int, got {self.units!r}")
-        if self.units < 1:
-            raise ValueError(f"units: must be at least 1, got {self.units}")
-        if not isinstance(self.scale, numbers.Real) or isinstance(self.scale, bool):
-            raise TypeError(f"scale: must be a number, got {self.scale!r}")
-        if not math.isfinite(self.scale) or self.scale <= 0:
-            raise ValueError(f"scale: must be a finite number > 0, got {self.scale}")
-        if not _is_int(self.size_multiple) or self.size_multiple < 1:
-            raise ValueError(f"size_multiple: must be a positive int, got {self.size_multiple!r}")
-        object.__setattr__(self, "units", int(self.units))
-        object.__setattr__(self, "size_multiple", int(self.size_multiple))
+        object.__setattr__(self, "units", positive_int("units", self.units))
+        object.__setattr__(self, "scale", positive_real("scale", self.scale))
+        object.__setattr__(self, "size_multiple", positive_int("size_multiple", self.size_multiple))
         object.__setattr__(self, "patch_size", _patch_size(self.patch_size))
-        object.__setattr__(self, "scale", float(self.scale))
         object.__setattr__(self, "scaled_size", _scaled_size(self.scaled_size))
 
     def patch_pixels(self, size: tuple[int, int]) -> tuple[int, int] | None:

@@ -1,6 +1,6 @@
 """What ucag needs to know about a classifier's architecture: its input size, its CAM layer.
 
-- :class:`LogitsOnly` (defined with :func:`logits_of` in ``ucag._call``, used by every entry
+- :class:`LogitsOnly` (defined with :func:`logits_of` in ``ucag._inputs``, used by every entry
   point): a model that returns a tuple, a dict or a Hugging Face ``ModelOutput`` seen as
   one that returns its logits, for code that calls it directly (a plain grad-cam object).
 - :func:`model_normalization`: the mean and std its inputs are normalised with, where the
@@ -32,7 +32,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._call import LogitsOnly, eval_mode, logits_of, model_device
+from ._inputs import LogitsOnly, logits_of
+from ._model_state import eval_mode, model_device
+from .checks import is_int, is_real, positive_int, quote_error
 from .extras import require
 from .layers import CallSite, SiteKind, Tap, attached, layer_name
 
@@ -93,7 +95,7 @@ _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.Insta
 
 def _config_size(value: Any) -> tuple[int, int] | None:
     """An input size as configs write it: 224, (224, 224) or (3, 224, 224)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if is_int(value) and value > 0:
         return (value, value)
     if isinstance(value, (tuple, list)) and len(value) in (2, 3) and all(isinstance(v, int) and v > 0 for v in value):
         return (int(value[-2]), int(value[-1]))
@@ -179,11 +181,7 @@ def trace_size(model: nn.Module) -> tuple[int, int]:
 
 
 def _triple(values: Any) -> tuple[float, float, float] | None:
-    if (
-        isinstance(values, (tuple, list))
-        and len(values) == 3
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    ):
+    if isinstance(values, (tuple, list)) and len(values) == 3 and all(is_real(v) for v in values):
         return (float(values[0]), float(values[1]), float(values[2]))
     return None
 
@@ -636,8 +634,7 @@ def resolution_layers(
     the network has fewer resolutions. ValueError for a target layer whose output is not a
     (B, C, H, W) map of the forward pass (a transformer's tokens: give the layers yourself).
     """
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValueError(f"count: expected a positive number of resolutions, got {count!r}")
+    positive_int("count", count, " (resolutions)")
     size = trace_size(model) if input_size is None else (_config_size(input_size) or _bad_size(input_size))
     if target_layer is None:
         suggestion = layer_suggestion(model, size)
@@ -958,11 +955,6 @@ __all__ = [
 MODEL_SOURCES = "timm:NAME, torchvision:NAME, hf:FOLDER"
 
 
-def _short(err: BaseException, limit: int = 200) -> str:
-    text = " ".join(f"{type(err).__name__}: {err}".split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _known_name(name: str, names: Sequence[str], library: str, spec: str) -> None:
     if name not in names:
         close = difflib.get_close_matches(name, names, n=3)
@@ -990,7 +982,7 @@ def load_weights(model: nn.Module, weights: str | Path, spec: str = "the model")
         raise
     except Exception as err:
         raise ValueError(
-            f"weights: cannot read {str(weights)!r} as PyTorch weights ({_short(err)}); give a state dict saved with torch.save(model.state_dict(), path)"
+            f"weights: cannot read {str(weights)!r} as PyTorch weights ({quote_error(err)}); give a state dict saved with torch.save(model.state_dict(), path)"
         ) from None
     for key in ("state_dict", "model"):  # training checkpoints keep the weights under one of these
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
@@ -1022,7 +1014,7 @@ def load_weights(model: nn.Module, weights: str | Path, spec: str = "the model")
             model.load_state_dict(state)
             return
         except Exception as err:
-            problems.append(_short(err))
+            problems.append(quote_error(err))
     raise ValueError(
         f"weights: {str(weights)!r} does not fit {spec}: {'; '.join(problems)}; give weights saved from the model {spec} builds"
     )
@@ -1039,7 +1031,7 @@ def _hf_model(spec: str, folder: str) -> tuple[nn.Module, list[str]]:
     try:
         model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
     except Exception as err:
-        raise ValueError(f"model: cannot load an image classifier from {folder!r} ({_short(err)})") from None
+        raise ValueError(f"model: cannot load an image classifier from {folder!r} ({quote_error(err)})") from None
     labels = getattr(model.config, "id2label", None) or {}
     names = [str(labels.get(i, i)) for i in range(len(labels))]
     # transformers' placeholders (LABEL_0, ...) name nothing
@@ -1056,7 +1048,7 @@ def _factory_model(spec: str) -> nn.Module:
         module = importlib.import_module(module_name)
     except Exception as err:
         raise ValueError(
-            f"model: cannot import {module_name!r} ({_short(err)}); give an importable module (is its folder on PYTHONPATH?)"
+            f"model: cannot import {module_name!r} ({quote_error(err)}); give an importable module (is its folder on PYTHONPATH?)"
         ) from None
     factory: Any = module
     for part in factory_name.split("."):
@@ -1071,7 +1063,7 @@ def _factory_model(spec: str) -> nn.Module:
         model = factory()
     except Exception as err:
         raise ValueError(
-            f"model: {spec}() raised {_short(err)}; give a factory that builds the model with no arguments"
+            f"model: {spec}() raised {quote_error(err)}; give a factory that builds the model with no arguments"
         ) from None
     if not isinstance(model, nn.Module):
         raise ValueError(f"model: {spec}() returned a {type(model).__name__}, expected a torch.nn.Module")
@@ -1088,10 +1080,8 @@ def build_model(
     none). ``num_classes`` sizes a timm or torchvision classifier's head."""
     if not isinstance(spec, str):
         raise TypeError(f"model: expected a string such as 'timm:resnet50', got {type(spec).__name__}")
-    if num_classes is not None and (
-        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
-    ):
-        raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
+    if num_classes is not None:
+        positive_int("num_classes", num_classes)
     source, _, name = spec.partition(":")
     head = {} if num_classes is None else {"num_classes": num_classes}
     if source == "timm":
@@ -1162,7 +1152,7 @@ def load_model(
             with torch.no_grad(), attached([target]):
                 classes = int(logits_of(model(torch.zeros(1, 3, *size))).shape[-1])
         except Exception as err:
-            raise ValueError(f"model: {spec} fails on a 1x3x{size[0]}x{size[1]} image ({_short(err)})") from None
+            raise ValueError(f"model: {spec} fails on a 1x3x{size[0]}x{size[1]} image ({quote_error(err)})") from None
         names = default_class_names(classes)
     return PreparedModel(
         model=model,

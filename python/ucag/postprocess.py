@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
+from .checks import positive_int, positive_real
 from .options import Postprocess, check_choice
 
 
@@ -17,10 +16,9 @@ def check_blur(blur: object) -> None:
     if not isinstance(blur, (tuple, list)) or len(blur) != 2:
         raise TypeError(f"blur: expected None or a (kernel, sigma) pair, got {blur!r}")
     kernel, sigma = blur
-    if not isinstance(kernel, int) or isinstance(kernel, bool) or kernel < 1 or kernel % 2 != 1:
-        raise ValueError(f"blur: kernel size must be a positive odd int, got {kernel!r}")
-    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"blur: sigma must be a finite number > 0, got {sigma!r}")
+    if positive_int("blur (kernel size)", kernel, " (odd)") % 2 != 1:
+        raise ValueError(f"blur (kernel size): expected a positive int (odd), got {kernel!r}")
+    positive_real("blur (sigma)", sigma)
 
 
 def gaussian_blur(maps: torch.Tensor, kernel: int = 5, sigma: float = 3.0) -> torch.Tensor:

@@ -49,7 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._call import logits_of
+from ._inputs import logits_of
+from .checks import is_int
 
 #: One patch's box in image pixels: (top, left, height, width).
 Box: TypeAlias = tuple[int, int, int, int]
@@ -381,7 +382,7 @@ def as_target(target: Any, output: torch.Tensor, confidence: str = "softmax", ar
             return MultiLabelTarget(translated.category, gradient_target=translated.gradient_target)
         return translated
     category = getattr(target, "category", None)
-    if callable(target) and isinstance(category, (int, np.integer)) and not isinstance(category, bool):
+    if callable(target) and is_int(category):
         # a class target object of the user's own (grad-cam's convention): its category gives
         # the confidence, the object itself the gradient
         return (MultiLabelTarget if confidence == "sigmoid" else ClassTarget)(int(category), gradient_target=target)
@@ -400,7 +401,7 @@ def _is_single_logit(output: torch.Tensor) -> bool:
 
 
 def model_output(output: Any, rows: int, argument: str = "model") -> torch.Tensor:
-    """The tensor in a model's output (:func:`ucag._call.logits_of`) with one row per input."""
+    """The tensor in a model's output (:func:`ucag._inputs.logits_of`) with one row per input."""
     tensor = logits_of(output, argument)
     if tensor.dim() == 0 or tensor.shape[0] != rows:
         raise ValueError(f"{argument}: must return one output row per input ({rows}), got shape {tuple(tensor.shape)}")

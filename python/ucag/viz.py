@@ -31,7 +31,6 @@ here: that is the caller's (or the notebook's) business.
 
 from __future__ import annotations
 
-import numbers
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, Union, cast
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import is_int, probability
 from .explainer import Explanation
 from .figures import MapLike, given_axes, map_array, pyplot
 from .targets import describe
@@ -198,14 +198,6 @@ def _colormap(cmap: str | Colormap) -> Colormap:
         raise ValueError(f"cmap: unknown colormap {cmap!r}") from err
 
 
-def _check_alpha(alpha: float) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
-        raise TypeError(f"alpha: expected a number in [0, 1], got {type(alpha).__name__}")
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"alpha: expected a number in [0, 1], got {alpha}")
-    return float(alpha)
-
-
 def _grey(rgb: np.ndarray) -> np.ndarray:
     grey: np.ndarray = rgb @ _LUMA
     return grey
@@ -305,7 +297,7 @@ def overlay(
         TypeError, ValueError: naming the argument at fault.
     """
     rgb, out_dtype = _image_rgb(image, mean, std)
-    alpha = _check_alpha(alpha)
+    alpha = probability("alpha", alpha)
     colormap = _colormap(cmap)
     # Scale before resizing: the range is the map's own, not that of its resampled values.
     heat_map = _resize_map(_unit_range(_map_2d(saliency, "saliency")), rgb.shape[:2])
@@ -374,7 +366,7 @@ def show_signed(
         The matplotlib Figure.
     """
     signed = _map_2d(raw, "raw")
-    alpha = _check_alpha(alpha)
+    alpha = probability("alpha", alpha)
     grey = None
     if image is not None:
         rgb, _ = _image_rgb(image, mean, std)
@@ -514,7 +506,7 @@ def show_partials(
     if not isinstance(explanation, Explanation):
         raise TypeError(f"explanation: expected a ucag.Explanation, got {type(explanation).__name__}")
     batch = explanation.raw.shape[0]
-    if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+    if not is_int(index):
         raise TypeError(f"index: expected an int, got {type(index).__name__}")
     if not 0 <= index < batch:
         raise ValueError(f"index: expected 0 <= index < {batch} (the number of images explained), got {index}")
@@ -638,7 +630,7 @@ def map_grid(
             raise ValueError(f"column_titles: {len(column_titles)} titles for {count} map columns")
     if over_image and image is None:
         raise ValueError("over_image: needs image=")
-    alpha = _check_alpha(alpha)
+    alpha = probability("alpha", alpha)
     rgb = _image_rgb(image, mean, std)[0] if image is not None else None
     colormap = _colormap(cmap)
     first = 1 if rgb is not None else 0

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._call import LogitsOnly, logits_of
+from .._inputs import LogitsOnly, logits_of
 from ..layers import attached, checked_target_layers
 from ..models import reshape_transform_for
 from .truncation import can_truncate, truncated_backward

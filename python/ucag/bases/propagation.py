@@ -48,7 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._call import GradCamCallable, Targets, check_input, eval_mode, model_device, resolve_targets, target_objects
+from .._call import GradCamCallable
+from .._inputs import Targets, check_input, resolve_targets, target_objects
+from .._model_state import eval_mode, model_device
 from .adapters import BaseAdapter, MapKind, PatchAttribution
 
 # --------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._call import logits_of
+from .._inputs import logits_of
 
 
 @dataclass
@@ -68,7 +68,7 @@ def uncounted() -> Iterator[None]:
 def count_passes(model: nn.Module) -> Iterator[PassCount]:
     """Count ``model``'s forward and backward passes inside the block (see the module
     docstring); the hooks are removed on exit. The model may return logits as a tensor, a
-    tuple or a dict / ``ModelOutput`` (:func:`ucag._call.logits_of`). Forward passes of
+    tuple or a dict / ``ModelOutput`` (:func:`ucag._inputs.logits_of`). Forward passes of
     ``model`` made through a wrapper (``LogitsOnly(model)``, grad-cam's objects) are counted;
     backward passes are counted when a gradient reaches the logits, so a backward stopped
     early (UCAG's truncated backward) still counts once per row."""

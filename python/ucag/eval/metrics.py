@@ -26,8 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import eval_mode, logits_of, model_device, run_in_chunks
+from .._chunks import run_in_chunks
 from .._core import Grid
+from .._inputs import logits_of
+from .._model_state import eval_mode, model_device
+from ..checks import is_int, positive_int
 from ..postprocess import gaussian_blur
 from ..targets import Target, is_class_only, model_output, resolve, row_confidence
 
@@ -247,8 +250,7 @@ def _prepare(
     model's output (one forward of the first image, in eval mode, tells it)."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
         raise ValueError(f"inputs: expected a float tensor (B, C, H, W), got {getattr(inputs, 'shape', type(inputs))}")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    positive_int("batch_size", batch_size)
     if inputs.shape[0] == 0:
         raise ValueError("inputs: the batch is empty")
     device = model_device(model)
@@ -288,9 +290,7 @@ def road(
     if order not in ("most", "least"):
         raise ValueError(f"order: expected 'most' (MoRF) or 'least' (LeRF), got {order!r}")
     valid = isinstance(percentiles, Sequence) and not isinstance(percentiles, str) and len(percentiles) > 0
-    if not valid or not all(
-        isinstance(p, (int, np.integer)) and not isinstance(p, bool) and 0 < p < 100 for p in percentiles
-    ):
+    if not valid or not all(is_int(p) and 0 < p < 100 for p in percentiles):
         raise ValueError(f"percentiles: expected a non-empty list of integers in (0, 100), got {percentiles!r}")
     levels = [int(p) for p in percentiles]
     x, s, t = _prepare(model, inputs, saliency, targets, batch_size)

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import LogitsOnly
+from .._inputs import LogitsOnly
+from ..checks import is_int
 from ..grid import GridSpec
 from ..models import model_input_size, reshape_transform_for, resolution_layers
 from ..options import DEFAULT_SCALE, DEFAULT_UNITS
@@ -99,8 +100,8 @@ def random_cam_maps(cam: Any, inputs: torch.Tensor, targets: Sequence[int], seed
     (B, H, W) maps, the random floor."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+    if not is_int(seed):
+        raise TypeError(f"seed: expected an int, got {seed!r}")
     maps = []
     for i, target in enumerate(targets):
         with numpy_seeded(image_seed(inputs[i], int(target), seed)):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, cast
 import numpy as np
 import torch
 
+from ..checks import is_int
 from ..figures import given_axes, map_array, pyplot
 from ..viz import ImageLike, map_grid
 from .metrics import MetricResult, auc
@@ -187,7 +188,7 @@ def plot_randomization(
     found = _results(results)
     first = next(iter(found.values()))
     batch = len(first.targets)
-    if isinstance(image_index, bool) or not isinstance(image_index, int) or not 0 <= image_index < batch:
+    if not is_int(image_index) or not 0 <= image_index < batch:
         raise ValueError(f"image_index: expected an index from 0 to {batch - 1}, got {image_index!r}")
     rows = {
         label or "map": [r.trained_maps[image_index]] + [r.maps[k, image_index] for k in range(len(r.stages))]

@@ -1,9 +1,12 @@
-"""The method registry: every attribution method a comparison can run, defined once.
+"""The method and variant registries: every attribution method a comparison can run, and
+every way it runs one, each defined once.
 
 Each method is registered under a short name with its display name, its kind and a
-factory, the way zennit registers composites (:func:`register_method`). The command
-line's choices, :func:`ucag.eval.evaluate`, the benchmarks and the notebooks read
-:data:`METHODS`; nothing else keeps a table of method names.
+factory, the way zennit registers composites (:func:`register_method`); what sets it apart
+in a comparison (it runs once, it takes class indices only, its own maps in the base
+variant...) is on its entry, :class:`MethodSpec`. The command line's choices,
+:func:`ucag.eval.evaluate`, the benchmarks and the notebooks read :data:`METHODS`;
+nothing else keeps a table of method names.
 
 - kind ``"gradcam"``: a pytorch-grad-cam class (``gradcam_class`` names it);
 - kind ``"propagation"``: a method of :mod:`ucag.bases.propagation` (LRP, c*LRP, SGLRP,
@@ -14,8 +17,9 @@ line's choices, :func:`ucag.eval.evaluate`, the benchmarks and the notebooks rea
   target layer, seeded per image) and ``"sobel"`` (its ``sobel_cam``, the image's edges).
   Controls run once per comparison, as baselines, never around UCAG.
 
-A comparison runs each method in one or more *variants* (:data:`VARIANTS`): ``"base"`` (the
-method itself), ``"ucag"`` (:class:`ucag.UCAG` around it), ``"upscale"``
+A comparison runs each method in one or more *variants*, registered the same way with the
+function that computes their maps (:func:`register_variant`, :data:`VARIANT_SPECS`):
+``"base"`` (the method itself), ``"ucag"`` (:class:`ucag.UCAG` around it), ``"upscale"``
 (:class:`ucag.baselines.Upscale`, the paper's Figure 2 ablation) and ``"sess"``
 (pytorch-grad-cam's own ``SESS``, the patch-based peer, run through its own API, with its
 defaults: 12 scales), ``"sess-matched"`` (``SESS`` with one scale, window and step that
@@ -23,21 +27,23 @@ reproduce UCAG's grid: the same number of patches of the same size,
 :func:`ucag.eval.peers.sess_matched_settings`) and ``"refinecam"`` (pytorch-grad-cam's
 ``RefineCAM``: the method at one layer per resolution, multiplied;
 :func:`ucag.eval.peers.refinecam_layers`). :func:`explain_with` computes one variant's maps,
-all post-processed the same way so only the method differs.
+all post-processed the same way so only the method differs, from the two entries alone.
+The tables of names others import (:data:`VARIANTS`, :data:`BASELINES`, :data:`ONCE`...)
+are read from the registries at each use, so registering is all a new entry takes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, overload
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._call import LogitsOnly
+from .._inputs import LogitsOnly
 from ..baselines import CAMERAS, Upscale
 from ..bases.adapters import GradCamAdapter
 from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLRP
@@ -52,19 +58,73 @@ from .peers import random_cam_maps, refinecam_maps, sess_matched_settings, sobel
 MethodKind: TypeAlias = Literal["gradcam", "propagation", "baseline", "control"]
 #: ``factory(model, target_layer, **options)`` -> a base method object.
 Factory: TypeAlias = Callable[..., Any]
+#: ``explain(base, request)`` -> the raw (B, H, W) maps of a built method for a request.
+Explain: TypeAlias = Callable[[Any, "Request"], torch.Tensor]
+#: ``run(spec, request)`` -> a variant's (B, H, W) maps in [0, 1] of the method ``spec``.
+VariantRun: TypeAlias = Callable[["MethodSpec", "Request"], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One :func:`explain_with` call, as a variant's ``run`` and a method's hooks read it:
+    ``targets`` are class indices or :mod:`ucag.targets` objects, ``baseline_options`` the
+    checked keyword arguments of each baseline (:meth:`options`)."""
+
+    model: nn.Module
+    target_layer: nn.Module
+    inputs: torch.Tensor
+    targets: list[Any]
+    ucag_options: dict[str, Any] = field(default_factory=dict)
+    baseline_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blur: tuple[int, float] | None = (5, 3.0)
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
+
+    def options(self, key: str) -> dict[str, Any]:
+        """A copy of the keyword arguments given for baseline ``key`` (none: empty)."""
+        return dict(self.baseline_options.get(key, {}))
+
+
+def _no_options(request: Request) -> dict[str, Any]:
+    return {}
+
+
+def _gradcam_call(base: Any, request: Request) -> torch.Tensor:
+    """The built method called as pytorch-grad-cam calls its CAMs."""
+    return torch.as_tensor(base(input_tensor=request.inputs, targets=_cam_targets(request.targets)))
+
+
+def _itself(base: Any) -> Any:
+    return base
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """One registered method: ``name`` (short, for the command line), ``display_name``
     (tables and figures), ``kind`` (see the module docstring), ``factory`` and, where
-    pytorch-grad-cam has the method, ``gradcam_class`` (the class SESS wraps)."""
+    pytorch-grad-cam has the method, ``gradcam_class`` (the class SESS wraps).
+
+    How a comparison runs it: ``runs_once``, on its own once per comparison rather than in
+    every variant of every method (CAMERAS, the controls); ``class_indices_only``, no
+    :mod:`ucag.targets` object beyond a class (CAMERAS, Random-CAM, the methods without a
+    pytorch-grad-cam class); ``uses_layer``, it reads the target layer (not the
+    propagation methods, nor Sobel); ``build_options(request)``, the factory's keyword
+    arguments in a comparison (CAMERAS' baseline options, Sobel's mean and std);
+    ``explain(base, request)``, the raw maps of the built method in the base variant (by
+    default its pytorch-grad-cam call); ``patch_base(base)``, what UCAG and Upscale run
+    on the patches (by default the built method itself)."""
 
     name: str
     display_name: str
     kind: MethodKind
     factory: Factory = field(repr=False)
     gradcam_class: str | None = None
+    runs_once: bool = False
+    class_indices_only: bool = False
+    uses_layer: bool = True
+    build_options: Callable[[Request], dict[str, Any]] = field(default=_no_options, repr=False)
+    explain: Explain = field(default=_gradcam_call, repr=False)
+    patch_base: Callable[[Any], Any] = field(default=_itself, repr=False)
 
     @contextlib.contextmanager
     def build(self, model: nn.Module, target_layer: nn.Module, **options: Any) -> Iterator[Any]:
@@ -84,14 +144,39 @@ METHODS: dict[str, MethodSpec] = {}
 
 
 def register_method(
-    name: str, display_name: str, kind: MethodKind, gradcam_class: str | None = None
+    name: str,
+    display_name: str,
+    kind: MethodKind,
+    gradcam_class: str | None = None,
+    *,
+    runs_once: bool | None = None,
+    class_indices_only: bool | None = None,
+    uses_layer: bool | None = None,
+    build_options: Callable[[Request], dict[str, Any]] = _no_options,
+    explain: Explain = _gradcam_call,
+    patch_base: Callable[[Any], Any] = _itself,
 ) -> Callable[[Factory], Factory]:
-    """Register ``factory(model, target_layer, **options)`` as method ``name``."""
+    """Register ``factory(model, target_layer, **options)`` as method ``name``; the
+    keyword arguments are :class:`MethodSpec`'s. Left out, a baseline or a control runs
+    once, a method without a pytorch-grad-cam class takes class indices only and a
+    propagation method does without the target layer."""
 
     def decorate(factory: Factory) -> Factory:
         if name in METHODS:
             raise ValueError(f"name: a method {name!r} is registered already")
-        METHODS[name] = MethodSpec(name, display_name, kind, factory, gradcam_class)
+        METHODS[name] = MethodSpec(
+            name,
+            display_name,
+            kind,
+            factory,
+            gradcam_class,
+            runs_once=kind in ("baseline", "control") if runs_once is None else runs_once,
+            class_indices_only=gradcam_class is None if class_indices_only is None else class_indices_only,
+            uses_layer=kind != "propagation" if uses_layer is None else uses_layer,
+            build_options=build_options,
+            explain=explain,
+            patch_base=patch_base,
+        )
         return factory
 
     return decorate
@@ -109,40 +194,49 @@ def gradcam_class(name: str) -> type:
     return getattr(pytorch_grad_cam, spec.gradcam_class)  # type: ignore[no-any-return]
 
 
-def _register_gradcam(name: str, display_name: str, class_name: str) -> None:
+def _oriented_maps(base: Any, request: Request) -> torch.Tensor:
+    """A projection method's maps: grad-cam's own keeps the principal component's arbitrary
+    sign (and ReLUs it away when inverted), so the adapter's raw, oriented map, resized to
+    the input."""
+    inputs, targets = request.inputs, request.targets
+    ids = torch.as_tensor([t.category or 0 if isinstance(t, Target) else t for t in targets], device=inputs.device)
+    objects = _cam_targets(targets) if any(isinstance(t, Target) for t in targets) else None
+    maps = GradCamAdapter(base, request.model)(inputs, ids, target_objects=objects).maps
+    return F.interpolate(maps[:, None], size=tuple(inputs.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
+
+
+def _register_gradcam(name: str, display_name: str, class_name: str, explain: Explain) -> None:
     def factory(model: nn.Module, target_layer: nn.Module, **options: Any) -> Any:
         # grad-cam indexes the model's output as a tensor (LogitsOnly reads a tuple or a
         # ModelOutput) and needs a transformer's token layout (reshape_transform_for)
         options.setdefault("reshape_transform", reshape_transform_for(model, [target_layer]))
         return gradcam_class(name)(model=LogitsOnly(model), target_layers=[target_layer], **options)
 
-    register_method(name, display_name, "gradcam", class_name)(factory)
+    register_method(name, display_name, "gradcam", class_name, explain=explain)(factory)
 
 
-for _name, _display, _class in (
-    ("gradcam", "Grad-CAM", "GradCAM"),
-    ("gradcam++", "Grad-CAM++", "GradCAMPlusPlus"),
-    ("xgradcam", "XGrad-CAM", "XGradCAM"),
-    ("layercam", "LayerCAM", "LayerCAM"),
-    ("hirescam", "HiResCAM", "HiResCAM"),
-    ("gradcamelementwise", "Grad-CAM (element-wise)", "GradCAMElementWise"),
-    ("eigencam", "Eigen-CAM", "EigenCAM"),
-    ("eigengradcam", "EigenGrad-CAM", "EigenGradCAM"),
-    ("scorecam", "Score-CAM", "ScoreCAM"),
-    ("ablationcam", "Ablation-CAM", "AblationCAM"),
+for _name, _display, _class, _explain in (
+    ("gradcam", "Grad-CAM", "GradCAM", _gradcam_call),
+    ("gradcam++", "Grad-CAM++", "GradCAMPlusPlus", _gradcam_call),
+    ("xgradcam", "XGrad-CAM", "XGradCAM", _gradcam_call),
+    ("layercam", "LayerCAM", "LayerCAM", _gradcam_call),
+    ("hirescam", "HiResCAM", "HiResCAM", _gradcam_call),
+    ("gradcamelementwise", "Grad-CAM (element-wise)", "GradCAMElementWise", _gradcam_call),
+    ("eigencam", "Eigen-CAM", "EigenCAM", _oriented_maps),
+    ("eigengradcam", "EigenGrad-CAM", "EigenGradCAM", _oriented_maps),
+    ("scorecam", "Score-CAM", "ScoreCAM", _gradcam_call),
+    ("ablationcam", "Ablation-CAM", "AblationCAM", _gradcam_call),
 ):
-    _register_gradcam(_name, _display, _class)
-
-
-#: Methods whose maps are a principal component's projection, with its arbitrary sign.
-PROJECTION_METHODS = ("eigencam", "eigengradcam")
+    _register_gradcam(_name, _display, _class, _explain)
 
 
 def _register_propagation(name: str, display_name: str, method_class: type, gradcam_class: str | None = None) -> None:
     def factory(model: nn.Module, target_layer: nn.Module, **options: Any) -> Any:
         return method_class(model, **options)  # the whole model's relevance: no target layer
 
-    register_method(name, display_name, "propagation", gradcam_class)(factory)
+    # class indices only, even with a grad-cam class for SESS: the base, UCAG and Upscale
+    # variants run the propagation method, which explains a class
+    register_method(name, display_name, "propagation", gradcam_class, class_indices_only=True)(factory)
 
 
 _register_propagation("fullgrad", "FullGrad", FullGrad, gradcam_class="FullGrad")
@@ -151,12 +245,34 @@ _register_propagation("clrp", "c*LRP", ContrastiveLRP)
 _register_propagation("sglrp", "SGLRP", SoftmaxGradientLRP)
 
 
-@register_method("cameras", "CAMERAS", "baseline")
+def _cameras_patch_base(cameras: CAMERAS) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A plain callable for the patches: CAMERAS' raw maps (UCAG post-processes them)."""
+
+    def base(patches: torch.Tensor, patch_targets: torch.Tensor) -> torch.Tensor:
+        return cameras.explain(patches, patch_targets).raw
+
+    return base
+
+
+@register_method(
+    "cameras",
+    "CAMERAS",
+    "baseline",
+    build_options=lambda request: {**request.options("cameras"), "postprocess": "none"},
+    explain=lambda cameras, request: cameras.explain(request.inputs, request.targets).raw,
+    patch_base=_cameras_patch_base,
+)
 def _cameras(model: nn.Module, target_layer: nn.Module, **options: Any) -> CAMERAS:
     return CAMERAS(model, target_layer, **options)
 
 
-@register_method("random", "Random-CAM", "control")
+# each image's random map seeded by the image itself (random_cam_maps), the same in every run
+@register_method(
+    "random",
+    "Random-CAM",
+    "control",
+    explain=lambda cam, request: random_cam_maps(cam, request.inputs, request.targets, **request.options("random")),
+)
 def _random_cam(model: nn.Module, target_layer: nn.Module, **options: Any) -> Any:
     from pytorch_grad_cam import RandomCAM
 
@@ -177,7 +293,16 @@ class SobelControl:
         return sobel_maps(inputs, self.mean, self.std)  # a ValueError naming mean without them
 
 
-@register_method("sobel", "Sobel", "control")
+# the image's edges whatever the target, so any kind of target; no model layer read
+@register_method(
+    "sobel",
+    "Sobel",
+    "control",
+    class_indices_only=False,
+    uses_layer=False,
+    build_options=lambda request: {"mean": request.mean, "std": request.std},
+    explain=lambda sobel, request: sobel(request.inputs),
+)
 def _sobel(model: nn.Module, target_layer: nn.Module, **options: Any) -> SobelControl:
     return SobelControl(**options)
 
@@ -194,24 +319,204 @@ def methods_of_kind(*kinds: MethodKind) -> tuple[str, ...]:
     return tuple(name for name, spec in METHODS.items() if spec.kind in kinds)
 
 
+@dataclass(frozen=True)
+class VariantSpec:
+    """One registered variant: ``name`` (short, for the command line), ``prefix`` (of the
+    method's display name: "UCAG" shows "UCAG(Grad-CAM)"; empty for the method itself) and
+    ``run(spec, request)``, its maps of a method.
+
+    ``wraps``: it runs around the method (all but "base", the only variant a control runs
+    in); ``needs_gradcam_class``: it wraps a pytorch-grad-cam class (SESS, RefineCAM);
+    ``follows_targets``: it explains any :mod:`ucag.targets` object, not class indices
+    only; ``baseline``: a comparison may add it with ``baselines=``, around every method."""
+
+    name: str
+    prefix: str
+    run: VariantRun = field(repr=False)
+    wraps: bool = True
+    needs_gradcam_class: bool = False
+    follows_targets: bool = False
+    baseline: bool = False
+
+
+#: Every registered variant by short name, in registration order.
+VARIANT_SPECS: dict[str, VariantSpec] = {}
+
+
+def register_variant(
+    name: str,
+    prefix: str,
+    *,
+    wraps: bool = True,
+    needs_gradcam_class: bool = False,
+    follows_targets: bool = False,
+    baseline: bool = False,
+) -> Callable[[VariantRun], VariantRun]:
+    """Register ``run(spec, request)`` as variant ``name``: the (B, H, W) maps in [0, 1] of
+    the method ``spec`` for a :class:`Request`, post-processed as the others' ("cam")."""
+
+    def decorate(run: VariantRun) -> VariantRun:
+        if name in VARIANT_SPECS:
+            raise ValueError(f"name: a variant {name!r} is registered already")
+        VARIANT_SPECS[name] = VariantSpec(name, prefix, run, wraps, needs_gradcam_class, follows_targets, baseline)
+        return run
+
+    return decorate
+
+
+def variant_spec(name: str) -> VariantSpec:
+    """The registered variant ``name``, or a ValueError listing the names."""
+    if name not in VARIANT_SPECS:
+        raise ValueError(f"variant: expected one of {', '.join(VARIANT_SPECS)}, got {name!r}")
+    return VARIANT_SPECS[name]
+
+
+@contextlib.contextmanager
+def _built(spec: MethodSpec, request: Request) -> Iterator[Any]:
+    """The method built for ``request`` (:meth:`MethodSpec.build`), its hooks removed on exit."""
+    with contextlib.ExitStack() as stack:
+        with uncounted():  # building the method (and tracing a transformer's layout): set-up
+            options = spec.build_options(request)
+            base = stack.enter_context(spec.build(request.model, request.target_layer, **options))
+        yield base
+
+
+@register_variant("base", "", wraps=False, follows_targets=True)
+def _base(spec: MethodSpec, request: Request) -> torch.Tensor:
+    with _built(spec, request) as base:
+        return cam_postprocess(spec.explain(base, request).float(), request.blur)
+
+
+@register_variant("ucag", "UCAG", follows_targets=True)
+def _ucag(spec: MethodSpec, request: Request) -> torch.Tensor:
+    with _built(spec, request) as base:
+        with uncounted():
+            explainer = UCAG(
+                spec.patch_base(base), model=request.model, postprocess="cam", blur=request.blur, **request.ucag_options
+            )
+        return explainer.explain(request.inputs, request.targets).saliency
+
+
+@register_variant("upscale", "Upscale", follows_targets=True, baseline=True)
+def _upscale(spec: MethodSpec, request: Request) -> torch.Tensor:
+    # of UCAG's options only the batch size: Upscale has no grid
+    batch = {k: v for k, v in request.ucag_options.items() if k == "batch_size"}
+    with _built(spec, request) as base:
+        with uncounted():
+            explainer = Upscale(
+                spec.patch_base(base),
+                model=request.model,
+                postprocess="cam",
+                blur=request.blur,
+                **{**batch, **request.options("upscale")},
+            )
+        return explainer.explain(request.inputs, request.targets).saliency
+
+
+def _sess_maps(spec: MethodSpec, request: Request, key: str, matched: bool) -> torch.Tensor:
+    """pytorch-grad-cam's ``SESS`` around the method's grad-cam class, on UCAG's grid where
+    ``matched``, with the baseline options of ``key``."""
+    from pytorch_grad_cam import SESS
+
+    model, layer, inputs = request.model, request.target_layer, request.inputs
+    with uncounted():  # set-up (a transformer's layout is traced), not the per-image cost
+        sess_options: dict[str, Any] = {"reshape_transform": reshape_transform_for(model, [layer])}
+        if matched:
+            size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
+            sess_options.update(sess_matched_settings(model, size, request.ucag_options).options())
+        sess_options.update(request.options(key))
+        sess = SESS(
+            model=LogitsOnly(model), target_layers=[layer], base_method=gradcam_class(spec.name), **sess_options
+        )
+    with sess:
+        maps = sess(inputs, _cam_targets(request.targets))
+    return cam_postprocess(torch.as_tensor(maps), request.blur)
+
+
+@register_variant("sess", "SESS", needs_gradcam_class=True, follows_targets=True, baseline=True)
+def _sess(spec: MethodSpec, request: Request) -> torch.Tensor:
+    return _sess_maps(spec, request, "sess", matched=False)
+
+
+@register_variant("sess-matched", "SESS-matched", needs_gradcam_class=True, follows_targets=True, baseline=True)
+def _sess_matched(spec: MethodSpec, request: Request) -> torch.Tensor:
+    return _sess_maps(spec, request, "sess-matched", matched=True)
+
+
+@register_variant("refinecam", "RefineCAM", needs_gradcam_class=True, baseline=True)
+def _refinecam(spec: MethodSpec, request: Request) -> torch.Tensor:
+    maps = refinecam_maps(
+        request.model,
+        request.target_layer,
+        gradcam_class(spec.name),
+        request.inputs,
+        request.targets,
+        **request.options("refinecam"),
+    )
+    return cam_postprocess(maps.float(), request.blur)
+
+
+class _Prefixes(Mapping[str, str]):
+    """Each registered variant's prefix, read from :data:`VARIANT_SPECS` at each use."""
+
+    def __getitem__(self, name: str) -> str:
+        return VARIANT_SPECS[name].prefix
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(VARIANT_SPECS)
+
+    def __len__(self) -> int:
+        return len(VARIANT_SPECS)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+class _Names(Sequence[str]):
+    """The registered names ``select`` picks, read at each use (so an entry registered
+    later is among them); equal to the tuple of the same names."""
+
+    def __init__(self, select: Callable[[], tuple[str, ...]]) -> None:
+        self._select = select
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self._select()[index]
+
+    def __len__(self) -> int:
+        return len(self._select())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._select())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._select()
+
+    def __eq__(self, other: object) -> bool:
+        return self._select() == (tuple(other) if isinstance(other, _Names) else other)
+
+    def __repr__(self) -> str:
+        return repr(self._select())
+
+
 #: How each variant prefixes the method's display name.
-VARIANTS: dict[str, str] = {
-    "base": "",
-    "ucag": "UCAG",
-    "upscale": "Upscale",
-    "sess": "SESS",
-    "sess-matched": "SESS-matched",
-    "refinecam": "RefineCAM",
-}
+VARIANTS: Mapping[str, str] = _Prefixes()
 #: The controls (floors), by method name (kind ``"control"``).
-CONTROLS: tuple[str, ...] = methods_of_kind("control")
+CONTROLS: Sequence[str] = _Names(lambda: methods_of_kind("control"))
+#: The methods that run once per comparison, not around each method (CAMERAS, the controls).
+ONCE: Sequence[str] = _Names(lambda: tuple(name for name, spec in METHODS.items() if spec.runs_once))
 #: Baselines a comparison can add (see :func:`comparison_pairs`): variants around every
-#: method, then methods that run once on their own (CAMERAS and the controls).
-BASELINES = ("upscale", "sess", "sess-matched", "refinecam", "cameras", *CONTROLS)
-#: The baselines that run once per comparison, not around each method.
-ONCE = ("cameras", *CONTROLS)
+#: method, then methods that run once on their own (:data:`ONCE`).
+BASELINES: Sequence[str] = _Names(lambda: (*(name for name, v in VARIANT_SPECS.items() if v.baseline), *ONCE))
 #: The variants that need a pytorch-grad-cam class (SESS and RefineCAM wrap one).
-GRADCAM_VARIANTS = ("sess", "sess-matched", "refinecam")
+GRADCAM_VARIANTS: Sequence[str] = _Names(
+    lambda: tuple(name for name, v in VARIANT_SPECS.items() if v.needs_gradcam_class)
+)
+#: The variants that follow a target object (so any kind of :mod:`ucag.targets`).
+TARGET_VARIANTS: Sequence[str] = _Names(lambda: tuple(name for name, v in VARIANT_SPECS.items() if v.follows_targets))
 
 
 def display_name(name: str, variant: str = "base") -> str:
@@ -298,94 +603,18 @@ def explain_with(
     ``targets`` are class indices, or :mod:`ucag.targets` objects (binary, multi-label...)
     for the comparisons :func:`check_target_support` accepts."""
     spec = method(name)
-    if variant not in VARIANTS:
-        raise ValueError(f"variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
-    if spec.kind == "control" and variant != "base":
+    plan = variant_spec(variant)
+    if spec.kind == "control" and plan.wraps:
         raise ValueError(f"variant: the control {name!r} runs on its own (variant 'base'), not as {variant!r}")
     targets = [t if isinstance(t, Target) else int(t) for t in targets]
     if not all(type(t) is int for t in targets):
         check_target_support([(name, variant)], next(t for t in targets if isinstance(t, Target)).kind)
     check_baseline_options(baseline_options)
+    request = Request(
+        model, target_layer, inputs, targets, dict(ucag_options or {}), dict(baseline_options or {}), blur, mean, std
+    )
     with attached([target_layer]):  # a Tap target layer (ucag.layers) reads its call site for every method
-        return _explain_with(
-            name, variant, model, target_layer, inputs, targets, ucag_options, baseline_options, blur, mean, std
-        )
-
-
-def _explain_with(
-    name: str,
-    variant: str,
-    model: nn.Module,
-    target_layer: nn.Module,
-    inputs: torch.Tensor,
-    targets: list[Any],
-    ucag_options: dict[str, Any] | None,
-    baseline_options: dict[str, dict[str, Any]] | None,
-    blur: tuple[int, float] | None,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-) -> torch.Tensor:
-    spec = method(name)
-    options = {key: dict((baseline_options or {}).get(key, {})) for key in BASELINES}
-    if variant in ("sess", "sess-matched"):
-        from pytorch_grad_cam import SESS
-
-        with uncounted():  # set-up (a transformer's layout is traced), not the per-image cost
-            sess_options = {"reshape_transform": reshape_transform_for(model, [target_layer])}
-            if variant == "sess-matched":
-                size = (int(inputs.shape[-2]), int(inputs.shape[-1]))
-                sess_options.update(sess_matched_settings(model, size, ucag_options).options())
-            sess_options.update(options[variant])
-            sess = SESS(
-                model=LogitsOnly(model), target_layers=[target_layer], base_method=gradcam_class(name), **sess_options
-            )
-        with sess:
-            maps = sess(inputs, _cam_targets(targets))
-        return cam_postprocess(torch.as_tensor(maps), blur)
-    if variant == "refinecam":
-        return cam_postprocess(
-            refinecam_maps(model, target_layer, gradcam_class(name), inputs, targets, **options["refinecam"]).float(),
-            blur,
-        )
-    if name == "sobel":
-        return cam_postprocess(SobelControl(mean, std)(inputs), blur)
-    method_options = {**options["cameras"], "postprocess": "none"} if name == "cameras" else {}
-    with contextlib.ExitStack() as stack:
-        with uncounted():  # building the method (and tracing a transformer's layout): set-up
-            base = stack.enter_context(spec.build(model, target_layer, **method_options))
-        if name == "random":
-            return cam_postprocess(random_cam_maps(base, inputs, targets, **options["random"]).float(), blur)
-        if variant == "base":
-            if isinstance(base, CAMERAS):
-                raw = base.explain(inputs, targets).raw
-            elif name in PROJECTION_METHODS:
-                # grad-cam's own map keeps the principal component's arbitrary sign (and ReLUs
-                # it away when inverted): the adapter's raw, oriented map, resized to the input
-                ids = torch.as_tensor(
-                    [t.category or 0 if isinstance(t, Target) else t for t in targets], device=inputs.device
-                )
-                objects = _cam_targets(targets) if any(isinstance(t, Target) for t in targets) else None
-                maps = GradCamAdapter(base, model)(inputs, ids, target_objects=objects).maps
-                raw = F.interpolate(maps[:, None], size=tuple(inputs.shape[-2:]), mode="bilinear", align_corners=False)[
-                    :, 0
-                ]
-            else:
-                raw = torch.as_tensor(base(input_tensor=inputs, targets=_cam_targets(targets)))
-            return cam_postprocess(raw.float(), blur)
-        if isinstance(base, CAMERAS):  # a plain callable for the patches: its raw maps
-            cameras = base
-
-            def base(patches: torch.Tensor, patch_targets: torch.Tensor) -> torch.Tensor:
-                return cameras.explain(patches, patch_targets).raw
-
-        explainer: UCAG
-        with uncounted():
-            if variant == "ucag":
-                explainer = UCAG(base, model=model, postprocess="cam", blur=blur, **(ucag_options or {}))
-            else:
-                batch = {k: v for k, v in (ucag_options or {}).items() if k == "batch_size"}
-                explainer = Upscale(base, model=model, postprocess="cam", blur=blur, **{**batch, **options["upscale"]})
-        return explainer.explain(inputs, targets).saliency
+        return plan.run(spec, request)
 
 
 def _cam_targets(targets: Sequence[Any]) -> list[Any]:
@@ -396,25 +625,19 @@ def _cam_targets(targets: Sequence[Any]) -> list[Any]:
     return [t if isinstance(t, Target) else ClassifierOutputTarget(int(t)) for t in targets]
 
 
-#: The variants that follow a target object (so any kind of :mod:`ucag.targets`).
-TARGET_VARIANTS = ("base", "ucag", "upscale", "sess", "sess-matched")
-
-
 def check_target_support(pairs: Sequence[tuple[str, str]], kind: str) -> None:
     """Raise ValueError naming ``methods`` (or ``variants``) when a (method, variant) pair
-    cannot explain ``kind`` targets: beyond softmax classes, the pytorch-grad-cam methods
-    in the variants of :data:`TARGET_VARIANTS` and the Sobel control (which ignores the
-    target) can; methods and baselines that take class indices cannot."""
+    cannot explain ``kind`` targets: beyond softmax classes, the methods that are not
+    ``class_indices_only`` (the pytorch-grad-cam methods; the Sobel control, which ignores
+    the target) can, in the variants that follow targets (:data:`TARGET_VARIANTS`)."""
     if kind == "class":
         return
-    methods = sorted(
-        {m for m, _ in pairs if m in ("random", "cameras") or (m != "sobel" and method(m).gradcam_class is None)}
-    )
+    methods = sorted({m for m, _ in pairs if method(m).class_indices_only})
     if methods:
         raise ValueError(
             f"methods: {', '.join(methods)} take class indices only; {kind} targets need pytorch-grad-cam methods (docs/algorithm.md §3.1)"
         )
-    variants = sorted({v for m, v in pairs if m not in ONCE and v not in TARGET_VARIANTS})
+    variants = sorted({v for m, v in pairs if not method(m).runs_once and v not in TARGET_VARIANTS})
     if variants:
         raise ValueError(
             f"variants: {', '.join(variants)} take class indices only; {kind} targets work with {', '.join(TARGET_VARIANTS)}"
@@ -427,12 +650,16 @@ __all__ = [
     "GRADCAM_VARIANTS",
     "METHODS",
     "ONCE",
-    "PROJECTION_METHODS",
+    "TARGET_VARIANTS",
+    "VARIANT_SPECS",
     "VARIANTS",
+    "Explain",
     "MethodKind",
     "MethodSpec",
+    "Request",
     "SobelControl",
-    "TARGET_VARIANTS",
+    "VariantRun",
+    "VariantSpec",
     "check_baseline_options",
     "check_target_support",
     "comparison_pairs",
@@ -442,4 +669,6 @@ __all__ = [
     "method",
     "methods_of_kind",
     "register_method",
+    "register_variant",
+    "variant_spec",
 ]

@@ -37,8 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import check_settings, eval_mode, logits_of, model_device
+from .._inputs import logits_of
+from .._model_state import eval_mode, model_device
+from ..checks import positive_int
 from ..data import preprocess_image, resize_mask
+from ..explainer import UCAG
 from ..models import model_normalization, suggest_target_layer
 from ..postprocess import check_blur
 from ..targets import BinaryTarget, MultiLabelTarget, Target, model_output
@@ -604,15 +607,13 @@ def _check_options(
     if ucag_options is not None and not isinstance(ucag_options, dict):
         raise TypeError(f"ucag_options: expected a dict of UCAG settings, got {type(ucag_options).__name__}")
     try:
-        check_settings(**(ucag_options or {}))
+        UCAG.check_settings(**(ucag_options or {}))
     except (TypeError, ValueError) as err:
         raise type(err)(f"ucag_options: {err}") from err
     check_baseline_options(baseline_options)
     check_blur(blur)
-    if not isinstance(metric_batch_size, int) or isinstance(metric_batch_size, bool) or metric_batch_size < 1:
-        raise ValueError(f"metric_batch_size: expected a positive int, got {metric_batch_size!r}")
-    if not isinstance(input_size, int) or isinstance(input_size, bool) or input_size < 1:
-        raise ValueError(f"input_size: expected a positive int, got {input_size!r}")
+    positive_int("metric_batch_size", metric_batch_size)
+    positive_int("input_size", input_size)
     for name, values in (("mean", mean), ("std", std)):
         if (
             not isinstance(values, Sequence)

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import eval_mode, logits_of, model_device
+from .._inputs import resolve_targets
+from .._model_state import eval_mode, model_device
+from ..checks import is_int
 from ..figures import map_array
 from ..layers import Tap
 from ..models import layer_by_name, layer_suggestion, trace_size
@@ -321,7 +323,7 @@ def randomize(
     found = randomization_stages(model, stages, sample)
     if upto is None:
         upto = len(found)
-    if isinstance(upto, bool) or not isinstance(upto, int) or not 0 <= upto <= len(found):
+    if not is_int(upto) or not 0 <= upto <= len(found):
         raise ValueError(f"upto: expected a number of stages from 0 to {len(found)}, got {upto!r}")
     work = _copy(model).eval()
     for index, stage in enumerate(found[:upto]):
@@ -330,7 +332,7 @@ def randomize(
 
 
 def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
 
 
@@ -551,7 +553,7 @@ def randomization_check(
     found = randomization_stages(model, stages, inputs[:1])
     trained = _copy(model).eval()
     inputs = inputs.to(model_device(trained))
-    chosen = _resolve_targets(trained, inputs, targets)
+    chosen = resolve_targets(trained, inputs, targets).tolist()
     reference = _explain(explain, trained, inputs, chosen, "explain (trained model)", None)
     del trained
     maps = np.zeros((len(found), *reference.shape))
@@ -577,18 +579,6 @@ def randomization_check(
     if bar is not None:
         bar.close()
     return RandomizationResult(mode, int(seed), found, chosen, reference, maps, scores)
-
-
-def _resolve_targets(model: nn.Module, inputs: torch.Tensor, targets: Sequence[int] | torch.Tensor | None) -> list[int]:
-    if targets is None:
-        with torch.no_grad():
-            return [int(t) for t in logits_of(model(inputs)).argmax(dim=1)]
-    values = targets.detach().cpu().reshape(-1).tolist() if isinstance(targets, torch.Tensor) else list(targets)
-    if len(values) != len(inputs) or not all(
-        isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in values
-    ):
-        raise ValueError(f"targets: expected {len(inputs)} integer class indices (one per image), got {targets!r}")
-    return [int(t) for t in values]
 
 
 def _explain(

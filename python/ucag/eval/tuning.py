@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._call import Targets, check_input, eval_mode, model_device, resolve_targets
 from .._core import Grid
+from .._inputs import Targets, check_input, resolve_targets
+from .._model_state import eval_mode, model_device
 from ..explainer import UCAG
 from ..grid import GridSpec
 from ..options import DEFAULT_SCALE, DEFAULT_UNITS, GlobalView, Weighting
