@@ -10,6 +10,7 @@ from PIL import Image
 from ucag.cli import main
 
 
+@pytest.mark.pretrained  # a whole command run
 def test_explain_bundled_photo_writes_a_picture(tmp_path, capsys):
     assert main(["explain", "coffee", "--units", "2", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -21,6 +22,7 @@ def test_explain_bundled_photo_writes_a_picture(tmp_path, capsys):
     assert picture.std() > 20  # a real figure, not a blank canvas
 
 
+@pytest.mark.pretrained  # a whole command run
 def test_explain_with_a_signed_base_draws_signed_maps(tmp_path, capsys, monkeypatch):
     """A propagation method from the registry: its maps keep their sign and are drawn with
     the signed colour scale; a CAM's maps are not."""
@@ -77,6 +79,7 @@ def test_bad_arguments_exit_2(capsys):
     assert "units" in capsys.readouterr().err
 
 
+@pytest.mark.pretrained  # a whole command run
 def test_tune_writes_table_scores_and_plot(tmp_path, capsys):
     argv = ["tune", "chelsea", "coffee", "--units", "2", "3", "--patch-fractions", "0.55", "--weightings", "exp"]
     argv += ["--global-views", "none", "--step", str(224 * 56), "--out", str(tmp_path), "--no-progress"]
@@ -90,6 +93,7 @@ def test_tune_writes_table_scores_and_plot(tmp_path, capsys):
     assert np.asarray(Image.open(tmp_path / "tune.png")).std() > 10
 
 
+@pytest.mark.pretrained  # a whole command run
 def test_evaluate_with_global_view(tmp_path, capsys):
     argv = [
         "evaluate",
@@ -111,6 +115,7 @@ def test_evaluate_with_global_view(tmp_path, capsys):
     assert json.loads((tmp_path / "config.json").read_text())["ucag_options"]["global_view"] == "product"
 
 
+@pytest.mark.pretrained  # a whole command run
 def test_evaluate_takes_controls_and_peers(tmp_path, capsys, monkeypatch):
     from types import SimpleNamespace
 
@@ -332,6 +337,7 @@ def test_bad_weights_are_one_line_naming_the_file(tmp_path, capsys):
     _fails(capsys, [*run, "--std", "0.2", "0", "0.2"], "--std", "'0'")
 
 
+@pytest.mark.pretrained  # a whole command run
 def test_layer_applies_to_the_sample_model(tmp_path, capsys):
     """--layer without --model names a submodule of the sample EfficientNet-Lite0."""
     line = _fails(
@@ -537,6 +543,7 @@ def test_read_image_bundled_photo_name():
 # --- models from timm, torchvision and Hugging Face folders ------------------------------
 
 
+@pytest.mark.pretrained  # a whole command run
 def test_explain_with_timm_torchvision_and_hf_models(tmp_path, capsys):
     """--model timm:NAME / torchvision:NAME (random weights, or --weights) and hf:FOLDER; the
     target layer is the suggested one and said so on stderr; a ViT's patches are resized
@@ -606,6 +613,7 @@ def test_bad_library_models_are_one_line(tmp_path, capsys):
     _fails(capsys, [*run, "--model", "timm:resnet18", "--layer", "fc"], "--layer", "'fc'", "(1, 1000)")
 
 
+@pytest.mark.pretrained  # a whole command run
 def test_fold_option(tmp_path, capsys):
     run = ["explain", "chelsea", "--units", "2", "--out", str(tmp_path / "out")]
     _fails(capsys, [*run, "--fold", "hann"], "--fold", "invalid choice", "'box'")

@@ -528,6 +528,7 @@ def test_torchvision_segmentation_models(name: str) -> None:
 # --- ucag evaluate with a binary or multi-label model ---------------------------------------
 
 
+@pytest.mark.pretrained  # ucag evaluate on a head of the sample model
 def test_evaluate_a_binary_head_on_the_bundled_photos(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     import csv
 

@@ -67,6 +67,8 @@ CASES += [("resnet", n, "multi") for n in GRADIENT_CAMS] + [
     ("sample", "GradCAM", "multi"),
     ("sample", "LayerCAM", "multi"),
 ]
+# the pretrained model's cases are end-to-end checks (the fixture is looked up by name)
+CASES = [pytest.param(*case, marks=pytest.mark.pretrained) if case[0] == "sample" else case for case in CASES]
 
 
 @pytest.mark.parametrize("fixture,name,layers", CASES)
