@@ -239,18 +239,36 @@ fn mixed_kinds(argument: &'static str, expected: &str, reference: &str) -> PyErr
     .into()
 }
 
-/// Geometry of the spatial unfoldment (docs/algorithm.md section 1): a `units` x `units`
-/// grid of overlapping patches over an image of `image_size` pixels, each resized to
-/// `scaled_size`.
+/// Geometry of the spatial unfoldment (docs/algorithm.md section 1).
 ///
-/// `image_size` and `patch_size` take an int or an (h, w) pair. `patch_size` defaults to
-/// round_half_up(124/224 * side); `scaled_size` defaults to round_half_up(scale * patch).
+/// A `units` x `units` grid of overlapping patches over an image of `image_size` pixels,
+/// each resized to `scaled_size`.
 ///
-/// Limits: H * W at most 2**63 - 1 pixels; 1 <= `units` <= min(1024, H, W) (an axis of S
-/// pixels has at most S distinct patch positions); the patch within the image; scaled
-/// sides at most 32768 px (so `scale` < 32768.5 / max(h, w)). Invalid geometry raises
-/// ValueError (TypeError for a wrong type) whose message starts with the argument's name
-/// and says the limit.
+/// Args:
+///     image_size: (H, W) of the images, an int (square) or an (h, w) pair; H * W at most
+///         2**63 - 1 pixels.
+///     units: Patches per axis, 1 <= `units` <= min(1024, H, W) (an axis of S pixels has at
+///         most S distinct patch positions); `units=1` needs a patch equal to the image.
+///     patch_size: (h, w) of a patch, an int or a pair, within the image; None for
+///         round_half_up(124/224 * side).
+///     scale: The upsampling factor: `scaled_size` defaults to round_half_up(scale * patch).
+///     scaled_size: The size every patch is resized to (an int or an (h, w) pair) instead of
+///         `scale`. Scaled sides are at most 32768 px (so `scale` < 32768.5 / max(h, w)).
+///
+/// Raises:
+///     TypeError: An argument has the wrong type.
+///     ValueError: Invalid geometry; the message starts with the argument's name and says
+///         the limit.
+///
+/// Examples:
+///     >>> import ucag
+///     >>> grid = ucag.Grid(224)  # the paper's grid: 6 x 6 patches of 124/224 of the side
+///     >>> grid.patch_size, grid.scaled_size, grid.num_patches
+///     ((124, 124), (322, 322), 36)
+///     >>> grid.offsets_y
+///     (0, 20, 40, 60, 80, 100)
+///     >>> ucag.Grid((8, 8), units=2, patch_size=6, scale=2.0).coverage().tolist()[0]
+///     [1, 1, 2, 2, 2, 2, 1, 1]
 #[pyclass(name = "Grid", module = "ucag", frozen, eq, hash)]
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PyGrid(Grid);
@@ -358,21 +376,36 @@ impl PyGrid {
     fn num_patches(&self) -> PyResult<usize> {
         py_guard(|| Ok(self.0.num_patches()))
     }
-    /// The duplication matrix D: how many patches contain each pixel, int32 (H, W).
-    /// MemoryError (ValueError beyond 2**63 - 1 bytes) naming image_size when it cannot be
-    /// allocated.
+    /// The duplication matrix D: how many patches contain each pixel.
+    ///
+    /// Returns:
+    ///     D as an int32 numpy array (H, W).
+    ///
+    /// Raises:
+    ///     MemoryError: D cannot be allocated; the message names `image_size`.
+    ///     ValueError: D would take more than 2**63 - 1 bytes.
     fn coverage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<i32>>> {
         py_guard(|| {
             let coverage = py.allow_threads(|| self.0.coverage())?;
             Ok(coverage.into_pyarray(py))
         })
     }
-    /// The fold's window (docs/algorithm.md section 4.1) as float64 arrays: the row
-    /// profiles (units, h) and column profiles (units, w) of the patch positions, and the
-    /// sums of the placed profiles (H,) and (W,). Patch (i, j) weighs its pixel (r, c) by
-    /// rows[i, r] * columns[j, c]; the fold divides pixel (y, x) by
-    /// row_sums[y] * column_sums[x]. "box" (the paper's fold) gives ones and the coverage
-    /// counts.
+    /// The fold's window (docs/algorithm.md section 4.1) as float64 arrays.
+    ///
+    /// Patch (i, j) weighs its pixel (r, c) by rows[i, r] * columns[j, c]; the fold divides
+    /// pixel (y, x) by row_sums[y] * column_sums[x]. "box" (the paper's fold) gives ones and
+    /// the coverage counts.
+    ///
+    /// Args:
+    ///     window: "box", "linear" or "cosine".
+    ///
+    /// Returns:
+    ///     The row profiles (units, h) and column profiles (units, w) of the patch
+    ///         positions, and the sums of the placed profiles (H,) and (W,), as the tuple
+    ///         `(rows, columns, row_sums, column_sums)`.
+    ///
+    /// Raises:
+    ///     ValueError: `window` is not "box", "linear" or "cosine".
     #[pyo3(signature = (window = "box"))]
     #[allow(clippy::type_complexity)]
     fn fold_weights<'py>(

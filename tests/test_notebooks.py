@@ -122,3 +122,14 @@ def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     assert all(cell.execution_count is not None for cell in _code_cells(nb) if cell.source.strip())
     assert not _errors(nb)
     assert _figures(nb) >= 1
+
+
+def test_the_quickstart_shows_an_explanation_as_a_figure():
+    """Notebook 01 leaves an Explanation as a cell's value, and its committed output is the
+    explanation's HTML view (facts and picture), not its one-line repr."""
+    nb = nbformat.read(NOTEBOOK_DIR / "01_quickstart.ipynb", as_version=4)
+    cell = next(c for c in _code_cells(nb) if c.source.strip() == "explanation")
+    views = [out["data"]["text/html"] for out in cell.outputs if "text/html" in out.get("data", {})]
+    assert len(views) == 1, "the explanation is shown once, as HTML"
+    assert 'class="ucag-explanation"' in views[0] and '<img alt="GradCAM · 1 image 224×224' in views[0]
+    assert "data:image/png;base64," in views[0]

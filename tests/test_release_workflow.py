@@ -80,3 +80,26 @@ def test_every_wheel_is_smoke_tested_before_publishing(workflow):
     assert "smoke_wheel.py" in _steps_text(smoke)
     assert set(jobs["publish"]["needs"]) == {"smoke", "sdist"}
     assert (ROOT / "tests" / "smoke_wheel.py").exists()
+
+
+DOCS_WORKFLOW = ROOT / ".github" / "workflows" / "docs.yml"
+
+
+def test_docs_workflow_builds_strict_and_deploys_to_pages_on_a_tag():
+    text = DOCS_WORKFLOW.read_text(encoding="utf-8")
+    header = text.split("\nname:")[0]
+    assert "ON PAPER" in header and "never run" in header
+    docs = yaml.safe_load(text)
+    triggers = docs.get("on", docs.get(True))
+    assert triggers["push"]["tags"] == ["v*"]
+    build = _steps_text(docs["jobs"]["build"])
+    # the same strict build as ./dev docs, from a source install with the docs extra
+    assert "mkdocs build --strict --site-dir site" in build
+    assert ".[docs," in build
+    assert "upload-pages-artifact" in str([step.get("uses") for step in docs["jobs"]["build"]["steps"]])
+    deploy = docs["jobs"]["deploy"]
+    assert deploy["needs"] == "build"
+    assert any(str(step.get("uses", "")).startswith("actions/deploy-pages") for step in deploy["steps"])
+    assert docs["permissions"]["pages"] == "write"
+    dev = (ROOT / "dev").read_text(encoding="utf-8")
+    assert "mkdocs build --strict --site-dir site" in dev

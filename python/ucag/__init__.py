@@ -2,26 +2,34 @@
 
 The library (docs/algorithm.md has every definition it implements):
 
-- :class:`UCAG` (:mod:`ucag.explainer`) wraps a pytorch-grad-cam, Captum or zennit object,
-  one of :mod:`ucag.bases`' propagation methods or a plain callable, and returns UCAG maps
-  (:class:`Explanation`); :func:`fast` stops a CAM's backward pass at its target layer;
-- :mod:`ucag.targets`: what a map explains beyond a softmax class (binary, multi-label,
-  segmentation, similarity, any score) and the model's confidence in it on each patch;
-- :mod:`ucag.models`: :func:`suggest_target_layer` / :func:`layer_suggestion` (which layer a
-  CAM should use on a CNN, ViT or Swin, and why) and the input size of fixed-resolution models;
-  :mod:`ucag.layers`: :class:`~ucag.layers.Tap` (a target layer for a map no module outputs
-  once) and the check that every CAM's target layers run once and keep the batch;
-- the Rust kernels: :class:`Grid` (the patch geometry, §1; :class:`GridSpec` describes it
-  for any image size), :func:`unfold` (images -> upsampled patches), :func:`confidence`
-  (logits -> per-patch weights, §3), :func:`fold` (weighted partial maps -> raw maps,
-  §4). They take torch tensors or numpy arrays and keep the data where it is
-  (:mod:`ucag.kernels`); :func:`show_config` says which kernels run and why;
-- :mod:`ucag.baselines` (Upscale, CAMERAS), :mod:`ucag.postprocess`, :mod:`ucag.viz`
-  (pictures) and :mod:`ucag.data` (a real sample model and photos).
+- [UCAG][ucag.explainer.UCAG] ([ucag.explainer][ucag.explainer]) wraps a pytorch-grad-cam,
+  Captum or zennit object, one of [ucag.bases][ucag.bases]' propagation methods or a plain
+  callable, and returns UCAG maps ([Explanation][ucag.explainer.Explanation]);
+  [fast][ucag.bases.truncation.fast] stops a CAM's backward pass at its target layer;
+- [ucag.targets][ucag.targets]: what a map explains beyond a softmax class (binary,
+  multi-label, segmentation, similarity, any score) and the model's confidence in it on
+  each patch;
+- [ucag.models][ucag.models]: [suggest_target_layer][ucag.models.suggest_target_layer] /
+  [layer_suggestion][ucag.models.layer_suggestion] (which layer a CAM should use on a CNN,
+  ViT or Swin, and why) and the input size of fixed-resolution models;
+  [ucag.layers][ucag.layers]: [Tap][ucag.layers.Tap] (a target layer for a map no module
+  outputs once) and the check that every CAM's target layers run once and keep the batch;
+- the Rust kernels: [Grid][ucag.Grid] (the patch geometry, §1;
+  [GridSpec][ucag.grid.GridSpec] describes it for any image size),
+  [unfold][ucag.kernels.unfold] (images -> upsampled patches),
+  [confidence][ucag.kernels.confidence] (logits -> per-patch weights, §3),
+  [fold][ucag.kernels.fold] (weighted partial maps -> raw maps, §4). They take torch
+  tensors or numpy arrays and keep the data where it is ([ucag.kernels][ucag.kernels]);
+  [show_config][ucag.runtime.show_config] says which kernels run and why;
+- [ucag.baselines][ucag.baselines] (Upscale, CAMERAS), [ucag.postprocess][ucag.postprocess],
+  [ucag.viz][ucag.viz] (pictures) and [ucag.data][ucag.data] (a real sample model and
+  photos).
 
-Above it, the evaluation toolkit :mod:`ucag.eval`: metrics (:mod:`ucag.eval.metrics`), the
-method registry, :func:`evaluate` over a dataset and :func:`tune`. ``import ucag`` does not
-load it: ``ucag.eval``, ``ucag.evaluate`` and ``ucag.tune`` import it on first use (PEP 562).
+Above it, the evaluation toolkit [ucag.eval][ucag.eval]: metrics
+([ucag.eval.metrics][ucag.eval.metrics]), the method registry,
+[evaluate][ucag.eval.runner.evaluate] over a dataset and [tune][ucag.eval.tuning.tune].
+``import ucag`` does not load it: ``ucag.eval``, ``ucag.evaluate`` and ``ucag.tune`` import
+it on first use (PEP 562).
 """
 
 from typing import TYPE_CHECKING, Any

@@ -33,11 +33,30 @@ def check_input(input_tensor: Any) -> None:
 
 
 def logits_of(output: Any, argument: str = "model") -> torch.Tensor:
-    """The logits in a model's output: the tensor itself, a ``logits`` entry or attribute
-    (a Hugging Face ``ModelOutput``, a dict), an ``out`` entry (torchvision's segmentation
-    models' ``OrderedDict(out=..., aux=...)``), or the first element of a tuple or list
-    (models that also return features or auxiliary heads). TypeError naming ``argument``
-    for anything else."""
+    """The logits in a model's output.
+
+    Args:
+        output: What the model returned.
+        argument: The argument name the error message starts with.
+
+    Returns:
+        The tensor itself, a ``logits`` entry or attribute (a Hugging Face ``ModelOutput``, a
+            dict), an ``out`` entry (torchvision's segmentation models'
+            ``OrderedDict(out=..., aux=...)``), or the first element of a tuple or list
+            (models that also return features or auxiliary heads).
+
+    Raises:
+        TypeError: ``output`` holds no logits in any of these forms; the message names
+            ``argument``.
+
+    Examples:
+        >>> import torch
+        >>> from ucag.models import logits_of
+        >>> logits_of((torch.zeros(2, 10), "features")).shape
+        torch.Size([2, 10])
+        >>> logits_of({"logits": torch.zeros(2, 10)}).shape
+        torch.Size([2, 10])
+    """
     if isinstance(output, torch.Tensor):
         return output
     logits = (
@@ -55,15 +74,42 @@ def logits_of(output: Any, argument: str = "model") -> torch.Tensor:
 
 
 class LogitsOnly(nn.Module):
-    """``model`` with :func:`logits_of` applied to its output, for libraries that index a
-    model's output as a tensor. It owns no parameters of its own; hooks on ``model``'s
-    layers see the same calls."""
+    """``model`` with `logits_of` applied to its output.
+
+    For libraries that index a model's output as a tensor. It owns no parameters of its own;
+    hooks on ``model``'s layers see the same calls.
+
+    Args:
+        model: A model that returns its logits in a tuple, a dict or a ``ModelOutput``.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from ucag.models import LogitsOnly
+        >>> class WithFeatures(nn.Module):
+        ...     def forward(self, x):
+        ...         return x.mean((2, 3)), x  # (logits, features)
+        >>> LogitsOnly(WithFeatures())(torch.zeros(2, 3, 4, 4)).shape
+        torch.Size([2, 3])
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """``model``'s logits on the inputs.
+
+        Args:
+            *args: Passed on to ``model``.
+            **kwargs: Passed on to ``model``.
+
+        Returns:
+            The logits in ``model``'s output (`logits_of`).
+
+        Raises:
+            TypeError: ``model``'s output holds no logits.
+        """
         return logits_of(self.model(*args, **kwargs))
 
 

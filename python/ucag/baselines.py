@@ -1,13 +1,13 @@
-"""Comparison baselines of the UCAG paper, called exactly like :class:`ucag.UCAG`.
+"""Comparison baselines of the UCAG paper, called exactly like [UCAG][ucag.explainer.UCAG].
 
-- :class:`Upscale` — the paper's Figure 2 ablation: explain the whole image upsampled by
-  the UCAG scale, without unfolding it into patches;
-- :class:`CAMERAS` — multi-scale accumulation of activations and gradients (Jalwana et
-  al., CVPR 2021), the high-resolution CAM the paper compares against.
+- [Upscale][ucag.baselines.Upscale] — the paper's Figure 2 ablation: explain the whole image
+  upsampled by the UCAG scale, without unfolding it into patches;
+- [CAMERAS][ucag.baselines.CAMERAS] — multi-scale accumulation of activations and gradients
+  (Jalwana et al., CVPR 2021), the high-resolution CAM the paper compares against.
 
 Both follow pytorch-grad-cam's call convention (``obj(input_tensor, targets)`` -> numpy
 float32 (B, H, W)) and offer ``explain`` for the signed raw maps, so evaluation code can
-treat them and :class:`ucag.UCAG` alike.
+treat them and [UCAG][ucag.explainer.UCAG] alike.
 """
 
 from __future__ import annotations
@@ -44,10 +44,24 @@ class Upscale(UCAG):
     This is UCAG with a one-patch grid: the patch is the whole image (docs/algorithm.md §1
     allows ``units=1`` exactly then) and every patch weighs 1, so the unfold, explain and
     fold steps compute "upsample, explain, resize back" with the same kernels and adapters
-    as UCAG itself (§9.1); :meth:`explain` returns a :class:`ucag.Explanation` whose grid has one
-    patch. ``base``, ``model``, ``postprocess``, ``blur``, ``truncate_backward`` and
-    ``attribute_kwargs`` mean what they mean for :class:`ucag.UCAG`; ``batch_size`` counts
-    images (one patch each) per forward/backward. The default ``factor`` is UCAG's scale 2.6.
+    as UCAG itself (§9.1); [explain][ucag.explainer.UCAG.explain] returns an
+    [Explanation][ucag.explainer.Explanation] whose grid has one patch.
+
+    Args:
+        base: The attribution method, as for [UCAG][ucag.explainer.UCAG].
+        factor: The upsampling factor, a finite number > 0 (default: UCAG's scale 2.6).
+        model: The model, as for [UCAG][ucag.explainer.UCAG].
+        postprocess: ``"auto"``, ``"cam"`` or ``"none"``, as for [UCAG][ucag.explainer.UCAG].
+        blur: The Gaussian blur's (kernel, sigma) of ``"cam"`` post-processing, or None.
+        batch_size: Images (one patch each) per forward/backward.
+        truncate_backward: As for [UCAG][ucag.explainer.UCAG]: stop a CAM's backward pass at
+            its target layer.
+        attribute_kwargs: Keyword arguments of a Captum method's ``attribute``.
+
+    Raises:
+        TypeError: ``factor`` is not a number, or another argument has the wrong type (as
+            for [UCAG][ucag.explainer.UCAG]).
+        ValueError: ``factor`` is not finite and > 0, or another argument is out of range.
     """
 
     def __init__(
@@ -100,11 +114,13 @@ Resolution = int | tuple[int, int]
 class CamerasExplanation:
     """What a CAMERAS call computed.
 
-    saliency: post-processed maps (B, H, W) (torch, on the model's device).
-    raw: signed, unnormalised maps ``sum_k mean_grad_k * mean_act_k`` (B, H, W).
-    targets: the class explained for each image (B,).
-    resolutions: the input sizes (h, w) the activations and gradients were taken at.
-    probabilities: softmax probability of the target at each resolution (B, R).
+    Attributes:
+        saliency: Post-processed maps (B, H, W) (torch, on the model's device).
+        raw: Signed, unnormalised maps ``sum_k mean_grad_k * mean_act_k`` (B, H, W).
+        targets: The class explained for each image (B,).
+        resolutions: The input sizes (h, w) the activations and gradients were taken at.
+        probabilities: Softmax probability of the target at each resolution (B, R).
+        postprocess: The post-processing ``saliency`` received, ``"cam"`` or ``"none"``.
     """
 
     saliency: torch.Tensor
@@ -166,8 +182,24 @@ class CAMERAS(GradCamCallable):
 
     The model's train/eval modes, ``requires_grad`` flags and hooks are restored after
     each call; the backward pass covers only the layers above ``target_layer`` (parameter
-    gradients are switched off during the call). ``target_layer`` must run once per forward
-    and output a (B, C, h, w) tensor.
+    gradients are switched off during the call).
+
+    Args:
+        model: The classifier to explain.
+        target_layer: A submodule of ``model`` (or a [Tap][ucag.layers.Tap] on it) that runs
+            once per forward and outputs a (B, C, h, w) tensor.
+        resolutions: The input sizes, each an int (square) or an (h, w) pair; None for the
+            official code's defaults, scaled to the input's size.
+        postprocess: ``"cam"`` (ReLU, min-max, blur) or ``"none"`` (the raw map).
+        blur: The Gaussian blur's (kernel, sigma) of ``"cam"``, or None (the official code).
+        batch_size: Images per forward/backward; results do not depend on it.
+
+    Raises:
+        TypeError: ``model`` or ``target_layer`` is not a ``torch.nn.Module``, or
+            ``resolutions`` or ``batch_size`` has the wrong type.
+        ValueError: ``target_layer`` is not a submodule of ``model``, ``postprocess`` is not
+            ``"cam"`` or ``"none"``, ``resolutions`` is empty or holds a size below 1, or
+            ``batch_size`` is below 1.
     """
 
     def __init__(
@@ -207,7 +239,15 @@ class CAMERAS(GradCamCallable):
         """Nothing to release: each call removes its own hooks."""
 
     def resolutions_for(self, size: tuple[int, int]) -> tuple[tuple[int, int], ...]:
-        """The input sizes (h, w) used for images of ``size`` (H, W)."""
+        """The input sizes (h, w) used for images of ``size`` (H, W).
+
+        Args:
+            size: The images' (H, W).
+
+        Returns:
+            The explicit ``resolutions``, or the official defaults scaled to ``size``:
+                ``side * (224 + 100 k) / 224`` rounded half up, k = 0..7.
+        """
         if self.resolutions is not None:
             return self.resolutions
         H, W = size
@@ -224,7 +264,24 @@ class CAMERAS(GradCamCallable):
         return self.explain(input_tensor, targets).saliency
 
     def explain(self, input_tensor: torch.Tensor, targets: Targets = None) -> CamerasExplanation:
-        """The CAMERAS explanation of a (B, C, H, W) batch for one target per image."""
+        """The CAMERAS explanation of a (B, C, H, W) batch for one target per image.
+
+        Args:
+            input_tensor: (B, C, H, W) floating-point images, moved to the model's device.
+            targets: One class per image (ints, a 1-D integer tensor or class target
+                objects), or None for the model's prediction on the input.
+
+        Returns:
+            The maps, raw and post-processed, with the targets, the resolutions and the
+                target's probability at each resolution.
+
+        Raises:
+            TypeError: ``input_tensor`` is not a floating-point tensor, or a target is not a
+                class index.
+            ValueError: ``input_tensor`` is not a non-empty (B, C, H, W) batch, a target is
+                out of range, or ``target_layer`` does not run once, output a (B, C, h, w)
+                tensor or influence the target logits.
+        """
         check_input(input_tensor)
         x = input_tensor.detach().to(model_device(self.model))
         size = (x.shape[-2], x.shape[-1])
@@ -327,7 +384,7 @@ def _fuse(activations: list[torch.Tensor], gradients: list[torch.Tensor], size: 
     resolutions is one matmul, ``[Y_1 ... Y_R] / R @ stack_r(A_r[k] @ X_r.T)``, several times
     faster on CPU than resizing every resolution separately (equal up to float rounding).
     Channels are fused in blocks: the full-resolution means of all C channels at once would
-    take C*H*W floats per image (250 MB at 224 px with 1280 channels)."""
+    take C·H·W floats per image (250 MB at 224 px with 1280 channels)."""
     H, W = size
     b, channels = activations[0].shape[:2]
     dtype = torch.promote_types(activations[0].dtype, torch.float32)

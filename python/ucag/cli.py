@@ -4,16 +4,16 @@
 writes, per image, one PNG with the photo, the base map and the UCAG map side by side.
 ``ucag demo`` runs ``explain`` on the bundled photos with the bundled sample model.
 ``ucag evaluate`` measures methods with and without UCAG over a dataset
-(:func:`ucag.eval.evaluate`); under ``torchrun`` it shards the dataset.
-``ucag tune`` sweeps UCAG settings on the user's images (:func:`ucag.eval.tune`).
+([ucag.eval.evaluate][ucag.eval.runner.evaluate]); under ``torchrun`` it shards the dataset.
+``ucag tune`` sweeps UCAG settings on the user's images ([ucag.eval.tune][ucag.eval.tuning.tune]).
 
 The command line is the application on top of both layers: it uses the library and the
-evaluation toolkit (:mod:`ucag.eval`), and its method choices come from the registry.
+evaluation toolkit ([ucag.eval][ucag.eval]), and its method choices come from the registry.
 
 Every failure prints one line ``ucag: error: ...`` naming the file or option and no
 traceback (``UCAG_DEBUG=1`` shows it): exit status 2 for a usage error (a bad argument,
-option, input file, model, layer or weights; :class:`UsageError`), 1 for a failure while
-running.
+option, input file, model, layer or weights; [UsageError][ucag.cli.UsageError]), 1 for a
+failure while running.
 """
 
 from __future__ import annotations
@@ -62,23 +62,34 @@ if TYPE_CHECKING:
 
 
 def base_methods() -> tuple[str, ...]:
-    """The methods ``explain``, ``demo`` and ``tune`` can put under UCAG: every base registered
-    when the parser is built (:mod:`ucag.eval.registry`)."""
+    """The methods ``explain``, ``demo`` and ``tune`` can put under UCAG.
+
+    Returns:
+        The names of every CAM or propagation base registered when the parser is built
+            ([ucag.eval.registry][ucag.eval.registry]).
+
+    Examples:
+        >>> from ucag.cli import base_methods
+        >>> "gradcam" in base_methods()
+        True
+    """
     return methods_of_kind("gradcam", "propagation")
 
 
-#: The longest error line :func:`main` prints (a state dict's key list can be very long).
+#: The longest error line `main` prints (a state dict's key list can be very long).
 MAX_ERROR_CHARS = 2000
 
 
 class UsageError(ValueError):
-    """A bad argument, option or input file. :func:`main` prints it as one line
-    ``ucag: error: ...`` and exits 2; any other exception is a failure while running:
-    one line with its type, exit 1."""
+    """A bad argument, option or input file.
+
+    [main][ucag.cli.main] prints it as one line ``ucag: error: ...`` and exits 2; any other
+    exception is a failure while running: one line with its type, exit 1. A `ValueError`.
+    """
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are :class:`UsageError` s, so that :func:`main`
+    """An ArgumentParser whose errors are `UsageError` s, so that `main`
     prints them as one line (no usage block) and returns 2 instead of exiting."""
 
     def error(self, message: str) -> NoReturn:
@@ -141,16 +152,28 @@ def _fraction(text: str) -> float:
 
 
 def read_image(path: str | Path) -> tuple[str, np.ndarray]:
-    """An image file or a bundled photo name -> (name, uint8 RGB array (H, W, 3)).
+    """An image file or a bundled photo name, read as 8-bit RGB.
 
-    The name is the file's stem (or the photo's name). Every mode Pillow reads becomes 8-bit
-    RGB: 16-bit greyscale ("I;16", and "I", as which Pillow opens 16-bit files) is divided
-    by 257, not clipped at 255; float images ("F") in [0, 1] are scaled by 255, others
-    stretched from their minimum to their maximum; transparency (RGBA, LA, PA, a palette or
-    colour key with transparency) is composited onto white; CMYK goes through the file's
-    ICC profile where it has one; the EXIF orientation is applied. A missing file, a folder,
-    a file that is no image and a truncated or damaged image raise :class:`UsageError`
-    naming the file."""
+    Every mode Pillow reads becomes 8-bit RGB: 16-bit greyscale ("I;16", and "I", as which
+    Pillow opens 16-bit files) is divided by 257, not clipped at 255; float images ("F") in
+    [0, 1] are scaled by 255, others stretched from their minimum to their maximum;
+    transparency (RGBA, LA, PA, a palette or colour key with transparency) is composited
+    onto white; CMYK goes through the file's ICC profile where it has one; the EXIF
+    orientation is applied.
+
+    Args:
+        path: An image file, or the name of a bundled photo (`ucag.data.SAMPLE_PHOTOS`) where
+            no such file exists.
+
+    Returns:
+        ``(name, rgb)``: the file's stem (or the photo's name) and a uint8 RGB array
+            (H, W, 3).
+
+    Raises:
+        UsageError: A missing file, a folder, a file that is no image, a truncated or damaged
+            image, or a colour mode that cannot be converted to RGB; the message names the
+            file.
+    """
     from .data import SAMPLE_PHOTOS, rgb8, sample_image
 
     text = str(path)
@@ -203,7 +226,7 @@ def _check_images(paths: Sequence[str]) -> None:
 
 def _submodule(model: nn.Module, name: str, what: str) -> nn.Module:
     """``model``'s layer ``name`` (a submodule, or a call site such as ``_swish@2``:
-    :func:`ucag.models.layer_by_name`) or a :class:`UsageError` for ``--layer``."""
+    `ucag.models.layer_by_name`) or a `UsageError` for ``--layer``."""
     from .models import layer_by_name
 
     try:
@@ -215,7 +238,7 @@ def _submodule(model: nn.Module, name: str, what: str) -> nn.Module:
 def _load_user_model(
     spec: str, weights: str | None, layer: str | None, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> PreparedModel:
-    """``--model`` through :func:`ucag.models.load_model` (its errors become ``--option:``
+    """``--model`` through `ucag.models.load_model` (its errors become ``--option:``
     usage errors), its suggested target layer reported on stderr; square inputs only."""
     from .models import load_model
 
@@ -362,6 +385,22 @@ def _device(text: str) -> torch.device:
 
 
 def explain(args: argparse.Namespace) -> int:
+    """Run ``ucag explain``: one PNG per image with the photo, the base map and the UCAG map.
+
+    The target is the model's top class unless ``--target`` names one. Signed maps
+    (``--postprocess none``) are drawn red for the class and blue against it.
+
+    Args:
+        args: The options [main][ucag.cli.main] parsed for the ``explain`` subcommand.
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        UsageError: A bad image file, an ``--out`` folder that is a file or cannot be created,
+            a model or ``--layer`` that the method cannot use, a ``--target`` that is not a
+            class of the model, or ``--units`` that do not fit the model's input size.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no window
@@ -429,6 +468,17 @@ def _classifier_target(index: int) -> ClassifierOutputTarget:
 
 
 def demo(args: argparse.Namespace) -> int:
+    """Run ``ucag demo``: [explain][ucag.cli.explain] on the bundled photos ``--photos``.
+
+    Args:
+        args: The options [main][ucag.cli.main] parsed for the ``demo`` subcommand.
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        UsageError: As [explain][ucag.cli.explain].
+    """
     args.images = args.photos
     return explain(args)
 
@@ -502,6 +552,25 @@ def _init_distributed() -> torch.device:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    """Run ``ucag evaluate``: [ucag.eval.evaluate][ucag.eval.runner.evaluate] over a dataset.
+
+    Every option is checked before anything is written to ``--out``, so a refused command
+    leaves the folder free for the corrected one. Without ``--device`` it joins the process
+    group a launcher such as ``torchrun`` describes and shards the dataset; rank 0 prints the
+    summary table.
+
+    Args:
+        args: The options [main][ucag.cli.main] parsed for the ``evaluate`` subcommand.
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        UsageError: Methods, variants, baselines or a target kind that do not go together, a
+            dataset that cannot be opened or holds no samples, a bad ``--device``, ``--out``
+            or model, or the runner refusing its arguments (e.g. ``--out`` holds a run with
+            other settings).
+    """
     from .eval.datasets import open_dataset
     from .eval.runner import evaluate as run_evaluation
 
@@ -569,6 +638,22 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
+    """Run ``ucag tune``: [ucag.eval.tune][ucag.eval.tuning.tune] on the user's images.
+
+    Writes ``tune.md`` (the table), ``tune.csv`` (deletion and insertion per setting and
+    image) and ``tune.png`` (the plot) to ``--out`` and prints the table.
+
+    Args:
+        args: The options [main][ucag.cli.main] parsed for the ``tune`` subcommand.
+
+    Returns:
+        The exit status, 0.
+
+    Raises:
+        UsageError: A bad image file, an ``--out`` folder that is a file or cannot be created,
+            a bad model, or a setting (units, patch fraction, scale) that does not fit the
+            model's input size.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no window
@@ -630,6 +715,24 @@ def tune(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``ucag`` command: parse the arguments and run the subcommand.
+
+    Every failure prints one line ``ucag: error: ...`` on stderr and no traceback
+    (``UCAG_DEBUG=1`` re-raises a failure while running, to show it).
+
+    Args:
+        argv: The arguments after the program name; None reads ``sys.argv``.
+
+    Returns:
+        The exit status: 0 on success, 2 for a usage error
+            ([UsageError][ucag.cli.UsageError]), 1 for a failure while running, 130 when
+            interrupted.
+
+    Examples:
+        >>> from ucag.cli import main
+        >>> main(["explain"])  # prints "ucag: error: the following arguments are required: IMAGE ..." on stderr
+        2
+    """
     from .data import SAMPLE_PHOTOS
 
     parser = _Parser(prog="ucag", description="UCAG saliency maps from the command line.")

@@ -1,4 +1,4 @@
-"""The explainer: :class:`UCAG` wraps an attribution method and returns UCAG maps.
+"""The explainer: [UCAG][ucag.explainer.UCAG] wraps an attribution method and returns UCAG maps.
 
 Flow of one call (docs/algorithm.md §1-5): resolve one target class per image; unfold every
 image into the grid's upsampled patches (Rust); run the base method on the patches in
@@ -42,9 +42,9 @@ from .options import (
 )
 from .postprocess import cam_postprocess, check_blur
 from .postprocess import postprocess as apply_postprocess
-from .targets import Target, confidence_weights, is_class_only, patch_boxes, resolve, row_confidence
+from .targets import Target, confidence_weights, describe, is_class_only, patch_boxes, resolve, row_confidence
 
-#: The arguments of :class:`UCAG` that are not settings: what it explains, with what.
+#: The arguments of `UCAG` that are not settings: what it explains, with what.
 _NOT_SETTINGS = ("self", "base", "model", "attribute_kwargs")
 
 
@@ -52,23 +52,28 @@ _NOT_SETTINGS = ("self", "base", "model", "attribute_kwargs")
 class Explanation:
     """Everything a UCAG call computed, to show how the map was built.
 
-    saliency: post-processed maps (B, H, W) (torch, on the model's device).
-    raw: signed, unnormalised UCAG maps M_b (B, H, W).
-    partials: the base method's partial map of every patch (B*N, h', w'); row b*N + p.
-    partials_normalised: True when the base method could only give normalised maps.
-    probabilities: the model's confidence in the target on every patch (B*N,): the softmax
-        probability of a class, or what the target's kind defines (docs/algorithm.md §3.1).
-    weights: confidence weight of every patch (B*N,).
-    targets: the class (or category, or binary side) explained for each image (B,); -1 for
-        targets without one (similarity, score).
-    explained: the :class:`ucag.targets.Target` of each image.
-    grid: the patch geometry.
-    truncated_backward: True when the backward pass stopped at the target layer.
-    global_view: how the full-image map was fused (None: not at all, the paper's method).
-    global_map: the base method's raw map of the full image, resized to (B, H, W), when fused.
-    fused: the fused map (B, H, W) that post-processing received instead of ``raw``.
-    chunk_size: patches per forward/backward at the end of the call (below ``batch_size``
-        after an out-of-memory back-off).
+    Attributes:
+        saliency: Post-processed maps (B, H, W) (torch, on the model's device).
+        raw: Signed, unnormalised UCAG maps M_b (B, H, W).
+        partials: The base method's partial map of every patch (B·N, h', w'); row b·N + p.
+        partials_normalised: True when the base method could only give normalised maps.
+        probabilities: The model's confidence in the target on every patch (B·N,): the
+            softmax probability of a class, or what the target's kind defines
+            (docs/algorithm.md §3.1).
+        weights: Confidence weight of every patch (B·N,).
+        targets: The class (or category, or binary side) explained for each image (B,); -1
+            for targets without one (similarity, score).
+        grid: The patch geometry.
+        base: The base method's name.
+        postprocess: The post-processing ``saliency`` received, ``"cam"`` or ``"none"``.
+        explained: The [Target][ucag.targets.Target] of each image.
+        truncated_backward: True when the backward pass stopped at the target layer.
+        global_view: How the full-image map was fused (None: not at all, the paper's method).
+        global_map: The base method's raw map of the full image, resized to (B, H, W), when
+            fused.
+        fused: The fused map (B, H, W) that post-processing received instead of ``raw``.
+        chunk_size: Patches per forward/backward at the end of the call (below
+            ``batch_size`` after an out-of-memory back-off).
     """
 
     saliency: torch.Tensor
@@ -96,55 +101,134 @@ class Explanation:
             f"postprocess={self.postprocess!r}, truncated_backward={self.truncated_backward}, global_view={self.global_view!r}, grid={self.grid!r})"
         )
 
+    def facts(self) -> str:
+        """One line on how the maps were made: the base, the grid, the targets, the post-processing.
+
+        Returns:
+            The line, e.g. ``"GradCAM · 1 image 224×224 · 6×6 patches of 124×124 px → 322×322
+                · class 281 · weights 1.22–1.66 · postprocess 'cam'"``.
+        """
+        grid = self.grid
+        images = self.raw.shape[0]
+        height, width = grid.image_size
+        labels = [describe(target) for target in self.explained[:4]]
+        more = f" +{len(self.explained) - 4}" if len(self.explained) > 4 else ""
+        parts = [
+            self.base,
+            f"{images} image{'s' if images != 1 else ''} {height}×{width}",
+            f"{grid.units}×{grid.units} patches of {grid.patch_size[0]}×{grid.patch_size[1]} px"
+            f" → {grid.scaled_size[0]}×{grid.scaled_size[1]}",
+            ", ".join(labels) + more if labels else "targets " + ", ".join(str(int(t)) for t in self.targets[:4]),
+            f"weights {float(self.weights.min()):.2f}–{float(self.weights.max()):.2f}",
+            f"postprocess {self.postprocess!r}",
+        ]
+        if self.global_view is not None:
+            parts.append(f"global view {self.global_view!r}")
+        if self.truncated_backward:
+            parts.append("backward stopped at the target layer")
+        return " · ".join(parts)
+
+    def _repr_html_(self) -> str | None:
+        """Jupyter's view: the facts and ucag.viz.show_explanation's figure (text without matplotlib)."""
+        try:
+            from .viz import explanation_html
+
+            return explanation_html(self)
+        except ImportError:
+            return None
+
 
 class UCAG(GradCamCallable):
     """Unfold and Conquer Attribution Guidance around an existing attribution method.
 
-    ``base`` is a pytorch-grad-cam CAM object, a Captum ``Attribution``, a zennit
-    ``Attributor``, one of :mod:`ucag.bases.propagation`'s methods, or a plain callable
-    ``fn(patches, targets) -> maps`` (then ``model=`` is required). A pytorch-grad-cam
-    *class* with ``model=`` (``UCAG(GradCAM, model=model)``) is built at the layer
-    :func:`ucag.layer_suggestion` finds, with the ``reshape_transform`` a ViT or Swin needs
-    (``layer_suggestion`` keeps the choice and its reason); a CAM object built on a
-    transformer's layer without a ``reshape_transform`` gets the matching one for UCAG's
-    calls. The model may return logits as a tensor, a tuple or a dict / Hugging Face
-    ``ModelOutput`` (``logits``).
+    A pytorch-grad-cam *class* with ``model=`` (``UCAG(GradCAM, model=model)``) is built at
+    the layer [layer_suggestion][ucag.models.layer_suggestion] finds, with the
+    ``reshape_transform`` a ViT or Swin needs (``layer_suggestion`` keeps the choice and its
+    reason); a CAM object built on a transformer's layer without a ``reshape_transform``
+    gets the matching one for UCAG's calls. The model may return logits as a tensor, a
+    tuple or a dict / Hugging Face ``ModelOutput`` (``logits``).
 
     Defaults are the paper's (docs/algorithm.md §1-4): a 6 x 6 grid of patches of 124/224
-    of the image, upsampled x2.6, weighted by ``exp(p)``. ``units``, ``patch_size``
-    (pixels, an (h, w) pair, a fraction of the image side or ``"image"``) and ``scale`` —
-    or ``scaled_size``, the patches' size in pixels after upsampling — form the
-    :class:`ucag.grid.GridSpec` (``grid_spec``); ``attribute_kwargs`` (a dict, e.g.
-    ``{"n_steps": 16}``) go to a Captum method's ``attribute``, checked against its
-    signature on construction.
-
-    ``fold`` is how the weighted partial maps are blended (docs/algorithm.md §4.1):
-    ``"box"`` is the paper's fold (every patch pixel counts 1, divided by the number of
-    patches that contain it, which jumps at every patch edge and leaves straight seams);
-    ``"linear"`` and ``"cosine"`` taper each patch side inside the image over its overlap
-    with the next patch and divide by the sum of the windows, so no seams.
+    of the image, upsampled x2.6, weighted by ``exp(p)``. ``units``, ``patch_size`` and
+    ``scale`` — or ``scaled_size`` — form the [GridSpec][ucag.grid.GridSpec] (``grid_spec``).
 
     Fixed-resolution models (ViT, DeiT, Swin from timm; torchvision's ViT; Hugging Face
-    ViTs — :func:`ucag.models.model_input_size`) accept only their input size: when
-    neither ``scale`` nor ``scaled_size`` is given, the patches are resized to it
+    ViTs — [model_input_size][ucag.models.model_input_size]) accept only their input size:
+    when neither ``scale`` nor ``scaled_size`` is given, the patches are resized to it
     automatically (each patch then grows by input size / patch size); a ``scaled_size`` or
     ``scale`` that gives another size is an error that says what to pass. The forward pass
     that picks the predicted class sees the image resized to the model's size.
 
-    ``postprocess="auto"`` means "cam" (ReLU, min-max to [0, 1], Gaussian blur ``blur``;
-    §5) for CAM-style bases and "none" (the signed raw map) for the others (zennit, LRP).
-
     Call it like a pytorch-grad-cam object: ``explainer(input_tensor=x, targets=[...])``
-    returns numpy float32 (B, H, W) maps; :meth:`explain` returns the full
-    :class:`Explanation`. Inputs on another device than the model are moved to it.
-    Use it as a context manager to release the base method's hooks on exit, as grad-cam's
-    ``with GradCAM(...) as cam`` does.
+    returns numpy float32 (B, H, W) maps; [explain][ucag.explainer.UCAG.explain] returns the
+    full [Explanation][ucag.explainer.Explanation]. Inputs on another device than the model
+    are moved to it. Use it as a context manager to release the base method's hooks on
+    exit, as grad-cam's ``with GradCAM(...) as cam`` does.
 
     For gradient-based CAMs the backward pass stops at the target layer (about 3x faster on
     CPU, same maps); methods that need input gradients (FullGrad, Captum, zennit) keep the
-    full backward. ``truncate_backward=False`` forces the full backward everywhere.
-    Probability-only forwards (``targets=None``, logits for adapters that cannot expose
-    them) run under ``torch.inference_mode()``.
+    full backward. Probability-only forwards (``targets=None``, logits for adapters that
+    cannot expose them) run under ``torch.inference_mode()``.
+
+    Args:
+        base: A pytorch-grad-cam CAM object (or CAM class, see above), a Captum
+            ``Attribution``, a zennit ``Attributor``, one of
+            [ucag.bases.propagation][ucag.bases.propagation]'s methods, or a plain callable
+            ``fn(patches, targets) -> maps``.
+        model: The model to explain; required for a plain callable and a CAM class, found
+            inside the other bases when None.
+        units: Patches per axis (n; n * n patches).
+        patch_size: Pixels (an int or an (h, w) pair), a fraction of the image side in
+            (0, 1], ``"image"``, or None for the paper's 124/224 of the side.
+        scale: The factor each patch is upsampled by (None: 2.6, or a fixed-resolution
+            model's input size).
+        scaled_size: The patches' size in pixels after upsampling, instead of ``scale``.
+        weighting: How a patch's confidence p becomes its weight (§3): ``"exp"`` (exp(p),
+            the paper's), ``"prob"`` (p) or ``"uniform"`` (1).
+        confidence: How integer targets are read on (B, K) logits: ``"softmax"`` classes
+            (the paper's) or ``"sigmoid"`` labels of a multi-label head (§3.1).
+        fold: How the weighted partial maps are blended (§4.1): ``"box"`` is the paper's
+            fold (every patch pixel counts 1, divided by the number of patches that contain
+            it, which jumps at every patch edge and leaves straight seams); ``"linear"`` and
+            ``"cosine"`` taper each patch side inside the image over its overlap with the
+            next patch and divide by the sum of the windows, so no seams.
+        batch_size: Patches per forward/backward, or ``"auto"`` (64 on a GPU, 16 on the
+            CPU); halved for good whenever a chunk runs out of device memory.
+        postprocess: ``"cam"`` (ReLU, min-max to [0, 1], Gaussian blur ``blur``; §5),
+            ``"none"`` (the signed raw map), or ``"auto"``: "cam" for CAM-style bases and
+            "none" for the others (zennit, LRP).
+        blur: The Gaussian blur's (kernel, sigma) of ``"cam"`` post-processing, or None.
+        progress: Show a progress bar over the chunks (tqdm).
+        truncate_backward: Stop a gradient-based CAM's backward pass at its target layer;
+            False forces the full backward everywhere.
+        global_view: Fuse the UCAG map with the base method's map of the full image
+            (``"product"`` or ``"mean"``; [fuse_global_view][ucag.explainer.fuse_global_view]),
+            or None: not at all, the paper's method.
+        global_weight: The global map's weight in ``"mean"`` fusion, in [0, 1].
+        attribute_kwargs: Options for a Captum method's ``attribute`` (a dict, e.g.
+            ``{"n_steps": 16}``), checked against its signature on construction.
+
+    Raises:
+        TypeError: A setting has the wrong type or is unknown, ``base`` is a class that is
+            not a pytorch-grad-cam CAM, or ``base``/``attribute_kwargs`` cannot be used.
+        ValueError: A setting is out of range, both ``scale`` and ``scaled_size`` are given,
+            ``scaled_size`` does not fit a fixed-resolution model, or the model is missing
+            where it is needed. Every message starts with the argument's name.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                       nn.Flatten(), nn.Linear(4, 2))
+        >>> def saliency(patches, targets):  # any fn(patches, targets) -> maps
+        ...     return patches.abs().sum(dim=1)
+        >>> explainer = UCAG(saliency, model=model, units=2, patch_size=24, scale=2.0)
+        >>> maps = explainer(torch.rand(2, 3, 32, 32), targets=[0, 1])
+        >>> maps.shape, maps.dtype
+        ((2, 32, 32), dtype('float32'))
+        >>> explanation = explainer.explain(torch.rand(1, 3, 32, 32), targets=[1])
+        >>> tuple(explanation.partials.shape), tuple(explanation.weights.shape)
+        ((4, 48, 48), (4,))
     """
 
     def __init__(
@@ -235,28 +319,42 @@ class UCAG(GradCamCallable):
 
     @staticmethod
     def settings() -> tuple[str, ...]:
-        """The settings :class:`UCAG` takes besides the base, the model and Captum's
-        options: its keyword arguments, read from its signature.
+        """The settings [UCAG][ucag.explainer.UCAG] takes besides the base, the model and Captum's options.
 
-        >>> UCAG.settings()[:4]
-        ('units', 'patch_size', 'scale', 'scaled_size')
+        Returns:
+            Its keyword arguments' names, read from its signature, in order.
+
+        Examples:
+            >>> UCAG.settings()[:4]
+            ('units', 'patch_size', 'scale', 'scaled_size')
         """
         return tuple(name for name in inspect.signature(UCAG.__init__).parameters if name not in _NOT_SETTINGS)
 
     @staticmethod
     def check_settings(**settings: Any) -> GridSpec:
-        """Raise, naming the argument, for any invalid setting among ``settings`` (names
-        from :meth:`settings`; the others take their defaults from :class:`UCAG`'s
-        signature), before a base method or model is touched; returns their
-        :class:`ucag.grid.GridSpec`. What the constructor checks, for callers that
-        validate options up front (:func:`ucag.eval.evaluate`).
+        """Check settings as the constructor does, before a base method or model is touched.
 
-        >>> UCAG.check_settings(units=3).units
-        3
-        >>> UCAG.check_settings(weighting="softmax")
-        Traceback (most recent call last):
-            ...
-        ValueError: weighting: expected 'exp', 'prob' or 'uniform', got 'softmax'
+        For callers that validate options up front ([evaluate][ucag.eval.runner.evaluate]).
+
+        Args:
+            **settings: Some of [settings][ucag.explainer.UCAG.settings]; the others take
+                their defaults from [UCAG][ucag.explainer.UCAG]'s signature.
+
+        Returns:
+            The settings' [GridSpec][ucag.grid.GridSpec].
+
+        Raises:
+            TypeError: A name is not a setting, or a setting has the wrong type.
+            ValueError: A setting is out of range, or both ``scale`` and ``scaled_size`` are
+                given. Every message starts with the argument's name.
+
+        Examples:
+            >>> UCAG.check_settings(units=3).units
+            3
+            >>> UCAG.check_settings(weighting="softmax")
+            Traceback (most recent call last):
+                ...
+            ValueError: weighting: expected 'exp', 'prob' or 'uniform', got 'softmax'
         """
         parameters = inspect.signature(UCAG.__init__).parameters
         unknown = sorted(set(settings) - set(UCAG.settings()))
@@ -290,18 +388,22 @@ class UCAG(GradCamCallable):
 
     @property
     def units(self) -> int:
+        """Patches per axis (n; n * n patches)."""
         return self.grid_spec.units
 
     @property
     def patch_size(self) -> PatchSize:
+        """The patch size as given, normalised (an int becomes an (h, w) pair; None: 124/224 of the side)."""
         return self.grid_spec.patch_size
 
     @property
     def scale(self) -> float:
+        """The factor each patch is upsampled by (unused when ``scaled_size`` is set)."""
         return self.grid_spec.scale
 
     @property
     def scaled_size(self) -> tuple[int, int] | None:
+        """The (h, w) every patch is resized to, or None when ``scale`` decides."""
         size = self.grid_spec.scaled_size
         assert not isinstance(size, int)  # GridSpec normalises an int to a pair
         return size
@@ -325,8 +427,19 @@ class UCAG(GradCamCallable):
         self._released = True
 
     def grid_for(self, size: tuple[int, int]) -> _core.Grid:
-        """The grid for images of ``size`` (H, W); for a fixed-resolution model, an error
-        unless its patches are resized to the model's input size."""
+        """The grid for images of ``size`` (H, W).
+
+        Args:
+            size: The images' (H, W).
+
+        Returns:
+            The patch geometry, from the explainer's [GridSpec][ucag.grid.GridSpec].
+
+        Raises:
+            ValueError: The settings do not fit images of this size, the upsampled patches'
+                sides are not multiples of what the model needs, or a fixed-resolution
+                model's patches are not resized to its input size.
+        """
         grid = self.grid_spec.grid(size)
         m = self.model_size_multiple
         if any(side % m for side in grid.scaled_size):
@@ -381,7 +494,30 @@ class UCAG(GradCamCallable):
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ) -> Explanation:
-        """The UCAG explanation of a (B, C, H, W) batch for one target per image."""
+        """The UCAG explanation of a (B, C, H, W) batch for one target per image.
+
+        Args:
+            input_tensor: (B, C, H, W) floating-point images, moved to the model's device.
+            targets: One target per image: class indices (ints or a 1-D integer tensor),
+                pytorch-grad-cam target objects or [ucag.targets][ucag.targets] objects; None
+                for the model's prediction.
+            aug_smooth: pytorch-grad-cam's test-time augmentation smoothing (grad-cam bases
+                only).
+            eigen_smooth: pytorch-grad-cam's first-principal-component smoothing (grad-cam
+                bases only).
+
+        Returns:
+            The post-processed and raw maps with every intermediate result (partial maps,
+                probabilities, weights, grid).
+
+        Raises:
+            RuntimeError: The explainer's ``with`` block has ended (the hooks are released).
+            TypeError: ``input_tensor`` is not a floating-point tensor, or targets the base
+                method cannot follow.
+            ValueError: ``input_tensor`` is not a non-empty (B, C, H, W) batch, a target is
+                out of range, the grid does not fit the images, or a smoothing option is set
+                for a base without it.
+        """
         if self._released:
             raise RuntimeError(
                 "UCAG: this explainer's with block has ended and released the base method's hooks; create a new UCAG (and base) to explain more"
@@ -405,9 +541,23 @@ class UCAG(GradCamCallable):
         return dataclasses.replace(self.conquer(patches, grid, target_ids, global_map), explained=explained)
 
     def resolve_targets(self, x: torch.Tensor, targets: Targets) -> list[Target]:
-        """One checked :class:`ucag.targets.Target` per image (:func:`ucag.targets.resolve`,
-        one forward of the model); targets other than softmax classes need a base that
-        follows grad-cam target objects."""
+        """One checked [Target][ucag.targets.Target] per image ([resolve][ucag.targets.resolve], one forward).
+
+        Args:
+            x: (B, C, H, W) images on the model's device (resized for a fixed-resolution
+                model before the forward).
+            targets: What [explain][ucag.explainer.UCAG.explain] takes; None for the model's
+                prediction.
+
+        Returns:
+            The resolved targets, one per image.
+
+        Raises:
+            TypeError: Targets other than softmax classes with a base that does not follow
+                grad-cam target objects, or something that is not a target.
+            ValueError: The number of targets is not B, or a target does not fit the model's
+                output or the image size.
+        """
         explained = resolve(self.model, self._model_view(x), targets, self.confidence)
         if not is_class_only(explained) and not isinstance(self.adapter, GradCamAdapter):
             kind = next(t.kind for t in explained if type(t).kind != "class")
@@ -426,10 +576,24 @@ class UCAG(GradCamCallable):
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ) -> PatchAttribution:
-        """The base method on every patch of every image (docs/algorithm.md §2), in chunks
-        of ``batch_size``: partial maps (B*N, h', w') and logits (B*N, K), or, for targets
-        other than softmax classes (resolved :class:`ucag.targets.Target` objects), each
-        patch's confidence in its target on the patch (§3.1)."""
+        """The base method on every patch of every image (docs/algorithm.md §2), in chunks.
+
+        Chunks of ``chunk_size`` patches run across all images, one image unfolded at a time.
+
+        Args:
+            x: (B, C, H, W) images on the model's device.
+            grid: The patch geometry for the images' size.
+            target_ids: (B,) class of each image (-1 for targets without one).
+            targets: The resolved [Target][ucag.targets.Target] objects (one per image) or
+                the caller's targets, whose grad-cam target objects the base follows.
+            aug_smooth: pytorch-grad-cam's test-time augmentation smoothing.
+            eigen_smooth: pytorch-grad-cam's first-principal-component smoothing.
+
+        Returns:
+            Partial maps (B·N, h', w') and logits (B·N, K), or, for targets other than
+                softmax classes (resolved [Target][ucag.targets.Target] objects), each patch's
+                confidence in its target on the patch (§3.1).
+        """
         n = grid.num_patches
         chunks = self._patch_chunks(x, grid)
         row_ids = target_ids.repeat_interleave(n).clamp(min=0)
@@ -450,8 +614,22 @@ class UCAG(GradCamCallable):
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ) -> torch.Tensor:
-        """The base method on the full images, its raw maps resized to (H, W) with the
-        fold's bilinear resize (§4): the global view (B, H, W)."""
+        """The global view: the base method on the full images.
+
+        Args:
+            x: (B, C, H, W) images on the model's device.
+            target_ids: (B,) class of each image (-1 for targets without one).
+            targets: The resolved targets or the caller's, whose grad-cam target objects the
+                base follows.
+            aug_smooth: pytorch-grad-cam's test-time augmentation smoothing.
+            eigen_smooth: pytorch-grad-cam's first-principal-component smoothing.
+
+        Returns:
+            The raw maps (B, H, W), resized to (H, W) with the fold's bilinear resize (§4).
+
+        Raises:
+            ValueError: A fixed-resolution model does not take images of this size.
+        """
         x_model = self._model_view(x)
         if x_model is not x:
             raise ValueError(
@@ -478,7 +656,7 @@ class UCAG(GradCamCallable):
         object), with a progress bar when asked; the parts joined. With ``confidence_of``
         (one target per row), each row's confidence in it is read from the chunk's outputs,
         which are then dropped. A chunk that runs out of device memory is split and retried
-        (:func:`ucag._chunks.run_in_chunks`)."""
+        (`ucag._chunks.run_in_chunks`)."""
         if self.progress:
             from tqdm.auto import tqdm
 
@@ -527,10 +705,33 @@ class UCAG(GradCamCallable):
         global_view: GlobalView | None | Literal["default"] = "default",
         global_weight: float | None = None,
     ) -> Explanation:
-        """Confidence weighting, fold, the optional global-view fusion and post-processing
-        (docs/algorithm.md §3-5) of computed partial maps. ``weighting``, ``fold``,
-        ``global_view`` and ``global_weight`` override the explainer's own settings, so one
-        patch pass can be conquered several ways (:func:`ucag.tune`)."""
+        """Conquer computed partial maps: weight, fold, fuse and post-process them.
+
+        Confidence weighting, fold, the optional global-view fusion and post-processing
+        (docs/algorithm.md §3-5). ``weighting``, ``fold``, ``global_view`` and
+        ``global_weight`` override the explainer's own settings, so one patch pass can be
+        conquered several ways ([tune][ucag.eval.tuning.tune]).
+
+        Args:
+            patches: What [attribute_patches][ucag.explainer.UCAG.attribute_patches] returned.
+            grid: The patch geometry the patches were unfolded with.
+            target_ids: (B,) class of each image (-1 for targets without one).
+            global_map: The global view from
+                [attribute_global][ucag.explainer.UCAG.attribute_global], needed when a
+                global view is fused.
+            weighting: Overrides the explainer's ``weighting``.
+            fold: Overrides the explainer's ``fold``.
+            global_view: Overrides the explainer's ``global_view`` (None: no fusion);
+                ``"default"`` keeps it.
+            global_weight: Overrides the explainer's ``global_weight``.
+
+        Returns:
+            The explanation (its ``explained`` targets left empty).
+
+        Raises:
+            ValueError: A global view is to be fused without ``global_map``, or an override
+                is not a valid value.
+        """
         weighting = self.weighting if weighting is None else weighting
         fold = self.fold if fold is None else fold
         view: GlobalView | None = self.global_view if global_view == "default" else global_view
@@ -607,16 +808,37 @@ def _concatenated(parts: list[PatchAttribution]) -> PatchAttribution:
 
 
 def _resolved(targets: Any) -> bool:
-    """True for a list of :class:`ucag.targets.Target` (what :meth:`UCAG.resolve_targets` gives)."""
+    """True for a list of `ucag.targets.Target` (what `UCAG.resolve_targets` gives)."""
     return isinstance(targets, list) and bool(targets) and all(isinstance(t, Target) for t in targets)
 
 
 def fuse_global_view(
     raw: torch.Tensor, global_map: torch.Tensor, mode: GlobalView, weight: float = 0.5
 ) -> torch.Tensor:
-    """Fuse UCAG maps with the full-image maps, both ReLU'd and min-max scaled to [0, 1]
-    per image: ``"product"`` multiplies them; ``"mean"`` blends them as
-    ``(1 - weight) * ucag + weight * global``."""
+    """Fuse UCAG maps with the full-image maps (docs/algorithm.md §5).
+
+    Both are ReLU'd and min-max scaled to [0, 1] per image first.
+
+    Args:
+        raw: Raw UCAG maps (B, H, W).
+        global_map: The base method's raw maps of the full images (B, H, W).
+        mode: ``"product"`` multiplies them; ``"mean"`` blends them as
+            ``(1 - weight) * ucag + weight * global``.
+        weight: The global maps' weight in ``"mean"``.
+
+    Returns:
+        The fused maps (B, H, W).
+
+    Raises:
+        ValueError: ``mode`` is not ``"product"`` or ``"mean"``.
+
+    Examples:
+        >>> import torch
+        >>> ucag_map = torch.tensor([[[0.0, 2.0]]])
+        >>> global_map = torch.tensor([[[2.0, 0.0]]])
+        >>> fuse_global_view(ucag_map, global_map, "mean", weight=0.25).tolist()
+        [[[0.25, 0.75]]]
+    """
     ucag_map, global_part = cam_postprocess(raw, blur=None), cam_postprocess(global_map, blur=None)
     if mode == "product":
         return ucag_map * global_part

@@ -1,6 +1,7 @@
-"""What every picture shares, for :mod:`ucag.viz` and the evaluation toolkit's plots
-(:mod:`ucag.eval.plots`, :mod:`ucag.eval.sanity`): a map checked and read as an array, the
-axes a caller passes, and matplotlib's pyplot, an optional dependency."""
+"""What every picture shares, for [ucag.viz][ucag.viz] and the evaluation toolkit's plots
+([ucag.eval.plots][ucag.eval.plots], [ucag.eval.sanity][ucag.eval.sanity]): a map checked
+and read as an array, the axes a caller passes, and matplotlib's pyplot, an optional
+dependency."""
 
 from __future__ import annotations
 
@@ -20,12 +21,38 @@ MapLike = torch.Tensor | np.ndarray
 
 
 def pyplot() -> ModuleType:
-    """``matplotlib.pyplot``; an ImportError naming the examples extra without matplotlib."""
+    """``matplotlib.pyplot``, imported on first use.
+
+    Returns:
+        The ``matplotlib.pyplot`` module.
+
+    Raises:
+        ImportError: matplotlib is not installed; the message names the ``examples`` extra.
+    """
     return require("matplotlib.pyplot", "examples", "ucag.viz")
 
 
 def map_array(value: MapLike, argument: str) -> np.ndarray:
-    """A map as a finite float64 numpy array, any number of dimensions."""
+    """A map as a finite float64 numpy array, any number of dimensions.
+
+    Args:
+        value: A torch tensor (any device; not a meta tensor) or a numpy array of real
+            numbers (bool, int, unsigned or float).
+        argument: The argument's name, which starts every error message.
+
+    Returns:
+        A float64 copy of the values, detached and on the CPU.
+
+    Raises:
+        TypeError: ``value`` is neither a tensor nor an array, or holds no real numbers.
+        ValueError: ``value`` is a meta tensor, empty, or contains NaN or Inf.
+
+    Examples:
+        >>> import torch
+        >>> array = map_array(torch.ones(2, 3, dtype=torch.float16), "saliency")
+        >>> array.dtype, array.shape
+        (dtype('float64'), (2, 3))
+    """
     if isinstance(value, torch.Tensor):
         if value.device.type == "meta":
             raise ValueError(f"{argument}: a meta tensor has no values to draw")
@@ -46,7 +73,20 @@ def map_array(value: MapLike, argument: str) -> np.ndarray:
 
 
 def given_axes(axes: Any, count: int, argument: str) -> list[Axes] | None:
-    """The caller's axes as a flat list of ``count`` axes (None when none were given)."""
+    """The caller's axes as a flat list of ``count`` axes.
+
+    Args:
+        axes: None, one matplotlib ``Axes``, or any (nested) sequence or array of them.
+        count: How many axes the plot needs.
+        argument: The argument's name, which starts every error message.
+
+    Returns:
+        The axes, flattened in row-major order; None when ``axes`` is None.
+
+    Raises:
+        TypeError: An item is not a matplotlib ``Axes``.
+        ValueError: There are not exactly ``count`` axes.
+    """
     if axes is None:
         return None
     from matplotlib.axes import Axes as AxesType

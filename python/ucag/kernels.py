@@ -1,6 +1,6 @@
-"""The public kernels :func:`unfold`, :func:`confidence` and :func:`fold` (docs/algorithm.md
-sections 1, 3 and 4): one place that checks the arguments every path shares and sends each
-call where its data is.
+"""The public kernels [unfold][ucag.kernels.unfold], [confidence][ucag.kernels.confidence]
+and [fold][ucag.kernels.fold] (docs/algorithm.md sections 1, 3 and 4): one place that
+checks the arguments every path shares and sends each call where its data is.
 
 - numpy arrays, and CPU float32/float64 tensors as zero-copy numpy views (the output is
   wrapped back without a copy) -> the portable core ``ucag._core`` (ndarray + rayon, GIL
@@ -8,10 +8,11 @@ call where its data is.
   tch kernels' speed for fold and unfold (``benchmarks/kernels.py``);
 - other tensors on cpu/cuda (CUDA, CPU half precision) when the tch module matches the
   installed torch -> ``ucag._tch`` (libtorch on the tensor's device);
-- every other tensor -> torch operations on its device (:mod:`ucag.torch_ops`).
+- every other tensor -> torch operations on its device ([ucag.torch_ops][ucag.torch_ops]).
 
 ``UCAG_KERNELS=tch`` sends every cpu/cuda tensor to the tch module; ``portable`` never
-loads it. Which applies is :func:`ucag.show_config`'s business (:mod:`ucag.runtime`).
+loads it. Which applies is [ucag.show_config][ucag.runtime.show_config]'s business
+([ucag.runtime][ucag.runtime]).
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ Targets = torch.Tensor | Sequence[int] | npt.NDArray[np.integer]
 
 
 def tensor_path(tensor: torch.Tensor) -> runtime.KernelPath:
-    """The kernels a call on ``tensor`` runs (:func:`ucag.runtime.kernel_path`)."""
+    """The kernels a call on ``tensor`` runs ([kernel_path][ucag.runtime.kernel_path]).
+
+    Args:
+        tensor: The tensor the call takes (its device type and dtype decide).
+
+    Returns:
+        ``"tch"``, ``"portable"`` or ``"torch ops"``.
+    """
     return runtime.kernel_path(tensor.device.type, tensor.dtype)
 
 
@@ -77,7 +85,7 @@ def _numpy_view(tensor: torch.Tensor) -> np.ndarray:
 
 
 def _tch() -> ModuleType:
-    """The tch module, where :func:`tensor_path` chose it (it is loaded then)."""
+    """The tch module, where `tensor_path` chose it (it is loaded then)."""
     module = runtime.tch_module()
     if module is None:  # pragma: no cover - tensor_path returns "tch" only with the module
         raise RuntimeError("the tch module is not loaded")
@@ -89,12 +97,29 @@ def _geometry(grid: Grid) -> tuple:
 
 
 def unfold(images: Array, grid: Grid) -> Array:
-    """Patches of every image, bicubically resized to the grid's scaled size.
+    """Patches of every image, bicubically resized to the grid's scaled size (docs/algorithm.md §1).
 
-    images: (B, C, H, W) floating torch tensor (any device, any strides) or numpy float32/
-    float64 array. Returns (B*N, C, S_h, S_w) of the same kind, dtype and device, without
-    gradient; row b*N + p is patch p (row-major) of image b. ValueError/TypeError name the
-    argument on bad input.
+    Args:
+        images: (B, C, H, W) floating torch tensor (any device, any strides) or numpy
+            float32/float64 array, of the grid's image size.
+        grid: The patch geometry.
+
+    Returns:
+        (B·N, C, S_h, S_w) patches of the same kind, dtype and device, without gradient;
+            row b·N + p is patch p (row-major) of image b.
+
+    Raises:
+        TypeError: ``grid`` is not a [Grid][ucag.Grid], or ``images`` is not a dense
+            floating-point tensor or float32/float64 array.
+        ValueError: ``images`` has the wrong shape for the grid, contains NaN or Inf, or is
+            a meta tensor. Every message starts with the argument's name.
+
+    Examples:
+        >>> import torch
+        >>> from ucag import Grid
+        >>> grid = Grid((8, 8), units=2, patch_size=6, scale=2.0)
+        >>> unfold(torch.rand(3, 3, 8, 8), grid).shape
+        torch.Size([12, 3, 12, 12])
     """
     grid = _check_grid(grid)
     if not isinstance(images, torch.Tensor):
@@ -136,14 +161,37 @@ def confidence(
 def confidence(
     logits: Array, targets: Targets, mode: Weighting = "exp", *, return_probabilities: bool = False
 ) -> Array | tuple[Array, Array]:
-    """Per-patch weights from logits: the softmax probability p of each row's target class,
-    mapped by ``mode``: "exp" -> exp(p) (the paper), "prob" -> p, "uniform" -> 1.
+    """Per-patch weights from logits (docs/algorithm.md §3).
 
-    logits: (rows, K) floating torch tensor or numpy float array; targets: one class per row
-    (a sequence of ints, or an integer tensor on the logits' device). Returns (rows,)
-    weights in the logits' kind, dtype and device; with ``return_probabilities=True``,
-    ``(probabilities, weights)`` from one softmax, equal bit for bit to what two calls
-    with "prob" and ``mode`` return.
+    The softmax probability p of each row's target class, mapped by ``mode``: "exp" ->
+    exp(p) (the paper), "prob" -> p, "uniform" -> 1.
+
+    Args:
+        logits: (rows, K) floating torch tensor or numpy float array.
+        targets: One class per row: a sequence of ints, or an integer tensor on the logits'
+            device.
+        mode: How a probability becomes a weight: ``"exp"``, ``"prob"`` or ``"uniform"``.
+        return_probabilities: Also return the probabilities.
+
+    Returns:
+        (rows,) weights in the logits' kind, dtype and device; with
+            ``return_probabilities=True``, ``(probabilities, weights)`` from one softmax, equal
+            bit for bit to what two calls with "prob" and ``mode`` return.
+
+    Raises:
+        TypeError: ``logits`` is not a dense floating-point tensor or array, or a target
+            tensor does not hold integers.
+        ValueError: A bad shape, a target count other than one per row, a class out of
+            range, an unknown ``mode``, NaN or Inf logits, or tensors on different devices.
+
+    Examples:
+        >>> import torch
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+        >>> [round(w, 4) for w in confidence(logits, [0, 1]).tolist()]  # exp(p)
+        [2.4128, 1.6487]
+        >>> probabilities, weights = confidence(logits, [0, 1], "uniform", return_probabilities=True)
+        >>> [round(p, 4) for p in probabilities.tolist()], weights.tolist()
+        ([0.8808, 0.5], [1.0, 1.0])
     """
     if not isinstance(logits, torch.Tensor):
         listed = targets.tolist() if isinstance(targets, torch.Tensor) else targets
@@ -179,21 +227,58 @@ def confidence(
 
 
 def check_fold_window(window: object, argument: str = "window") -> FoldWindow:
-    """``window`` if it names a fold window (:data:`FOLD_WINDOWS`), else a ValueError
-    naming ``argument``."""
+    """``window`` if it names a fold window (`FOLD_WINDOWS`), else a ValueError naming ``argument``.
+
+    Args:
+        window: The value to check.
+        argument: The argument's name, which starts the error message.
+
+    Returns:
+        ``window``, unchanged.
+
+    Raises:
+        ValueError: ``window`` is not ``"box"``, ``"linear"`` or ``"cosine"``.
+    """
     check_choice(argument, window, FoldWindow, " ('box' is the paper's fold)")
     return window  # type: ignore[return-value]
 
 
 def fold(maps: Array, weights: Array, grid: Grid, window: FoldWindow = "box") -> Array:
-    """Conquer: resize each partial map bilinearly to the patch size, weight it, add it at
-    its patch's place and divide by the coverage D ("box", the paper's fold) — or, with a
-    tapered ``window`` ("linear", "cosine"), weigh each patch's pixels by its window and
-    divide by the sum of the windows (docs/algorithm.md §4.1; :meth:`ucag.Grid.fold_weights`).
+    """Conquer: weighted partial maps -> one raw map per image (docs/algorithm.md §4).
 
-    maps: (B*N, h', w') or (B*N, 1, h', w') at any resolution; weights: (B*N,). Both torch
-    tensors on one device, or both numpy arrays. Returns the raw (signed, unnormalised)
-    UCAG maps (B, H, W) in the maps' kind, dtype and device.
+    Resize each partial map bilinearly to the patch size, weight it, add it at its patch's
+    place and divide by the coverage D ("box", the paper's fold) — or, with a tapered
+    ``window`` ("linear", "cosine"), weigh each patch's pixels by its window and divide by
+    the sum of the windows (§4.1; [Grid.fold_weights][ucag.Grid.fold_weights]).
+
+    Args:
+        maps: (B·N, h', w') or (B·N, 1, h', w') partial maps at any resolution.
+        weights: (B·N,) patch weights. Both torch tensors on one device, or both numpy
+            arrays.
+        grid: The patch geometry the maps were unfolded with.
+        window: The fold window: ``"box"``, ``"linear"`` or ``"cosine"``.
+
+    Returns:
+        The raw (signed, unnormalised) UCAG maps (B, H, W) in the maps' kind, dtype and
+            device.
+
+    Raises:
+        TypeError: ``grid`` is not a [Grid][ucag.Grid], ``maps`` and ``weights`` are not of
+            one kind, or not dense floating-point data.
+        ValueError: Bad shapes (a row count that is not a multiple of N, weights that do not
+            match), an unknown ``window``, NaN or Inf values, or tensors on different devices.
+
+    Examples:
+        >>> import torch
+        >>> from ucag import Grid
+        >>> grid = Grid((8, 8), units=2, patch_size=6, scale=2.0)  # 4 patches, offsets 0 and 2
+        >>> raw = fold(torch.ones(4, 3, 3), torch.tensor([1.0, 2.0, 3.0, 4.0]), grid)
+        >>> raw.shape
+        torch.Size([1, 8, 8])
+        >>> raw[0, [0, 0, 7, 7], [0, 7, 0, 7]].tolist()  # each corner lies in one patch
+        [1.0, 2.0, 3.0, 4.0]
+        >>> raw[0, 4, 4].item()  # the centre lies in all four: their mean
+        2.5
     """
     grid = _check_grid(grid)
     window = check_fold_window(window)

@@ -11,16 +11,18 @@ runs once per forward (docs/algorithm.md §8.1):
   ``F.relu(features)``);
 - the tokens **entering a transformer block** that no module outputs on its own.
 
-A :class:`Tap` stands in for such a map: an identity module that a :class:`CallSite`'s
-output passes through while the tap is attached (:meth:`Tap.attached`). A CAM built on the
-tap sees exactly that call's output and gradient. :func:`attached` attaches every tap among
-a CAM's layers for the duration of a call; ucag's adapters, baselines and evaluation do so
-for every call, and the model is left without a hook afterwards.
+A [Tap][ucag.layers.Tap] stands in for such a map: an identity module that a
+[CallSite][ucag.layers.CallSite]'s output passes through while the tap is attached
+([Tap.attached][ucag.layers.Tap.attached]). A CAM built on the tap sees exactly that call's
+output and gradient. [attached][ucag.layers.attached] attaches every tap among a CAM's layers
+for the duration of a call; ucag's adapters, baselines and evaluation do so for every call,
+and the model is left without a hook afterwards.
 
-:func:`checked_target_layers` guards every CAM call ucag makes: a target layer that runs
-more than once (or never) in one forward, or whose output's first dimension is not the
-input's batch (hybrid models that fold image patches into the batch), raises
-:class:`TargetLayerError` before any map is made, naming the layer and suggesting one.
+[checked_target_layers][ucag.layers.checked_target_layers] guards every CAM call ucag makes: a
+target layer that runs more than once (or never) in one forward, or whose output's first
+dimension is not the input's batch (hybrid models that fold image patches into the batch),
+raises [TargetLayerError][ucag.layers.TargetLayerError] before any map is made, naming the
+layer and suggesting one.
 """
 
 from __future__ import annotations
@@ -47,10 +49,32 @@ def _ordinal(n: int) -> str:
 
 @dataclass(frozen=True, eq=False)
 class CallSite:
-    """One place in a forward pass of ``model``: see :data:`SiteKind`. ``name`` is how ucag
-    writes it (``"_swish@2"``: the output of ``_swish``'s 2nd call; ``"F.relu@121"``: the
-    121st call of ``torch.nn.functional.relu``; ``"blocks.11@input"``), which
-    :func:`ucag.models.layer_by_name` reads back."""
+    """One place in a forward pass of ``model``, where a [Tap][ucag.layers.Tap] reads a map.
+
+    ``name`` is how ucag writes it (``"_swish@2"``: the output of ``_swish``'s 2nd call;
+    ``"F.relu@121"``: the 121st call of ``torch.nn.functional.relu``; ``"blocks.11@input"``),
+    which [layer_by_name][ucag.models.layer_by_name] reads back.
+
+    Attributes:
+        model: The model whose forward pass the site is in.
+        kind: A `SiteKind`: ``"output"``, the ``occurrence``-th call of ``module`` (its
+            output); ``"function"``, the ``occurrence``-th call of the activation ``function``
+            in the forward pass (its output); ``"input"``, the tokens entering ``module`` (its
+            first positional input, or its first tensor keyword argument).
+        name: The site's name, as above.
+        module: The module called (kinds ``"output"`` and ``"input"``), else None.
+        function: The activation function called (kind ``"function"``), else None.
+        occurrence: 0-based, among the calls of the module or function in one forward.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from ucag.layers import CallSite
+        >>> act = nn.ReLU()
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), act, nn.Conv2d(4, 4, 3), act)
+        >>> CallSite(model, "output", "1@2", module=act, occurrence=1).describe()
+        "the output of the 2nd call of '1' (ReLU)"
+    """
 
     model: nn.Module
     kind: SiteKind
@@ -60,6 +84,11 @@ class CallSite:
     occurrence: int = 0  # 0-based, among the calls of the module or function in one forward
 
     def describe(self) -> str:
+        """The site in words, for error messages.
+
+        Returns:
+            A phrase such as ``"the output of the 2nd call of '_swish' (MemoryEfficientSwish)"``.
+        """
         if self.kind == "function":
             return f"the {_ordinal(self.occurrence + 1)} call of {self.name.partition('@')[0]}() in a forward pass"
         module = self.name.partition("@")[0]
@@ -69,17 +98,38 @@ class CallSite:
 
 
 class Tap(nn.Identity):
-    """A target layer for a map that no module of the model outputs once per forward: the
-    output of one call of a shared module, of an activation function, or a block's input.
+    """A target layer for a map that no module of the model outputs once per forward.
 
-    While :meth:`attached`, that call's output passes through this module once per forward
-    of the model, so a CAM's hooks on the tap record exactly that map and its gradient; the
-    model computes what it computed before. ucag attaches taps for every call it makes
-    (:func:`attached`); to use one with a plain pytorch-grad-cam object::
+    The map is the output of one call of a shared module, of an activation function, or a
+    block's input. While [attached][ucag.layers.Tap.attached], that call's output passes
+    through this module once per forward of the model, so a CAM's hooks on the tap record
+    exactly that map and its gradient; the model computes what it computed before. ucag
+    attaches taps for every call it makes ([attached][ucag.layers.attached]); to use one with a
+    plain pytorch-grad-cam object:
 
-        suggestion = ucag.layer_suggestion(model)        # suggestion.layer may be a Tap
-        with suggestion.attached(), GradCAM(model, [suggestion.layer]) as cam:
-            maps = cam(input_tensor=x, targets=targets)
+    ```python
+    suggestion = ucag.layer_suggestion(model)        # suggestion.layer may be a Tap
+    with suggestion.attached(), GradCAM(model, [suggestion.layer]) as cam:
+        maps = cam(input_tensor=x, targets=targets)
+    ```
+
+    Args:
+        site: The call site whose output (or input) the tap stands for.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from ucag.layers import CallSite, Tap
+        >>> act = nn.ReLU()
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), act, nn.Conv2d(4, 4, 3), act)
+        >>> tap = Tap(CallSite(model, "output", "1@2", module=act, occurrence=1))
+        >>> seen = []
+        >>> handle = tap.register_forward_hook(lambda module, args, output: seen.append(output.shape))
+        >>> with tap.attached():
+        ...     _ = model(torch.zeros(1, 3, 8, 8))
+        >>> seen
+        [torch.Size([1, 4, 4, 4])]
+        >>> handle.remove()
     """
 
     def __init__(self, site: CallSite) -> None:
@@ -93,15 +143,27 @@ class Tap(nn.Identity):
 
     @property
     def name(self) -> str:
+        """The name of the tap's call site (``"_swish@2"``, ``"F.relu@121"``, ``"blocks.11@input"``)."""
         return self.site.name
 
     def extra_repr(self) -> str:
+        """The site's name, shown in the tap's repr.
+
+        Returns:
+            The name of the tap's call site.
+        """
         return self.site.name
 
     @contextlib.contextmanager
     def attached(self) -> Iterator[None]:
-        """Route the site's output through the tap for the block (nested blocks attach once);
-        the model's hooks are removed on exit, also when the block raises."""
+        """Route the site's output through the tap for the block.
+
+        Nested blocks attach once; the model's hooks are removed on exit, also when the block
+        raises.
+
+        Yields:
+            None; the tap is attached while the block runs.
+        """
         if self._depth:
             self.__dict__["_depth"] += 1
             try:
@@ -184,8 +246,16 @@ class _FunctionTap(TorchFunctionMode):
 
 @contextlib.contextmanager
 def attached(layers: Sequence[Any]) -> Iterator[None]:
-    """Every :class:`Tap` among ``layers`` attached for the block (other layers need
-    nothing)."""
+    """Every [Tap][ucag.layers.Tap] among ``layers`` attached for the block.
+
+    Other layers need nothing.
+
+    Args:
+        layers: A CAM's target layers: modules, taps among them.
+
+    Yields:
+        None; the taps are attached while the block runs.
+    """
     with contextlib.ExitStack() as stack:
         for layer in layers:
             if isinstance(layer, Tap):
@@ -194,8 +264,11 @@ def attached(layers: Sequence[Any]) -> Iterator[None]:
 
 
 class TargetLayerError(ValueError):
-    """A CAM's target layer that a CAM cannot use: it runs more than once (or never) per
-    forward, or its output does not keep the input's batch."""
+    """A CAM's target layer that a CAM cannot use.
+
+    It runs more than once (or never) per forward, or its output does not keep the input's
+    batch. A `ValueError`.
+    """
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
@@ -209,7 +282,23 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
 
 
 def layer_name(model: nn.Module, layer: nn.Module) -> str:
-    """How ``layer`` is named in ``model`` (a tap: its site's name)."""
+    """How ``layer`` is named in ``model`` (a tap: its site's name).
+
+    Args:
+        model: The model that holds ``layer``.
+        layer: A module of ``model`` or a [Tap][ucag.layers.Tap].
+
+    Returns:
+        The layer's qualified name in ``model``, the tap's site name, or the layer's class
+            name when ``model`` does not hold it.
+
+    Examples:
+        >>> from torch import nn
+        >>> from ucag.layers import layer_name
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        >>> layer_name(model, model[1]), layer_name(model, nn.Tanh())
+        ('1', 'Tanh')
+    """
     if isinstance(layer, Tap):
         return layer.name
     return next((n for n, m in model.named_modules() if m is layer), type(layer).__name__)
@@ -232,12 +321,41 @@ def _suggestion_hint(model: nn.Module) -> str:
 
 @contextlib.contextmanager
 def checked_target_layers(model: nn.Module, layers: Sequence[Any], argument: str = "target_layers") -> Iterator[None]:
-    """Within the block, every forward of ``model`` checks ``layers`` (a CAM's target
-    layers): none runs more than once, a :class:`Tap` runs exactly once, and each output's
-    first dimension is the batch of the model's input; else :class:`TargetLayerError` (a
-    ValueError) naming ``argument``, the layer and how often it ran, with a suggested
-    layer. Raised during the forward pass, so before any map is made. (A module may run 0
-    times: AblationCAM swaps it out for its ablation forwards.) Hooks are removed on exit."""
+    """Within the block, every forward of ``model`` checks a CAM's target layers.
+
+    None of ``layers`` runs more than once, a [Tap][ucag.layers.Tap] runs exactly once, and
+    each output's first dimension is the batch of the model's input. The error is raised
+    during the forward pass, so before any map is made. (A module may run 0 times:
+    AblationCAM swaps it out for its ablation forwards.) Hooks are removed on exit.
+
+    Args:
+        model: The model whose forwards are checked.
+        layers: A CAM's target layers (entries that are not modules are not checked).
+        argument: The argument name the error messages start with.
+
+    Yields:
+        None; the checks are in place while the block runs.
+
+    Raises:
+        TargetLayerError: In a forward of ``model``, when a layer runs more than once, a tap
+            runs 0 times, or a layer's output does not keep the batch; the message names
+            ``argument``, the layer and how often it ran, with a suggested layer.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from ucag.layers import TargetLayerError, checked_target_layers
+        >>> act = nn.ReLU()
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), act, nn.Conv2d(4, 4, 3), act)
+        >>> with checked_target_layers(model, [model[2]]):
+        ...     _ = model(torch.zeros(1, 3, 8, 8))
+        >>> try:
+        ...     with checked_target_layers(model, [act]):
+        ...         _ = model(torch.zeros(1, 3, 8, 8))
+        ... except TargetLayerError as err:
+        ...     print(str(err)[:52])
+        target_layers: '1' (ReLU) ran 2 times in one forward
+    """
     modules = [layer for layer in layers if isinstance(layer, nn.Module)]
     if not modules:
         yield

@@ -1,17 +1,20 @@
 """What ucag needs to know about a classifier's architecture: its input size, its CAM layer.
 
-- :class:`LogitsOnly` (defined with :func:`logits_of` in ``ucag._inputs``, used by every entry
+- `LogitsOnly` (defined with `logits_of` in ``ucag._inputs``, used by every entry
   point): a model that returns a tuple, a dict or a Hugging Face ``ModelOutput`` seen as
   one that returns its logits, for code that calls it directly (a plain grad-cam object).
-- :func:`model_normalization`: the mean and std its inputs are normalised with, where the
-  model says (timm's ``pretrained_cfg``, a Hugging Face folder's preprocessor config).
-- :func:`model_input_size`: the one input size a fixed-resolution model (ViT, DeiT, Swin…)
-  accepts, read from timm's ``pretrained_cfg``, a torchvision ViT's ``image_size`` or a
-  Hugging Face config; None for models that take any size.
-- :func:`layer_suggestion` / :func:`suggest_target_layer`: the layer a CAM should use and
-  why, with the ``reshape_transform`` a transformer's tokens need (:class:`TokenGrid`,
-  :class:`ChannelsLast`). Families are recognised by structure, from one traced forward
-  pass, not by model names (docs/algorithm.md §2).
+- [model_normalization][ucag.models.model_normalization]: the mean and std its inputs are
+  normalised with, where the model says (timm's ``pretrained_cfg``, a Hugging Face folder's
+  preprocessor config).
+- [model_input_size][ucag.models.model_input_size]: the one input size a fixed-resolution
+  model (ViT, DeiT, Swin…) accepts, read from timm's ``pretrained_cfg``, a torchvision ViT's
+  ``image_size`` or a Hugging Face config; None for models that take any size.
+- [layer_suggestion][ucag.models.layer_suggestion] /
+  [suggest_target_layer][ucag.models.suggest_target_layer]: the layer a CAM should use and
+  why, with the ``reshape_transform`` a transformer's tokens need
+  ([TokenGrid][ucag.models.TokenGrid], [ChannelsLast][ucag.models.ChannelsLast]). Families
+  are recognised by structure, from one traced forward pass, not by model names
+  (docs/algorithm.md §2).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ _ACTIVATIONS = (
     nn.Hardsigmoid,
 )
 #: Activations a model may apply as a function (``F.relu(x)``, ``x.relu()``) rather than
-#: through a module: the trace records their calls, a :class:`Tap` can read their output.
+#: through a module: the trace records their calls, a `Tap` can read their output.
 _ACTIVATION_FUNCTIONS: dict[Callable[..., Any], str] = {
     function: name
     for name, function in (
@@ -110,7 +113,24 @@ def model_input_size(model: nn.Module) -> tuple[int, int] | None:
     ``VisionTransformer``'s ``image_size``, a Hugging Face model whose config has an
     ``image_size`` (or whose ``vision_config`` has one) and whose embeddings add learnt
     absolute position embeddings (ViT, DeiT, BEiT, CLIP, SigLIP …; Swin and ConvNeXt, which
-    take any size, have none)."""
+    take any size, have none).
+
+    Args:
+        model: The model.
+
+    Returns:
+        The (H, W) the model requires, or None.
+
+    Examples:
+        >>> from torch import nn
+        >>> from ucag.models import model_input_size
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3))
+        >>> print(model_input_size(model))
+        None
+        >>> model.pretrained_cfg = {"fixed_input_size": True, "input_size": (3, 384, 384)}  # as timm's ViTs
+        >>> model_input_size(model)
+        (384, 384)
+    """
     if getattr(model, "dynamic_img_size", False):
         return None
     # timm's patch embedding of the image says the size it asserts (built with img_size=, it
@@ -152,11 +172,18 @@ def _hf_image_size(model: nn.Module) -> tuple[int, int] | None:
 
 
 def model_size_multiple(model: nn.Module) -> int:
-    """The number a model's input sides must be multiples of, where the model says so: a
-    timm patch embedding (a ``dynamic_img_pad`` attribute, or a class named
+    """The number a model's input sides must be multiples of, where the model says so.
+
+    A timm patch embedding (a ``dynamic_img_pad`` attribute, or a class named
     ``…PatchEmbed``) that neither pads nor takes one size only asserts that the sides are
-    multiples of its ``patch_size`` (EVA, DINOv3, NaFlexViT, Qwen3-ViT, Gemma 4 ViT …); 1
-    for every other model."""
+    multiples of its ``patch_size`` (EVA, DINOv3, NaFlexViT, Qwen3-ViT, Gemma 4 ViT …).
+
+    Args:
+        model: The model.
+
+    Returns:
+        The least common multiple of such patch sizes; 1 for every other model.
+    """
     multiple = 1
     for module in model.modules():
         pads = getattr(module, "dynamic_img_pad", None)
@@ -169,8 +196,21 @@ def model_size_multiple(model: nn.Module) -> int:
 
 
 def trace_size(model: nn.Module) -> tuple[int, int]:
-    """The input size to trace ``model`` at: the one it requires, else the one its
-    configuration names (timm, Hugging Face), else 224 x 224."""
+    """The input size to trace ``model`` at.
+
+    Args:
+        model: The model.
+
+    Returns:
+        The (H, W) it requires ([model_input_size][ucag.models.model_input_size]), else the
+            one its configuration names (timm, Hugging Face), else (224, 224).
+
+    Examples:
+        >>> from torch import nn
+        >>> from ucag.models import trace_size
+        >>> trace_size(nn.Sequential(nn.Conv2d(3, 8, 3)))
+        (224, 224)
+    """
     fixed = model_input_size(model)
     if fixed:
         return fixed
@@ -187,10 +227,30 @@ def _triple(values: Any) -> tuple[float, float, float] | None:
 
 
 def model_normalization(model: nn.Module) -> tuple[tuple[float, float, float], tuple[float, float, float]] | None:
-    """The (mean, std) a model's inputs are normalised with, where the model says: timm's
-    ``pretrained_cfg`` (which :func:`ucag.data.load_sample_model` also sets), or the
-    ``preprocessor_config.json`` (``image_mean``, ``image_std``) in the folder a Hugging
-    Face model was loaded from. None when it does not say — never a guess."""
+    """The (mean, std) a model's inputs are normalised with, where the model says.
+
+    The model says in timm's ``pretrained_cfg`` (which
+    [load_sample_model][ucag.data.load_sample_model] also sets), or in the
+    ``preprocessor_config.json`` (``image_mean``, ``image_std``) in the folder a Hugging Face
+    model was loaded from.
+
+    Args:
+        model: The model.
+
+    Returns:
+        ``(mean, std)``, three values each (R, G, B); None when the model does not say —
+            never a guess.
+
+    Examples:
+        >>> from torch import nn
+        >>> from ucag.models import model_normalization
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3))
+        >>> print(model_normalization(model))
+        None
+        >>> model.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+        >>> model_normalization(model)
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    """
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None)
     if isinstance(cfg, Mapping):
         mean, std = _triple(cfg.get("mean")), _triple(cfg.get("std"))
@@ -212,16 +272,42 @@ def model_normalization(model: nn.Module) -> tuple[tuple[float, float, float], t
 
 @dataclass(frozen=True)
 class TokenGrid:
-    """grad-cam ``reshape_transform`` for a ViT-style (B, T, C) layer: drop the
-    ``prefix_tokens`` (class, distillation, register tokens) and lay the rest out as a
-    (B, C, height, width) map (another size of the same aspect ratio when the model ran on
-    another input size: :meth:`grid_for`)."""
+    """grad-cam ``reshape_transform`` for a ViT-style (B, T, C) layer.
+
+    It drops the ``prefix_tokens`` (class, distillation, register tokens) and lays the rest
+    out as a (B, C, height, width) map (another size of the same aspect ratio when the model
+    ran on another input size: [grid_for][ucag.models.TokenGrid.grid_for]).
+
+    Attributes:
+        height: The rows of the token grid at the input size the transform was built for.
+        width: The columns of the token grid at that size.
+        prefix_tokens: The tokens before the grid (class, distillation, register tokens).
+
+    Examples:
+        >>> import torch
+        >>> from ucag.models import TokenGrid
+        >>> transform = TokenGrid(14, 14, prefix_tokens=1)  # a ViT-B/16 at 224 x 224
+        >>> transform(torch.zeros(2, 1 + 14 * 14, 768)).shape
+        torch.Size([2, 768, 14, 14])
+    """
 
     height: int
     width: int
     prefix_tokens: int = 0
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The tokens as a map.
+
+        Args:
+            tensor: (B, T, C) tokens.
+
+        Returns:
+            The grid tokens as a (B, C, h, w) map, (h, w) from [grid_for][ucag.models.TokenGrid.grid_for].
+
+        Raises:
+            ValueError: ``tensor`` is not (B, T, C), or its tokens form no grid of the aspect
+                ratio.
+        """
         if tensor.dim() != 3:
             raise ValueError(f"reshape_transform: expected (B, T, C) tokens, got {tuple(tensor.shape)}")
         height, width = self.grid_for(int(tensor.shape[1]))
@@ -229,9 +315,23 @@ class TokenGrid:
         return grid.permute(0, 3, 1, 2)
 
     def grid_for(self, tokens: int) -> tuple[int, int]:
-        """The (h, w) grid of ``tokens`` tokens: (height, width), or for a model that takes
-        other input sizes (a Swin that pads), the grid of the same aspect ratio that holds
-        them all; ValueError when none does."""
+        """The (h, w) grid that ``tokens`` tokens form after the prefix tokens.
+
+        Args:
+            tokens: The number of tokens, prefix tokens included.
+
+        Returns:
+            (height, width), or for a model that takes other input sizes (a Swin that pads),
+                the grid of the same aspect ratio that holds them all.
+
+        Raises:
+            ValueError: No grid of that aspect ratio holds the tokens.
+
+        Examples:
+            >>> from ucag.models import TokenGrid
+            >>> TokenGrid(2, 3, prefix_tokens=1).grid_for(1 + 8 * 12)
+            (8, 12)
+        """
         cells = tokens - self.prefix_tokens
         if cells == self.height * self.width:
             return self.height, self.width
@@ -248,9 +348,27 @@ class TokenGrid:
 
 @dataclass(frozen=True)
 class ChannelsLast:
-    """grad-cam ``reshape_transform`` for a (B, H, W, C) layer (timm's Swin): to (B, C, H, W)."""
+    """grad-cam ``reshape_transform`` for a (B, H, W, C) layer (timm's Swin): to (B, C, H, W).
+
+    Examples:
+        >>> import torch
+        >>> from ucag.models import ChannelsLast
+        >>> ChannelsLast()(torch.zeros(2, 7, 7, 768)).shape
+        torch.Size([2, 768, 7, 7])
+    """
 
     def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The channels-last map as a channels-first one.
+
+        Args:
+            tensor: A (B, H, W, C) map.
+
+        Returns:
+            The (B, C, H, W) map (a view of ``tensor``).
+
+        Raises:
+            ValueError: ``tensor`` is not four-dimensional.
+        """
         if tensor.dim() != 4:
             raise ValueError(f"reshape_transform: expected (B, H, W, C), got {tuple(tensor.shape)}")
         return tensor.permute(0, 3, 1, 2)
@@ -260,11 +378,23 @@ class ChannelsLast:
 class LayerSuggestion:
     """A CAM target layer for a model, and why.
 
-    ``name``: its dotted name in ``model.named_modules()``, or for a :class:`ucag.layers.Tap`
-    its call site's (``"_swish@2"``; :func:`layer_by_name` reads both); ``layer``: the
-    module; ``reshape_transform``: what grad-cam needs to turn its output into (B, C, h, w)
-    maps (None for a CNN's feature map); ``layout``: its output's layout; ``feature_size``:
-    the (h, w) of its map at ``input_size``; ``reason``: one sentence on why this layer."""
+    [layer_suggestion][ucag.models.layer_suggestion] and
+    [resolution_layers][ucag.models.resolution_layers] return them; ``str()`` gives the name,
+    the layer's type and the reason on one line.
+
+    Attributes:
+        name: The layer's dotted name in ``model.named_modules()``, or for a
+            [Tap][ucag.layers.Tap] its call site's (``"_swish@2"``;
+            [layer_by_name][ucag.models.layer_by_name] reads both).
+        layer: The module (or tap).
+        reshape_transform: What grad-cam needs to turn its output into (B, C, h, w) maps
+            (None for a CNN's feature map).
+        layout: Its output's layout: ``"NCHW"`` (a CNN's feature map), ``"tokens"``
+            ((B, T, C), a ViT's) or ``"NHWC"`` (timm's Swin stages).
+        feature_size: The (h, w) of its map at ``input_size``.
+        input_size: The (H, W) of the traced input.
+        reason: One sentence on why this layer.
+    """
 
     name: str
     layer: nn.Module
@@ -275,9 +405,14 @@ class LayerSuggestion:
     reason: str
 
     def attached(self) -> contextlib.AbstractContextManager[None]:
-        """A block in which a plain CAM on :attr:`layer` works: a :class:`~ucag.layers.Tap`
-        is attached for the block, any other layer needs nothing (ucag's own calls do this
-        by themselves)."""
+        """A block in which a plain CAM on ``layer`` works.
+
+        A [Tap][ucag.layers.Tap] is attached for the block, any other layer needs nothing
+        (ucag's own calls do this by themselves).
+
+        Returns:
+            A context manager: ``with suggestion.attached(), GradCAM(model, [suggestion.layer]) as cam:``.
+        """
         return attached([self.layer])
 
     def __str__(self) -> str:
@@ -292,7 +427,7 @@ TRACE_BATCH = 2
 @dataclass
 class _Call:
     """One call seen by the trace, in order of completion: a module's, or (``module`` None)
-    an activation function's (:data:`_ACTIVATION_FUNCTIONS`)."""
+    an activation function's (`_ACTIVATION_FUNCTIONS`)."""
 
     name: str
     module: nn.Module | None
@@ -329,7 +464,7 @@ class _ActivationRecorder(TorchFunctionMode):
 
 def _trace(model: nn.Module, size: tuple[int, int]) -> list[_Call]:
     """Every module call and activation-function call of one forward pass of a batch of
-    :data:`TRACE_BATCH` zero images of ``size``, in the order the calls finished; the
+    `TRACE_BATCH` zero images of ``size``, in the order the calls finished; the
     model's state is restored (modes, flags, hooks)."""
     calls: list[_Call] = []
     names = {id(m): n for n, m in model.named_modules()}
@@ -386,8 +521,10 @@ def _inside(name: str, parent: str) -> bool:
 
 
 def layer_suggestion(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> LayerSuggestion:
-    """The layer a CAM should explain ``model`` at, found from one forward pass of a blank
-    batch (at ``input_size``, default :func:`trace_size`; docs/algorithm.md §8.1).
+    """The layer a CAM should explain ``model`` at, and why.
+
+    It is found from one forward pass of a blank batch (at ``input_size``, default
+    [trace_size][ucag.models.trace_size]; docs/algorithm.md §8.1).
 
     Every suggestion runs exactly once per forward and keeps the batch as its first
     dimension; its output is a spatial map (B, C, H, W), a channels-last map (B, H, W, C)
@@ -399,9 +536,9 @@ def layer_suggestion(model: nn.Module, input_size: int | tuple[int, int] | None 
       count). In a pre-norm block, whose first norm reads the block's input, that is the
       norm's output (timm's ``blocks[-1].norm1``, torchvision's ``encoder.layers[-1].ln_1``,
       Hugging Face's ``layernorm_before``); in a post-norm block, the previous block's
-      output (or a :class:`~ucag.layers.Tap` on the block's input). Never a module inside
-      attention. With a :class:`TokenGrid` that drops the prefix tokens, or
-      :class:`ChannelsLast` for (B, H, W, C) stages.
+      output (or a [Tap][ucag.layers.Tap] on the block's input). Never a module inside
+      attention. With a [TokenGrid][ucag.models.TokenGrid] that drops the prefix tokens, or
+      [ChannelsLast][ucag.models.ChannelsLast] for (B, H, W, C) stages.
     - **CNNs** (ResNet, EfficientNet, ConvNeXt, MobileNet, VGG, DenseNet …): the last
       spatial feature map, *after* the activation that follows the last convolution or
       normalisation (the map a pre-activation BatchNorm gives can reverse what UCAG shows).
@@ -409,15 +546,37 @@ def layer_suggestion(model: nn.Module, input_size: int | tuple[int, int] | None 
       (``layer4[-1]`` rather than ``layer4`` or its shared ReLU). When no module that runs
       once outputs it — a shared activation module (efficientnet-lite-pytorch's ``_swish``,
       called after the stem and after the head) or an activation applied as a function
-      (torchvision DenseNet's final ``F.relu``) — the layer is a :class:`~ucag.layers.Tap`
-      on that one call, which ucag attaches for its calls (:meth:`LayerSuggestion.attached`
-      for a plain CAM). A stage that keeps its maps channels-last (B, H, W, C) gets
-      :class:`ChannelsLast`.
+      (torchvision DenseNet's final ``F.relu``) — the layer is a [Tap][ucag.layers.Tap]
+      on that one call, which ucag attaches for its calls
+      ([LayerSuggestion.attached][ucag.models.LayerSuggestion.attached] for a plain CAM). A
+      stage that keeps its maps channels-last (B, H, W, C) gets
+      [ChannelsLast][ucag.models.ChannelsLast].
 
     A hybrid model gets its last token block's layer unless convolutions compute a feature
     map after that block (a convolutional head): then the CNN rule's map, the one closest to
-    the classifier. ValueError when the forward pass fails or no layer
-    qualifies.
+    the classifier.
+
+    Args:
+        model: The classifier.
+        input_size: The side, or (H, W), of the blank batch to trace (default
+            [trace_size][ucag.models.trace_size]).
+
+    Returns:
+        The layer, its name, its ``reshape_transform`` and layout, and the reason.
+
+    Raises:
+        ValueError: The forward pass fails, no layer qualifies, or ``input_size`` is not a
+            positive int or an (h, w) pair.
+
+    Examples:
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+        ... )
+        >>> from ucag.models import layer_suggestion
+        >>> print(layer_suggestion(model))
+        2 (ReLU): the last spatial feature map of Sequential (8 x 111 x 111 at 224x224 input), after its activation
     """
     size = trace_size(model) if input_size is None else (_config_size(input_size) or _bad_size(input_size))
     calls = _trace(model, size)
@@ -548,7 +707,7 @@ def _dense_output_channels(model: nn.Module, calls: list[_Call]) -> int | None:
 def _cnn_layer(
     model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]
 ) -> tuple[LayerSuggestion, int]:
-    """The CNN rule of :func:`layer_suggestion`, with the trace position of the map."""
+    """The CNN rule of `layer_suggestion`, with the trace position of the map."""
     logit_channels = _dense_output_channels(model, calls)
     spatial = [
         c
@@ -619,10 +778,10 @@ def resolution_layers(
     count: int = 3,
     input_size: int | tuple[int, int] | None = None,
 ) -> list[LayerSuggestion]:
-    """One CNN layer per spatial resolution, for multi-layer CAMs (RefineCAM): the layers
-    that end the last ``count`` resolutions of the network, coarsest (``target_layer``,
-    default :func:`layer_suggestion`'s) last, found from one traced forward pass of a blank
-    image (at ``input_size``, default :func:`trace_size`).
+    """One CNN layer per spatial resolution, for multi-layer CAMs (RefineCAM).
+
+    They are the layers that end the last ``count`` resolutions of the network, coarsest
+    (``target_layer``) last, found from one traced forward pass of a blank image.
 
     For each resolution before the target layer's, the chosen layer is the last module of
     the *shallowest* depth (fewest dots in its name) whose output has that resolution —
@@ -630,9 +789,36 @@ def resolution_layers(
     ``features.29`` of a VGG), not the expansion convolution of the next stage's first
     block, which still runs at that resolution — then, among the modules returning that
     same tensor, the outermost block that runs once (``layer3[-1]`` rather than the
-    ``layer3`` container), as :func:`layer_suggestion` chooses. Fewer layers come back when
-    the network has fewer resolutions. ValueError for a target layer whose output is not a
-    (B, C, H, W) map of the forward pass (a transformer's tokens: give the layers yourself).
+    ``layer3`` container), as [layer_suggestion][ucag.models.layer_suggestion] chooses.
+
+    Args:
+        model: The CNN.
+        target_layer: The coarsest layer (default
+            [layer_suggestion][ucag.models.layer_suggestion]'s).
+        count: How many resolutions, at most.
+        input_size: The side, or (H, W), of the blank batch to trace (default
+            [trace_size][ucag.models.trace_size]).
+
+    Returns:
+        The layers, finest first; fewer than ``count`` when the network has fewer
+            resolutions.
+
+    Raises:
+        TypeError: ``count`` is not an int.
+        ValueError: ``count`` is below 1, ``input_size`` is not a positive int or an (h, w)
+            pair, the model is a transformer, or the target layer's output is not a
+            (B, C, H, W) map of the forward pass (a transformer's tokens: give the layers
+            yourself).
+
+    Examples:
+        >>> from torch import nn
+        >>> from ucag.models import resolution_layers
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+        ... )
+        >>> [(layer.name, layer.feature_size) for layer in resolution_layers(model, input_size=32)]
+        [('1', (32, 32)), ('3', (16, 16))]
     """
     positive_int("count", count, " (resolutions)")
     size = trace_size(model) if input_size is None else (_config_size(input_size) or _bad_size(input_size))
@@ -711,7 +897,7 @@ def resolution_layers(
 def _token_layout(value: Any, size: tuple[int, int]) -> tuple[TokenGrid | ChannelsLast, Layout, int, int] | None:
     """How a traced output is laid out as patch tokens of the batch: (B, T, C) tokens that
     form a grid of the image's aspect ratio after some prefix tokens, or a channels-last
-    (B, H, W, C) map (:func:`_map_layout`); None otherwise."""
+    (B, H, W, C) map (`_map_layout`); None otherwise."""
     if not isinstance(value, torch.Tensor) or value.dim() not in (3, 4) or value.shape[0] != TRACE_BATCH:
         return None
     if value.dim() == 3:
@@ -741,7 +927,7 @@ def _is_norm(module: nn.Module) -> bool:
 def _token_layer(
     model: nn.Module, calls: list[_Call], counts: dict[int, int], size: tuple[int, int], position: dict[int, int]
 ) -> tuple[LayerSuggestion, int] | None:
-    """The token rule of :func:`layer_suggestion`, with the trace position of the block;
+    """The token rule of `layer_suggestion`, with the trace position of the block;
     None when the model has no repeated blocks of patch tokens."""
     repeated = {
         id(child) for m in model.modules() if isinstance(m, (nn.Sequential, nn.ModuleList)) for child in m.children()
@@ -834,7 +1020,7 @@ def _token_grid(tokens: int, size: tuple[int, int]) -> tuple[int, int, int]:
 
 def _site_index(calls: list[_Call], layer: nn.Module) -> int | None:
     """The index of the traced call whose output ``layer`` (a module, or a
-    :class:`~ucag.layers.Tap` on an "output" or "function" site) gives; None if none."""
+    `Tap` on an "output" or "function" site) gives; None if none."""
     if not isinstance(layer, Tap):
         return next((i for i, c in enumerate(calls) if c.module is layer), None)
     site = layer.site
@@ -848,7 +1034,7 @@ def _site_index(calls: list[_Call], layer: nn.Module) -> int | None:
 
 
 def _site_output(calls: list[_Call], layer: nn.Module) -> Any:
-    """What ``layer`` (a module or a :class:`~ucag.layers.Tap`) outputs in the traced forward
+    """What ``layer`` (a module or a `Tap`) outputs in the traced forward
     (None if it does not run)."""
     index = _site_index(calls, layer)
     if index is None:
@@ -859,10 +1045,23 @@ def _site_output(calls: list[_Call], layer: nn.Module) -> Any:
 
 
 def reshape_transform_for(model: nn.Module, layers: Sequence[nn.Module]) -> TokenGrid | ChannelsLast | None:
-    """The ``reshape_transform`` grad-cam needs for ``layers`` of ``model``: None for CNN
-    feature maps (and for models with neither attention nor LayerNorm, which are not
-    traced), :class:`TokenGrid` for (B, T, C) tokens, :class:`ChannelsLast` for a
-    (B, H, W, C) map. ValueError when the layers need different ones."""
+    """The ``reshape_transform`` grad-cam needs for ``layers`` of ``model``.
+
+    Models with neither attention nor LayerNorm are not traced; the others are, with one
+    forward pass of a blank batch at [trace_size][ucag.models.trace_size].
+
+    Args:
+        model: The model.
+        layers: CAM target layers of ``model`` (modules or [taps][ucag.layers.Tap]).
+
+    Returns:
+        None for CNN feature maps, a [TokenGrid][ucag.models.TokenGrid] for (B, T, C)
+            tokens, [ChannelsLast][ucag.models.ChannelsLast] for a (B, H, W, C) map.
+
+    Raises:
+        ValueError: The layers need different transforms, a layer's tokens form no grid of
+            the image, or the traced forward pass fails.
+    """
     if not any(_is_attention(m) or _is_layer_norm(m) for m in model.modules()):
         return None
     size = trace_size(model)
@@ -882,12 +1081,32 @@ def reshape_transform_for(model: nn.Module, layers: Sequence[nn.Module]) -> Toke
 
 
 def layer_by_name(model: nn.Module, name: str) -> nn.Module:
-    """The target layer ``name`` names in ``model``: a dotted module name
-    (``"layer4.1"``), or a call site as :class:`LayerSuggestion` writes it, which gives a
-    :class:`~ucag.layers.Tap` (``"_swish@2"``: the output of the 2nd call of ``_swish``;
-    ``"F.relu@121"``: of the 121st call of ``torch.nn.functional.relu``;
-    ``"blocks.11@input"``: the input of ``blocks.11``). ValueError for a name that
-    names nothing."""
+    """The target layer ``name`` names in ``model``.
+
+    Args:
+        model: The model.
+        name: A dotted module name (``"layer4.1"``), or a call site as
+            [LayerSuggestion][ucag.models.LayerSuggestion] writes it (``"_swish@2"``: the
+            output of the 2nd call of ``_swish``; ``"F.relu@121"``: of the 121st call of
+            ``torch.nn.functional.relu``; ``"blocks.11@input"``: the input of ``blocks.11``).
+
+    Returns:
+        The submodule, or for a call site a [Tap][ucag.layers.Tap] on it.
+
+    Raises:
+        ValueError: A name that names nothing (with the closest module names) or a call site
+            that is not ``@N`` (from 1) or ``@input``.
+
+    Examples:
+        >>> from torch import nn
+        >>> from ucag.models import layer_by_name
+        >>> act = nn.ReLU()  # one module called twice
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), act, nn.Conv2d(4, 4, 3), act)
+        >>> layer_by_name(model, "2")
+        Conv2d(4, 4, kernel_size=(3, 3), stride=(1, 1))
+        >>> layer_by_name(model, "1@2")  # the output of the 2nd call of model[1]
+        Tap(1@2)
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"layer: expected a module name, got {name!r}")
     target, at, where = name.rpartition("@")
@@ -922,10 +1141,33 @@ def layer_by_name(model: nn.Module, name: str) -> nn.Module:
 
 
 def suggest_target_layer(model: nn.Module, input_size: int | tuple[int, int] | None = None) -> nn.Module:
-    """The CAM target layer :func:`layer_suggestion` finds, as a module to pass to a CAM:
+    """The CAM target layer [layer_suggestion][ucag.models.layer_suggestion] finds, as a module to pass to a CAM.
+
     ``GradCAM(model, [ucag.suggest_target_layer(model)])``. For a transformer, grad-cam also
     needs ``reshape_transform=ucag.layer_suggestion(model).reshape_transform`` —
-    :class:`ucag.UCAG` adds it by itself when the CAM has none."""
+    [UCAG][ucag.explainer.UCAG] adds it by itself when the CAM has none.
+
+    Args:
+        model: The classifier.
+        input_size: The side, or (H, W), of the blank batch to trace (default
+            [trace_size][ucag.models.trace_size]).
+
+    Returns:
+        The layer (a module of ``model``, or a [Tap][ucag.layers.Tap]).
+
+    Raises:
+        ValueError: As [layer_suggestion][ucag.models.layer_suggestion].
+
+    Examples:
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+        ... )
+        >>> from ucag.models import suggest_target_layer
+        >>> suggest_target_layer(model) is model[2]
+        True
+    """
     return layer_suggestion(model, input_size).layer
 
 
@@ -951,7 +1193,7 @@ __all__ = [
 # Loading a model by name
 # ---------------------------------------------------------------------------------------
 
-#: What :func:`load_model` takes besides ``package.module:factory``.
+#: What `load_model` takes besides ``package.module:factory``.
 MODEL_SOURCES = "timm:NAME, torchvision:NAME, hf:FOLDER"
 
 
@@ -963,9 +1205,21 @@ def _known_name(name: str, names: Sequence[str], library: str, spec: str) -> Non
 
 
 def load_weights(model: nn.Module, weights: str | Path, spec: str = "the model") -> None:
-    """Load a state dict file (``torch.save(model.state_dict(), path)`` or ``.safetensors``;
-    a training checkpoint's ``state_dict``/``model`` entry) into ``model``, strictly: a
-    ValueError naming ``weights`` says which tensors do not fit."""
+    """Load a state dict file into ``model``, strictly.
+
+    Args:
+        model: The model to load the weights into.
+        weights: A file saved with ``torch.save(model.state_dict(), path)`` or a
+            ``.safetensors`` file; a training checkpoint's ``state_dict``/``model`` entry is
+            read too.
+        spec: How the model is named in the error messages.
+
+    Raises:
+        ValueError: ``weights`` is missing, a folder, not readable as PyTorch weights or not
+            a state dict, or its tensors do not fit ``model``; the message names ``weights``
+            and says which tensors do not fit.
+        ImportError: A ``.safetensors`` file without the ``models`` extra (safetensors).
+    """
     path = Path(weights)
     if not path.exists():
         raise ValueError(f"weights: no such file {str(weights)!r}")
@@ -1073,11 +1327,28 @@ def _factory_model(spec: str) -> nn.Module:
 def build_model(
     spec: str, weights: str | Path | None = None, num_classes: int | None = None
 ) -> tuple[nn.Module, list[str]]:
-    """The model ``spec`` names — ``timm:NAME``, ``torchvision:NAME``, ``hf:FOLDER`` (saved
-    with ``save_pretrained``) or ``package.module:factory`` — with random weights unless
-    ``weights`` (or, for ``hf:``, the folder) holds them: nothing is downloaded. Returns the
-    model and the class names its library records (a Hugging Face config's labels; else
-    none). ``num_classes`` sizes a timm or torchvision classifier's head."""
+    """The model ``spec`` names, with random weights unless ``weights`` holds them.
+
+    Nothing is downloaded.
+
+    Args:
+        spec: ``timm:NAME``, ``torchvision:NAME``, ``hf:FOLDER`` (saved with
+            ``save_pretrained``; the folder holds the weights) or ``package.module:factory``
+            (a function that builds the model with no arguments).
+        weights: A state dict file for the model (`load_weights`); none for ``hf:``.
+        num_classes: The size of a timm or torchvision classifier's head.
+
+    Returns:
+        The model and the class names its library records (a Hugging Face config's labels;
+            else none).
+
+    Raises:
+        TypeError: ``spec`` is not a string, or ``num_classes`` not an int.
+        ValueError: ``spec`` names no model (with the closest names), its factory fails,
+            ``weights`` or ``num_classes`` do not apply to it, ``num_classes`` is below 1, or
+            the weights do not fit; the message names the argument.
+        ImportError: The library ``spec`` needs is not installed (the ``models`` extra).
+    """
     if not isinstance(spec, str):
         raise TypeError(f"model: expected a string such as 'timm:resnet50', got {type(spec).__name__}")
     if num_classes is not None:
@@ -1116,14 +1387,34 @@ def load_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> PreparedModel:
-    """A model by name, in eval mode, with what UCAG needs around it: its CAM target layer
-    (``layer``, a submodule or call-site name, else :func:`layer_suggestion`'s) and the
-    ``reshape_transform`` a transformer's layer needs, its input size, normalisation
-    (``mean``/``std``, else its library's, else ImageNet's) and class names (its library's,
-    else ImageNet's for 1000 classes, else the indices). See :func:`build_model` for
-    ``spec``, ``weights`` and ``num_classes``; errors name the argument.
+    """A model by name, in eval mode, with what UCAG needs around it.
 
-    Example:
+    That is its CAM target layer and the ``reshape_transform`` a transformer's layer needs,
+    its input size, normalisation and class names (its library's, else ImageNet's for 1000
+    classes, else the indices). Errors name the argument.
+
+    Args:
+        spec: The model, as `build_model` takes it.
+        weights: A state dict file for the model, as `build_model` takes it.
+        num_classes: The size of a timm or torchvision classifier's head.
+        layer: The CAM target layer, a submodule or call-site name
+            ([layer_by_name][ucag.models.layer_by_name]); default
+            [layer_suggestion][ucag.models.layer_suggestion]'s.
+        mean: The normalisation mean (R, G, B); default the library's, else ImageNet's.
+        std: The normalisation standard deviation (R, G, B); default the library's, else
+            ImageNet's.
+
+    Returns:
+        The model with its target layer, class names, normalisation and input size.
+
+    Raises:
+        TypeError: As `build_model`.
+        ValueError: As `build_model`; also a model that takes non-square inputs, a
+            ``layer`` that names nothing, ``mean`` or ``std`` without 3 values, or a model
+            that fails on a blank image.
+        ImportError: The library ``spec`` needs is not installed (the ``models`` extra).
+
+    Examples:
         >>> prepared = load_model("torchvision:resnet18", num_classes=10)  # doctest: +SKIP
         >>> prepared.target_layer is prepared.model.layer4  # doctest: +SKIP
         True

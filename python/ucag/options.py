@@ -2,14 +2,15 @@
 default, defined once and used by the explainer, the kernels, the baselines, the evaluation
 toolkit and the CLI (docs/algorithm.md has what each value means).
 
->>> choices(Weighting)
-('exp', 'prob', 'uniform')
->>> DEFAULT_UNITS, DEFAULT_SCALE
-(6, 2.6)
->>> check_choice("weighting", "softmax", Weighting)
-Traceback (most recent call last):
-    ...
-ValueError: weighting: expected 'exp', 'prob' or 'uniform', got 'softmax'
+Examples:
+    >>> choices(Weighting)
+    ('exp', 'prob', 'uniform')
+    >>> DEFAULT_UNITS, DEFAULT_SCALE
+    (6, 2.6)
+    >>> check_choice("weighting", "softmax", Weighting)
+    Traceback (most recent call last):
+        ...
+    ValueError: weighting: expected 'exp', 'prob' or 'uniform', got 'softmax'
 """
 
 from __future__ import annotations
@@ -38,18 +39,51 @@ DEFAULT_GLOBAL_WEIGHT = 0.5
 
 
 def choices(literal: Any) -> tuple[str, ...]:
-    """The values a ``Literal`` type allows, in order."""
+    """The values a ``Literal`` type allows, in order.
+
+    Args:
+        literal: A ``typing.Literal`` type (or an alias of one).
+
+    Returns:
+        Its values, in the order the type lists them.
+
+    Examples:
+        >>> choices(FoldWindow)
+        ('box', 'linear', 'cosine')
+    """
     return tuple(get_args(literal))
 
 
 def describe_choices(values: tuple[Any, ...]) -> str:
-    """``'a', 'b' or 'c'``: the values as a message lists them."""
+    """``'a', 'b' or 'c'``: the values as a message lists them.
+
+    Args:
+        values: The allowed values (at least one).
+
+    Returns:
+        Their reprs, joined by commas and a final "or".
+
+    Examples:
+        >>> describe_choices(("cam", "none"))
+        "'cam' or 'none'"
+    """
     quoted = [repr(v) for v in values]
     return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def check_choice(argument: str, value: object, literal: Any, hint: str = "") -> None:
-    """Raise ``ValueError`` naming ``argument`` unless ``value`` is one of ``literal``'s values."""
+    """Raise ``ValueError`` naming ``argument`` unless ``value`` is one of ``literal``'s values.
+
+    Args:
+        argument: The argument's name, which starts the error message.
+        value: The value to check.
+        literal: The ``typing.Literal`` type whose values are allowed.
+        hint: Added after the allowed values in the message.
+
+    Raises:
+        ValueError: ``value`` is not one of the allowed values (a value of another type
+            included: the message lists the strings it takes).
+    """
     allowed = choices(literal)
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{argument}: expected {describe_choices(allowed)}{hint}, got {value!r}")

@@ -11,7 +11,7 @@ or worse): the record is compared before any import, and the import is tried onc
 matches, for the tensors the portable core does not take or is slower on), ``portable``
 (never load the tch module: numpy views and torch operations only), ``tch`` (require the
 tch module and use it for every cpu/cuda tensor; an error says why it cannot be used).
-:func:`show_config` prints what runs for each kind of input and why.
+[show_config][ucag.runtime.show_config] prints what runs for each kind of input and why.
 """
 
 from __future__ import annotations
@@ -35,12 +35,31 @@ _BUILD_RECORD = Path(__file__).with_name("_tch_build.json")
 
 
 def torch_series(version: str) -> str:
-    """'2.11.0+cu130' -> '2.11'."""
+    """The major.minor series of a torch version.
+
+    Args:
+        version: A torch version string.
+
+    Returns:
+        Its series, the first two numbers.
+
+    Examples:
+        >>> torch_series("2.11.0+cu130")
+        '2.11'
+    """
     return ".".join(version.split("+")[0].split(".")[:2])
 
 
 def requested_kernels() -> Requested:
-    """The ``UCAG_KERNELS`` setting, validated."""
+    """The ``UCAG_KERNELS`` setting, validated.
+
+    Returns:
+        ``"auto"`` (also when unset or empty), ``"portable"`` or ``"tch"``, read
+            case-insensitively.
+
+    Raises:
+        ValueError: ``UCAG_KERNELS`` holds another value.
+    """
     value = os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
     if value not in ("auto", "portable", "tch"):
         raise ValueError(f"{KERNELS_ENV}: must be 'auto', 'portable' or 'tch', got {value!r}")
@@ -49,7 +68,13 @@ def requested_kernels() -> Requested:
 
 @dataclass(frozen=True)
 class TchProbe:
-    """The outcome of looking for the tch module (made once per process)."""
+    """The outcome of looking for the tch module (made once per process).
+
+    Attributes:
+        module: The imported tch module, or None when it cannot be used.
+        reason: Why it is used, or why not.
+        built_for: The torch version the tch module was built for (None without one).
+    """
 
     module: ModuleType | None
     reason: str
@@ -87,7 +112,17 @@ def _probe_tch() -> TchProbe:
 
 
 def tch_module() -> ModuleType | None:
-    """The tch module when it is to be used, else None (it is then never imported)."""
+    """The tch module when it is to be used.
+
+    Returns:
+        The module, or None (it is then never imported) under ``UCAG_KERNELS=portable`` or
+            where it does not match the installed torch.
+
+    Raises:
+        RuntimeError: ``UCAG_KERNELS=tch`` and the tch module cannot be used (the message
+            says why).
+        ValueError: ``UCAG_KERNELS`` holds an unknown value.
+    """
     requested = requested_kernels()
     if requested == "portable":
         return None
@@ -102,10 +137,24 @@ PORTABLE_DTYPES = (torch.float32, torch.float64)
 
 
 def kernel_path(device_type: str, dtype: torch.dtype) -> KernelPath:
-    """The kernels a tensor of this device type and dtype gets: the portable core for CPU
-    float32/64 (the faster CPU path even where the tch module loads, benchmarks/kernels.py),
-    the tch module for other cpu/cuda tensors where it matches (for every cpu/cuda tensor
-    under ``UCAG_KERNELS=tch``), torch operations otherwise."""
+    """The kernels a tensor of this device type and dtype gets.
+
+    The portable core for CPU float32/64 (the faster CPU path even where the tch module
+    loads, benchmarks/kernels.py), the tch module for other cpu/cuda tensors where it
+    matches (for every cpu/cuda tensor under ``UCAG_KERNELS=tch``), torch operations
+    otherwise.
+
+    Args:
+        device_type: The tensor's device type (``"cpu"``, ``"cuda"``, ...).
+        dtype: The tensor's dtype.
+
+    Returns:
+        ``"tch"``, ``"portable"`` or ``"torch ops"``.
+
+    Raises:
+        RuntimeError: ``UCAG_KERNELS=tch`` and the tch module cannot be used.
+        ValueError: ``UCAG_KERNELS`` holds an unknown value.
+    """
     portable = device_type == "cpu" and dtype in PORTABLE_DTYPES
     if tch_module() is not None and device_type in ("cpu", "cuda") and (requested_kernels() == "tch" or not portable):
         return "tch"
@@ -114,10 +163,21 @@ def kernel_path(device_type: str, dtype: torch.dtype) -> KernelPath:
 
 @dataclass(frozen=True)
 class KernelConfig:
-    """What :func:`show_config` prints. ``paths`` maps a kind of input to the kernels that
-    run on it (``"tch"``, ``"portable"`` or ``"torch ops"``) and ``why`` says why. The kinds:
-    numpy arrays, CPU float32/64 tensors, CPU float16/bf16 tensors, CUDA tensors, other
-    devices."""
+    """What [show_config][ucag.runtime.show_config] prints.
+
+    Attributes:
+        ucag: The ucag version.
+        torch: The installed torch version.
+        cuda_available: Whether torch sees a CUDA device.
+        requested: The ``UCAG_KERNELS`` setting.
+        tch_loaded: Whether the tch module is loaded.
+        tch_reason: Why the tch module is used, or why not.
+        tch_built_for: The torch version the tch module was built for (None without one).
+        paths: Maps a kind of input to the kernels that run on it (``"tch"``,
+            ``"portable"`` or ``"torch ops"``). The kinds: numpy arrays, CPU float32/64
+            tensors, CPU float16/bf16 tensors, CUDA tensors, other devices.
+        why: Maps each kind of input to why those kernels run on it.
+    """
 
     ucag: str
     torch: str
@@ -145,7 +205,15 @@ _WHY = {
 
 
 def kernel_config() -> KernelConfig:
-    """The kernels each kind of input gets in this process, and why."""
+    """The kernels each kind of input gets in this process, and why.
+
+    Returns:
+        The versions, the tch module's state and the kernels of each kind of input.
+
+    Raises:
+        RuntimeError: ``UCAG_KERNELS=tch`` and the tch module cannot be used.
+        ValueError: ``UCAG_KERNELS`` holds an unknown value.
+    """
     requested = requested_kernels()
     if requested == "portable":
         tch_loaded, reason, built_for = False, f"{KERNELS_ENV}=portable: not loaded", None
@@ -177,8 +245,15 @@ def kernel_config() -> KernelConfig:
 
 
 def show_config() -> None:
-    """Print the torch version, whether the tch module is loaded and why, and which kernels
-    run for numpy arrays, CPU tensors and CUDA tensors."""
+    """Print the torch version, whether the tch module is loaded and why, and which kernels run.
+
+    The kernels are listed for numpy arrays, CPU tensors, CUDA tensors and other devices
+    ([kernel_config][ucag.runtime.kernel_config] returns the same as data).
+
+    Raises:
+        RuntimeError: ``UCAG_KERNELS=tch`` and the tch module cannot be used.
+        ValueError: ``UCAG_KERNELS`` holds an unknown value.
+    """
     config = kernel_config()
     print(f"ucag {config.ucag}")
     print(f"torch {config.torch} (CUDA {'available' if config.cuda_available else 'not available'})")

@@ -1,35 +1,35 @@
 """Targets: what a map explains, and how confident the model is about it on each patch
 (docs/algorithm.md §3.1).
 
-A :class:`Target` gives three things for the rows of a model's output: the **score** whose
+A [Target][ucag.targets.Target] gives three things for the rows of a model's output: the **score** whose
 gradient the base method follows, the **confidence** in [0, 1] that UCAG's weighting
 (``exp(p)``, ``p`` or uniform) turns into a patch weight, and the target **on a patch**
 (only a segmentation mask changes: it is cropped to the patch). Called with one row of
 output, as pytorch-grad-cam calls its target objects, a target returns its score, so it
 can be handed to a CAM directly.
 
-Built-in kinds, one registered entry each in :data:`TARGET_KINDS`:
+Built-in kinds, one registered entry each in ``TARGET_KINDS``:
 
-- ``"class"`` (:class:`ClassTarget`): one class of (B, K) logits; softmax probability. UCAG
+- ``"class"`` ([ClassTarget][ucag.targets.ClassTarget]): one class of (B, K) logits; softmax probability. UCAG
   keeps its Rust confidence path for it (maps bit-identical to the class indices);
-- ``"binary"`` (:class:`BinaryTarget`): one logit, (B,) or (B, 1); the positive side's
+- ``"binary"`` ([BinaryTarget][ucag.targets.BinaryTarget]): one logit, (B,) or (B, 1); the positive side's
   confidence is sigmoid(logit), the negative side's 1 - sigmoid(logit);
-- ``"multilabel"`` (:class:`MultiLabelTarget`): one class of (B, K) independent logits;
+- ``"multilabel"`` ([MultiLabelTarget][ucag.targets.MultiLabelTarget]): one class of (B, K) independent logits;
   sigmoid of its logit;
-- ``"segmentation"`` (:class:`SegmentationTarget`): a category and a mask in image
+- ``"segmentation"`` ([SegmentationTarget][ucag.targets.SegmentationTarget]): a category and a mask in image
   coordinates over (B, K, H', W') dense logits; score: the category's output summed over
   the mask, confidence: its mean softmax probability over the mask;
-- ``"similarity"`` (:class:`SimilarityTarget`): a concept vector for (B, D) embeddings;
+- ``"similarity"`` ([SimilarityTarget][ucag.targets.SimilarityTarget]): a concept vector for (B, D) embeddings;
   score: cosine similarity, confidence: (1 + cos) / 2;
-- ``"score"`` (:class:`ScoreTarget`): any ``score(output) -> (n,)`` with the user's own
+- ``"score"`` ([ScoreTarget][ucag.targets.ScoreTarget]): any ``score(output) -> (n,)`` with the user's own
   ``confidence(output) -> (n,)`` in [0, 1].
 
-:func:`as_target` turns what a user passes (an int, a ``ucag.targets`` object or a
-pytorch-grad-cam target object, per :data:`GRADCAM_TARGETS`) into a target, and
-:func:`resolve` checks one target per image against the model's output before any patch
-runs.
+[as_target][ucag.targets.as_target] turns what a user passes (an int, a ``ucag.targets``
+object or a pytorch-grad-cam target object, per ``GRADCAM_TARGETS``) into a target, and
+[resolve][ucag.targets.resolve] checks one target per image against the model's output
+before any patch runs.
 
-Example:
+Examples:
     >>> import torch
     >>> from ucag.targets import BinaryTarget, SimilarityTarget
     >>> BinaryTarget(0).confidence(torch.tensor([[0.0], [2.0]]))  # 1 - sigmoid(logit)
@@ -59,11 +59,12 @@ Box: TypeAlias = tuple[int, int, int, int]
 class Target:
     """What to explain in a model's output, and the model's confidence in it.
 
-    Subclasses set :attr:`kind` and implement :meth:`score` and :meth:`confidence` on a
-    batch of output rows; :meth:`check` validates the output's shape before any work.
+    Subclasses set ``kind`` and implement [score][ucag.targets.Target.score] and
+    [confidence][ucag.targets.Target.confidence] on a batch of output rows;
+    [check][ucag.targets.Target.check] validates the output's shape before any work.
     """
 
-    #: The registered name of the target's kind (:data:`TARGET_KINDS`).
+    #: The registered name of the target's kind (``TARGET_KINDS``).
     kind: ClassVar[str] = ""
     #: The class or category the target follows, where it has one (None otherwise).
     category: int | None
@@ -72,32 +73,78 @@ class Target:
     gradient_target: Any
 
     def check(self, output: torch.Tensor, argument: str = "targets") -> None:
-        """Raise ValueError naming ``argument`` when ``output`` (n, ...) does not fit."""
+        """Check that the model's output fits the target, before any patch runs.
+
+        Each kind raises a ValueError naming ``argument`` when ``output`` does not fit; the
+        base class accepts any output.
+
+        Args:
+            output: The model's output (n, ...), one row per input.
+            argument: The name of the user's argument, which error messages start with.
+        """
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
-        """The differentiable score of every row of ``output``: (n,)."""
+        """The differentiable score of every row of ``output``, whose gradient a base method follows.
+
+        Args:
+            output: The model's output (n, ...), one row per input.
+
+        Returns:
+            The scores (n,).
+        """
         raise NotImplementedError
 
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
-        """The model's confidence in the target for every row of ``output``: (n,) float32 in [0, 1]."""
+        """The model's confidence in the target for every row of ``output``.
+
+        Args:
+            output: The model's output (n, ...), one row per input.
+
+        Returns:
+            The confidences (n,), float32 in [0, 1].
+        """
         raise NotImplementedError
 
     def on_patch(self, box: Box, image_size: tuple[int, int]) -> Target:
-        """The target on the patch ``box`` of an image of ``image_size`` (itself for every
-        kind without a spatial extent)."""
+        """The target on one patch of an image.
+
+        Args:
+            box: The patch in image pixels: (top, left, height, width).
+            image_size: The image's (H, W).
+
+        Returns:
+            The target on the patch: itself for every kind without a spatial extent.
+        """
         return self
 
     def present(self) -> bool:
-        """False when the target has nothing on this patch (a segmentation mask without
-        pixels there): the patch then weighs 0 whatever the weighting (§3.1)."""
+        """Whether the target has anything on this patch.
+
+        A patch where it has nothing (a segmentation mask without pixels there) weighs 0
+        whatever the weighting (docs/algorithm.md §3.1).
+
+        Returns:
+            True, except for a target with a spatial extent and nothing on the patch.
+        """
         return True
 
     def gradient_object(self) -> Any:
-        """What the base method is handed: the user's grad-cam object, else this target."""
+        """What the base method is handed to follow the gradient.
+
+        Returns:
+            The user's pytorch-grad-cam object the target was translated from, else this target.
+        """
         return self if self.gradient_target is None else self.gradient_target
 
     def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        """pytorch-grad-cam's convention: the score of one row of output."""
+        """The score of one row of output (pytorch-grad-cam's convention for target objects).
+
+        Args:
+            model_output: One row of the model's output, without the batch dimension.
+
+        Returns:
+            The row's score, a 0-dimensional tensor.
+        """
         return self.score(model_output[None])[0]
 
 
@@ -109,13 +156,40 @@ def _output_error(target: Target, output: torch.Tensor, expected: str, argument:
 
 @dataclass(eq=False)
 class ClassTarget(Target):
-    """One class of (B, K) logits; its confidence is the softmax probability (the paper's)."""
+    """One class of (B, K) logits; its confidence is the softmax probability (the paper's).
+
+    Args:
+        category: The class index, in [0, K).
+        gradient_target: What a base method follows for the gradient: None for the target
+            itself, or the user's own pytorch-grad-cam object it was translated from.
+
+    Examples:
+        >>> import torch
+        >>> from ucag.targets import ClassTarget
+        >>> target = ClassTarget(2)
+        >>> logits = torch.tensor([[1.0, 1.0, 3.0], [0.0, 0.0, 0.0]])
+        >>> target.score(logits)
+        tensor([3., 0.])
+        >>> target.confidence(logits).round(decimals=4)  # softmax probability of class 2
+        tensor([0.7870, 0.3333])
+        >>> target(logits[0])  # one row, as pytorch-grad-cam calls its targets
+        tensor(3.)
+    """
 
     category: int
     gradient_target: Any = field(default=None, repr=False)
     kind: ClassVar[str] = "class"
 
     def check(self, output: torch.Tensor, argument: str = "targets") -> None:
+        """Check that ``output`` is (B, K) floating logits with the class among them.
+
+        Args:
+            output: The model's output, one row per input.
+            argument: The name of the user's argument, which error messages start with.
+
+        Raises:
+            ValueError: When ``output`` is not (B, K) floating logits, or the class is not in [0, K).
+        """
         if output.dim() != 2 or not output.is_floating_point():
             raise _output_error(self, output, "(B, K) floating logits", argument)
         if not 0 <= self.category < output.shape[1]:
@@ -124,9 +198,25 @@ class ClassTarget(Target):
             )
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
+        """The class's logit in every row.
+
+        Args:
+            output: (n, K) logits.
+
+        Returns:
+            The logits (n,).
+        """
         return output[:, self.category]
 
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
+        """The class's softmax probability in every row.
+
+        Args:
+            output: (n, K) logits.
+
+        Returns:
+            The probabilities (n,), float32.
+        """
         return torch.softmax(output.detach().float(), dim=1)[:, self.category]
 
 
@@ -136,9 +226,19 @@ def _single_logit(output: torch.Tensor) -> torch.Tensor:
 
 @dataclass(eq=False)
 class BinaryTarget(Target):
-    """The positive (``category=1``) or negative (``0``) side of one logit, (B,) or (B, 1):
-    score ``±logit`` (as grad-cam's ``BinaryClassifierOutputTarget``), confidence
-    sigmoid(logit) or 1 - sigmoid(logit)."""
+    """The positive (``category=1``) or negative (``0``) side of one logit, (B,) or (B, 1).
+
+    Score: ``±logit`` (as grad-cam's ``BinaryClassifierOutputTarget``); confidence:
+    sigmoid(logit) or 1 - sigmoid(logit).
+
+    Args:
+        category: The side: 1 (positive) or 0 (negative).
+        gradient_target: What a base method follows for the gradient: None for the target
+            itself, or the user's own pytorch-grad-cam object it was translated from.
+
+    Raises:
+        ValueError: When ``category`` is neither 0 nor 1.
+    """
 
     category: int = 1
     gradient_target: Any = field(default=None, repr=False)
@@ -149,33 +249,89 @@ class BinaryTarget(Target):
             raise ValueError(f"targets: a binary target's side is 1 (positive) or 0 (negative), got {self.category!r}")
 
     def check(self, output: torch.Tensor, argument: str = "targets") -> None:
+        """Check that ``output`` is one floating logit per input, (B,) or (B, 1).
+
+        Args:
+            output: The model's output, one row per input.
+            argument: The name of the user's argument, which error messages start with.
+
+        Raises:
+            ValueError: When ``output`` is not one floating logit per input.
+        """
         if not output.is_floating_point() or not (output.dim() == 1 or (output.dim() == 2 and output.shape[1] == 1)):
             raise _output_error(self, output, "one floating logit per input, (B,) or (B, 1)", argument)
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
+        """The logit of every row, negated for the negative side.
+
+        Args:
+            output: (n,) or (n, 1) logits.
+
+        Returns:
+            The scores (n,).
+        """
         logit = _single_logit(output)
         return logit if self.category == 1 else -logit
 
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
+        """sigmoid(logit) for the positive side, 1 - sigmoid(logit) for the negative one.
+
+        Args:
+            output: (n,) or (n, 1) logits.
+
+        Returns:
+            The confidences (n,), float32.
+        """
         return torch.sigmoid(self.score(output.detach().float()))
 
 
 @dataclass(eq=False)
 class MultiLabelTarget(Target):
     """One class of (B, K) independent logits (a sigmoid head): score its logit, confidence
-    sigmoid(logit)."""
+    sigmoid(logit).
+
+    Args:
+        category: The class index, in [0, K).
+        gradient_target: What a base method follows for the gradient: None for the target
+            itself, or the user's own pytorch-grad-cam object it was translated from.
+    """
 
     category: int
     gradient_target: Any = field(default=None, repr=False)
     kind: ClassVar[str] = "multilabel"
 
     def check(self, output: torch.Tensor, argument: str = "targets") -> None:
+        """Check that ``output`` is (B, K) floating logits with the class among them.
+
+        Args:
+            output: The model's output, one row per input.
+            argument: The name of the user's argument, which error messages start with.
+
+        Raises:
+            ValueError: When ``output`` is not (B, K) floating logits, or the class is not in [0, K).
+        """
         ClassTarget.check(self, output, argument)  # type: ignore[arg-type]
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
+        """The class's logit in every row.
+
+        Args:
+            output: (n, K) logits.
+
+        Returns:
+            The logits (n,).
+        """
         return output[:, self.category]
 
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
+        """The sigmoid of the class's logit in every row.
+
+        Args:
+            output: (n, K) logits.
+
+        Returns:
+            The confidences (n,), float32.
+        """
         return torch.sigmoid(output.detach().float()[:, self.category])
 
 
@@ -188,6 +344,16 @@ class SegmentationTarget(Target):
     the category's output summed over the mask pixels (grad-cam's
     ``SemanticSegmentationTarget``); confidence: the category's softmax probability averaged
     over them, 0 for a patch with no mask pixels (docs/algorithm.md §3.1).
+
+    Args:
+        category: The category (output channel), in [0, K).
+        mask: The region to explain, (H, W) in image coordinates, bool or float in [0, 1]
+            (a tensor or anything numpy reads); kept as a float32 tensor.
+        gradient_target: What a base method follows for the gradient: None for the target
+            itself, or the user's own pytorch-grad-cam object it was translated from.
+
+    Raises:
+        ValueError: When ``mask`` is not a non-empty (H, W) array, or holds values outside [0, 1].
     """
 
     category: int
@@ -208,6 +374,15 @@ class SegmentationTarget(Target):
         self._resampled: dict[tuple[tuple[int, int], torch.device], torch.Tensor] = {}
 
     def check(self, output: torch.Tensor, argument: str = "targets") -> None:
+        """Check that ``output`` is (B, K, H', W') dense floating logits with the category among them.
+
+        Args:
+            output: The model's output, one row per input.
+            argument: The name of the user's argument, which error messages start with.
+
+        Raises:
+            ValueError: When ``output`` is not (B, K, H', W') floating logits, or the category is not in [0, K).
+        """
         if output.dim() != 4 or not output.is_floating_point():
             raise _output_error(self, output, "(B, K, H, W) dense floating logits", argument)
         if not 0 <= self.category < output.shape[1]:
@@ -216,7 +391,15 @@ class SegmentationTarget(Target):
             )
 
     def check_image(self, image_size: tuple[int, int], argument: str = "targets") -> None:
-        """The mask must cover the image pixel for pixel, and hold at least one pixel."""
+        """Check that the mask covers the image pixel for pixel and holds at least one pixel.
+
+        Args:
+            image_size: The images' (H, W).
+            argument: The name of the user's argument, which error messages start with.
+
+        Raises:
+            ValueError: When the mask's shape is not ``image_size``, or the mask is all zero.
+        """
         if tuple(self.mask.shape) != tuple(image_size):
             raise ValueError(
                 f"{argument}: the segmentation mask is {tuple(self.mask.shape)}, the images are {tuple(image_size)}; give the mask in image coordinates"
@@ -227,7 +410,14 @@ class SegmentationTarget(Target):
             )
 
     def mask_for(self, output: torch.Tensor) -> torch.Tensor:
-        """The mask resampled (area) to the output's spatial size, on its device."""
+        """The mask resampled (area) to the output's spatial size, on its device.
+
+        Args:
+            output: Dense output (n, K, H', W').
+
+        Returns:
+            The mask (H', W'), float32 (cached per size and device).
+        """
         key = (tuple(output.shape[-2:]), output.device)
         if key not in self._resampled:
             size = key[0]
@@ -240,9 +430,25 @@ class SegmentationTarget(Target):
         return self._resampled[key]  # type: ignore[index]
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
+        """The category's output summed over the mask, in every row.
+
+        Args:
+            output: Dense logits (n, K, H', W').
+
+        Returns:
+            The scores (n,).
+        """
         return (output[:, self.category] * self.mask_for(output).to(output.dtype)).sum(dim=(-2, -1))
 
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
+        """The category's softmax probability averaged over the mask, in every row.
+
+        Args:
+            output: Dense logits (n, K, H', W').
+
+        Returns:
+            The confidences (n,), float32; 0 where the mask has no pixels.
+        """
         mask = self.mask_for(output)
         area = mask.sum()
         if area <= 0:
@@ -251,9 +457,24 @@ class SegmentationTarget(Target):
         return (probability * mask).sum(dim=(-2, -1)) / area
 
     def present(self) -> bool:
+        """Whether the mask has any pixel (on a patch: inside the patch).
+
+        Returns:
+            True when the mask has a nonzero pixel.
+        """
         return bool((self.mask > 0).any())
 
     def on_patch(self, box: Box, image_size: tuple[int, int]) -> Target:
+        """The target with its mask cropped to one patch.
+
+        Args:
+            box: The patch in image pixels: (top, left, height, width).
+            image_size: The image's (H, W) (the mask already covers it).
+
+        Returns:
+            A segmentation target of the same category over the cropped mask (without the
+                user's grad-cam object: the patch's mask differs from the image's).
+        """
         top, left, height, width = box
         return SegmentationTarget(self.category, self.mask[top : top + height, left : left + width])
 
@@ -261,7 +482,17 @@ class SegmentationTarget(Target):
 @dataclass(eq=False)
 class SimilarityTarget(Target):
     """A concept vector (D,) for a model that returns (B, D) embeddings: score the cosine
-    similarity of each embedding to the concept, confidence (1 + cos) / 2."""
+    similarity of each embedding to the concept, confidence (1 + cos) / 2.
+
+    Args:
+        concept: The concept, a nonzero finite float vector (D,) (a tensor or anything
+            ``torch.as_tensor`` reads).
+        gradient_target: What a base method follows for the gradient: None for the target
+            itself, or the user's own pytorch-grad-cam object.
+
+    Raises:
+        ValueError: When ``concept`` is not a nonzero finite floating-point vector (D,).
+    """
 
     concept: torch.Tensor = field(repr=False)
     gradient_target: Any = field(default=None, repr=False)
@@ -282,22 +513,55 @@ class SimilarityTarget(Target):
         self.concept = concept
 
     def check(self, output: torch.Tensor, argument: str = "targets") -> None:
+        """Check that ``output`` is (B, D) floating embeddings of the concept's size.
+
+        Args:
+            output: The model's output, one row per input.
+            argument: The name of the user's argument, which error messages start with.
+
+        Raises:
+            ValueError: When ``output`` is not (B, D) floating embeddings with D the concept's size.
+        """
         if output.dim() != 2 or output.shape[1] != self.concept.shape[0] or not output.is_floating_point():
             raise _output_error(
                 self, output, f"(B, {self.concept.shape[0]}) floating embeddings (the concept's size)", argument
             )
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
+        """The cosine similarity of every embedding to the concept.
+
+        Args:
+            output: (n, D) embeddings.
+
+        Returns:
+            The similarities (n,), in [-1, 1].
+        """
         return F.cosine_similarity(output, self.concept.to(output.device, output.dtype)[None], dim=1)
 
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
+        """(1 + cos) / 2 of every embedding's cosine similarity to the concept.
+
+        Args:
+            output: (n, D) embeddings.
+
+        Returns:
+            The confidences (n,), float32 in [0, 1].
+        """
         return ((1 + self.score(output.detach().float())) / 2).clamp(0, 1)
 
 
 @dataclass(eq=False)
 class ScoreTarget(Target):
     """Any scoring function: ``score(output) -> (n,)`` on a batch of output rows, with
-    ``confidence(output) -> (n,)`` in [0, 1], which UCAG needs to weight the patches."""
+    ``confidence(output) -> (n,)`` in [0, 1], which UCAG needs to weight the patches.
+
+    Args:
+        score_fn: The differentiable score of a batch of output rows, ``(n, ...) -> (n,)``.
+        confidence_fn: The model's confidence in the target for a batch of (detached) output
+            rows, ``(n, ...) -> (n,)`` in [0, 1].
+        gradient_target: What a base method follows for the gradient: None for the target
+            itself, or the user's own pytorch-grad-cam object.
+    """
 
     score_fn: Callable[[torch.Tensor], torch.Tensor]
     confidence_fn: Callable[[torch.Tensor], torch.Tensor]
@@ -306,9 +570,28 @@ class ScoreTarget(Target):
     kind: ClassVar[str] = "score"
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
+        """``score_fn(output)``.
+
+        Args:
+            output: The model's output (n, ...).
+
+        Returns:
+            The scores (n,).
+        """
         return self.score_fn(output)
 
     def confidence(self, output: torch.Tensor) -> torch.Tensor:
+        """``confidence_fn(output)`` on the detached output, checked.
+
+        Args:
+            output: The model's output (n, ...).
+
+        Returns:
+            The confidences (n,), float32 in [0, 1].
+
+        Raises:
+            ValueError: When ``confidence_fn`` does not give n finite values in [0, 1].
+        """
         value = torch.as_tensor(self.confidence_fn(output.detach())).float().reshape(-1)
         if value.shape[0] != output.shape[0] or not torch.isfinite(value).all() or value.min() < 0 or value.max() > 1:
             raise ValueError(
@@ -346,13 +629,30 @@ GRADCAM_TARGETS: dict[str, Callable[[Any], Target] | str] = {
 
 
 def as_target(target: Any, output: torch.Tensor, confidence: str = "softmax", argument: str = "targets") -> Target:
-    """The :class:`Target` for one image: ``target`` as the user gave it (an int, a
-    ``ucag.targets`` object, a pytorch-grad-cam target object, or a callable target object
-    of the user's own with an integer ``category``, read as that class), against one row of
-    the model's ``output``. An int is a class of (B, K) logits (softmax, or sigmoid with
-    ``confidence="sigmoid"``) and the side of a single-logit output (B,) or (B, 1).
+    """The [Target][ucag.targets.Target] for one image, from what the user gave.
 
-    Example:
+    An int is a class of (B, K) logits (softmax, or sigmoid with ``confidence="sigmoid"``)
+    and the side of a single-logit output (B,) or (B, 1). A pytorch-grad-cam target object
+    is translated per ``GRADCAM_TARGETS`` (or refused with the reason).
+
+    Args:
+        target: An int (or integer scalar tensor), a ``ucag.targets`` object (returned as
+            it is), a pytorch-grad-cam target object, or a callable target object of the
+            user's own with an integer ``category``, read as that class.
+        output: One row (or more) of the model's output, which tells what an int means.
+        confidence: ``"softmax"`` or ``"sigmoid"``: the head a class index refers to.
+        argument: The name of the user's argument, which error messages start with.
+
+    Returns:
+        The target.
+
+    Raises:
+        ValueError: When an int is neither 0 nor 1 for a single-logit output.
+        TypeError: For a pytorch-grad-cam target UCAG does not support, a bare scoring
+            function (no confidence), or anything else that is not a target.
+
+    Examples:
+        >>> import torch
         >>> from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
         >>> as_target(BinaryClassifierOutputTarget(0), torch.zeros(1, 1)).kind
         'binary'
@@ -401,7 +701,23 @@ def _is_single_logit(output: torch.Tensor) -> bool:
 
 
 def model_output(output: Any, rows: int, argument: str = "model") -> torch.Tensor:
-    """The tensor in a model's output (:func:`ucag._inputs.logits_of`) with one row per input."""
+    """The tensor in a model's output, checked to hold one row per input.
+
+    The tensor is the output itself, its ``logits`` (or ``out``) entry or attribute, or the
+    first element of a tuple or list (``ucag._inputs.logits_of``).
+
+    Args:
+        output: What the model returned.
+        rows: The number of inputs.
+        argument: The name of the user's argument, which error messages start with.
+
+    Returns:
+        The output tensor (rows, ...).
+
+    Raises:
+        TypeError: When the output holds no tensor where one is looked for.
+        ValueError: When the tensor does not have one row per input.
+    """
     tensor = logits_of(output, argument)
     if tensor.dim() == 0 or tensor.shape[0] != rows:
         raise ValueError(f"{argument}: must return one output row per input ({rows}), got shape {tuple(tensor.shape)}")
@@ -409,8 +725,29 @@ def model_output(output: Any, rows: int, argument: str = "model") -> torch.Tenso
 
 
 def predicted(output: torch.Tensor, confidence: str = "softmax", argument: str = "targets") -> list[Target]:
-    """The targets ``targets=None`` means: the predicted side of a single logit, the top class
-    of (B, K) logits; an error for outputs where no prediction is defined."""
+    """The targets ``targets=None`` means: the model's prediction on each input.
+
+    Args:
+        output: The model's output on the images, one row per image.
+        confidence: ``"softmax"`` (class targets) or ``"sigmoid"`` (multi-label targets) for
+            (B, K) logits.
+        argument: The name of the user's argument, which error messages start with.
+
+    Returns:
+        One target per row: the predicted side of a single logit (positive where the logit
+            is > 0), the top class of (B, K) logits.
+
+    Raises:
+        ValueError: For outputs where no prediction is defined (dense outputs, embeddings, integers).
+
+    Examples:
+        >>> import torch
+        >>> from ucag.targets import predicted
+        >>> predicted(torch.tensor([[0.1, 2.0], [3.0, 0.0]]))
+        [ClassTarget(category=1), ClassTarget(category=0)]
+        >>> predicted(torch.tensor([-1.0, 2.0]))
+        [BinaryTarget(category=0), BinaryTarget(category=1)]
+    """
     if _is_single_logit(output) and output.is_floating_point():
         return [BinaryTarget(int(v > 0)) for v in output.reshape(-1).tolist()]
     if output.dim() == 2 and output.is_floating_point():
@@ -425,11 +762,30 @@ def predicted(output: torch.Tensor, confidence: str = "softmax", argument: str =
 def resolve(
     model: nn.Module, x: torch.Tensor, targets: Any, confidence: str = "softmax", argument: str = "targets"
 ) -> list[Target]:
-    """One checked :class:`Target` per image of ``x`` (B, C, H, W): ``targets`` is None (the
-    model's prediction), a 1-D integer tensor, or a list of ints, ``ucag.targets`` objects and
-    pytorch-grad-cam target objects. One forward (of all images for None, else of the first)
-    checks that the output fits every target; segmentation masks are checked against the
-    image size. Nothing is computed on the patches before this passes."""
+    """One checked [Target][ucag.targets.Target] per image of ``x``.
+
+    One forward (of all images for None, else of the first) checks that the output fits
+    every target; segmentation masks are checked against the image size. Nothing is
+    computed on the patches before this passes.
+
+    Args:
+        model: The model.
+        x: The images (B, C, H, W).
+        targets: None (the model's prediction), a 1-D integer tensor, or a list of ints,
+            ``ucag.targets`` objects and pytorch-grad-cam target objects, one per image.
+        confidence: ``"softmax"`` or ``"sigmoid"``: the head a class index refers to.
+        argument: The name of the user's argument, which error messages start with.
+
+    Returns:
+        The targets, one per image.
+
+    Raises:
+        TypeError: When ``targets`` is a floating-point or multi-dimensional tensor, not a
+            list, or holds something that is not a target (see
+            [as_target][ucag.targets.as_target]).
+        ValueError: When the number of targets is not B, or a target does not fit the
+            model's output or the image size.
+    """
     B = x.shape[0]
     if targets is None:
         with torch.no_grad():
@@ -457,18 +813,48 @@ def resolve(
 
 
 def is_class_only(targets: Sequence[Target]) -> bool:
-    """True when every target is a softmax class (UCAG's original, Rust-weighted path)."""
+    """Whether every target is a softmax class (UCAG's original, Rust-weighted path).
+
+    Args:
+        targets: The targets.
+
+    Returns:
+        True when every target is exactly a [ClassTarget][ucag.targets.ClassTarget].
+    """
     return all(type(t) is ClassTarget for t in targets)
 
 
 def patch_boxes(offsets_y: Sequence[int], offsets_x: Sequence[int], patch_size: tuple[int, int]) -> list[Box]:
-    """The grid's patch boxes (top, left, h, w) in the order of its patches (row-major)."""
+    """The grid's patch boxes in the order of its patches (row-major).
+
+    Args:
+        offsets_y: The patches' top offsets, in pixels.
+        offsets_x: The patches' left offsets, in pixels.
+        patch_size: The patches' (h, w).
+
+    Returns:
+        The boxes (top, left, h, w).
+
+    Examples:
+        >>> from ucag.targets import patch_boxes
+        >>> patch_boxes([0, 16], [0, 16], (32, 32))
+        [(0, 0, 32, 32), (0, 16, 32, 32), (16, 0, 32, 32), (16, 16, 32, 32)]
+    """
     return [(y, x, patch_size[0], patch_size[1]) for y in offsets_y for x in offsets_x]
 
 
 def row_confidence(targets: Sequence[Target], output: torch.Tensor) -> torch.Tensor:
-    """The confidence of each row of ``output`` in its own target ((n,) float32): rows that
-    share one target object are scored together."""
+    """The confidence of each row of ``output`` in its own target.
+
+    Consecutive rows that share one target object are scored together.
+
+    Args:
+        targets: One target per row.
+        output: The model's output (n, ...).
+
+    Returns:
+        The confidences (n,), float32.
+    """
     values = torch.empty(len(targets), dtype=torch.float32, device=output.device)
     start = 0
     while start < len(targets):
@@ -483,8 +869,25 @@ def row_confidence(targets: Sequence[Target], output: torch.Tensor) -> torch.Ten
 def confidence_weights(
     probabilities: torch.Tensor, weighting: str, present: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """docs/algorithm.md §3 on given confidences: exp(p), p or 1 per patch; 0 where the
-    target is not ``present`` on the patch (§3.1)."""
+    """The patch weights of docs/algorithm.md §3 from given confidences.
+
+    Args:
+        probabilities: The confidences p (n,).
+        weighting: ``"exp"`` (exp(p)), ``"prob"`` (p); anything else (``"uniform"``) gives 1.
+        present: Whether the target is present on each patch (n,) bool; None for everywhere.
+
+    Returns:
+        The weights (n,): exp(p), p or 1 per patch, 0 where the target is not ``present``
+            (§3.1).
+
+    Examples:
+        >>> import torch
+        >>> from ucag.targets import confidence_weights
+        >>> confidence_weights(torch.tensor([0.0, 1.0]), "exp", torch.tensor([True, False]))
+        tensor([1., 0.])
+        >>> confidence_weights(torch.tensor([0.5, 1.0]), "prob")
+        tensor([0.5000, 1.0000])
+    """
     if weighting == "exp":
         weights = probabilities.exp()
     elif weighting == "prob":
@@ -495,7 +898,19 @@ def confidence_weights(
 
 
 def describe(target: Target) -> str:
-    """A short label for a target, for titles and reprs."""
+    """A short label for a target, for titles and reprs.
+
+    Args:
+        target: The target.
+
+    Returns:
+        The label, e.g. ``"class 3"``, ``"binary negative"`` or ``"segmentation 3 (16 px)"``.
+
+    Examples:
+        >>> from ucag.targets import BinaryTarget, ClassTarget, describe
+        >>> describe(ClassTarget(3)), describe(BinaryTarget(0))
+        ('class 3', 'binary negative')
+    """
     if isinstance(target, SimilarityTarget):
         return f"similarity (D={target.concept.shape[0]})"
     if isinstance(target, SegmentationTarget):

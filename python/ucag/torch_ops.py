@@ -2,7 +2,7 @@
 module does not take (another torch than it was built for; devices other than cpu/cuda;
 half precision on the CPU without it). They issue the same ATen calls in the same order
 as the tch kernels (tch/src/kernels.rs), so both give the same numbers. Inputs arrive
-validated by :mod:`ucag.kernels`.
+validated by [ucag.kernels][ucag.kernels]: these functions check nothing themselves.
 """
 
 from __future__ import annotations
@@ -16,18 +16,43 @@ from ._core import Grid
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float32 at least, so half inputs do not lose the sum of overlapping patches."""
+    """The dtype the kernels sum in: float32 at least.
+
+    Half inputs would lose the sum of overlapping patches.
+
+    Args:
+        dtype: The input's floating-point dtype.
+
+    Returns:
+        ``torch.float64`` for float64 input, ``torch.float32`` otherwise.
+    """
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def patch_origins(grid: Grid) -> list[tuple[int, int]]:
-    """(row, column) of every patch's top-left pixel, row-major."""
+    """(row, column) of every patch's top-left pixel, row-major.
+
+    Args:
+        grid: The patch geometry.
+
+    Returns:
+        The N origins, patch p = i * units + j at ``(offsets_y[i], offsets_x[j])``.
+    """
     return [(y, x) for y in grid.offsets_y for x in grid.offsets_x]
 
 
 @torch.no_grad()
 def unfold(images: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """(B, C, H, W) -> (B*N, C, S_h, S_w) bicubic patches; row b*N + p = patch p of image b."""
+    """(B, C, H, W) -> (B·N, C, S_h, S_w) bicubic patches; row b·N + p = patch p of image b.
+
+    Args:
+        images: (B, C, H, W) floating-point images of the grid's image size.
+        grid: The patch geometry.
+
+    Returns:
+        The patches resized to the grid's scaled size, in the images' dtype and on their
+            device, without gradient.
+    """
     batch, channels = images.shape[:2]
     ph, pw = grid.patch_size
     sh, sw = grid.scaled_size
@@ -54,10 +79,19 @@ def confidence(
 def confidence(
     logits: torch.Tensor, targets: torch.Tensor, mode: str, *, return_probabilities: bool = False
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Softmax probability of each row's target (int64 on the logits' device), weighted by
-    ``mode``; (rows,) in the logits' dtype. With ``return_probabilities``, (probabilities,
-    weights) from the same softmax, each cast to the logits' dtype once (as two calls with
-    "prob" and ``mode`` would give them)."""
+    """Softmax probability of each row's target, weighted by ``mode``.
+
+    Args:
+        logits: (rows, K) floating-point logits.
+        targets: (rows,) int64 class indices on the logits' device.
+        mode: ``"exp"`` (exp(p)), ``"prob"`` (p) or ``"uniform"`` (1).
+        return_probabilities: Also return the probabilities.
+
+    Returns:
+        (rows,) weights in the logits' dtype. With ``return_probabilities``,
+            (probabilities, weights) from the same softmax, each cast to the logits' dtype once
+            (as two calls with "prob" and ``mode`` would give them).
+    """
     probabilities = torch.softmax(logits, 1, dtype=accumulation_dtype(logits.dtype)).gather(1, targets[:, None])[:, 0]
     if mode == "exp":
         weights = probabilities.exp().to(logits.dtype)
@@ -73,7 +107,16 @@ def confidence(
 
 @torch.no_grad()
 def resize_maps(maps: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """(B*N, [1,] h', w') -> (B*N, 1, h, w) bilinear at the patch size, accumulation dtype."""
+    """(B·N, [1,] h', w') -> (B·N, 1, h, w) bilinear at the patch size, accumulation dtype.
+
+    Args:
+        maps: (B·N, h', w') or (B·N, 1, h', w') partial maps.
+        grid: The patch geometry (its patch size (h, w) is the target size).
+
+    Returns:
+        The maps at the patch size in [accumulation_dtype][ucag.torch_ops.accumulation_dtype]
+            (not resampled when already that size).
+    """
     rows, (mh, mw) = maps.shape[0], maps.shape[-2:]
     ph, pw = grid.patch_size
     resized = maps.reshape(rows, 1, mh, mw).to(accumulation_dtype(maps.dtype))
@@ -90,9 +133,21 @@ def fold(
     grid: Grid,
     window: Literal["box", "linear", "cosine"] = "box",
 ) -> torch.Tensor:
-    """Weighted, resized partial maps (from :func:`resize_maps`) times their fold window,
-    added at their patches and divided by the sum of the windows (the coverage D for "box"):
-    raw UCAG maps (B, H, W) in ``maps_dtype``."""
+    """The fold: resized partial maps, weighted and windowed, added at their patches.
+
+    Each map times its weight and its fold window is added at its patch, and the sum is
+    divided by the sum of the windows (the coverage D for "box").
+
+    Args:
+        resized: (B·N, 1, h, w) maps from [resize_maps][ucag.torch_ops.resize_maps].
+        maps_dtype: The dtype of the result (the original maps' dtype).
+        weights: (B·N,) patch weights on the maps' device.
+        grid: The patch geometry.
+        window: The fold window: ``"box"``, ``"linear"`` or ``"cosine"``.
+
+    Returns:
+        Raw UCAG maps (B, H, W) in ``maps_dtype``.
+    """
     n = grid.num_patches
     ph, pw = grid.patch_size
     batch = resized.shape[0] // n

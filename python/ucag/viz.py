@@ -1,12 +1,12 @@
 """Pictures of saliency maps: ``ucag.viz`` owns everything the package draws.
 
-- :func:`overlay` — a heat map blended over a photo, returned as an RGB array;
-- :func:`show_signed` — a signed raw map in red (positive) / blue (negative), centred at 0;
-- :func:`compare` — one row per image, one column per method;
-- :func:`show_partials` — the n x n partial maps of one image next to their folded result;
-- :func:`map_grid` — rows of maps of one image (a method's maps under changing conditions).
+- [overlay][ucag.viz.overlay] — a heat map blended over a photo, returned as an RGB array;
+- [show_signed][ucag.viz.show_signed] — a signed raw map in red (positive) / blue (negative), centred at 0;
+- [compare][ucag.viz.compare] — one row per image, one column per method;
+- [show_partials][ucag.viz.show_partials] — the n x n partial maps of one image next to their folded result;
+- [map_grid][ucag.viz.map_grid] — rows of maps of one image (a method's maps under changing conditions).
 
-Figures of evaluation results (deletion / insertion curves) are in :mod:`ucag.eval.plots`.
+Figures of evaluation results (deletion / insertion curves) are in [ucag.eval.plots][ucag.eval.plots].
 
 Conventions shared by every function:
 
@@ -19,8 +19,8 @@ Conventions shared by every function:
   than its image is resized to the image with bilinear interpolation (align_corners=False,
   like the fold's resize in docs/algorithm.md §4): it is assumed to cover the whole image, as it
   does when the photo was resized (not cropped) to the model's input, as
-  :meth:`ucag.data.PreparedModel.preprocess` does.
-- Every function except :func:`overlay` returns the matplotlib ``Figure``. Passing ``ax=``
+  [PreparedModel.preprocess][ucag.data.PreparedModel.preprocess] does.
+- Every function except [overlay][ucag.viz.overlay] returns the matplotlib ``Figure``. Passing ``ax=``
   (or ``axes=``) draws into existing axes instead of making a new figure. New figures come
   from ``pyplot``, so they show inline in Jupyter and with ``plt.show()`` in scripts;
   assign the result (``fig = viz.compare(...)``) so that Jupyter does not show it twice.
@@ -31,6 +31,7 @@ here: that is the caller's (or the notebook's) business.
 
 from __future__ import annotations
 
+import html
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard, Union, cast
@@ -39,7 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checks import is_int, probability
+from .checks import is_int, positive_int, probability
+from .display import figure_html, shown_once
 from .explainer import Explanation
 from .figures import MapLike, given_axes, map_array, pyplot
 from .targets import describe
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
 #: A photo: tensor (3, H, W) / (1, 3, H, W), array (H, W, 3) or PIL image.
 ImageLike = Union[torch.Tensor, np.ndarray, "PILImage"]
 
-__all__ = ["compare", "map_grid", "overlay", "show_partials", "show_signed"]
+__all__ = ["compare", "explanation_html", "map_grid", "overlay", "show_explanation", "show_partials", "show_signed"]
 
 #: How far outside [0, 1] a float image may stray and still be taken as a [0, 1] image:
 #: resampling (bicubic) overshoots a little, while a normalised image forgotten without
@@ -97,7 +99,7 @@ def _is_pil_image(value: Any) -> TypeGuard[PILImage]:
 def _image_rgb(
     image: ImageLike, mean: Any = None, std: Any = None, argument: str = "image"
 ) -> tuple[np.ndarray, np.dtype]:
-    """An image as float64 (H, W, 3) RGB in [0, 1], and the dtype :func:`overlay` returns."""
+    """An image as float64 (H, W, 3) RGB in [0, 1], and the dtype `overlay` returns."""
     if (mean is None) != (std is None):
         raise ValueError("mean, std: give both (for a normalised image) or neither")
     out_dtype: np.dtype[Any]
@@ -285,16 +287,29 @@ def overlay(
             then resized to it bilinearly.
         cmap: matplotlib colormap (name or object) of the heat map.
         alpha: weight of the heat map, in [0, 1]; 0 returns the photo unchanged.
-        mean, std: the normalisation of a normalised float image (one number or one per
+        mean: the normalisation mean of a normalised float image (one number or one per
             RGB channel); the photo is ``image * std + mean`` clipped to [0, 1].
+        std: the normalisation standard deviation, given with ``mean``.
 
     Returns:
         An (H, W, 3) RGB array (never BGR) at the image's size: uint8 for uint8 and PIL
-        inputs, otherwise float in [0, 1] (the numpy input's float dtype, float32 for
-        tensors). Show it with ``plt.imshow`` or save it with PIL as is.
+            inputs, otherwise float in [0, 1] (the numpy input's float dtype, float32 for
+            tensors). Show it with ``plt.imshow`` or save it with PIL as is.
 
     Raises:
-        TypeError, ValueError: naming the argument at fault.
+        TypeError: an argument of the wrong type (the message names it).
+        ValueError: an argument of the wrong shape or out of range, such as a float image
+            outside [0, 1] without ``mean`` and ``std`` (the message names it).
+
+    Examples:
+        >>> import numpy as np
+        >>> from ucag.viz import overlay
+        >>> photo = np.zeros((4, 4, 3), dtype=np.uint8)
+        >>> blended = overlay(photo, np.eye(4), alpha=0.5)
+        >>> blended.shape, blended.dtype
+        ((4, 4, 3), dtype('uint8'))
+        >>> blended[0, 0].tolist(), blended[0, 1].tolist()  # jet: 1 is dark red, 0 dark blue
+        ([64, 0, 0], [0, 0, 64])
     """
     rgb, out_dtype = _image_rgb(image, mean, std)
     alpha = probability("alpha", alpha)
@@ -355,15 +370,21 @@ def show_signed(
 
     Args:
         raw: one map (H, W) or (1, H, W), numpy or torch.
-        image: optional photo underneath (see :func:`overlay` for the accepted forms).
+        image: optional photo underneath (see [overlay][ucag.viz.overlay] for the accepted
+            forms).
         ax: axes to draw into; default a new figure.
         title: axes title.
-        mean, std: the normalisation of a normalised float ``image``.
+        mean: the normalisation mean of a normalised float ``image``.
+        std: the normalisation standard deviation of a normalised float ``image``.
         alpha: opacity of the map over the photo (ignored without a photo).
         colorbar: draw a colorbar of the signed values.
 
     Returns:
         The matplotlib Figure.
+
+    Raises:
+        TypeError: an argument of the wrong type (the message names it).
+        ValueError: an argument of the wrong shape or out of range (the message names it).
     """
     signed = _map_2d(raw, "raw")
     alpha = probability("alpha", alpha)
@@ -387,7 +408,7 @@ def show_signed(
         ax.set_title(title)
     if colorbar:
         _signed_colorbar(fig, ax, limit)
-    return fig
+    return shown_once(fig)
 
 
 def compare(
@@ -402,25 +423,36 @@ def compare(
     axes: Any = None,
     cell_inches: float = 2.5,
 ) -> Figure:
-    """Several methods side by side: one row per image; columns: the photo, then one
-    :func:`overlay` per method.
+    """Several methods side by side: one row per image, one column per method.
+
+    The first column shows the photo, each further one an [overlay][ucag.viz.overlay] of a
+    method's map.
 
     Args:
         images: a tensor batch (B, 3, H, W) (in [0, 1], or normalised: give ``mean`` and
             ``std``), an array (B, H, W, 3), or a list of single images in any form
-            :func:`overlay` takes (their sizes may differ). One image alone works too.
+            [overlay][ucag.viz.overlay] takes (their sizes may differ). One image alone works
+            too.
         maps: method name -> its maps, (B, H, W) numpy or torch, or a list of B (H, W)
-            maps. Each map is scaled and resized to its image as :func:`overlay` does.
-            Names head the columns.
+            maps. Each map is scaled and resized to its image as [overlay][ucag.viz.overlay]
+            does. Names head the columns.
         titles: one title per image (e.g. the class explained), left of its row.
-        mean, std: the normalisation of normalised float images.
-        cmap, alpha: the heat map colours and opacity, as in :func:`overlay`.
+        mean: the normalisation mean of normalised float images.
+        std: the normalisation standard deviation of normalised float images.
+        cmap: the heat map colours, as in [overlay][ucag.viz.overlay].
+        alpha: the heat map opacity, as in [overlay][ucag.viz.overlay].
         axes: B x (1 + number of methods) axes to draw into (any shape, row-major);
             default a new figure.
         cell_inches: width of one column of a new figure, in inches.
 
     Returns:
         The matplotlib Figure.
+
+    Raises:
+        TypeError: an argument of the wrong type, such as ``maps`` that is not a dict (the
+            message names it).
+        ValueError: an argument of the wrong shape or out of range, such as no methods or a
+            number of maps or titles that is not the number of images (the message names it).
     """
     photos = _image_batch(images)
     count = len(photos)
@@ -463,7 +495,7 @@ def compare(
     grid[0, 0].set_title("image")
     for column, name in enumerate(method_maps, start=1):
         grid[0, column].set_title(name)
-    return fig
+    return shown_once(fig)
 
 
 def show_partials(
@@ -478,10 +510,10 @@ def show_partials(
     axes: Any = None,
     cell_inches: float = 1.4,
 ) -> Figure:
-    """How one UCAG map was built: the n x n partial maps of image ``index`` next to the
-    folded result ``explanation.saliency[index]``.
+    """How one UCAG map was built: the partial maps of one image next to its folded map.
 
-    Patch p = i * n + j is drawn at row i, column j, over its own region of the image
+    The n x n partial maps of image ``index`` are drawn next to the folded result
+    ``explanation.saliency[index]``. Patch p = i * n + j is drawn at row i, column j, over its own region of the image
     (patches overlap, so neighbouring cells share content). Each partial map is resized to
     its patch bilinearly (as the fold does) and drawn signed (red positive, blue negative)
     on one colour scale shared by all patches of the image, ±max|partial|, so cells can be
@@ -489,19 +521,29 @@ def show_partials(
     that patch. The fold sums the partials times w and divides by the coverage.
 
     Args:
-        explanation: what :meth:`ucag.UCAG.explain` returned.
+        explanation: what [UCAG.explain][ucag.explainer.UCAG.explain] returned.
         image: optional photo: the batch that was explained (its image ``index`` is used)
-            or that one image, in any form :func:`compare` takes. Patches are cut from it
-            at the explanation's size; a photo of another size is resized to it bilinearly.
+            or that one image, in any form [compare][ucag.viz.compare] takes. Patches are
+            cut from it at the explanation's size; a photo of another size is resized to it
+            bilinearly.
         index: which image of the batch.
-        mean, std: the normalisation of a normalised float ``image``.
-        cmap, alpha: colours and opacity of the folded map over the photo (:func:`overlay`).
+        mean: the normalisation mean of a normalised float ``image``.
+        std: the normalisation standard deviation of a normalised float ``image``.
+        cmap: colours of the folded map over the photo ([overlay][ucag.viz.overlay]).
+        alpha: opacity of the folded map over the photo ([overlay][ucag.viz.overlay]).
         axes: n * n + 1 axes to draw into, flattened row-major: the patches, then the
             folded map; default a new figure.
         cell_inches: width of one patch cell of a new figure, in inches.
 
     Returns:
         The matplotlib Figure.
+
+    Raises:
+        TypeError: ``explanation`` that is not an [Explanation][ucag.explainer.Explanation],
+            an ``index`` that is not an int, or another argument of the wrong type (the
+            message names it).
+        ValueError: an ``index`` outside the batch, or an ``image`` batch of another size
+            than the explanation's, or another argument out of range (the message names it).
     """
     if not isinstance(explanation, Explanation):
         raise TypeError(f"explanation: expected a ucag.Explanation, got {type(explanation).__name__}")
@@ -570,7 +612,7 @@ def show_partials(
         else describe(explained)
     )
     fig.suptitle(f"{explanation.base} on {units} x {units} patches, {target}")
-    return fig
+    return shown_once(fig)
 
 
 def map_grid(
@@ -589,7 +631,7 @@ def map_grid(
     """A grid of maps: one row per entry of ``rows``, one column per map.
 
     Meant for one image's maps under changing conditions, such as Adebayo et al.'s
-    cascading randomisation figure (:func:`ucag.eval.plots.plot_randomization`). Every map
+    cascading randomisation figure ([plot_randomization][ucag.eval.plots.plot_randomization]). Every map
     is drawn as ``|map| / max |map|`` on its own scale (an all-zero map stays black), so a
     faint map still shows its structure.
 
@@ -597,18 +639,27 @@ def map_grid(
         rows: row label -> its maps, each (H, W) or (1, H, W), numpy or torch; every row
             has the same number of maps.
         column_titles: one title per map column.
-        image: a photo (any form :func:`overlay` takes) shown in a first column of every
-            row, and under the maps with ``over_image``.
-        mean, std: the normalisation of a normalised float ``image``.
+        image: a photo (any form [overlay][ucag.viz.overlay] takes) shown in a first column
+            of every row, and under the maps with ``over_image``.
+        mean: the normalisation mean of a normalised float ``image``.
+        std: the normalisation standard deviation of a normalised float ``image``.
         cmap: the colormap of the maps (grey by default, as in the paper).
-        over_image: blend each map over ``image`` (:func:`overlay` with ``alpha``)
-            instead of drawing it alone.
+        over_image: blend each map over ``image`` ([overlay][ucag.viz.overlay] with
+            ``alpha``) instead of drawing it alone.
+        alpha: the opacity of the maps over ``image`` with ``over_image``, in [0, 1].
         axes: rows x columns axes to draw into (columns counting the photo's); default a
             new figure.
         cell_inches: width of one column of a new figure, in inches.
 
     Returns:
         The matplotlib Figure.
+
+    Raises:
+        TypeError: ``rows`` that is not a dict of non-empty lists of maps, or another
+            argument of the wrong type (the message names it).
+        ValueError: no rows, rows of different lengths, a number of ``column_titles`` that
+            is not the number of map columns, ``over_image`` without ``image``, or another
+            argument out of range (the message names it).
     """
     if not isinstance(rows, Mapping):
         raise TypeError(f"rows: expected a dict row label -> list of maps, got {type(rows).__name__}")
@@ -670,4 +721,96 @@ def map_grid(
         grid[0, 0].set_title("image")
     for column, title in enumerate(column_titles or [], start=first):
         grid[0, column].set_title(str(title), fontsize=8)
-    return fig
+    return shown_once(fig)
+
+
+def _draw_explanation(fig: Figure, explanation: Explanation, count: int, cmap: str | Colormap) -> None:
+    """Draw ``count`` images' rows of an explanation into an empty figure (see show_explanation)."""
+    grid = explanation.grid
+    units = grid.units
+    patches = units * units
+    colormap = _colormap(cmap)
+    axes = fig.subplots(count, 3, squeeze=False)
+    for row in range(count):
+        saliency = _map_2d(explanation.saliency[row], "explanation.saliency")
+        raw = _map_2d(explanation.raw[row], "explanation.raw")
+        weights = map_array(explanation.weights[row * patches : (row + 1) * patches], "explanation.weights")
+        weights = weights.reshape(units, units)
+        axes[row, 0].imshow(saliency, cmap=colormap, vmin=0.0, vmax=max(1.0, float(saliency.max())))
+        limit = _symmetric_limit(raw)
+        _draw_signed(axes[row, 1], raw, None, 1.0, limit)
+        shown = axes[row, 2].imshow(weights, cmap="viridis")
+        if units <= 8:
+            middle = (float(weights.min()) + float(weights.max())) / 2
+            for i in range(units):
+                for j in range(units):
+                    axes[row, 2].text(
+                        j,
+                        i,
+                        f"{weights[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="black" if weights[i, j] > middle else "white",
+                    )
+        fig.colorbar(shown, ax=axes[row, 2], fraction=0.046, pad=0.04)
+        for column in range(3):
+            _bare(axes[row, column])
+        label = describe(explanation.explained[row]) if row < len(explanation.explained) else f"image {row}"
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    axes[0, 0].set_title(f"map ({explanation.postprocess})", fontsize=9)
+    axes[0, 1].set_title(f"raw, ±{_symmetric_limit(_map_2d(explanation.raw[0], 'explanation.raw')):.3g}", fontsize=9)
+    axes[0, 2].set_title(f"patch weights ({units} × {units})", fontsize=9)
+
+
+def show_explanation(explanation: Explanation, *, count: int = 4, cmap: str | Colormap = "jet") -> Figure:
+    """What one UCAG call computed, as one figure: per image, the map, the raw map and the weights.
+
+    Each row is one image of the batch: the post-processed map, the raw (signed) folded
+    map on a scale symmetric about zero (red positive, blue negative), and the confidence
+    weight of every patch at its place on the grid (written in the cells up to 8 × 8). The
+    title is [Explanation.facts][ucag.explainer.Explanation.facts]. In Jupyter an
+    [Explanation][ucag.explainer.Explanation] shows this figure by itself.
+
+    Args:
+        explanation: What [UCAG.explain][ucag.explainer.UCAG.explain] returned.
+        count: The most images to draw (the first ones of the batch).
+        cmap: The colormap of the post-processed map.
+
+    Returns:
+        The matplotlib Figure, shown once when it ends a notebook cell.
+
+    Raises:
+        TypeError: If ``explanation`` is not an Explanation, or ``count`` not an int.
+        ValueError: If ``count`` is not positive.
+    """
+    if not isinstance(explanation, Explanation):
+        raise TypeError(f"explanation: expected a ucag Explanation, got {type(explanation).__name__}")
+    count = min(positive_int("count", count), explanation.raw.shape[0])
+    fig = pyplot().figure(figsize=(7.2, 2.3 * count + 0.5), layout="constrained")
+    _draw_explanation(fig, explanation, count, cmap)
+    fig.suptitle(explanation.facts(), fontsize=8)
+    return shown_once(fig)
+
+
+def explanation_html(explanation: Explanation, count: int = 4) -> str:
+    """An explanation as HTML: its facts and [show_explanation][ucag.viz.show_explanation]'s figure.
+
+    The figure is drawn outside pyplot, so Jupyter's inline backend never shows it twice.
+    This is [Explanation][ucag.explainer.Explanation]'s ``_repr_html_``.
+
+    Args:
+        explanation: What [UCAG.explain][ucag.explainer.UCAG.explain] returned.
+        count: The most images to draw.
+
+    Returns:
+        An HTML fragment: a line of facts and a PNG image.
+    """
+    from matplotlib.figure import Figure as PlainFigure
+
+    count = min(positive_int("count", count), explanation.raw.shape[0])
+    fig = PlainFigure(figsize=(7.2, 2.3 * count), layout="constrained")
+    _draw_explanation(fig, explanation, count, "jet")
+    more = explanation.raw.shape[0] - count
+    facts = html.escape(explanation.facts()) + (f" ({more} more not drawn)" if more > 0 else "")
+    return f'<div class="ucag-explanation"><p><code>{facts}</code></p>{figure_html(fig, facts)}</div>'

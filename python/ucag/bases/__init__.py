@@ -1,10 +1,12 @@
 """Base attribution methods and how UCAG runs them on patches.
 
-- :mod:`ucag.bases.adapters` — the :class:`Adapter` contract and the adapters for
-  pytorch-grad-cam, Captum, zennit and plain callables (:func:`make_adapter`);
-- :mod:`ucag.bases.truncation` — stopping the backward pass at the target layer
-  (:func:`ucag.fast`);
-- :mod:`ucag.bases.propagation` — LRP, c*LRP, SGLRP and FullGrad's raw map as bases.
+- [ucag.bases.adapters][ucag.bases.adapters] — the [Adapter][ucag.bases.adapters.Adapter]
+  contract and the adapters for pytorch-grad-cam, Captum, zennit and plain callables
+  ([make_adapter][ucag.bases.adapters.make_adapter]);
+- [ucag.bases.truncation][ucag.bases.truncation] — stopping the backward pass at the target
+  layer ([ucag.fast][ucag.bases.truncation.fast]);
+- [ucag.bases.propagation][ucag.bases.propagation] — LRP, ``c*LRP``, SGLRP and FullGrad's raw
+  map as bases.
 """
 
 from .adapters import Adapter, BaseAdapter, MapKind, PatchAttribution, make_adapter

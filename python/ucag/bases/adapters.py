@@ -1,13 +1,15 @@
 """Adapters: run an existing attribution method on a chunk of patches.
 
-:class:`Adapter` is the one contract a base method meets for :class:`ucag.UCAG`: a name,
-the model, the kind of map it gives, whether its backward pass may stop at the target
-layer, a call ``adapter(patches, targets) -> PatchAttribution`` (one partial map per patch,
-at whatever resolution the method produces, plus the model's logits on the patches: from
-the method's own forward pass where it exposes them, else from one extra forward under
-``torch.inference_mode``) and :meth:`Adapter.release` for its hooks. :func:`make_adapter`
-picks the adapter for a pytorch-grad-cam, Captum or zennit object or a plain callable;
-a base may bring its own (``base.ucag_adapter(model)``, as :mod:`ucag.bases.propagation`'s
+[Adapter][ucag.bases.adapters.Adapter] is the one contract a base method meets for
+[UCAG][ucag.explainer.UCAG]: a name, the model, the kind of map it gives, whether its
+backward pass may stop at the target layer, a call ``adapter(patches, targets) ->
+PatchAttribution`` (one partial map per patch, at whatever resolution the method produces,
+plus the model's logits on the patches: from the method's own forward pass where it exposes
+them, else from one extra forward under ``torch.inference_mode``) and
+[Adapter.release][ucag.bases.adapters.Adapter.release] for its hooks.
+[make_adapter][ucag.bases.adapters.make_adapter] picks the adapter for a pytorch-grad-cam,
+Captum or zennit object or a plain callable; a base may bring its own
+(``base.ucag_adapter(model)``, as [ucag.bases.propagation][ucag.bases.propagation]'s
 methods do).
 """
 
@@ -37,10 +39,22 @@ MapKind: TypeAlias = Literal["cam", "signed"]
 
 @dataclass
 class PatchAttribution:
-    """Partial maps (n, h', w') and the logits (n, K) of the same patches; for targets other
-    than a softmax class (:mod:`ucag.targets`), the model's confidence in each patch's target
-    (n,) instead, and whether the target is present on each patch (the outputs, which may be
-    dense, are not kept: ``logits`` is then (n, 0))."""
+    """Partial maps (n, h', w') and the logits (n, K) of the same patches.
+
+    For targets other than a softmax class ([ucag.targets][ucag.targets]), the model's
+    confidence in each patch's target (n,) instead, and whether the target is present on
+    each patch (the outputs, which may be dense, are not kept: ``logits`` is then (n, 0)).
+
+    Attributes:
+        maps: The partial maps (n, h', w'), one per patch, at the method's resolution.
+        logits: The model's logits on the patches (n, K); (n, 0) for targets other than a
+            softmax class.
+        normalised: True when the maps are the method's normalised output rather than raw
+            maps (``Explanation.partials_normalised``).
+        probabilities: The model's confidence in each patch's target (n,), for targets
+            other than a softmax class; None otherwise.
+        present: Whether the target is present on each patch (n,) bool; None for everywhere.
+    """
 
     maps: torch.Tensor
     logits: torch.Tensor
@@ -75,8 +89,21 @@ def _as_maps(result: Any, device: torch.device, argument: str, rows: int) -> tor
 
 
 def inference_logits(model: nn.Module, patches: torch.Tensor) -> torch.Tensor:
-    """The model's logits on ``patches`` from one forward under ``torch.inference_mode``
-    (for methods that do not expose those of their own forward)."""
+    """The model's logits on ``patches`` from one forward under ``torch.inference_mode``.
+
+    For methods that do not expose those of their own forward.
+
+    Args:
+        model: The model.
+        patches: The patches (n, C, h, w).
+
+    Returns:
+        The logits (n, K) (the tensor in the model's output, as ``ucag._inputs.logits_of``
+            finds it).
+
+    Raises:
+        TypeError: When the model's output holds no tensor where one is looked for.
+    """
     with torch.inference_mode():
         return logits_of(model(patches))
 
@@ -100,14 +127,22 @@ def _attributes(obj: Any, **values: Any) -> Iterator[None]:
 
 @runtime_checkable
 class Adapter(Protocol):
-    """What :class:`ucag.UCAG` needs from a base method.
+    """What [UCAG][ucag.explainer.UCAG] needs from a base method.
 
-    ``name``: how the method is written in reprs and progress bars. ``model``: the
-    classifier it explains. ``map_kind``: see :data:`MapKind`. ``truncatable``: whether the
-    backward pass may stop at the target layer (:mod:`ucag.bases.truncation`), and
-    ``truncate`` whether it does. Calling it explains a chunk of patches, each for its
-    own target; ``target_objects`` are the user's pytorch-grad-cam target objects (one per
-    row) where given. :meth:`release` removes the hooks the method holds on the model.
+    A protocol: any object with these members is an adapter (``isinstance`` checks them).
+    ``name``: how the method is written in reprs and progress bars. Calling it explains a
+    chunk of patches, each for its own target; ``target_objects`` are the user's
+    pytorch-grad-cam target objects (one per row) where given.
+    [release][ucag.bases.adapters.Adapter.release] removes the hooks the method holds on the
+    model.
+
+    Attributes:
+        model: The classifier the method explains.
+        map_kind: ``"cam"`` (CAM-style maps, post-processed by default) or ``"signed"``
+            (relevance maps whose sign and scale carry meaning, kept raw by default).
+        truncatable: Whether the backward pass may stop at the target layer
+            ([ucag.bases.truncation][ucag.bases.truncation]).
+        truncate: Whether it does.
     """
 
     model: nn.Module
@@ -116,7 +151,9 @@ class Adapter(Protocol):
     truncate: bool
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """How the method is written in reprs and progress bars."""
+        ...
 
     def __call__(
         self,
@@ -126,16 +163,49 @@ class Adapter(Protocol):
         target_objects: list[Any] | None = None,
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
-    ) -> PatchAttribution: ...
+    ) -> PatchAttribution:
+        """Explain a chunk of patches, each for its own target.
 
-    def release(self) -> None: ...
+        Args:
+            patches: The patches (n, C, h, w).
+            targets: One class index per patch (n,).
+            target_objects: The user's pytorch-grad-cam target objects, one per patch, where
+                given (they take precedence over ``targets`` for the gradient).
+            aug_smooth: grad-cam's test-time augmentation smoothing.
+            eigen_smooth: grad-cam's first-principal-component smoothing.
+
+        Returns:
+            One partial map per patch and the model's logits on the patches.
+        """
+        ...
+
+    def release(self) -> None:
+        """Remove the hooks the method holds on the model."""
+        ...
 
 
 def oriented(maps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Principal-component maps (n, h, w) with their arbitrary sign fixed: each map is
-    negated where it correlates negatively with its ``reference`` map (the channel sum of
-    the matrix it was projected from: where the features, or the class evidence, are),
-    so a solver's sign choice cannot invert a partial map (docs/algorithm.md §2, "Principal-component maps are oriented")."""
+    """Principal-component maps with their arbitrary sign fixed.
+
+    Each map is negated where it correlates negatively with its ``reference`` map, so a
+    solver's sign choice cannot invert a partial map (docs/algorithm.md §2,
+    "Principal-component maps are oriented").
+
+    Args:
+        maps: Principal-component maps (n, h, w).
+        reference: One reference map per map (n, h, w): the channel sum of the matrix it was
+            projected from (where the features, or the class evidence, are).
+
+    Returns:
+        The maps (n, h, w), each negated where it correlated negatively with its reference.
+
+    Examples:
+        >>> import torch
+        >>> from ucag.bases.adapters import oriented
+        >>> reference = torch.tensor([[[0.0, 1.0], [0.0, 1.0]]])
+        >>> oriented(torch.tensor([[[1.0, -1.0], [1.0, -1.0]]]), reference).tolist()
+        [[[-1.0, 1.0], [-1.0, 1.0]]]
+    """
     centred = reference - reference.mean(dim=(-2, -1), keepdim=True)
     agreement = (maps * centred).sum(dim=(-2, -1))
     return torch.where(agreement[:, None, None] < 0, -maps, maps)
@@ -157,9 +227,11 @@ def _mean_of_layers(per_layer: list[torch.Tensor]) -> torch.Tensor:
 
 
 class BaseAdapter:
-    """Defaults of :class:`Adapter` for adapters to build on: a CAM-style map, a full
-    backward pass, nothing to release, no smoothing options; a subclass provides the name
-    and :meth:`_attribute`."""
+    """Defaults of [Adapter][ucag.bases.adapters.Adapter] for adapters to build on.
+
+    A CAM-style map, a full backward pass, nothing to release, no smoothing options; a
+    subclass provides the name and ``_attribute``.
+    """
 
     model: nn.Module
     map_kind: MapKind = "cam"
@@ -168,6 +240,7 @@ class BaseAdapter:
 
     @property
     def name(self) -> str:
+        """How the method is written in reprs and progress bars (a subclass provides it)."""
         raise NotImplementedError
 
     def release(self) -> None:
@@ -182,8 +255,24 @@ class BaseAdapter:
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ) -> PatchAttribution:
-        """The method on a chunk of patches; a method without grad-cam's smoothing options
-        (the default) refuses them rather than ignoring them."""
+        """The method on a chunk of patches, each for its own target.
+
+        A method without grad-cam's smoothing options (the default) refuses them rather than
+        ignoring them.
+
+        Args:
+            patches: The patches (n, C, h, w).
+            targets: One class index per patch (n,).
+            target_objects: The user's pytorch-grad-cam target objects (ignored here).
+            aug_smooth: Must be False.
+            eigen_smooth: Must be False.
+
+        Returns:
+            One partial map per patch and the model's logits on the patches.
+
+        Raises:
+            ValueError: When ``aug_smooth`` or ``eigen_smooth`` is set.
+        """
         for option, flag in (("aug_smooth", aug_smooth), ("eigen_smooth", eigen_smooth)):
             if flag:
                 raise ValueError(f"{option}: {self.name} does not support it")
@@ -203,17 +292,25 @@ class GradCamAdapter(BaseAdapter):
     ReLU and min-max scaling (docs/algorithm.md §2) — captured during grad-cam's own call;
     several target layers are averaged after resizing to the finest one. Maps built from a
     principal component (Eigen-CAM, EigenGrad-CAM, KPCA-CAM, ``eigen_smooth``) are
-    :func:`oriented` first. The logits are
-    grad-cam's own forward outputs (``cam.outputs``). With ``aug_smooth`` (whose
-    augmentations are undone only on the final map), for grad-cam's FullGrad (which
-    bypasses ``get_cam_image``; :class:`ucag.bases.propagation.FullGrad` gives its raw map)
-    and for the wrapper classes (FinerCAM, RefineCAM, SESS), the partial maps are
+    [oriented][ucag.bases.adapters.oriented] first. The logits are grad-cam's own forward
+    outputs (``cam.outputs``). With ``aug_smooth`` (whose augmentations are undone only on
+    the final map), for grad-cam's FullGrad (which bypasses ``get_cam_image``;
+    [FullGrad][ucag.bases.propagation.FullGrad] gives its raw map) and for the wrapper classes (FinerCAM, RefineCAM, SESS), the partial maps are
     grad-cam's normalised output and, where the object keeps no logits, one extra forward
     supplies them.
 
     Gradient-based classes run with the backward pass stopped at the target layer
-    (:mod:`ucag.bases.truncation`) unless ``truncate`` is set to False. :meth:`release`
-    removes grad-cam's hooks, as ``with GradCAM(...) as cam`` does on exit.
+    ([ucag.bases.truncation][ucag.bases.truncation]) unless ``truncate`` is set to False.
+    [release][ucag.bases.adapters.GradCamAdapter.release] removes grad-cam's hooks, as
+    ``with GradCAM(...) as cam`` does on exit.
+
+    Args:
+        cam: A pytorch-grad-cam object.
+        model: The model it explains; None to find it inside ``cam``
+            ([find_model][ucag.bases.adapters.find_model]).
+
+    Raises:
+        ValueError: When ``model`` is None and none is found inside ``cam``.
     """
 
     def __init__(self, cam: Any, model: nn.Module | None = None) -> None:
@@ -233,10 +330,11 @@ class GradCamAdapter(BaseAdapter):
 
     @property
     def name(self) -> str:
+        """The CAM's class name."""
         return type(self.cam).__name__
 
     def _projection_reference(self, method: Callable[..., Any], args: tuple[Any, ...], eigen_smooth: bool) -> Any:
-        """What a principal-component map is oriented against (:func:`oriented`), None for
+        """What a principal-component map is oriented against (``oriented``), None for
         maps whose sign is already meaningful: the activations for Eigen-CAM and KPCA-CAM,
         gradients x activations for EigenGrad-CAM (the matrices they project), and a CAM's
         own map without ``eigen_smooth`` when it projects with it."""
@@ -252,6 +350,7 @@ class GradCamAdapter(BaseAdapter):
         return None
 
     def release(self) -> None:
+        """Remove grad-cam's hooks from the model, as ``with GradCAM(...) as cam`` does on exit."""
         hooks = getattr(self.cam, "activations_and_grads", None)
         if hooks is not None:
             hooks.release()
@@ -265,6 +364,26 @@ class GradCamAdapter(BaseAdapter):
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ) -> PatchAttribution:
+        """The CAM on a chunk of patches, each for its own target.
+
+        Args:
+            patches: The patches (n, C, h, w).
+            targets: One class index per patch (n,), explained through grad-cam's
+                ``ClassifierOutputTarget`` unless ``target_objects`` are given.
+            target_objects: The user's pytorch-grad-cam target objects, one per patch (e.g.
+                ``ClassifierOutputSoftmaxTarget``), which keep their meaning.
+            aug_smooth: grad-cam's test-time augmentation smoothing (the maps are then
+                grad-cam's normalised output).
+            eigen_smooth: grad-cam's first-principal-component smoothing.
+
+        Returns:
+            One partial map per patch (raw where captured, else normalised) and grad-cam's
+                logits on the patches.
+
+        Raises:
+            ValueError: When a wrapper class (FinerCAM, RefineCAM, SESS) does not take the
+                smoothing option that is set.
+        """
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         if not self.truncate and not any(p.requires_grad for p in self.model.parameters()):
@@ -338,8 +457,16 @@ def _wrapped_target_layers(cam: Any) -> list[Any]:
 
 
 def captum_map_kind(attribution: Any, attribute_kwargs: dict[str, Any]) -> MapKind:
-    """ "cam" for LayerGradCam and Saliency with ``abs`` (its default), "signed" for every
-    other Captum method; a NoiseTunnel is what the method it wraps is."""
+    """The kind of map a Captum method gives.
+
+    Args:
+        attribution: A Captum ``Attribution``.
+        attribute_kwargs: The options its ``attribute`` is called with.
+
+    Returns:
+        ``"cam"`` for LayerGradCam and Saliency with ``abs`` (its default), ``"signed"`` for
+            every other Captum method; a NoiseTunnel is what the method it wraps is.
+    """
     inner = getattr(attribution, "attribution_method", None)  # NoiseTunnel
     if inner is not None and type(attribution).__name__ == "NoiseTunnel":
         return captum_map_kind(inner, attribute_kwargs)
@@ -354,8 +481,16 @@ _CAPTUM_OWN = ("inputs", "target")
 
 
 def check_attribute_kwargs(attribution: Any, attribute_kwargs: Mapping[str, Any]) -> None:
-    """Raise, naming ``attribute_kwargs``, for an option the Captum method's ``attribute``
-    does not take, or one UCAG sets itself (the patches, the targets)."""
+    """Check the options for a Captum method's ``attribute`` before any patch runs.
+
+    Args:
+        attribution: A Captum ``Attribution``.
+        attribute_kwargs: The options its ``attribute`` is to be called with.
+
+    Raises:
+        TypeError: Naming ``attribute_kwargs``, for an option the method's ``attribute`` does
+            not take, or one UCAG sets itself (``inputs``, ``target``).
+    """
     taken = sorted(k for k in attribute_kwargs if k in _CAPTUM_OWN)
     if taken:
         raise TypeError(f"attribute_kwargs: {taken[0]!r} is set by UCAG for every chunk of patches; drop it")
@@ -383,7 +518,19 @@ class CaptumAdapter(BaseAdapter):
     The maps are "cam" maps only for LayerGradCam and for Saliency's absolute gradients;
     every other method (gradient x input, Integrated Gradients, DeepLift, GradientShap,
     occlusion, LRP, layer attributions, ...) gives signed evidence for and against the
-    class, which ``postprocess="auto"`` keeps (no ReLU)."""
+    class, which ``postprocess="auto"`` keeps (no ReLU).
+
+    Args:
+        attribution: A Captum ``Attribution``.
+        model: The model it explains; None to find it inside ``attribution`` (its
+            ``forward_func``).
+        **attribute_kwargs: Options for every call of ``attribute``, checked here
+            ([check_attribute_kwargs][ucag.bases.adapters.check_attribute_kwargs]).
+
+    Raises:
+        TypeError: For an option ``attribute`` does not take, or one UCAG sets itself.
+        ValueError: When ``model`` is None and none is found inside ``attribution``.
+    """
 
     def __init__(self, attribution: Any, model: nn.Module | None = None, **attribute_kwargs: Any) -> None:
         check_attribute_kwargs(attribution, attribute_kwargs)
@@ -394,6 +541,7 @@ class CaptumAdapter(BaseAdapter):
 
     @property
     def name(self) -> str:
+        """The Captum method's class name."""
         return type(self.attribution).__name__
 
     def _logits_forward(self) -> contextlib.AbstractContextManager[None]:
@@ -419,7 +567,12 @@ class CaptumAdapter(BaseAdapter):
 class ZennitAdapter(BaseAdapter):
     """A zennit ``Attributor`` (e.g. ``Gradient(model, EpsilonPlusFlat())``): the output
     relevance is the one-hot target, the relevance is summed over channels (signed), and the
-    logits come from the attributor's own forward pass."""
+    logits come from the attributor's own forward pass.
+
+    Args:
+        attributor: A zennit ``Attributor``.
+        model: The model it explains; None for the attributor's own ``model``.
+    """
 
     map_kind: MapKind = "signed"
 
@@ -429,6 +582,7 @@ class ZennitAdapter(BaseAdapter):
 
     @property
     def name(self) -> str:
+        """The attributor's class name, with its composite's in brackets where it has one."""
         composite = getattr(self.attributor, "composite", None)
         suffix = f"[{type(composite).__name__}]" if composite is not None else ""
         return type(self.attributor).__name__ + suffix
@@ -448,7 +602,15 @@ class ZennitAdapter(BaseAdapter):
 class CallableAdapter(BaseAdapter):
     """A plain function ``fn(patches, targets) -> maps`` ((n, h, w), (n, 1, h, w) or
     (n, C, h, w), torch or numpy). The logits come from one extra forward of ``model``,
-    which must be given."""
+    which must be given.
+
+    Args:
+        fn: The method: ``fn(patches, targets) -> maps``.
+        model: The model it explains (required).
+
+    Raises:
+        ValueError: When ``model`` is None.
+    """
 
     def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], Any], model: nn.Module | None) -> None:
         if model is None:
@@ -458,6 +620,7 @@ class CallableAdapter(BaseAdapter):
 
     @property
     def name(self) -> str:
+        """The function's ``__name__`` (its class name for a callable object without one)."""
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def _attribute(self, patches: torch.Tensor, targets: torch.Tensor) -> PatchAttribution:
@@ -468,7 +631,18 @@ class CallableAdapter(BaseAdapter):
 
 
 def find_model(base: Any) -> nn.Module:
-    """The classifier inside a base method object."""
+    """The classifier inside a base method object.
+
+    Args:
+        base: A pytorch-grad-cam, Captum or zennit object.
+
+    Returns:
+        Its ``model`` (unwrapped from ``LogitsOnly``), ``forward_func`` or
+            ``base_cam.model``, or the first per-layer CAM's model (RefineCAM).
+
+    Raises:
+        ValueError: When no model is found.
+    """
     for path in ("model", "forward_func", "base_cam.model"):
         obj = base
         for part in path.split("."):
@@ -486,10 +660,43 @@ def find_model(base: Any) -> nn.Module:
 def make_adapter(
     base: Any, model: nn.Module | None = None, attribute_kwargs: Mapping[str, Any] | None = None
 ) -> Adapter:
-    """The :class:`Adapter` for ``base``: its own when it supplies one
-    (``base.ucag_adapter(model)``, as :mod:`ucag.bases.propagation`'s methods do), else one
-    chosen by its library. ``attribute_kwargs`` go to a Captum method's ``attribute``,
-    checked against its signature here."""
+    """The [Adapter][ucag.bases.adapters.Adapter] for a base method.
+
+    Args:
+        base: The base method: an object with its own ``ucag_adapter(model)`` (as
+            [ucag.bases.propagation][ucag.bases.propagation]'s methods have), a
+            pytorch-grad-cam, Captum or zennit object, or a callable
+            ``fn(patches, targets) -> maps``.
+        model: The model it explains; None to find it inside ``base`` (required for a
+            plain callable).
+        attribute_kwargs: Options for a Captum method's ``attribute``, checked against its
+            signature here; None for none.
+
+    Returns:
+        The base's own adapter where it supplies one, else the one chosen by its library.
+
+    Raises:
+        TypeError: When ``attribute_kwargs`` is not a dict of keyword arguments, has an option
+            the method does not take, is given for a base other than Captum's, or ``base`` is
+            none of the above.
+        ValueError: When the model is not given and cannot be found, or differs from the one
+            a propagation method was built with.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from ucag.bases import make_adapter
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                       nn.Flatten(), nn.Linear(4, 2))
+        >>> def saliency(patches, targets):
+        ...     return patches.abs().sum(dim=1)
+        >>> adapter = make_adapter(saliency, model)
+        >>> adapter.name, adapter.map_kind
+        ('saliency', 'cam')
+        >>> part = adapter(torch.rand(2, 3, 8, 8), torch.tensor([0, 1]))
+        >>> tuple(part.maps.shape), tuple(part.logits.shape)
+        ((2, 8, 8), (2, 2))
+    """
     if attribute_kwargs is None:
         attribute_kwargs = {}
     if not isinstance(attribute_kwargs, Mapping) or not all(isinstance(k, str) for k in attribute_kwargs):

@@ -1,15 +1,17 @@
-"""Relevance-propagation bases for UCAG: LRP, c*LRP, SGLRP and FullGrad (the paper's Table 4).
+"""Relevance-propagation bases for UCAG: LRP, ``c*LRP``, SGLRP and FullGrad (the paper's Table 4).
 
-Each class here is usable on its own, with pytorch-grad-cam's call convention::
+Each class here is usable on its own, with pytorch-grad-cam's call convention:
 
-    lrp = LRP(model)
-    maps = lrp(input_tensor=x, targets=[ClassifierOutputTarget(281)])  # numpy (B, H, W)
+```python
+lrp = LRP(model)
+maps = lrp(input_tensor=x, targets=[ClassifierOutputTarget(281)])  # numpy (B, H, W)
+```
 
-and as the ``base`` of :class:`ucag.UCAG`. Maps are RAW and SIGNED (LRP family: positive =
+and as the ``base`` of [UCAG][ucag.explainer.UCAG]. Maps are RAW and SIGNED (LRP family: positive =
 evidence for the target, negative = evidence against it; the paper shows them red/blue), so
 UCAG's ``postprocess="auto"`` resolves to ``"none"`` for them.
 
-- :class:`LRP` — Layer-wise Relevance Propagation through zennit: by default the
+- [LRP][ucag.bases.propagation.LRP] — Layer-wise Relevance Propagation through zennit: by default the
   epsilon-plus-flat composite (flat rule on the first layer, z+ on the other convolutions,
   epsilon on fully connected layers, relevance passed through activations, batch norms and
   average pools normalised), with the canonizers a model needs (torchvision ResNet / VGG:
@@ -17,23 +19,23 @@ UCAG's ``postprocess="auto"`` resolves to ``"none"`` for them.
   linear layer's output is merged into it, found by tracing one forward pass). The output
   relevance is the target's logit, so the input relevance sums to it where the rules
   conserve relevance (zero biases, no batch norm left unmerged, no bare tensor additions).
-- :class:`ContrastiveLRP` — c*LRP / CLRP (Gu, Yang & Tresp, ACCV 2018): the LRP relevance of
-  the target minus that of its "dual" concept, all other classes, each receiving an equal
+- [ContrastiveLRP][ucag.bases.propagation.ContrastiveLRP] — ``c*LRP`` / CLRP (Gu, Yang & Tresp,
+  ACCV 2018): the LRP relevance of the target minus that of its "dual" concept, all other classes, each receiving an equal
   share ``y_t / (K - 1)`` of the target's score (the paper's first variant, CLRP1).
-- :class:`SoftmaxGradientLRP` — SGLRP (Iwana, Kuroki & Uchida, ICCVW 2019): the output
-  relevance is the gradient of the target's softmax probability with respect to the logits,
+- [SoftmaxGradientLRP][ucag.bases.propagation.SoftmaxGradientLRP] — SGLRP (Iwana, Kuroki &
+  Uchida, ICCVW 2019): the output relevance is the gradient of the target's softmax probability with respect to the logits,
   ``y_t (1 - y_t)`` for the target and ``-y_t y_k`` for every other class ``k`` (``y`` the
   softmax), propagated with the same rules.
-- :class:`FullGrad` — pytorch-grad-cam's FullGrad (Srinivas & Fleuret 2019), returning its RAW
+- [FullGrad][ucag.bases.propagation.FullGrad] — pytorch-grad-cam's FullGrad (Srinivas & Fleuret 2019), returning its RAW
   map: the sum of the normalised input-gradient and bias-gradient components before
   grad-cam's final min-max scaling (grad-cam's own output is that map min-max scaled).
 
-Because LRP is linear in the output relevance for a fixed input (every zennit rule is), c*LRP
+Because LRP is linear in the output relevance for a fixed input (every zennit rule is), ``c*LRP``
 is computed in ONE backward pass from the output relevance ``R_target - R_dual``.
 
 **How UCAG uses them.** Each object has ``ucag_adapter(model=None)``, which returns its
-:class:`ucag.bases.Adapter` (``map_kind = "signed"``) taking the logits from the method's
-own forward pass; :func:`ucag.bases.make_adapter` uses it.
+[Adapter][ucag.bases.adapters.Adapter] (``map_kind = "signed"``) taking the logits from the
+method's own forward pass; [make_adapter][ucag.bases.adapters.make_adapter] uses it.
 """
 
 from __future__ import annotations
@@ -67,14 +69,47 @@ def _target_column(values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def lrp_output_relevance(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Plain LRP: the target's logit on the target, 0 elsewhere."""
+    """Plain LRP's output relevance: the target's logit on the target, 0 elsewhere.
+
+    Args:
+        logits: The logits (n, K).
+        targets: One class index per row (n,).
+
+    Returns:
+        The output relevance (n, K).
+
+    Examples:
+        >>> import torch
+        >>> from ucag.bases.propagation import lrp_output_relevance
+        >>> lrp_output_relevance(torch.tensor([[2.0, 1.0, 4.0]]), torch.tensor([0]))
+        tensor([[2., 0., 0.]])
+    """
     return logits * _one_hot(logits, targets)
 
 
 def contrastive_output_relevance(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """c*LRP: ``R_target - R_dual`` at the output, where ``R_target = y_t`` on the target and
-    the dual (all other classes) shares the same score equally, ``y_t / (K - 1)`` each.
-    Result: ``y_t`` on the target and ``-y_t / (K - 1)`` on every other class."""
+    """``c*LRP``'s output relevance: ``R_target - R_dual``.
+
+    ``R_target = y_t`` on the target, and the dual (all other classes) shares the same score
+    equally, ``y_t / (K - 1)`` each.
+
+    Args:
+        logits: The logits (n, K).
+        targets: One class index per row (n,).
+
+    Returns:
+        The output relevance (n, K): ``y_t`` on the target and ``-y_t / (K - 1)`` on every
+            other class.
+
+    Raises:
+        ValueError: When the model has fewer than two classes.
+
+    Examples:
+        >>> import torch
+        >>> from ucag.bases.propagation import contrastive_output_relevance
+        >>> contrastive_output_relevance(torch.tensor([[2.0, 1.0, 4.0]]), torch.tensor([0]))
+        tensor([[ 2., -1., -1.]])
+    """
     K = logits.shape[-1]
     if K < 2:
         raise ValueError("ContrastiveLRP: the model must have at least two classes (the dual is all other classes)")
@@ -83,7 +118,22 @@ def contrastive_output_relevance(logits: torch.Tensor, targets: torch.Tensor) ->
 
 
 def softmax_gradient_relevance(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """SGLRP: ``d softmax(z)_t / d z_k`` = ``y_t (1 - y_t)`` for k = t, ``-y_t y_k`` otherwise."""
+    """SGLRP's output relevance: the gradient of the target's softmax probability.
+
+    Args:
+        logits: The logits z (n, K).
+        targets: One class index per row (n,).
+
+    Returns:
+        The output relevance (n, K): ``d softmax(z)_t / d z_k`` = ``y_t (1 - y_t)`` for
+            k = t, ``-y_t y_k`` otherwise (``y`` the softmax of the logits).
+
+    Examples:
+        >>> import torch
+        >>> from ucag.bases.propagation import softmax_gradient_relevance
+        >>> softmax_gradient_relevance(torch.tensor([[2.0, 1.0, 4.0]]), torch.tensor([0])).round(decimals=4)
+        tensor([[ 0.1012, -0.0048, -0.0964]])
+    """
     probs = torch.softmax(logits, dim=-1)
     return _target_column(probs, targets) * (_one_hot(probs, targets) - probs)
 
@@ -94,11 +144,22 @@ def softmax_gradient_relevance(logits: torch.Tensor, targets: torch.Tensor) -> t
 
 
 def traced_batchnorm_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[tuple[str], str]]:
-    """``[((linear_name,), batch_norm_name), ...]``: every batch norm whose input is exactly
-    the output tensor of one convolution / linear module, found by running ``example``
-    through the model once (no grad). Unlike zennit's ``SequentialMergeBatchNorm`` this does
-    not rely on the order modules were assigned in, nor on convolutions being leaves (the
-    sample EfficientNet's convolutions hold their padding module as a child)."""
+    """Every batch norm whose input is exactly the output tensor of one convolution / linear module.
+
+    Found by running ``example`` through the model once (no grad). Unlike zennit's
+    ``SequentialMergeBatchNorm`` this does not rely on the order modules were assigned in,
+    nor on convolutions being leaves (the sample EfficientNet's convolutions hold their
+    padding module as a child). A module called more than once, or a batch norm fed by
+    several, is left out.
+
+    Args:
+        model: The model.
+        example: An input the model runs on (one image is enough).
+
+    Returns:
+        The pairs ``[((linear_name,), batch_norm_name), ...]``, by module name, as zennit's
+            ``NamedMergeBatchNorm`` takes them.
+    """
     from zennit.types import BatchNorm, Linear
 
     names = {module: name for name, module in model.named_modules()}
@@ -158,9 +219,19 @@ def _exact_merge_class() -> type:
 
 
 def default_canonizers(model: nn.Module, example: torch.Tensor | None = None) -> list[Any]:
-    """The canonizers :class:`LRP` uses for ``model``: zennit's ``ResNetCanonizer`` /
-    ``VGGCanonizer`` for torchvision ResNets / VGGs; otherwise a (exact) ``NamedMergeBatchNorm``
-    of :func:`traced_batchnorm_pairs` (needs ``example``, one input image), or nothing."""
+    """The canonizers [LRP][ucag.bases.propagation.LRP] uses for a model.
+
+    Args:
+        model: The model.
+        example: One input image, to trace the batch norms of a model other than a
+            torchvision ResNet / VGG; None for no tracing.
+
+    Returns:
+        zennit's ``ResNetCanonizer`` / ``VGGCanonizer`` for torchvision ResNets / VGGs;
+            otherwise an (exact) ``NamedMergeBatchNorm`` of
+            [traced_batchnorm_pairs][ucag.bases.propagation.traced_batchnorm_pairs], or an
+            empty list (no ``example``, or no batch norm to merge).
+    """
     try:
         import torchvision.models as tvm
         from zennit.torchvision import ResNetCanonizer, VGGCanonizer
@@ -194,7 +265,7 @@ def _same_function(model: nn.Module, composite: Any, example: torch.Tensor) -> b
 
 
 class _PropagationAdapter(BaseAdapter):
-    """What :class:`ucag.UCAG` calls: one chunk of patches -> :class:`PatchAttribution`,
+    """What ``ucag.UCAG`` calls: one chunk of patches -> ``PatchAttribution``,
     with the logits of the method's own forward pass."""
 
     map_kind: MapKind = "signed"
@@ -234,7 +305,20 @@ class _Method(GradCamCallable):
         return type(self).__name__
 
     def ucag_adapter(self, model: nn.Module | None = None, **options: Any) -> _PropagationAdapter:
-        """The adapter :class:`ucag.UCAG` runs on the patches (see the module docstring)."""
+        """The adapter [UCAG][ucag.explainer.UCAG] runs on the patches (see the module docstring).
+
+        Args:
+            model: The model; None, or the one the method was built with.
+            **options: Captum-style attribute options: none are taken.
+
+        Returns:
+            The adapter (``map_kind = "signed"``), taking the logits from the method's own
+                forward pass.
+
+        Raises:
+            TypeError: When ``options`` are given.
+            ValueError: When ``model`` differs from the one the method was built with.
+        """
         if options:
             raise TypeError(f"{self.name} takes no attribute options, got {sorted(options)}")
         return _PropagationAdapter(self, model)
@@ -257,11 +341,27 @@ class _Method(GradCamCallable):
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
     ) -> PatchAttribution:
-        """Raw maps (B, H, W) and the logits (B, K) of the same forward pass, as torch tensors
-        on the model's device. ``targets``: class indices, grad-cam ``ClassifierOutputTarget``
-        objects or a 1-D integer tensor, one per image; None explains the prediction. The
-        model runs in eval mode (as grad-cam runs it); its modes, ``requires_grad`` flags
-        and hooks are restored afterwards."""
+        """Raw maps (B, H, W) and the logits (B, K) of the same forward pass.
+
+        The model runs in eval mode (as grad-cam runs it); its modes, ``requires_grad``
+        flags and hooks are restored afterwards.
+
+        Args:
+            input_tensor: The images (B, C, H, W), floating point.
+            targets: Class indices, grad-cam ``ClassifierOutputTarget`` objects or a 1-D
+                integer tensor, one per image; None explains the prediction.
+            aug_smooth: grad-cam's test-time augmentation smoothing (refused: the maps are raw).
+            eigen_smooth: grad-cam's first-principal-component smoothing (FullGrad only).
+
+        Returns:
+            The maps and logits, as torch tensors on the model's device.
+
+        Raises:
+            TypeError: When ``input_tensor`` is not a floating-point tensor, or a target is
+                not a class.
+            ValueError: When ``input_tensor`` is not a non-empty (B, C, H, W) batch, the
+                targets do not fit the model's output, or a smoothing option is refused.
+        """
         check_input(input_tensor)
         x = input_tensor.detach().to(model_device(self.model))
         with eval_mode(self.model):  # as grad-cam runs it; the modes are restored on exit
@@ -283,17 +383,26 @@ class _Method(GradCamCallable):
 class LRP(_Method):
     """Layer-wise Relevance Propagation (Bach et al. 2015) through zennit.
 
-    ``composite``: None (default) for zennit's ``EpsilonPlusFlat`` with the canonizers of
-    :func:`default_canonizers`; the name of a zennit composite (a key of
-    ``zennit.composites.COMPOSITES``, e.g. ``"epsilon_plus"``, ``"epsilon_alpha2_beta1_flat"``),
-    built with the same canonizers; or a zennit ``Composite`` instance, used as it is.
-    ``epsilon``: the epsilon rule's stabiliser for the default/named composites.
-
     Maps: input relevance summed over channels, signed, at the input resolution. The output
-    relevance is the target logit (:meth:`output_relevance`), so where the rules conserve
-    relevance the map sums to it. For models other than torchvision ResNet / VGG, the batch
-    norms to merge are found by tracing the first call's first image; if merging them would
-    change the model's outputs, LRP warns and runs without merging.
+    relevance is the target logit
+    ([output_relevance][ucag.bases.propagation.LRP.output_relevance]), so where the rules
+    conserve relevance the map sums to it. For models other than torchvision ResNet / VGG,
+    the batch norms to merge are found by tracing the first call's first image; if merging
+    them would change the model's outputs, LRP warns and runs without merging.
+
+    Args:
+        model: The classifier.
+        composite: None (default) for zennit's ``EpsilonPlusFlat`` with the canonizers of
+            [default_canonizers][ucag.bases.propagation.default_canonizers]; the name of a
+            zennit composite (a key of ``zennit.composites.COMPOSITES``, e.g.
+            ``"epsilon_plus"``, ``"epsilon_alpha2_beta1_flat"``), built with the same
+            canonizers; or a zennit ``Composite`` instance, used as it is.
+        epsilon: The epsilon rule's stabiliser for the default/named composites.
+
+    Raises:
+        TypeError: When ``model`` is not a ``torch.nn.Module``, or ``composite`` is neither
+            None, a name nor a zennit composite.
+        ValueError: When ``composite`` names no zennit composite.
     """
 
     def __init__(self, model: nn.Module, composite: Any = None, *, epsilon: float = 1e-6) -> None:
@@ -315,13 +424,23 @@ class LRP(_Method):
 
     @property
     def name(self) -> str:
+        """The class name with the composite's, e.g. ``LRP[EpsilonPlusFlat]``."""
         spec = self.composite_spec
         label = "EpsilonPlusFlat" if spec is None else spec if isinstance(spec, str) else type(spec).__name__
         return f"{type(self).__name__}[{label}]"
 
     @staticmethod
     def output_relevance(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The relevance of the model's outputs (n, K) that is propagated to the input."""
+        """The relevance of the model's outputs that is propagated to the input.
+
+        Args:
+            logits: The logits (n, K).
+            targets: One class index per row (n,).
+
+        Returns:
+            The output relevance (n, K)
+                ([lrp_output_relevance][ucag.bases.propagation.lrp_output_relevance]).
+        """
         return lrp_output_relevance(logits, targets)
 
     @property
@@ -381,7 +500,7 @@ class LRP(_Method):
 
 
 class ContrastiveLRP(LRP):
-    """c*LRP / Contrastive LRP (Gu, Yang & Tresp, "Understanding Individual Decisions of CNNs
+    """``c*LRP`` / Contrastive LRP (Gu, Yang & Tresp, "Understanding Individual Decisions of CNNs
     via Contrastive Backpropagation", ACCV 2018).
 
     ``R = LRP(x, y_t e_t) - LRP(x, dual)``, the dual concept being all other classes with the
@@ -390,11 +509,33 @@ class ContrastiveLRP(LRP):
     in the output relevance). Signed: regions that speak for the target over the other
     classes are positive, regions that speak for the others negative. The paper displays
     ``max(0, R)``; here the map stays signed (UCAG's "cam" post-processing applies the ReLU).
-    Same ``composite`` options as :class:`LRP`.
+
+    Args:
+        model: The classifier.
+        composite: The zennit composite, as for [LRP][ucag.bases.propagation.LRP].
+        epsilon: The epsilon rule's stabiliser for the default/named composites.
+
+    Raises:
+        TypeError: When ``model`` is not a ``torch.nn.Module``, or ``composite`` is neither
+            None, a name nor a zennit composite.
+        ValueError: When ``composite`` names no zennit composite.
     """
 
     @staticmethod
     def output_relevance(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The relevance of the model's outputs that is propagated to the input.
+
+        Args:
+            logits: The logits (n, K).
+            targets: One class index per row (n,).
+
+        Returns:
+            The output relevance (n, K)
+                ([contrastive_output_relevance][ucag.bases.propagation.contrastive_output_relevance]).
+
+        Raises:
+            ValueError: When the model has fewer than two classes.
+        """
         return contrastive_output_relevance(logits, targets)
 
 
@@ -405,11 +546,31 @@ class SoftmaxGradientLRP(LRP):
     The output relevance is the gradient of the target's softmax probability with respect
     to the logits: ``y_t (1 - y_t)`` on the target, ``-y_t y_k`` on every other class ``k``
     (``y`` the softmax of the logits), propagated with the LRP rules. Signed, class
-    discriminative. Same ``composite`` options as :class:`LRP`.
+    discriminative.
+
+    Args:
+        model: The classifier.
+        composite: The zennit composite, as for [LRP][ucag.bases.propagation.LRP].
+        epsilon: The epsilon rule's stabiliser for the default/named composites.
+
+    Raises:
+        TypeError: When ``model`` is not a ``torch.nn.Module``, or ``composite`` is neither
+            None, a name nor a zennit composite.
+        ValueError: When ``composite`` names no zennit composite.
     """
 
     @staticmethod
     def output_relevance(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The relevance of the model's outputs that is propagated to the input.
+
+        Args:
+            logits: The logits (n, K).
+            targets: One class index per row (n,).
+
+        Returns:
+            The output relevance (n, K)
+                ([softmax_gradient_relevance][ucag.bases.propagation.softmax_gradient_relevance]).
+        """
         return softmax_gradient_relevance(logits, targets)
 
 
@@ -454,11 +615,20 @@ class FullGrad(_Method):
 
     grad-cam's hooks, bias extraction, forward and backward run as they are. With
     ``exact=False`` (default) the per-layer sum is reordered (channels summed before the
-    resize, which is linear; see :func:`_fullgrad_per_layer`), which gives the same map up
-    to float rounding and is much faster; ``exact=True`` runs grad-cam's own per-channel
-    loop. ``eigen_smooth`` always uses grad-cam's code. A fresh grad-cam object is built per
-    call and its hooks are removed afterwards, so none stay on the model; images run in
-    chunks of ``chunk_size`` (grad-cam keeps every layer's gradients in memory).
+    resize, which is linear; see ``_fullgrad_per_layer``), which gives the same map up to
+    float rounding and is much faster; ``exact=True`` runs grad-cam's own per-channel loop.
+    ``eigen_smooth`` always uses grad-cam's code. A fresh grad-cam object is built per call
+    and its hooks are removed afterwards, so none stay on the model; images run in chunks of
+    ``chunk_size`` (grad-cam keeps every layer's gradients in memory).
+
+    Args:
+        model: The classifier.
+        exact: Run grad-cam's own per-channel loop instead of the reordered sum.
+        chunk_size: How many images run through grad-cam at once.
+
+    Raises:
+        TypeError: When ``model`` is not a ``torch.nn.Module``.
+        ValueError: When ``chunk_size`` is not a positive int.
     """
 
     def __init__(self, model: nn.Module, *, exact: bool = False, chunk_size: int = 4) -> None:

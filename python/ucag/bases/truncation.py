@@ -3,11 +3,12 @@
 Gradient-based CAMs (Grad-CAM, Grad-CAM++, XGrad-CAM, HiResCAM, LayerCAM, ...) need only
 the gradient of the target score with respect to the target layer's activations, yet a
 plain ``loss.backward()`` continues down to the input and computes every weight gradient on
-the way. :func:`truncated_backward` makes the earliest target layer's output a fresh leaf
+the way. [truncated_backward][ucag.bases.truncation.truncated_backward] makes the earliest target layer's output a fresh leaf
 (a forward hook registered ahead of the base method's own hooks) and switches parameter
 gradients off for the duration, so the backward pass covers only the layers above the
 target layer. The base method's code is untouched and its maps are unchanged up to
-floating-point summation order. :func:`fast` offers the same for an unwrapped CAM.
+floating-point summation order. [fast][ucag.bases.truncation.fast] offers the same for an
+unwrapped CAM.
 """
 
 from __future__ import annotations
@@ -34,9 +35,20 @@ def _detached(output: Any) -> Any:
 
 @contextlib.contextmanager
 def truncated_backward(model: nn.Module, target_layers: Sequence[nn.Module]) -> Iterator[None]:
-    """Within the block, every forward of ``model`` cuts the graph at the first target
-    layer that runs, and no parameter requires grad. Hooks and flags are restored on exit,
-    also when the block raises."""
+    """Stop the backward pass at the target layer for the duration of a ``with`` block.
+
+    Within the block, every forward of ``model`` cuts the graph at the first target layer
+    that runs, and no parameter requires grad. Hooks and flags are restored on exit, also
+    when the block raises.
+
+    Args:
+        model: The model whose forwards are cut.
+        target_layers: The target layers; the first of them that runs in a forward is where
+            its graph is cut.
+
+    Yields:
+        None; the block runs with the graph cut.
+    """
     cut_done = [False]
 
     def reset(module: nn.Module, args: Any) -> None:
@@ -71,9 +83,15 @@ def truncated_backward(model: nn.Module, target_layers: Sequence[nn.Module]) -> 
 
 
 def can_truncate(cam: Any) -> bool:
-    """Whether a pytorch-grad-cam object needs nothing below its target layers: a
-    ``BaseCAM`` that uses gradients, needs no input gradient (FullGrad does) and keeps the
-    graph detached (ShapleyCAM's second-order pass does not)."""
+    """Whether a pytorch-grad-cam object needs nothing below its target layers.
+
+    Args:
+        cam: A pytorch-grad-cam object.
+
+    Returns:
+        True for a ``BaseCAM`` that uses gradients, needs no input gradient (FullGrad does)
+            and keeps the graph detached (ShapleyCAM's second-order pass does not).
+    """
     return (
         hasattr(cam, "activations_and_grads")
         and bool(getattr(cam, "target_layers", None))
@@ -87,8 +105,16 @@ def can_truncate(cam: Any) -> bool:
 class FastCAM:
     """A pytorch-grad-cam object whose calls stop the backward pass at the target layer.
 
-    Same call interface and the same maps as the wrapped CAM (see :func:`fast`). Every
-    other attribute is the wrapped CAM's.
+    Same call interface and the same maps as the wrapped CAM (see
+    [fast][ucag.bases.truncation.fast]). Every other attribute is the wrapped CAM's.
+
+    Args:
+        cam: A gradient-based pytorch-grad-cam object (GradCAM, GradCAMPlusPlus, XGradCAM,
+            LayerCAM, ...).
+
+    Raises:
+        ValueError: When ``cam`` is not a gradient-based CAM that needs nothing below its
+            target layers.
     """
 
     def __init__(self, cam: Any) -> None:
@@ -101,6 +127,18 @@ class FastCAM:
     def __call__(
         self, input_tensor: torch.Tensor, targets: Any = None, aug_smooth: bool = False, eigen_smooth: bool = False
     ) -> Any:
+        """The wrapped CAM's call, with the backward pass stopped at its target layer.
+
+        Args:
+            input_tensor: The images (B, C, H, W).
+            targets: pytorch-grad-cam target objects, one per image; None explains the
+                prediction.
+            aug_smooth: grad-cam's test-time augmentation smoothing.
+            eigen_smooth: grad-cam's first-principal-component smoothing.
+
+        Returns:
+            What the CAM returns: numpy float32 maps (B, H, W).
+        """
         from ..layers import attached, checked_target_layers
 
         layers = self.cam.target_layers
@@ -127,6 +165,33 @@ class FastCAM:
 
 
 def fast(cam: Any) -> FastCAM:
-    """``cam`` with the backward pass stopped at its target layer: ``ucag.fast(GradCAM(...))``
-    is called exactly like the CAM and returns the same maps, about 3x faster on CPU."""
+    """``cam`` with the backward pass stopped at its target layer.
+
+    ``ucag.fast(GradCAM(...))`` is called exactly like the CAM and returns the same maps,
+    about 3x faster on CPU.
+
+    Args:
+        cam: A gradient-based pytorch-grad-cam object (GradCAM, GradCAMPlusPlus, XGradCAM,
+            LayerCAM, ...).
+
+    Returns:
+        The wrapped CAM; as a context manager it removes the CAM's hooks on exit.
+
+    Raises:
+        ValueError: When ``cam`` is not a gradient-based CAM that needs nothing below its
+            target layers: it needs gradients below them (FullGrad, ShapleyCAM) or none at
+            all (EigenCAM, ScoreCAM, ...).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from pytorch_grad_cam import GradCAM
+        >>> import ucag
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        ...                       nn.Flatten(), nn.Linear(4, 2))
+        >>> with ucag.fast(GradCAM(model, target_layers=[model[0]])) as cam:
+        ...     maps = cam(torch.rand(1, 3, 8, 8))
+        >>> cam, maps.shape
+        (ucag.fast(GradCAM), (1, 8, 8))
+    """
     return FastCAM(cam)

@@ -1,26 +1,31 @@
 """Evaluation datasets read from the user's local copies into one sample type.
 
 This module owns reading evaluation data: every reader turns one on-disk format into
-:class:`EvalSample` objects (the photo, the class to explain, the ground-truth mask), which
-the evaluation runner feeds to the metrics of docs/algorithm.md §6. Nothing here downloads.
+[EvalSample][ucag.eval.datasets.EvalSample] objects (the photo, the class to explain, the
+ground-truth mask), which the evaluation runner feeds to the metrics of docs/algorithm.md §6.
+Nothing here downloads.
 
-Readers are :class:`EvalDataset` s (torch ``Dataset`` s): random access, reading files
-lazily in ``__getitem__`` so a distributed runner can shard by index, with ``class_names``
-and ``sample_id(i)``, which names a sample without reading its files (to skip finished work):
+Readers are [EvalDataset][ucag.eval.datasets.EvalDataset]s (torch ``Dataset``s): random
+access, reading files lazily in ``__getitem__`` so a distributed runner can shard by index,
+with ``class_names`` and ``sample_id(i)``, which names a sample without reading its files
+(to skip finished work):
 
-- :class:`ImageNetVal` — ImageNet validation, a flat folder plus ``val.txt`` or an
-  ImageFolder tree; no masks.
-- :class:`VOCDetection2007` — PASCAL VOC 2007, one sample per (image, class present),
-  mask = union of that class's boxes.
-- :class:`COCODetection2014` — COCO 2014, one sample per (image, category present),
-  mask = union of that category's instance masks (crowd regions included).
-- :class:`ImageNetSegmentation` — ``gtsegs_ijcv.mat`` (Guillaumin et al. 2014), the
-  segmentation protocol of Gur et al. 2021 / Chefer et al. 2021; explains the prediction.
-- :class:`SampleImages` — the photos bundled through :mod:`ucag.data`.
+- [ImageNetVal][ucag.eval.datasets.ImageNetVal] — ImageNet validation, a flat folder plus
+  ``val.txt`` or an ImageFolder tree; no masks.
+- [VOCDetection2007][ucag.eval.datasets.VOCDetection2007] — PASCAL VOC 2007, one sample per
+  (image, class present), mask = union of that class's boxes.
+- [COCODetection2014][ucag.eval.datasets.COCODetection2014] — COCO 2014, one sample per
+  (image, category present), mask = union of that category's instance masks (crowd regions
+  included).
+- [ImageNetSegmentation][ucag.eval.datasets.ImageNetSegmentation] — ``gtsegs_ijcv.mat``
+  (Guillaumin et al. 2014), the segmentation protocol of Gur et al. 2021 / Chefer et al.
+  2021; explains the prediction.
+- [SampleImages][ucag.eval.datasets.SampleImages] — the photos bundled through
+  [ucag.data][ucag.data].
 
-:func:`open_dataset` builds a reader from a command-line spec such as ``voc2007:ROOT``.
-Samples are dataclasses, which torch's default collate cannot batch: give a DataLoader
-``collate_fn=collate_samples``.
+[open_dataset][ucag.eval.datasets.open_dataset] builds a reader from a command-line spec such
+as ``voc2007:ROOT``. Samples are dataclasses, which torch's default collate cannot batch:
+give a DataLoader ``collate_fn=collate_samples``.
 
 Optional dependencies (Pillow, torchvision, pycocotools, h5py) are imported only by the
 readers that need them; a missing one raises an ImportError that says
@@ -73,7 +78,7 @@ IMAGENET_NUM_CLASSES = 1000
 #: Image file extensions of an ImageFolder tree (torchvision's IMG_EXTENSIONS).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
-#: The forms :func:`open_dataset` accepts.
+#: The forms ``open_dataset`` accepts.
 DATASET_SPECS = (
     "samples",
     "imagenet:ROOT[:LABELS]",
@@ -87,10 +92,24 @@ DATASET_SPECS = (
 class EvalSample:
     """One thing to explain and score.
 
-    ``rgb`` is the original photo, uint8 (H, W, 3). ``target`` is the class index to explain,
-    or None to explain the model's own prediction. ``mask`` is a bool (H, W) ground truth at
-    the photo's resolution, None when the dataset has none. ``difficult`` is VOC's flag:
-    every instance of this class in the image is marked difficult.
+    Attributes:
+        id: the sample's id, unique in its dataset.
+        rgb: the original photo, uint8 (H, W, 3).
+        target: the class index to explain, or None to explain the model's own prediction.
+        mask: a bool (H, W) ground truth at the photo's resolution, None when the dataset
+            has none.
+        class_name: the target's name ("" when unknown).
+        difficult: VOC's flag: every instance of this class in the image is marked difficult.
+
+    Raises:
+        ValueError: ``rgb`` is not uint8 (H, W, 3), or ``mask`` is neither None nor a bool
+            array of the photo's (H, W).
+
+    Examples:
+        >>> import numpy as np
+        >>> rgb = np.zeros((4, 6, 3), dtype=np.uint8)
+        >>> EvalSample("cat_1", rgb, target=281, mask=np.ones((4, 6), dtype=bool), class_name="tabby")
+        EvalSample('cat_1', 6x4, target 281 'tabby', mask 24 px)
     """
 
     id: str
@@ -119,8 +138,16 @@ class EvalSample:
 
 
 def collate_samples(batch: list[EvalSample]) -> list[EvalSample]:
-    """``collate_fn`` for a DataLoader over these readers: keeps the samples as a list
-    (photos differ in size, so they cannot be stacked)."""
+    """``collate_fn`` for a DataLoader over these readers: keeps the samples as a list.
+
+    Photos differ in size, so they cannot be stacked.
+
+    Args:
+        batch: the samples the DataLoader gathered.
+
+    Returns:
+        The samples, as a list.
+    """
     return list(batch)
 
 
@@ -145,7 +172,7 @@ def _require_file(path: Path, what: str) -> None:
 
 def _read_rgb(path: Path, reader: str) -> np.ndarray:
     """A photo as writable uint8 (H, W, 3); grayscale, CMYK, palette and RGBA images
-    (all present in ImageNet), 16-bit and float ones are converted by :func:`ucag.data.rgb8`."""
+    (all present in ImageNet), 16-bit and float ones are converted by ``ucag.data.rgb8``."""
     from ..data import rgb8
 
     image_module = _optional_import("PIL.Image", reader)
@@ -165,9 +192,14 @@ def _imagenet_class_names(reader: str) -> list[str]:
 
 
 class EvalDataset(Dataset[EvalSample]):
-    """What every reader is: ``len``, ``ds[i] -> EvalSample`` (negative indices allowed,
-    IndexError past the end), iteration, ``class_names`` and ``sample_id(i)``. Subclasses
-    give ``__len__``, ``sample_id`` and ``_load``."""
+    """What every reader is: ``len``, ``ds[i] -> EvalSample``, iteration, ``class_names`` and ``sample_id(i)``.
+
+    Indices may be negative; past the end they raise IndexError. Subclasses give
+    ``__len__``, ``sample_id`` and ``_load``.
+
+    Attributes:
+        class_names: the name of every class index.
+    """
 
     class_names: list[str]
 
@@ -175,7 +207,17 @@ class EvalDataset(Dataset[EvalSample]):
         raise NotImplementedError
 
     def sample_id(self, index: int) -> str:
-        """The id of sample ``index``, without reading any file (to skip finished work)."""
+        """The id of one sample, without reading any file (to skip finished work).
+
+        Args:
+            index: the sample's index (negative counts from the end).
+
+        Returns:
+            The sample's id.
+
+        Raises:
+            IndexError: ``index`` is out of range.
+        """
         raise NotImplementedError
 
     def _load(self, index: int) -> EvalSample:
@@ -217,6 +259,18 @@ class ImageNetVal(EvalDataset):
 
     Ids are the file names without extension (``ILSVRC2012_val_00000001``); in an
     ImageFolder tree where those repeat, they are prefixed with the wnid.
+
+    Args:
+        root: the folder of images, or the ImageFolder tree.
+        labels: the labels file (``val.txt``), or None for an ImageFolder tree.
+
+    Raises:
+        FileNotFoundError: ``root`` or ``labels`` is missing, an image the labels name is
+            missing, or the tree has no class sub-folders or no images.
+        ValueError: a malformed labels line (not ``filename label``, a label outside
+            0..999, a file labelled twice), no labels at all, ids that collide, or more than
+            1000 class sub-folders.
+        ImportError: torchvision (the ``datasets`` extra) is not installed.
     """
 
     def __init__(self, root: str | os.PathLike, labels: str | os.PathLike | None = None) -> None:
@@ -359,11 +413,24 @@ class VOCDetection2007(EvalDataset):
     """PASCAL VOC 2007 detection, one sample per (image, class present in it).
 
     ``root`` contains ``VOCdevkit/VOC2007`` (read through torchvision's ``VOCDetection``).
-    ``target`` is the class's position in :data:`VOC_CLASSES`; ``mask`` the union of that
+    ``target`` is the class's position in ``VOC_CLASSES``; ``mask`` the union of that
     class's boxes; ``difficult`` is True when every instance of the class is difficult.
     With ``include_difficult=False`` difficult instances leave the masks and classes with
     only difficult instances are dropped. Ids are ``"<image>:<class>"``, e.g. ``"000005:chair"``.
     The annotations are parsed once here; ``__getitem__`` only reads the photo.
+
+    Args:
+        root: the folder that contains ``VOCdevkit/VOC2007``.
+        image_set: the image set, a file of ``VOCdevkit/VOC2007/ImageSets/Main`` without
+            ``.txt`` (``"test"``, ``"val"``, ``"trainval"``...).
+        include_difficult: keep the instances marked difficult.
+
+    Raises:
+        FileNotFoundError: ``VOCdevkit/VOC2007``, the image set's file or an annotation is
+            missing.
+        ValueError: a malformed annotation (bad XML, an unknown class, a missing or empty
+            box).
+        ImportError: torchvision (the ``datasets`` extra) is not installed.
     """
 
     def __init__(self, root: str | os.PathLike, image_set: str = "test", include_difficult: bool = True) -> None:
@@ -455,6 +522,16 @@ class COCODetection2014(EvalDataset):
     too, and leaving them out would call hits on a crowd of people misses. Images without
     annotations are skipped. Ids are ``"<12-digit image id>:<category>"``, e.g.
     ``"000000000042:dog"``, spaces in names made ``_``.
+
+    Args:
+        root: the image folder (``val2014/``).
+        annotation_file: the instances file (``instances_val2014.json``).
+
+    Raises:
+        FileNotFoundError: ``root`` or ``annotation_file`` is missing.
+        ValueError: ``annotation_file`` is not a COCO instances file (malformed JSON, an
+            annotation of an unknown category...).
+        ImportError: pycocotools (the ``datasets`` extra) is not installed.
     """
 
     def __init__(self, root: str | os.PathLike, annotation_file: str | os.PathLike) -> None:
@@ -528,7 +605,16 @@ class ImageNetSegmentation(EvalDataset):
     the model's prediction), ``mask`` = gt > 0, ids ``gtsegs_00000`` ... by position.
 
     The HDF5 file is opened on first access in each process, because h5py handles must not
-    cross a fork; :meth:`close` (or ``with``) closes it, and pickling leaves it behind.
+    cross a fork; [close][ucag.eval.datasets.ImageNetSegmentation.close] (or ``with``) closes
+    it, and pickling leaves it behind.
+
+    Args:
+        path: the path of ``gtsegs_ijcv.mat``.
+
+    Raises:
+        FileNotFoundError: ``path`` is missing.
+        ValueError: ``path`` is not an HDF5 file with the layout of ``gtsegs_ijcv.mat``.
+        ImportError: h5py or torchvision (the ``datasets`` extra) is not installed.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -613,12 +699,19 @@ class ImageNetSegmentation(EvalDataset):
 
 
 class SampleImages(EvalDataset):
-    """The photos bundled through :mod:`ucag.data` (needs the ``examples`` extra).
+    """The photos bundled through [ucag.data][ucag.data] (needs the ``examples`` extra).
 
     chelsea and coffee carry their ImageNet class as ``target``; the others have None (explain
     the prediction). Only the ``voc`` photo has a mask: the union of all its annotated
     instances (people, chairs, tables, a bottle), since there is no single target class to
     pick instances by. Ids are the photo names.
+
+    Args:
+        names: the photos, names from ``ucag.data.SAMPLE_PHOTOS``; default all of them.
+
+    Raises:
+        ValueError: an unknown photo name.
+        ImportError: torchvision (the ``datasets`` extra) is not installed.
     """
 
     def __init__(self, names: tuple[str, ...] | list[str] | None = None) -> None:
@@ -675,11 +768,22 @@ def _split_paths(text: str) -> list[str]:
 
 
 def open_dataset(spec: str, **kwargs: Any) -> EvalDataset:
-    """The reader a command-line spec names; ``kwargs`` go to its constructor.
+    """The reader a command-line spec names.
 
-    ``samples`` -> :class:`SampleImages`; ``imagenet:ROOT[:LABELS]`` -> :class:`ImageNetVal`;
-    ``voc2007:ROOT`` -> :class:`VOCDetection2007`; ``coco2014:ROOT:ANNOTATIONS`` ->
-    :class:`COCODetection2014`; ``imagenet-seg:PATH`` -> :class:`ImageNetSegmentation`.
+    Args:
+        spec: ``samples`` -> [SampleImages][ucag.eval.datasets.SampleImages];
+            ``imagenet:ROOT[:LABELS]`` -> [ImageNetVal][ucag.eval.datasets.ImageNetVal];
+            ``voc2007:ROOT`` -> [VOCDetection2007][ucag.eval.datasets.VOCDetection2007];
+            ``coco2014:ROOT:ANNOTATIONS`` -> [COCODetection2014][ucag.eval.datasets.COCODetection2014];
+            ``imagenet-seg:PATH`` -> [ImageNetSegmentation][ucag.eval.datasets.ImageNetSegmentation].
+            A Windows drive's colon (``C:\\data``) does not split the paths.
+        **kwargs: keyword arguments of the reader's constructor.
+
+    Returns:
+        The reader.
+
+    Raises:
+        ValueError: ``spec`` is none of these forms.
     """
     kind, _, rest = spec.partition(":")
     paths = _split_paths(rest) if rest else []

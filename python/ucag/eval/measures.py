@@ -1,17 +1,21 @@
-"""The metrics :func:`ucag.evaluate` computes, by registration: each is one
-:class:`MetricSpec` in :data:`MEASURES` — its name, the results.csv columns it fills (with
-their titles and whether lower is better), what it needs (a mask), whether it runs by
-default, and how it computes its columns for the maps of one image. The runner, its
-summary, ``ucag evaluate --metrics`` and the tests read this registry; registering a spec
-(:func:`register_metric`) is all a new metric needs. The metric functions themselves are in
-:mod:`ucag.eval.metrics` (docs/algorithm.md §6).
+"""The metrics [evaluate][ucag.eval.runner.evaluate] computes, by registration.
 
-Example (a toy metric: the maps' mean value, lower is better)::
+Each is one [MetricSpec][ucag.eval.measures.MetricSpec] in `MEASURES`: its name, the
+results.csv columns it fills (with their titles and whether lower is better), what it needs
+(a mask), whether it runs by default, and how it computes its columns for the maps of one
+image. The runner, its summary, ``ucag evaluate --metrics`` and the tests read this
+registry; registering a spec ([register_metric][ucag.eval.measures.register_metric]) is all
+a new metric needs. The metric functions themselves are in
+[ucag.eval.metrics][ucag.eval.metrics] (docs/algorithm.md §6).
 
-    register_metric(MetricSpec(
-        "map_mean", (Column("map_mean", "map mean", lower_is_better=True),),
-        lambda given: {"map_mean": [float(m.mean()) for m in given.maps]},
-    ))
+A toy metric, the maps' mean value (lower is better):
+
+```python
+register_metric(MetricSpec(
+    "map_mean", (Column("map_mean", "map mean", lower_is_better=True),),
+    lambda given: {"map_mean": [float(m.mean()) for m in given.maps]},
+))
+```
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from . import metrics as M
 
 @dataclass(frozen=True)
 class Column:
-    """One results.csv column: its name, its title in the summary, and its direction."""
+    """One results.csv column: its name, its title in the summary, and its direction.
+
+    Attributes:
+        name: The column's name in results.csv.
+        title: Its title in the summary table.
+        lower_is_better: Whether a lower value is better (the summary's arrow).
+    """
 
     name: str
     title: str
@@ -38,12 +48,23 @@ class Column:
 
 @dataclass
 class MetricInput:
-    """What a metric gets for one image: the model and its target layer, the image
-    ``images`` repeated once per map (n, 3, H, W), the ``maps`` (n, H, W) of every
-    (method, variant) in order and their ``targets``; the image's ``mask`` (H, W) resized to
-    the input, where the dataset has one with pixels in it; deletion/insertion's ``step``;
-    the metrics' ``batch_size``; ``explain(model, layer)``, the same maps on another model;
-    and ``cache``, kept for the whole run."""
+    """What a metric gets for one image.
+
+    Attributes:
+        model: The model explained.
+        target_layer: Its target layer.
+        images: The image repeated once per map, (n, 3, H, W).
+        maps: The maps (n, H, W) of every (method, variant), in order.
+        targets: The target of each map.
+        mask: The image's mask (H, W) resized to the input, where the dataset has one with
+            pixels in it; None elsewhere.
+        step: Deletion/insertion's step in pixels (None: their default).
+        batch_size: The metrics' batch size (perturbed inputs per forward).
+        explain: ``explain(model, layer)``, the same maps on another model.
+        cache: Kept for the whole run.
+        learnt_batch_size: Set by a metric that backed off its batch size after running out of memory.
+        curves: The probability curves a metric drew, by name (deletion, insertion), (n, T + 1).
+    """
 
     model: nn.Module
     target_layer: nn.Module
@@ -55,9 +76,7 @@ class MetricInput:
     batch_size: int
     explain: Callable[[nn.Module, nn.Module], torch.Tensor]
     cache: dict[str, Any] = field(default_factory=dict)
-    #: set by a metric that backed off its batch size after running out of memory
     learnt_batch_size: int | None = None
-    #: the probability curves a metric drew, by name (deletion, insertion), (n, T + 1)
     curves: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -67,18 +86,28 @@ Values = dict[str, list[float | None]]
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A metric of :func:`ucag.evaluate`: ``compute`` fills its ``columns`` for one image."""
+    """A metric of [evaluate][ucag.eval.runner.evaluate]: ``compute`` fills its ``columns`` for one image.
+
+    Attributes:
+        name: The metric's name (``ucag evaluate --metrics``).
+        columns: The results.csv columns it fills.
+        compute: ``compute(given)`` -> a list of values (None where undefined) per column
+            name, one per map of the [MetricInput][ucag.eval.measures.MetricInput].
+        needs_mask: It runs only where the image has a mask (its columns are empty elsewhere).
+        default: It is part of ``evaluate``'s default metrics.
+        per_class: Averaged per class first, then over classes (the pointing game's dataset protocol).
+        curve: It draws a probability curve (curves.csv, curves.png).
+
+    Raises:
+        ValueError: The name is empty or there is no column.
+    """
 
     name: str
     columns: tuple[Column, ...]
     compute: Callable[[MetricInput], Values]
-    #: runs only where the image has a mask (its columns are empty elsewhere)
     needs_mask: bool = False
-    #: part of ``evaluate``'s default metrics
     default: bool = False
-    #: averaged per class first, then over classes (the pointing game's dataset protocol)
     per_class: bool = False
-    #: draws a probability curve (curves.csv, curves.png)
     curve: bool = False
 
     def __post_init__(self) -> None:
@@ -91,7 +120,18 @@ MEASURES: dict[str, MetricSpec] = {}
 
 
 def register_metric(spec: MetricSpec) -> MetricSpec:
-    """Add ``spec`` to :data:`MEASURES` (replacing one of the same name); returns it."""
+    """Add ``spec`` to `MEASURES`, replacing one of the same name.
+
+    Args:
+        spec: The metric to register.
+
+    Returns:
+        ``spec`` itself.
+
+    Raises:
+        TypeError: ``spec`` is not a [MetricSpec][ucag.eval.measures.MetricSpec].
+        ValueError: One of its columns is filled by another registered metric.
+    """
     if not isinstance(spec, MetricSpec):
         raise TypeError(f"spec: expected a MetricSpec, got {type(spec).__name__}")
     taken = {c.name: s.name for s in MEASURES.values() if s.name != spec.name for c in s.columns}
@@ -103,25 +143,60 @@ def register_metric(spec: MetricSpec) -> MetricSpec:
 
 
 def unregister_metric(name: str) -> None:
-    """Remove a registered metric (for tests and plug-ins that registered one)."""
+    """Remove a registered metric (for tests and plug-ins that registered one).
+
+    Args:
+        name: The metric's name; nothing happens when none is registered under it.
+    """
     MEASURES.pop(name, None)
 
 
 def metric_names() -> tuple[str, ...]:
+    """The names of every registered metric.
+
+    Returns:
+        The names, in the order of results.csv's columns.
+    """
     return tuple(MEASURES)
 
 
 def default_metrics() -> tuple[str, ...]:
+    """The names of the metrics [evaluate][ucag.eval.runner.evaluate] computes by default.
+
+    Returns:
+        The names of the metrics registered with ``default=True``, in registration order.
+    """
     return tuple(name for name, spec in MEASURES.items() if spec.default)
 
 
 def columns_of(names: Sequence[str]) -> list[Column]:
-    """The columns the metrics ``names`` fill, in order."""
+    """The columns the metrics ``names`` fill, in order.
+
+    Args:
+        names: Names of registered metrics.
+
+    Returns:
+        Their columns, metric by metric.
+    """
     return [c for name in names for c in MEASURES[name].columns]
 
 
 def column(name: str) -> Column:
-    """The registered column ``name`` (a plain column titled by its name where none is)."""
+    """The registered column ``name``.
+
+    Args:
+        name: A column name of results.csv.
+
+    Returns:
+        The registered column, or a plain column titled by its name where none is registered.
+
+    Examples:
+        >>> from ucag.eval.measures import column
+        >>> column("deletion")
+        Column(name='deletion', title='deletion', lower_is_better=True)
+        >>> column("forward_passes").title
+        'forward_passes'
+    """
     return next((c for s in MEASURES.values() for c in s.columns if c.name == name), Column(name, name))
 
 

@@ -1,14 +1,16 @@
 """Evaluation metrics of saliency maps (docs/algorithm.md §6), batched on the model's device.
 
-Every metric returns a :class:`MetricResult`: ``values`` (numpy, one value per image) and
-``mean``; deletion and insertion also carry ``curves`` (B, T+1), and their values are the
-curves' AUCs; ROAD's curves hold one probability per percentile. Saliency maps may be numpy or torch (B, H, W); masks are boolean or integer
-(B, H, W) (nonzero is the object); targets are class indices in the model's range (a list
-or a tensor), or one target per image of any kind :mod:`ucag.targets` reads (binary,
+Every metric returns a [MetricResult][ucag.eval.metrics.MetricResult]: ``values`` (numpy,
+one value per image) and ``mean``; deletion and insertion also carry ``curves`` (B, T+1),
+and their values are the curves' AUCs; ROAD's curves hold one probability per percentile.
+Saliency maps may be numpy or torch (B, H, W); masks are boolean or integer (B, H, W)
+(nonzero is the object); targets are class indices in the model's range (a list or a
+tensor), or one target per image of any kind [ucag.targets][ucag.targets] reads (binary,
 multi-label, segmentation, similarity, grad-cam target objects): the curves then hold the
 target's own confidence (sigmoid, mean category probability over the mask, (1 + cos) / 2;
-docs/algorithm.md §3.1) where a class has its softmax probability. Inputs that would give an undefined value raise a ValueError naming the
-argument instead of a NaN. The model runs in eval mode; its modes come back afterwards.
+docs/algorithm.md §3.1) where a class has its softmax probability. Inputs that would give
+an undefined value raise a ValueError naming the argument instead of a NaN. The model runs
+in eval mode; its modes come back afterwards.
 ``batch_size`` (default 8, the fastest EfficientNet-Lite0 batch on 2 CPU cores) counts
 perturbed inputs per forward: raise it on a GPU. A chunk that runs out of device memory is
 halved and retried; ``MetricResult.batch_size`` is the size that ran last.
@@ -39,24 +41,33 @@ Maps: TypeAlias = torch.Tensor | np.ndarray
 #: One class index per image: a list of ints, or a 1-D integer tensor or array.
 ClassIndices: TypeAlias = Sequence[int] | torch.Tensor | np.ndarray
 #: What the metrics take as targets: class indices, or one target per image of any kind
-#: :func:`ucag.targets.as_target` reads.
+#: `ucag.targets.as_target` reads.
 MetricTargets: TypeAlias = ClassIndices | Sequence[Any]
-#: Class indices (the softmax path), or one :class:`ucag.targets.Target` per row.
+#: Class indices (the softmax path), or one `ucag.targets.Target` per row.
 RowTargets: TypeAlias = torch.Tensor | list[Target]
 
 
 @dataclass
 class MetricResult:
-    """One value per image, their mean, and for deletion/insertion the probability curves."""
+    """One value per image, their mean, and for deletion/insertion the probability curves.
+
+    Attributes:
+        name: The metric's name, as the summary shows it.
+        values: One value per image, (B,).
+        curves: The probability curves (deletion, insertion: (B, T+1); ROAD: (B, P)); None
+            for the other metrics.
+        batch_size: Perturbed inputs per forward at the end (below the requested one after an
+            out-of-memory back-off); None for the metrics that run no model.
+    """
 
     name: str
     values: np.ndarray
     curves: np.ndarray | None = None
-    #: perturbed inputs per forward at the end (below the requested one after a back-off)
     batch_size: int | None = None
 
     @property
     def mean(self) -> float:
+        """The mean of ``values`` over the images."""
         return float(self.values.mean())
 
     def __repr__(self) -> str:
@@ -106,7 +117,7 @@ def _masks(masks: Maps, saliency: torch.Tensor) -> torch.Tensor:
 
 def _targets(model: nn.Module, x: torch.Tensor, targets: MetricTargets) -> RowTargets:
     """Class indices (B,) long for softmax classes, else one checked target per image
-    (:func:`ucag.targets.resolve`, one forward of the first image in eval mode)."""
+    (`ucag.targets.resolve`, one forward of the first image in eval mode)."""
     batch, device = x.shape[0], x.device
     if isinstance(targets, (torch.Tensor, np.ndarray)):
         t = targets.detach() if isinstance(targets, torch.Tensor) else torch.as_tensor(targets)
@@ -133,7 +144,7 @@ def _pick(targets: RowTargets, rows: torch.Tensor | slice) -> RowTargets:
 
 def _confidence(output: Any, targets: RowTargets) -> torch.Tensor:
     """Each row's probability of its target: the softmax probability of a class index, or
-    the target's own confidence (:mod:`ucag.targets`)."""
+    the target's own confidence (`ucag.targets`)."""
     if isinstance(targets, torch.Tensor):
         return torch.softmax(logits_of(output).float(), dim=1).gather(1, targets[:, None])[:, 0]
     return row_confidence(targets, model_output(output, len(targets)))
@@ -148,7 +159,7 @@ def _repeated(targets: RowTargets, times: int) -> RowTargets:
 def _probabilities(
     model: nn.Module, inputs: torch.Tensor, targets: RowTargets, batch_size: int
 ) -> tuple[torch.Tensor, int]:
-    """Probability of each row's target (:func:`_confidence`), in chunks, under
+    """Probability of each row's target (`_confidence`), in chunks, under
     inference_mode; and the chunk size that ran last."""
 
     def probabilities(rows: slice) -> torch.Tensor:
@@ -160,7 +171,20 @@ def _probabilities(
 
 
 def auc(curves: torch.Tensor) -> torch.Tensor:
-    """Trapezoid rule over [0, 1] of (B, T+1) curves: (sum(s) - s_0/2 - s_T/2) / T."""
+    """Area under (B, T+1) curves by the trapezoid rule over [0, 1]: (sum(s) - s_0/2 - s_T/2) / T.
+
+    Args:
+        curves: (B, T+1) scores s_0 ... s_T at evenly spaced steps, T >= 1.
+
+    Returns:
+        The (B,) areas.
+
+    Examples:
+        >>> import torch
+        >>> from ucag.eval.metrics import auc
+        >>> auc(torch.tensor([[1.0, 0.5, 0.0], [1.0, 1.0, 1.0]]))
+        tensor([0.5000, 1.0000])
+    """
     steps = curves.shape[1] - 1
     return (curves.sum(1) - curves[:, 0] / 2 - curves[:, -1] / 2) / steps
 
@@ -212,9 +236,46 @@ def deletion(
     step: int | None = None,
     batch_size: int = 8,
 ) -> MetricResult:
-    """Deletion (RISE): remove pixels (all channels set to 0 in the normalised input space)
-    in descending saliency order, ``step`` pixels per step (default 8 * W), and take the AUC
-    of the target probability. Lower is better."""
+    """Deletion (RISE): the AUC of the target probability as the most salient pixels are removed.
+
+    Pixels are removed (all channels set to 0 in the normalised input space) in descending
+    saliency order, ``step`` pixels per step; ties go in flat pixel order. Lower is better.
+
+    Args:
+        model: The classifier (its modes come back afterwards).
+        inputs: Normalised images (B, C, H, W), a float tensor.
+        saliency: The maps (B, H, W), numpy or torch.
+        targets: One target per image: class indices, or any kind of target
+            [ucag.targets][ucag.targets] reads (see the module docstring).
+        step: Pixels removed per step (default 8 * W); the curve has ceil(H * W / step) + 1 points.
+        batch_size: Perturbed inputs per forward (halved on out-of-memory).
+
+    Returns:
+        The AUC per image as ``values`` and the (B, T+1) probability ``curves``.
+
+    Raises:
+        TypeError: ``batch_size`` is not an int, or a target is of a kind the metric cannot read.
+        ValueError: ``inputs``, ``saliency``, ``targets``, ``step`` or ``batch_size`` do not fit
+            (shapes, NaN or Inf, a class outside the model's range, a step below 1...).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from ucag.eval.metrics import deletion
+        >>> model = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+        >>> with torch.no_grad():  # class 0: the brightest pixel
+        ...     _ = model[2].weight.copy_(torch.tensor([[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]]))
+        ...     _ = model[2].bias.zero_()
+        >>> image = torch.zeros(1, 3, 16, 16)
+        >>> image[..., :4, :4] = 1.0  # a bright square, top left
+        >>> square = (image[:, 0] > 0).float()  # a map on the square
+        >>> on = deletion(model, image, square, [0], step=32)
+        >>> print(on.curves.round(3))  # the probability falls once the square is gone
+        [[0.998 0.5   0.5   0.5   0.5   0.5   0.5   0.5   0.5  ]]
+        >>> off = deletion(model, image, 1 - square, [0], step=32)  # a map off the object
+        >>> round(on.mean, 3), round(off.mean, 3)  # lower is better
+        (0.531, 0.966)
+    """
     x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
     with eval_mode(model):
         result = _perturbation_curves(model, x, s, t, x, torch.zeros_like(x), step, batch_size)
@@ -231,9 +292,47 @@ def insertion(
     step: int | None = None,
     batch_size: int = 8,
 ) -> MetricResult:
-    """Insertion (RISE): start from the image blurred with a Gaussian (kernel 51, sigma 50,
-    reflect borders) and restore original pixels in descending saliency order; AUC of the
-    target probability. Higher is better."""
+    """Insertion (RISE): the AUC of the target probability as the most salient pixels are restored.
+
+    Starts from the image blurred with a Gaussian (kernel 51, sigma 50, reflect borders) and
+    restores original pixels in descending saliency order, ``step`` pixels per step. Higher
+    is better.
+
+    Args:
+        model: The classifier (its modes come back afterwards).
+        inputs: Normalised images (B, C, H, W), a float tensor.
+        saliency: The maps (B, H, W), numpy or torch.
+        targets: One target per image: class indices, or any kind of target
+            [ucag.targets][ucag.targets] reads (see the module docstring).
+        step: Pixels restored per step (default 8 * W); the curve has ceil(H * W / step) + 1 points.
+        batch_size: Perturbed inputs per forward (halved on out-of-memory).
+
+    Returns:
+        The AUC per image as ``values`` and the (B, T+1) probability ``curves``.
+
+    Raises:
+        TypeError: ``batch_size`` is not an int, or a target is of a kind the metric cannot read.
+        ValueError: ``inputs``, ``saliency``, ``targets``, ``step`` or ``batch_size`` do not fit
+            (shapes, NaN or Inf, a class outside the model's range, a step below 1...).
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> from ucag.eval.metrics import insertion
+        >>> model = nn.Sequential(nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+        >>> with torch.no_grad():  # class 0: the brightest pixel
+        ...     _ = model[2].weight.copy_(torch.tensor([[2.0, 2.0, 2.0], [0.0, 0.0, 0.0]]))
+        ...     _ = model[2].bias.zero_()
+        >>> image = torch.zeros(1, 3, 16, 16)
+        >>> image[..., :4, :4] = 1.0  # a bright square, top left
+        >>> square = (image[:, 0] > 0).float()  # a map on the square
+        >>> on = insertion(model, image, square, [0], step=32)
+        >>> print(on.curves.round(3))  # the probability rises once the square is back
+        [[0.877 0.998 0.998 0.998 0.998 0.998 0.998 0.998 0.998]]
+        >>> off = insertion(model, image, 1 - square, [0], step=32)  # a map off the object
+        >>> round(on.mean, 3), round(off.mean, 3)  # higher is better
+        (0.99, 0.884)
+    """
     x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
     B, C, H, W = x.shape
     blurred = gaussian_blur(x.reshape(B * C, H, W), 51, 50.0).view(B, C, H, W)
@@ -273,18 +372,38 @@ def road(
     percentiles: Sequence[int] = ROAD_PERCENTILES,
     batch_size: int = 8,
 ) -> MetricResult:
-    """ROAD (remove and debias, Rong et al. 2022) through pytorch-grad-cam's noisy linear
-    imputation (docs/algorithm.md §6.7).
+    """ROAD (remove and debias, Rong et al. 2022) through pytorch-grad-cam's noisy linear imputation.
 
-    At percentile p, ``order="most"`` (MoRF) imputes the pixels whose map value is at or
-    above the map's p-th percentile — the (100 − p)% most relevant —, ``order="least"``
-    (LeRF) the (100 − p)% least relevant, each image from its remaining pixels plus a
-    little noise (grad-cam's ``NoisyLinearImputer``, seeded per image so a rerun gives the
-    same numbers). ``curves`` (B, P) hold the target's softmax probability on the imputed
-    images, one column per percentile; ``values`` their mean over the percentiles. MoRF:
-    lower is better; LeRF: higher is better; :func:`road_combined` is their difference.
-    The imputation runs on the CPU (a sparse solve per image and percentile), the
-    forwards in chunks of ``batch_size`` on the model's device."""
+    docs/algorithm.md §6.7: at percentile p, ``order="most"`` (MoRF) imputes the pixels
+    whose map value is at or above the map's p-th percentile — the (100 − p)% most
+    relevant —, ``order="least"`` (LeRF) the (100 − p)% least relevant, each image from its
+    remaining pixels plus a little noise (grad-cam's ``NoisyLinearImputer``, seeded per
+    image so a rerun gives the same numbers). ``curves`` (B, P) hold the target's
+    probability on the imputed images (softmax for a class, the target's own confidence
+    otherwise), one column per percentile; ``values`` their mean over the percentiles.
+    MoRF: lower is better; LeRF: higher is better;
+    [road_combined][ucag.eval.metrics.road_combined] is their difference. The imputation
+    runs on the CPU (a sparse solve per image and percentile), the forwards in chunks of
+    ``batch_size`` on the model's device.
+
+    Args:
+        model: The classifier (its modes come back afterwards).
+        inputs: Normalised images (B, C, H, W), a float tensor.
+        saliency: The maps (B, H, W), numpy or torch.
+        targets: One target per image: class indices, or any kind of target
+            [ucag.targets][ucag.targets] reads.
+        order: ``"most"`` (MoRF) or ``"least"`` (LeRF).
+        percentiles: The percentiles p, integers in (0, 100).
+        batch_size: Imputed images per forward (halved on out-of-memory).
+
+    Returns:
+        The mean over the percentiles per image as ``values`` and the (B, P) ``curves``.
+
+    Raises:
+        TypeError: ``batch_size`` is not an int, or a target is of a kind the metric cannot read.
+        ValueError: ``order`` or ``percentiles`` is not one of those above, or ``inputs``,
+            ``saliency``, ``targets`` or ``batch_size`` do not fit.
+    """
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer, RemoveLeastRelevantFirst, RemoveMostRelevantFirst
 
     if order not in ("most", "least"):
@@ -316,17 +435,54 @@ def road(
 
 
 def road_combined(most: MetricResult, least: MetricResult) -> MetricResult:
-    """ROAD's combined score, (LeRF − MoRF) / 2 per image (pytorch-grad-cam's
-    ``ROADCombined``): higher is better."""
+    """ROAD's combined score, (LeRF − MoRF) / 2 per image (pytorch-grad-cam's ``ROADCombined``).
+
+    Higher is better.
+
+    Args:
+        most: The MoRF result of [road][ucag.eval.metrics.road] (``order="most"``).
+        least: The LeRF result of the same maps (``order="least"``).
+
+    Returns:
+        The combined score per image (no curves).
+
+    Raises:
+        ValueError: The two results hold different numbers of values.
+    """
     if most.values.shape != least.values.shape:
         raise ValueError(f"least: {least.values.shape[0]} values for {most.values.shape[0]} MoRF values")
     return MetricResult("ROAD (combined)", (least.values - most.values) / 2)
 
 
 def pointing_game(saliency: Maps, masks: Maps, tolerance: int = 15) -> MetricResult:
-    """Pointing game (TorchRay protocol): a hit when a mask pixel lies within ``tolerance``
-    px of the map's maximum (squared distance < tolerance^2; the first maximum in flat order
-    on ties). ``values`` are 1 (hit) or 0 (miss)."""
+    """Pointing game (TorchRay protocol): whether each map's maximum lands on the object.
+
+    A hit when a mask pixel lies within ``tolerance`` px of the map's maximum (squared
+    distance < tolerance^2; the first maximum in flat order on ties).
+
+    Args:
+        saliency: The maps (B, H, W), numpy or torch.
+        masks: The objects (B, H, W), boolean or integer (nonzero is the object).
+        tolerance: The radius in pixels around the maximum.
+
+    Returns:
+        ``values`` 1 (hit) or 0 (miss) per image.
+
+    Raises:
+        TypeError: ``masks`` are not boolean or integer.
+        ValueError: ``saliency`` is not (B, H, W) or not finite, ``masks`` have another shape,
+            or a mask is empty.
+
+    Examples:
+        >>> import torch
+        >>> from ucag.eval.metrics import pointing_game
+        >>> maps = torch.zeros(2, 32, 32)
+        >>> maps[0, 5, 5] = maps[1, 30, 30] = 1.0
+        >>> masks = torch.zeros(2, 32, 32, dtype=torch.bool)
+        >>> masks[:, :8, :8] = True
+        >>> pointing_game(maps, masks).values
+        array([1., 0.], dtype=float32)
+    """
     s = _saliency(saliency, None, None)
     m = _masks(masks, s)
     B, H, W = s.shape
@@ -340,8 +496,22 @@ def pointing_game(saliency: Maps, masks: Maps, tolerance: int = 15) -> MetricRes
 
 
 def energy_pointing_game(saliency: Maps, masks: Maps) -> MetricResult:
-    """Energy-based pointing game (Score-CAM): with the map clipped at 0,
-    sum(S * mask) / sum(S); 0 where the map is all zero."""
+    """Energy-based pointing game (Score-CAM): the share of the map's energy on the object.
+
+    With the map clipped at 0, sum(S * mask) / sum(S); 0 where the map is all zero.
+
+    Args:
+        saliency: The maps (B, H, W), numpy or torch.
+        masks: The objects (B, H, W), boolean or integer (nonzero is the object).
+
+    Returns:
+        The share in [0, 1] per image.
+
+    Raises:
+        TypeError: ``masks`` are not boolean or integer.
+        ValueError: ``saliency`` is not (B, H, W) or not finite, ``masks`` have another shape,
+            or a mask is empty.
+    """
     s = _saliency(saliency, None, None).clamp_min(0)
     m = _masks(masks, s)
     total = s.flatten(1).sum(1)
@@ -353,9 +523,27 @@ def energy_pointing_game(saliency: Maps, masks: Maps) -> MetricResult:
 def map_density(
     model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, batch_size: int = 8
 ) -> tuple[MetricResult, MetricResult]:
-    """Positive and negative map density (CAMERAS) on maps min-max scaled to [0, 1]:
-    positive = p(x * S) / mean(S), negative = p(x * (1 - S)) / mean(1 - S). Higher positive
-    and lower negative are better. A constant map has no density: ValueError."""
+    """Positive and negative map density (CAMERAS) on maps min-max scaled to [0, 1].
+
+    positive = p(x * S) / mean(S), negative = p(x * (1 - S)) / mean(1 - S), p the target
+    probability. Higher positive and lower negative are better.
+
+    Args:
+        model: The classifier (its modes come back afterwards).
+        inputs: Normalised images (B, C, H, W), a float tensor.
+        saliency: The maps (B, H, W), numpy or torch.
+        targets: One target per image: class indices, or any kind of target
+            [ucag.targets][ucag.targets] reads.
+        batch_size: Masked inputs per forward (halved on out-of-memory).
+
+    Returns:
+        The positive and the negative density, one value per image each.
+
+    Raises:
+        TypeError: ``batch_size`` is not an int, or a target is of a kind the metric cannot read.
+        ValueError: A map is constant (it has no density), or ``inputs``, ``saliency``,
+            ``targets`` or ``batch_size`` do not fit.
+    """
     x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
     flat = s.flatten(1)
     lo, hi = flat.min(1).values, flat.max(1).values
@@ -376,12 +564,25 @@ def map_density(
 
 
 def seam_score(raw: Maps, grid: Grid) -> MetricResult:
-    """How visible the patch borders of ``grid`` are in maps (B, H, W) (docs/algorithm.md
-    §4.1): the mean absolute difference between neighbouring pixels across a patch border
-    (a patch's first or last row or column inside the image), divided by the mean absolute
+    """How visible the patch borders of ``grid`` are in maps (B, H, W) (docs/algorithm.md §4.1).
+
+    The mean absolute difference between neighbouring pixels across a patch border (a
+    patch's first or last row or column inside the image), divided by the mean absolute
     difference between all other neighbours. About 1: no seams; the paper's fold on
-    Grad-CAM maps gives several. Use the raw maps (post-processing blurs seams away). A map
-    without differences off the borders has no score: ValueError."""
+    Grad-CAM maps gives several. Use the raw maps (post-processing blurs seams away).
+
+    Args:
+        raw: Raw maps (B, H, W) over the grid's image, numpy or torch.
+        grid: The [Grid][ucag.Grid] whose patches made the maps.
+
+    Returns:
+        The seam score per image.
+
+    Raises:
+        ValueError: The maps are not (B, H, W), not finite or not of the grid's image size; the
+            grid has no patch border inside the image (units=1); or a map does not change off
+            the borders (it has no score).
+    """
     s = _saliency(raw, None, None).double()
     if tuple(s.shape[-2:]) != grid.image_size:
         raise ValueError(f"raw: maps of {tuple(s.shape[-2:])} px for a grid over {grid.image_size} px images")
@@ -408,8 +609,23 @@ def seam_score(raw: Maps, grid: Grid) -> MetricResult:
 
 
 def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Average precision of continuous scores against binary labels (the step-wise
-    sum of (R_n - R_{n-1}) P_n over distinct score thresholds, as scikit-learn computes it)."""
+    """Average precision of continuous scores against binary labels, as scikit-learn computes it.
+
+    The step-wise sum of (R_n - R_{n-1}) P_n over distinct score thresholds.
+
+    Args:
+        scores: Continuous scores, 1-D.
+        labels: Binary labels (1 or True is positive) of the same length, at least one positive.
+
+    Returns:
+        The average precision, in [0, 1].
+
+    Examples:
+        >>> import torch
+        >>> from ucag.eval.metrics import average_precision
+        >>> average_precision(torch.tensor([0.9, 0.8, 0.3, 0.1]), torch.tensor([1, 0, 1, 0]))
+        0.8333333333333333
+    """
     order = torch.argsort(scores, descending=True, stable=True)
     s, y = scores[order].double(), labels[order].double()
     tp = torch.cumsum(y, 0)
@@ -424,7 +640,13 @@ def average_precision(scores: torch.Tensor, labels: torch.Tensor) -> float:
 
 @dataclass
 class SegmentationScores:
-    """Weakly supervised segmentation: dataset-level pixel accuracy and mean AP."""
+    """Weakly supervised segmentation: dataset-level pixel accuracy and mean AP.
+
+    Attributes:
+        pixel_accuracy: The binarised maps' accuracy over all pixels of all images.
+        mean_ap: The mean over images of ``ap``.
+        ap: The average precision of each continuous map against its mask, (B,).
+    """
 
     pixel_accuracy: float
     mean_ap: float
@@ -432,9 +654,24 @@ class SegmentationScores:
 
 
 def segmentation_scores(saliency: Maps, masks: Maps, threshold: str | float = "mean") -> SegmentationScores:
-    """Binarise each map at ``threshold`` (default: its own mean), then pixel accuracy over
-    all pixels of all images, and the mean over images of the average precision of the
-    continuous map against the mask."""
+    """Weakly supervised segmentation scores of maps against masks.
+
+    Each map is binarised at ``threshold`` for the pixel accuracy over all pixels of all
+    images; the average precision compares the continuous map with the mask, per image.
+
+    Args:
+        saliency: The maps (B, H, W), numpy or torch.
+        masks: The objects (B, H, W), boolean or integer (nonzero is the object).
+        threshold: ``"mean"`` (each map's own mean) or a number; pixels above it are the object.
+
+    Returns:
+        The pixel accuracy, the mean AP and each image's AP.
+
+    Raises:
+        TypeError: ``masks`` are not boolean or integer.
+        ValueError: ``threshold`` is neither ``"mean"`` nor a number, ``saliency`` is not
+            (B, H, W) or not finite, ``masks`` have another shape, or a mask is empty.
+    """
     s = _saliency(saliency, None, None)
     m = _masks(masks, s)
     if threshold == "mean":

@@ -1,9 +1,13 @@
-"""Figures of evaluation results: :func:`plot_curves` draws deletion / insertion curves
-with their AUCs (the metric's own trapezoid rule, :func:`ucag.eval.metrics.auc`), for
-notebooks and the ``curves.png`` of :func:`ucag.eval.evaluate`; :func:`plot_randomization`
-and :func:`plot_randomization_curves` draw the parameter-randomisation sanity check
-(:mod:`ucag.eval.sanity`, docs/algorithm.md §6.8). They follow :mod:`ucag.viz`'s
-conventions: they return the Figure and draw into ``ax=`` / ``axes=`` when given.
+"""Figures of evaluation results.
+
+[plot_curves][ucag.eval.plots.plot_curves] draws deletion / insertion curves with their AUCs
+(the metric's own trapezoid rule, [auc][ucag.eval.metrics.auc]), for notebooks and the
+``curves.png`` of [evaluate][ucag.eval.runner.evaluate];
+[plot_randomization][ucag.eval.plots.plot_randomization] and
+[plot_randomization_curves][ucag.eval.plots.plot_randomization_curves] draw the
+parameter-randomisation sanity check ([ucag.eval.sanity][ucag.eval.sanity],
+docs/algorithm.md §6.8). They follow [ucag.viz][ucag.viz]'s conventions: they return the
+Figure and draw into ``ax=`` / ``axes=`` when given.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 import torch
 
 from ..checks import is_int
+from ..display import shown_once
 from ..figures import given_axes, map_array, pyplot
 from ..viz import ImageLike, map_grid
 from .metrics import MetricResult, auc
@@ -87,13 +92,15 @@ def plot_curves(
     """Deletion and insertion curves (docs/algorithm.md §6.1) with their AUCs in the legend.
 
     The x axis is the fraction of pixels changed, k / T for step k of T; the y axis the
-    target probability. Each argument is a :class:`ucag.eval.metrics.MetricResult` from
-    ``metrics.deletion`` / ``metrics.insertion``, an array (B, T+1) or (T+1,) of curves,
-    or a dict label -> either of those to compare methods (the same label gets the same
-    colour in both panels). A batch is drawn as its mean curve with the mean AUC.
+    target probability. Each argument is a [MetricResult][ucag.eval.metrics.MetricResult]
+    from [deletion][ucag.eval.metrics.deletion] / [insertion][ucag.eval.metrics.insertion],
+    an array (B, T+1) or (T+1,) of curves, or a dict label -> either of those to compare
+    methods (the same label gets the same colour in both panels). A batch is drawn as its
+    mean curve with the mean AUC.
 
     Args:
-        deletion, insertion: the curves; give at least one.
+        deletion: the deletion curves; give at least one of ``deletion`` and ``insertion``.
+        insertion: the insertion curves.
         labels: for non-dict arguments: a string naming the method, or one label per image
             to draw every image's curve separately.
         ax: where to draw: one Axes (deletion dashed, insertion solid in it), or one Axes
@@ -101,6 +108,22 @@ def plot_curves(
 
     Returns:
         The matplotlib Figure.
+
+    Raises:
+        TypeError: curves that are not a MetricResult, numpy array or torch tensor of real
+            numbers, ``labels`` that are neither a string nor a sequence of them, or ``ax``
+            items that are not Axes.
+        ValueError: neither curves given; curves that are not (B, T+1) or (T+1,) with T >= 1,
+            hold NaN or Inf, or come without curves or from the other metric; an empty dict;
+            ``labels`` with a dict or of the wrong length; the wrong number of axes.
+
+    Examples:
+        >>> import torch
+        >>> fig = plot_curves(deletion=torch.linspace(1, 0, 11), insertion=torch.linspace(0, 1, 11), labels="toy")
+        >>> [ax.get_legend().get_texts()[0].get_text() for ax in fig.axes]
+        ['toy (AUC 0.500)', 'toy (AUC 0.500)']
+        >>> import matplotlib.pyplot as plt
+        >>> plt.close(fig)
     """
     kinds = [(name, value) for name, value in (("deletion", deletion), ("insertion", insertion)) if value is not None]
     if not kinds:
@@ -147,7 +170,7 @@ def plot_curves(
         if not shared:
             panel.set_title(f"{name.capitalize()} ({better[name]} AUC is better)")
         panel.legend(fontsize=8)
-    return fig
+    return shown_once(fig)
 
 
 def _results(results: Any) -> dict[str, RandomizationResult]:
@@ -180,11 +203,31 @@ def plot_randomization(
     cmap: str = "gray",
     axes: Any = None,
 ) -> Figure:
-    """One image's maps through the randomisation, in the style of Adebayo et al.'s
-    Figure 2: one row per method (the dict's labels), columns the trained model's map
-    ("trained"), then the map after each stage (cascading: top stage first, then the top
-    two, …). Drawn by :func:`ucag.viz.map_grid` (``|map| / max |map|`` per map); with
-    ``image`` (normalised: give ``mean``/``std``) the photo comes first."""
+    """One image's maps through the randomisation, in the style of Adebayo et al.'s Figure 2.
+
+    One row per method (the dict's labels), columns the trained model's map ("trained"),
+    then the map after each stage (cascading: top stage first, then the top two, …). Drawn
+    by [map_grid][ucag.viz.map_grid] (``|map| / max |map|`` per map).
+
+    Args:
+        results: a [RandomizationResult][ucag.eval.sanity.RandomizationResult], or a dict
+            label -> result to compare methods (same stages and mode).
+        image_index: which image of the results.
+        image: the photo, drawn first in every row.
+        mean: the normalisation of a normalised float ``image``.
+        std: the normalisation of a normalised float ``image``.
+        cmap: the colormap of the maps.
+        axes: rows x columns axes to draw into (columns counting the photo's); default a
+            new figure.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        TypeError: ``results`` is not a result or a non-empty dict of them.
+        ValueError: results of other stages or mode than the first, or ``image_index`` out
+            of range.
+    """
     found = _results(results)
     first = next(iter(found.values()))
     batch = len(first.targets)
@@ -203,9 +246,26 @@ def plot_randomization_curves(
     measures: Sequence[str] = ("spearman_abs", "ssim", "hog"),
     ax: Axes | Sequence[Axes] | None = None,
 ) -> Figure:
-    """The similarity to the trained model's map per stage (docs/algorithm.md §6.8): one
-    panel per measure, one line per method (the dict's labels), the mean over images with
-    a band of ± one standard deviation. The first point ("trained") is 1 by definition."""
+    """The similarity to the trained model's map per stage (docs/algorithm.md §6.8).
+
+    One panel per measure, one line per method (the dict's labels), the mean over images
+    with a band of ± one standard deviation. The first point ("trained") is 1 by definition.
+
+    Args:
+        results: a [RandomizationResult][ucag.eval.sanity.RandomizationResult], or a dict
+            label -> result to compare methods (same stages and mode).
+        measures: the measures to draw, names from ``ucag.eval.sanity.MEASURES``.
+        ax: one Axes per measure to draw into; default a new figure.
+
+    Returns:
+        The matplotlib Figure.
+
+    Raises:
+        TypeError: ``results`` is not a result or a non-empty dict of them, or ``ax`` items
+            are not Axes.
+        ValueError: results of other stages or mode than the first, an unknown or no
+            measure, or the wrong number of axes.
+    """
     found = _results(results)
     if isinstance(measures, str) or not measures or any(m not in MEASURES for m in measures):
         raise ValueError(f"measures: expected names from {', '.join(MEASURES)}, got {measures!r}")
@@ -237,4 +297,4 @@ def plot_randomization_curves(
         panel.set_title(f"{MEASURE_TITLES[measure]}, {first.mode} randomisation", fontsize=9)
         if any(found):
             panel.legend(fontsize=7)
-    return fig
+    return shown_once(fig)

@@ -1,35 +1,39 @@
-"""The method and variant registries: every attribution method a comparison can run, and
-every way it runs one, each defined once.
+"""The method and variant registries: every attribution method a comparison can run, and every way it runs one.
+
+Each is defined once.
 
 Each method is registered under a short name with its display name, its kind and a
-factory, the way zennit registers composites (:func:`register_method`); what sets it apart
-in a comparison (it runs once, it takes class indices only, its own maps in the base
-variant...) is on its entry, :class:`MethodSpec`. The command line's choices,
-:func:`ucag.eval.evaluate`, the benchmarks and the notebooks read :data:`METHODS`;
+factory, the way zennit registers composites
+([register_method][ucag.eval.registry.register_method]); what sets it apart in a comparison
+(it runs once, it takes class indices only, its own maps in the base variant...) is on its
+entry, [MethodSpec][ucag.eval.registry.MethodSpec]. The command line's choices,
+[evaluate][ucag.eval.runner.evaluate], the benchmarks and the notebooks read `METHODS`;
 nothing else keeps a table of method names.
 
 - kind ``"gradcam"``: a pytorch-grad-cam class (``gradcam_class`` names it);
-- kind ``"propagation"``: a method of :mod:`ucag.bases.propagation` (LRP, c*LRP, SGLRP,
+- kind ``"propagation"``: a method of [ucag.bases.propagation][ucag.bases.propagation] (LRP, ``c*LRP``, SGLRP,
   FullGrad's raw map — "fullgrad" is that one everywhere; SESS, which can only wrap a
   pytorch-grad-cam class, wraps grad-cam's ``FullGrad``, the same method);
-- kind ``"baseline"``: a whole-image baseline of :mod:`ucag.baselines` (CAMERAS);
-- kind ``"control"``: a floor no method should fall to (docs/algorithm.md §6.9): ``"random"`` (pytorch-grad-cam's ``RandomCAM``, random channel weights at the
-  target layer, seeded per image) and ``"sobel"`` (its ``sobel_cam``, the image's edges).
+- kind ``"baseline"``: a whole-image baseline of [ucag.baselines][ucag.baselines] (CAMERAS);
+- kind ``"control"``: a floor no method should fall to (docs/algorithm.md §6.9): ``"random"``
+  (pytorch-grad-cam's ``RandomCAM``, random channel weights at the target layer, seeded per
+  image) and ``"sobel"`` (its ``sobel_cam``, the image's edges).
   Controls run once per comparison, as baselines, never around UCAG.
 
 A comparison runs each method in one or more *variants*, registered the same way with the
-function that computes their maps (:func:`register_variant`, :data:`VARIANT_SPECS`):
-``"base"`` (the method itself), ``"ucag"`` (:class:`ucag.UCAG` around it), ``"upscale"``
-(:class:`ucag.baselines.Upscale`, the paper's Figure 2 ablation) and ``"sess"``
-(pytorch-grad-cam's own ``SESS``, the patch-based peer, run through its own API, with its
-defaults: 12 scales), ``"sess-matched"`` (``SESS`` with one scale, window and step that
-reproduce UCAG's grid: the same number of patches of the same size,
-:func:`ucag.eval.peers.sess_matched_settings`) and ``"refinecam"`` (pytorch-grad-cam's
-``RefineCAM``: the method at one layer per resolution, multiplied;
-:func:`ucag.eval.peers.refinecam_layers`). :func:`explain_with` computes one variant's maps,
-all post-processed the same way so only the method differs, from the two entries alone.
-The tables of names others import (:data:`VARIANTS`, :data:`BASELINES`, :data:`ONCE`...)
-are read from the registries at each use, so registering is all a new entry takes.
+function that computes their maps ([register_variant][ucag.eval.registry.register_variant],
+`VARIANT_SPECS`): ``"base"`` (the method itself), ``"ucag"`` ([UCAG][ucag.explainer.UCAG]
+around it), ``"upscale"`` ([Upscale][ucag.baselines.Upscale], the paper's Figure 2
+ablation) and ``"sess"`` (pytorch-grad-cam's own ``SESS``, the patch-based peer, run
+through its own API, with its defaults: 12 scales), ``"sess-matched"`` (``SESS`` with one
+scale, window and step that reproduce UCAG's grid: the same number of patches of the same
+size, [sess_matched_settings][ucag.eval.peers.sess_matched_settings]) and ``"refinecam"``
+(pytorch-grad-cam's ``RefineCAM``: the method at one layer per resolution, multiplied;
+[refinecam_layers][ucag.eval.peers.refinecam_layers]).
+[explain_with][ucag.eval.registry.explain_with] computes one variant's maps, all
+post-processed the same way so only the method differs, from the two entries alone. The
+tables of names others import (`VARIANTS`, `BASELINES`, `ONCE`...) are read from the
+registries at each use, so registering is all a new entry takes.
 """
 
 from __future__ import annotations
@@ -66,9 +70,20 @@ VariantRun: TypeAlias = Callable[["MethodSpec", "Request"], torch.Tensor]
 
 @dataclass(frozen=True)
 class Request:
-    """One :func:`explain_with` call, as a variant's ``run`` and a method's hooks read it:
-    ``targets`` are class indices or :mod:`ucag.targets` objects, ``baseline_options`` the
-    checked keyword arguments of each baseline (:meth:`options`)."""
+    """One [explain_with][ucag.eval.registry.explain_with] call, as a variant's ``run`` and a method's hooks read it.
+
+    Attributes:
+        model: The model explained.
+        target_layer: The layer of the CAM methods.
+        inputs: The normalised images (B, C, H, W).
+        targets: One per image: class indices or [ucag.targets][ucag.targets] objects.
+        ucag_options: Keyword arguments of [UCAG][ucag.explainer.UCAG].
+        baseline_options: The checked keyword arguments of each baseline, by name
+            ([options][ucag.eval.registry.Request.options]).
+        blur: The "cam" post-processing's blur (kernel size, sigma), or None.
+        mean: The inputs' normalisation (the Sobel control needs it), or None.
+        std: Its standard deviations, or None.
+    """
 
     model: nn.Module
     target_layer: nn.Module
@@ -81,38 +96,77 @@ class Request:
     std: Sequence[float] | None = None
 
     def options(self, key: str) -> dict[str, Any]:
-        """A copy of the keyword arguments given for baseline ``key`` (none: empty)."""
+        """A copy of the keyword arguments given for baseline ``key``.
+
+        Args:
+            key: A baseline's name (``"upscale"``, ``"cameras"``...).
+
+        Returns:
+            A new dict of its keyword arguments; empty where none were given.
+        """
         return dict(self.baseline_options.get(key, {}))
 
 
 def _no_options(request: Request) -> dict[str, Any]:
+    """The default ``build_options``: no keyword arguments for the factory.
+
+    Args:
+        request: The call (unused).
+
+    Returns:
+        An empty dict.
+    """
     return {}
 
 
 def _gradcam_call(base: Any, request: Request) -> torch.Tensor:
-    """The built method called as pytorch-grad-cam calls its CAMs."""
+    """The default ``explain``: the built method called as pytorch-grad-cam calls its CAMs.
+
+    Args:
+        base: The built method.
+        request: The call whose inputs and targets it explains.
+
+    Returns:
+        The method's raw maps (B, H, W).
+    """
     return torch.as_tensor(base(input_tensor=request.inputs, targets=_cam_targets(request.targets)))
 
 
 def _itself(base: Any) -> Any:
+    """The default ``patch_base``: UCAG and Upscale run the built method itself.
+
+    Args:
+        base: The built method.
+
+    Returns:
+        ``base``.
+    """
     return base
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One registered method: ``name`` (short, for the command line), ``display_name``
-    (tables and figures), ``kind`` (see the module docstring), ``factory`` and, where
-    pytorch-grad-cam has the method, ``gradcam_class`` (the class SESS wraps).
+    """One registered method, and how a comparison runs it.
 
-    How a comparison runs it: ``runs_once``, on its own once per comparison rather than in
-    every variant of every method (CAMERAS, the controls); ``class_indices_only``, no
-    :mod:`ucag.targets` object beyond a class (CAMERAS, Random-CAM, the methods without a
-    pytorch-grad-cam class); ``uses_layer``, it reads the target layer (not the
-    propagation methods, nor Sobel); ``build_options(request)``, the factory's keyword
-    arguments in a comparison (CAMERAS' baseline options, Sobel's mean and std);
-    ``explain(base, request)``, the raw maps of the built method in the base variant (by
-    default its pytorch-grad-cam call); ``patch_base(base)``, what UCAG and Upscale run
-    on the patches (by default the built method itself)."""
+    Attributes:
+        name: Short, for the command line.
+        display_name: For tables and figures.
+        kind: ``"gradcam"``, ``"propagation"``, ``"baseline"`` or ``"control"`` (see the
+            module docstring).
+        factory: ``factory(model, target_layer, **options)`` -> a base method object.
+        gradcam_class: Where pytorch-grad-cam has the method, its class name (the class SESS wraps).
+        runs_once: It runs on its own once per comparison rather than in every variant of
+            every method (CAMERAS, the controls).
+        class_indices_only: It takes no [ucag.targets][ucag.targets] object beyond a class
+            (CAMERAS, Random-CAM, the methods without a pytorch-grad-cam class).
+        uses_layer: It reads the target layer (not the propagation methods, nor Sobel).
+        build_options: ``build_options(request)``, the factory's keyword arguments in a
+            comparison (CAMERAS' baseline options, Sobel's mean and std).
+        explain: ``explain(base, request)``, the raw maps of the built method in the base
+            variant (by default its pytorch-grad-cam call).
+        patch_base: ``patch_base(base)``, what UCAG and Upscale run on the patches (by
+            default the built method itself).
+    """
 
     name: str
     display_name: str
@@ -128,8 +182,18 @@ class MethodSpec:
 
     @contextlib.contextmanager
     def build(self, model: nn.Module, target_layer: nn.Module, **options: Any) -> Iterator[Any]:
-        """A fresh base method whose hooks are removed on exit: hooks left on the layer
-        would copy activations on every forward of the metrics."""
+        """A fresh base method whose hooks are removed on exit.
+
+        Hooks left on the layer would copy activations on every forward of the metrics.
+
+        Args:
+            model: The model to explain.
+            target_layer: The layer the method reads.
+            **options: Keyword arguments of the factory.
+
+        Returns:
+            A context manager that yields the built method.
+        """
         base = self.factory(model, target_layer, **options)
         try:
             yield base
@@ -156,10 +220,28 @@ def register_method(
     explain: Explain = _gradcam_call,
     patch_base: Callable[[Any], Any] = _itself,
 ) -> Callable[[Factory], Factory]:
-    """Register ``factory(model, target_layer, **options)`` as method ``name``; the
-    keyword arguments are :class:`MethodSpec`'s. Left out, a baseline or a control runs
-    once, a method without a pytorch-grad-cam class takes class indices only and a
-    propagation method does without the target layer."""
+    """Register ``factory(model, target_layer, **options)`` as method ``name``.
+
+    The arguments are [MethodSpec][ucag.eval.registry.MethodSpec]'s fields.
+
+    Args:
+        name: The short name, for the command line.
+        display_name: The name in tables and figures.
+        kind: ``"gradcam"``, ``"propagation"``, ``"baseline"`` or ``"control"``.
+        gradcam_class: The pytorch-grad-cam class name of the method, where it has one.
+        runs_once: Left out: True for a baseline or a control.
+        class_indices_only: Left out: True for a method without a pytorch-grad-cam class.
+        uses_layer: Left out: False for a propagation method, True for the others.
+        build_options: ``build_options(request)`` -> the factory's keyword arguments.
+        explain: ``explain(base, request)`` -> the raw maps in the base variant.
+        patch_base: ``patch_base(base)`` -> what UCAG and Upscale run on the patches.
+
+    Returns:
+        A decorator that registers the factory and returns it unchanged.
+
+    Raises:
+        ValueError: (by the decorator) a method ``name`` is registered already.
+    """
 
     def decorate(factory: Factory) -> Factory:
         if name in METHODS:
@@ -183,7 +265,17 @@ def register_method(
 
 
 def gradcam_class(name: str) -> type:
-    """The pytorch-grad-cam class of a method (for SESS, and for users of grad-cam)."""
+    """The pytorch-grad-cam class of a method (for SESS, and for users of grad-cam).
+
+    Args:
+        name: A registered method's name.
+
+    Returns:
+        The class, e.g. ``pytorch_grad_cam.GradCAM`` for ``"gradcam"``.
+
+    Raises:
+        ValueError: No method ``name`` is registered, or it has no pytorch-grad-cam class.
+    """
     spec = method(name)
     if spec.gradcam_class is None:
         raise ValueError(
@@ -281,15 +373,33 @@ def _random_cam(model: nn.Module, target_layer: nn.Module, **options: Any) -> An
 
 
 class SobelControl:
-    """The edge floor: pytorch-grad-cam's ``sobel_cam`` of the unnormalised image
-    (:func:`ucag.eval.peers.sobel_maps`); it runs no model (0 forward, 0 backward passes)."""
+    """The edge floor: pytorch-grad-cam's ``sobel_cam`` of the unnormalised image.
+
+    See [sobel_maps][ucag.eval.peers.sobel_maps]; it runs no model (0 forward, 0 backward passes).
+
+    Args:
+        mean: The inputs' normalisation, per channel (needed to recover the image).
+        std: Its standard deviations, per channel.
+    """
 
     def __init__(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
         self.mean, self.std = mean, std
 
     def __call__(self, inputs: torch.Tensor, targets: Any = None) -> torch.Tensor:
-        """(B, H, W) edge maps of the normalised ``inputs``; ``targets`` are ignored (a
-        plain ``fn(patches, targets)`` base for :class:`ucag.UCAG`)."""
+        """The edge maps of the normalised ``inputs``.
+
+        A plain ``fn(patches, targets)`` base for [UCAG][ucag.explainer.UCAG].
+
+        Args:
+            inputs: Normalised images (B, 3, H, W).
+            targets: Ignored: the edges are the same whatever the target.
+
+        Returns:
+            The (B, H, W) float edge maps, 0-255.
+
+        Raises:
+            ValueError: ``mean`` or ``std`` was not given, or ``inputs`` do not match them.
+        """
         return sobel_maps(inputs, self.mean, self.std)  # a ValueError naming mean without them
 
 
@@ -308,27 +418,59 @@ def _sobel(model: nn.Module, target_layer: nn.Module, **options: Any) -> SobelCo
 
 
 def method(name: str) -> MethodSpec:
-    """The registered method ``name``, or a ValueError listing the names."""
+    """The registered method ``name``.
+
+    Args:
+        name: A method's short name.
+
+    Returns:
+        Its [MethodSpec][ucag.eval.registry.MethodSpec].
+
+    Raises:
+        ValueError: No method ``name`` is registered (the message lists the names).
+
+    Examples:
+        >>> from ucag.eval.registry import method
+        >>> spec = method("gradcam")
+        >>> spec.display_name, spec.kind, spec.gradcam_class
+        ('Grad-CAM', 'gradcam', 'GradCAM')
+    """
     if name not in METHODS:
         raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {name!r}")
     return METHODS[name]
 
 
 def methods_of_kind(*kinds: MethodKind) -> tuple[str, ...]:
-    """The names of the registered methods of the given kinds, in registration order."""
+    """The names of the registered methods of the given kinds, in registration order.
+
+    Args:
+        *kinds: ``"gradcam"``, ``"propagation"``, ``"baseline"`` and/or ``"control"``.
+
+    Returns:
+        The names.
+
+    Examples:
+        >>> from ucag.eval.registry import methods_of_kind
+        >>> methods_of_kind("control")
+        ('random', 'sobel')
+    """
     return tuple(name for name, spec in METHODS.items() if spec.kind in kinds)
 
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """One registered variant: ``name`` (short, for the command line), ``prefix`` (of the
-    method's display name: "UCAG" shows "UCAG(Grad-CAM)"; empty for the method itself) and
-    ``run(spec, request)``, its maps of a method.
+    """One registered variant: a way a comparison runs each method.
 
-    ``wraps``: it runs around the method (all but "base", the only variant a control runs
-    in); ``needs_gradcam_class``: it wraps a pytorch-grad-cam class (SESS, RefineCAM);
-    ``follows_targets``: it explains any :mod:`ucag.targets` object, not class indices
-    only; ``baseline``: a comparison may add it with ``baselines=``, around every method."""
+    Attributes:
+        name: Short, for the command line.
+        prefix: Of the method's display name: "UCAG" shows "UCAG(Grad-CAM)"; empty for the
+            method itself.
+        run: ``run(spec, request)``, its maps of a method.
+        wraps: It runs around the method (all but "base", the only variant a control runs in).
+        needs_gradcam_class: It wraps a pytorch-grad-cam class (SESS, RefineCAM).
+        follows_targets: It explains any [ucag.targets][ucag.targets] object, not class indices only.
+        baseline: A comparison may add it with ``baselines=``, around every method.
+    """
 
     name: str
     prefix: str
@@ -352,8 +494,26 @@ def register_variant(
     follows_targets: bool = False,
     baseline: bool = False,
 ) -> Callable[[VariantRun], VariantRun]:
-    """Register ``run(spec, request)`` as variant ``name``: the (B, H, W) maps in [0, 1] of
-    the method ``spec`` for a :class:`Request`, post-processed as the others' ("cam")."""
+    """Register ``run(spec, request)`` as variant ``name``.
+
+    ``run`` returns the (B, H, W) maps in [0, 1] of the method ``spec`` for a
+    [Request][ucag.eval.registry.Request], post-processed as the others' ("cam"). The
+    arguments are [VariantSpec][ucag.eval.registry.VariantSpec]'s fields.
+
+    Args:
+        name: The short name, for the command line.
+        prefix: Of the method's display name (empty for the method itself).
+        wraps: It runs around the method.
+        needs_gradcam_class: It wraps a pytorch-grad-cam class.
+        follows_targets: It explains any [ucag.targets][ucag.targets] object.
+        baseline: A comparison may add it with ``baselines=``.
+
+    Returns:
+        A decorator that registers ``run`` and returns it unchanged.
+
+    Raises:
+        ValueError: (by the decorator) a variant ``name`` is registered already.
+    """
 
     def decorate(run: VariantRun) -> VariantRun:
         if name in VARIANT_SPECS:
@@ -365,7 +525,17 @@ def register_variant(
 
 
 def variant_spec(name: str) -> VariantSpec:
-    """The registered variant ``name``, or a ValueError listing the names."""
+    """The registered variant ``name``.
+
+    Args:
+        name: A variant's short name.
+
+    Returns:
+        Its [VariantSpec][ucag.eval.registry.VariantSpec].
+
+    Raises:
+        ValueError: No variant ``name`` is registered (the message lists the names).
+    """
     if name not in VARIANT_SPECS:
         raise ValueError(f"variant: expected one of {', '.join(VARIANT_SPECS)}, got {name!r}")
     return VARIANT_SPECS[name]
@@ -373,7 +543,7 @@ def variant_spec(name: str) -> VariantSpec:
 
 @contextlib.contextmanager
 def _built(spec: MethodSpec, request: Request) -> Iterator[Any]:
-    """The method built for ``request`` (:meth:`MethodSpec.build`), its hooks removed on exit."""
+    """The method built for ``request`` (`MethodSpec.build`), its hooks removed on exit."""
     with contextlib.ExitStack() as stack:
         with uncounted():  # building the method (and tracing a transformer's layout): set-up
             options = spec.build_options(request)
@@ -457,7 +627,7 @@ def _refinecam(spec: MethodSpec, request: Request) -> torch.Tensor:
 
 
 class _Prefixes(Mapping[str, str]):
-    """Each registered variant's prefix, read from :data:`VARIANT_SPECS` at each use."""
+    """Each registered variant's prefix, read from `VARIANT_SPECS` at each use."""
 
     def __getitem__(self, name: str) -> str:
         return VARIANT_SPECS[name].prefix
@@ -508,19 +678,32 @@ VARIANTS: Mapping[str, str] = _Prefixes()
 CONTROLS: Sequence[str] = _Names(lambda: methods_of_kind("control"))
 #: The methods that run once per comparison, not around each method (CAMERAS, the controls).
 ONCE: Sequence[str] = _Names(lambda: tuple(name for name, spec in METHODS.items() if spec.runs_once))
-#: Baselines a comparison can add (see :func:`comparison_pairs`): variants around every
-#: method, then methods that run once on their own (:data:`ONCE`).
+#: Baselines a comparison can add (see `comparison_pairs`): variants around every
+#: method, then methods that run once on their own (`ONCE`).
 BASELINES: Sequence[str] = _Names(lambda: (*(name for name, v in VARIANT_SPECS.items() if v.baseline), *ONCE))
 #: The variants that need a pytorch-grad-cam class (SESS and RefineCAM wrap one).
 GRADCAM_VARIANTS: Sequence[str] = _Names(
     lambda: tuple(name for name, v in VARIANT_SPECS.items() if v.needs_gradcam_class)
 )
-#: The variants that follow a target object (so any kind of :mod:`ucag.targets`).
+#: The variants that follow a target object (so any kind of `ucag.targets`).
 TARGET_VARIANTS: Sequence[str] = _Names(lambda: tuple(name for name, v in VARIANT_SPECS.items() if v.follows_targets))
 
 
 def display_name(name: str, variant: str = "base") -> str:
-    """``"Grad-CAM"``, ``"UCAG(Grad-CAM)"``, ``"SESS(Grad-CAM)"``..."""
+    """The name of a method in a variant, for tables and figures.
+
+    Args:
+        name: A method's short name (an unregistered name is shown as it is).
+        variant: A registered variant's short name.
+
+    Returns:
+        ``"Grad-CAM"``, ``"UCAG(Grad-CAM)"``, ``"SESS(Grad-CAM)"``...
+
+    Examples:
+        >>> from ucag.eval.registry import display_name
+        >>> display_name("gradcam"), display_name("gradcam", "ucag")
+        ('Grad-CAM', 'UCAG(Grad-CAM)')
+    """
     shown = METHODS[name].display_name if name in METHODS else name
     prefix = VARIANTS[variant]
     return f"{prefix}({shown})" if prefix else shown
@@ -529,10 +712,29 @@ def display_name(name: str, variant: str = "base") -> str:
 def comparison_pairs(
     methods: Sequence[str], variants: Sequence[str] = ("base", "ucag"), baselines: Sequence[str] = ()
 ) -> list[tuple[str, str]]:
-    """The (method, variant) pairs a comparison runs: every method in every variant, then
-    for each baseline: ``"upscale"``, ``"sess"``, ``"sess-matched"`` and ``"refinecam"``
-    around every method, ``"cameras"``, ``"random"`` and ``"sobel"`` once on their own.
-    Duplicates are dropped; the order is kept."""
+    """The (method, variant) pairs a comparison runs.
+
+    Every method in every variant, then for each baseline: ``"upscale"``, ``"sess"``,
+    ``"sess-matched"`` and ``"refinecam"`` around every method, ``"cameras"``, ``"random"``
+    and ``"sobel"`` once on their own. Duplicates are dropped; the order is kept.
+
+    Args:
+        methods: Names of registered methods (not controls).
+        variants: Names of registered variants, each method runs in all.
+        baselines: Names from `BASELINES`.
+
+    Returns:
+        The (method, variant) pairs.
+
+    Raises:
+        ValueError: A name is unknown, a method is a control, a variant or baseline that
+            wraps a pytorch-grad-cam class meets a method without one, or there is no pair.
+
+    Examples:
+        >>> from ucag.eval.registry import comparison_pairs
+        >>> comparison_pairs(["gradcam"], baselines=["upscale", "random"])
+        [('gradcam', 'base'), ('gradcam', 'ucag'), ('gradcam', 'upscale'), ('random', 'base')]
+    """
     for m in methods:
         if m not in METHODS:
             raise ValueError(f"methods: expected names from {', '.join(METHODS)}, got {m!r}")
@@ -562,7 +764,15 @@ def comparison_pairs(
 
 
 def check_baseline_options(baseline_options: dict[str, dict[str, Any]] | None) -> None:
-    """``baseline_options`` maps baseline names to keyword dicts, or a ValueError."""
+    """Check that ``baseline_options`` maps baseline names to keyword dicts.
+
+    Args:
+        baseline_options: Keyword arguments by baseline name (names from `BASELINES`), or None.
+
+    Raises:
+        ValueError: A key is not a baseline's name.
+        TypeError: A value is not a dict.
+    """
     unknown = set(baseline_options or {}) - set(BASELINES)
     if unknown:
         raise ValueError(f"baseline_options: expected keys from {', '.join(BASELINES)}, got {sorted(unknown)}")
@@ -585,23 +795,43 @@ def explain_with(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> torch.Tensor:
-    """Maps (B, H, W) in [0, 1] of method ``name`` in ``variant`` for ``inputs`` and ``targets``.
+    """The maps of method ``name`` in ``variant`` for ``inputs`` and ``targets``.
 
     Every map gets the "cam" post-processing (docs/algorithm.md §5: ReLU, min-max, the
-    ``blur``) so a comparison differs only in the method. ``ucag_options`` go to
-    :class:`ucag.UCAG` (units, patch_size, scale, weighting, batch_size);
-    ``baseline_options`` maps "upscale", "sess", "sess-matched", "refinecam", "cameras" and
-    "random" to keyword arguments of :class:`ucag.baselines.Upscale` (e.g. ``factor``),
-    pytorch-grad-cam's ``SESS`` (e.g. ``num_scales``; for "sess-matched" the scale, window
-    and step come from UCAG's grid unless given), :func:`ucag.eval.peers.refinecam_maps`
-    (``layers``: module names, ``count``: resolutions, default 3),
-    :class:`ucag.baselines.CAMERAS` (e.g. ``resolutions``) and
-    :func:`ucag.eval.peers.random_cam_maps` (``seed``, default 0). ``mean`` and ``std``
-    (the inputs' normalisation) are needed by the Sobel control, which works on the image
-    itself (docs/algorithm.md §6.9).
+    ``blur``) so a comparison differs only in the method.
 
-    ``targets`` are class indices, or :mod:`ucag.targets` objects (binary, multi-label...)
-    for the comparisons :func:`check_target_support` accepts."""
+    Args:
+        name: A registered method's short name.
+        variant: A registered variant's short name (a control runs in ``"base"`` only).
+        model: The model to explain.
+        target_layer: The layer of the CAM methods.
+        inputs: Normalised images (B, C, H, W).
+        targets: One per image: class indices, or [ucag.targets][ucag.targets] objects
+            (binary, multi-label...) for the comparisons
+            [check_target_support][ucag.eval.registry.check_target_support] accepts.
+        ucag_options: Go to [UCAG][ucag.explainer.UCAG] (units, patch_size, scale, weighting,
+            batch_size).
+        baseline_options: Maps "upscale", "sess", "sess-matched", "refinecam", "cameras" and
+            "random" to keyword arguments of [Upscale][ucag.baselines.Upscale] (e.g.
+            ``factor``), pytorch-grad-cam's ``SESS`` (e.g. ``num_scales``; for
+            "sess-matched" the scale, window and step come from UCAG's grid unless given),
+            [refinecam_maps][ucag.eval.peers.refinecam_maps] (``layers``: module names,
+            ``count``: resolutions, default 3), [CAMERAS][ucag.baselines.CAMERAS] (e.g.
+            ``resolutions``) and [random_cam_maps][ucag.eval.peers.random_cam_maps]
+            (``seed``, default 0).
+        blur: The post-processing's blur (kernel size, sigma), or None.
+        mean: The inputs' normalisation, needed by the Sobel control, which works on the
+            image itself (docs/algorithm.md §6.9).
+        std: Its standard deviations, with ``mean``.
+
+    Returns:
+        The maps (B, H, W) in [0, 1].
+
+    Raises:
+        ValueError: An unknown method or variant, a control in a variant other than
+            ``"base"``, targets the pair cannot explain, or unknown baseline options.
+        TypeError: A baseline's options are not a dict.
+    """
     spec = method(name)
     plan = variant_spec(variant)
     if spec.kind == "control" and plan.wraps:
@@ -619,17 +849,27 @@ def explain_with(
 
 def _cam_targets(targets: Sequence[Any]) -> list[Any]:
     """pytorch-grad-cam target objects: a class index becomes a ClassifierOutputTarget, a
-    :mod:`ucag.targets` object is one already."""
+    `ucag.targets` object is one already."""
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     return [t if isinstance(t, Target) else ClassifierOutputTarget(int(t)) for t in targets]
 
 
 def check_target_support(pairs: Sequence[tuple[str, str]], kind: str) -> None:
-    """Raise ValueError naming ``methods`` (or ``variants``) when a (method, variant) pair
-    cannot explain ``kind`` targets: beyond softmax classes, the methods that are not
-    ``class_indices_only`` (the pytorch-grad-cam methods; the Sobel control, which ignores
-    the target) can, in the variants that follow targets (:data:`TARGET_VARIANTS`)."""
+    """Check that every (method, variant) pair can explain ``kind`` targets.
+
+    Beyond softmax classes, the methods that are not ``class_indices_only`` (the
+    pytorch-grad-cam methods; the Sobel control, which ignores the target) can, in the
+    variants that follow targets (`TARGET_VARIANTS`).
+
+    Args:
+        pairs: The (method, variant) pairs of a comparison.
+        kind: The targets' kind: ``"class"``, ``"binary"``, ``"multilabel"``...
+
+    Raises:
+        ValueError: Naming ``methods`` (or ``variants``) when a pair cannot explain them, or
+            an unknown method.
+    """
     if kind == "class":
         return
     methods = sorted({m for m, _ in pairs if method(m).class_indices_only})

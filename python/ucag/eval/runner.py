@@ -1,17 +1,18 @@
-"""Evaluation over a dataset: :func:`evaluate` (and the ``ucag evaluate`` command).
+"""Evaluation over a dataset: [evaluate][ucag.eval.runner.evaluate] (and the ``ucag evaluate`` command).
 
-For every sample of a dataset (a reader from :mod:`ucag.eval.datasets`), every method is
-explained in every variant (base, UCAG, baselines; :mod:`ucag.eval.registry`), measured
-with the chosen metrics (:mod:`ucag.eval.metrics`, docs/algorithm.md §6), and appended to the output folder as
-soon as the sample is done:
+For every sample of a dataset (a reader from [ucag.eval.datasets][ucag.eval.datasets]),
+every method is explained in every variant (base, UCAG, baselines;
+[ucag.eval.registry][ucag.eval.registry]), measured with the chosen metrics
+([ucag.eval.metrics][ucag.eval.metrics], docs/algorithm.md §6), and appended to the output
+folder as soon as the sample is done:
 
 - ``results.csv``: one row per (image, method, variant) with every metric's value and
   what computing the map cost: the model's forward and backward passes (in samples) and
-  the megapixels it forwarded (:mod:`ucag.eval.compute`),
+  the megapixels it forwarded ([ucag.eval.compute][ucag.eval.compute]),
 - ``curves.csv``: the deletion and insertion probability curves of those rows,
 - ``config.json``: what the run computes (a rerun must match it).
 
-At the end :func:`summarize` writes ``summary.json`` and ``summary.md`` (mean and 95%
+At the end [summarize][ucag.eval.runner.summarize] writes ``summary.json`` and ``summary.md`` (mean and 95%
 confidence interval per method and metric, the controls marked as floors, the mean passes
 per image, and the paired UCAG - base differences) and ``curves.png`` (mean deletion and
 insertion curves). A rerun on the same folder resumes
@@ -25,6 +26,7 @@ equal a single process's.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -41,6 +43,7 @@ from .._inputs import logits_of
 from .._model_state import eval_mode, model_device
 from ..checks import positive_int
 from ..data import preprocess_image, resize_mask
+from ..display import table_html
 from ..explainer import UCAG
 from ..models import model_normalization, suggest_target_layer
 from ..postprocess import check_blur
@@ -73,9 +76,17 @@ SUMMARY_JSON, SUMMARY_MD, CURVES_PNG = "summary.json", "summary.md", "curves.png
 
 @dataclass
 class Cell:
-    """One method x variant x column of the summary: mean, 95% CI half-width (Student t;
-    None for fewer than 2 values) and the number of values. The pointing game's values are
-    per-class accuracies (the dataset protocol), so its n counts classes."""
+    """One method x variant x column of the summary.
+
+    Attributes:
+        method: The method's short name.
+        variant: The variant's short name.
+        column: The results.csv column (a metric's, or a pass count's).
+        mean: The mean of the values (NaN without values).
+        ci95: The 95% confidence interval's half-width (Student t); None for fewer than 2 values.
+        n: The number of values. The pointing game's values are per-class accuracies (the
+            dataset protocol), so its n counts classes.
+    """
 
     method: str
     variant: str
@@ -87,32 +98,47 @@ class Cell:
 
 @dataclass
 class EvaluationSummary:
-    """What :func:`summarize` computed: ``cells`` per method/variant/column, ``differences``
-    the paired UCAG - base cells (same images), the folder and the number of images."""
+    """What [summarize][ucag.eval.runner.summarize] computed.
+
+    Attributes:
+        out: The evaluation folder.
+        images: The number of images.
+        columns: The metric columns of results.csv.
+        cells: One [Cell][ucag.eval.runner.Cell] per method/variant/column.
+        differences: The paired UCAG - base cells (over the same images).
+        passes: The mean forward/backward passes and Mpx forwarded per image, per method/variant.
+        floors: The (method, variant) rows that are controls (floors: Random-CAM, Sobel).
+    """
 
     out: Path
     images: int
     columns: list[str]
     cells: list[Cell]
     differences: list[Cell] = field(default_factory=list)
-    #: mean forward/backward passes and Mpx forwarded per image, per method/variant
     passes: list[Cell] = field(default_factory=list)
-    #: the (method, variant) rows that are controls (floors: Random-CAM, Sobel)
     floors: list[tuple[str, str]] = field(default_factory=list)
 
     def cell(self, method: str, variant: str, column: str) -> Cell | None:
+        """The cell of one method, variant and column, among the metrics' and the passes'.
+
+        Args:
+            method: The method's short name (``"gradcam"``).
+            variant: The variant's short name (``"ucag"``).
+            column: A metric column (``"deletion"``) or a pass column (``"forward_passes"``).
+
+        Returns:
+            The cell, or None when the summary has none.
+        """
         return next(
             (c for c in [*self.cells, *self.passes] if (c.method, c.variant, c.column) == (method, variant, column)),
             None,
         )
 
-    def markdown(self) -> str:
-        """The summary table (the controls last, marked as floors), the passes per image
-        and the paired differences, as Markdown."""
+    def _sections(self) -> list[str | _Table]:
+        """The summary's prose and tables in order, for markdown() and the notebook view."""
         floors = set(self.floors)
-        lines = _markdown_table(_floors_last(self.cells, floors), self.columns, "method", floors)
-        text = "\n".join(lines)
-        text += f"\n\nMean ± 95% confidence interval (Student t) over {self.images} images"
+        parts: list[str | _Table] = [_summary_table(_floors_last(self.cells, floors), self.columns, "method", floors)]
+        text = f"\n\nMean ± 95% confidence interval (Student t) over {self.images} images"
         if "pointing_game" in self.columns:
             text += "; pointing game: mean over classes of the per-class accuracy"
         text += "; (n=...) where fewer values exist. ↓ lower is better, ↑ higher is better.\n"
@@ -121,28 +147,41 @@ class EvaluationSummary:
                 "\n*floor* rows are controls: Random-CAM (random channel weights at the target layer) and Sobel (the image's edges, no model). "
                 "A method is only informative on a metric where it beats them; a metric on which a floor scores as well as the methods does not measure them.\n"
             )
+        parts.append(text)
         if self.passes:
-            text += "\nCost per image (mean) while the map is computed, not the metrics; passes counted in samples (a batch of 36 patches is 36):\n\n"
-            text += (
-                "\n".join(
-                    _markdown_table(
-                        _floors_last(self.passes, floors),
-                        list(PASS_COLUMNS),
-                        "method",
-                        floors,
-                        decimals=2,
-                        spread=False,
-                    )
-                )
-                + "\n"
+            parts.append(
+                "\nCost per image (mean) while the map is computed, not the metrics; passes counted in samples (a batch of 36 patches is 36):\n\n"
             )
+            passes = _summary_table(
+                _floors_last(self.passes, floors), list(PASS_COLUMNS), "method", floors, decimals=2, spread=False
+            )
+            parts += [passes, "\n"]
         if self.differences:
-            text += (
-                "\nUCAG − base, paired over the same images:\n\n"
-                + "\n".join(_markdown_table(self.differences, self.columns, "method"))
-                + "\n"
-            )
-        return text
+            parts += [
+                "\nUCAG − base, paired over the same images:\n\n",
+                _summary_table(self.differences, self.columns, "method"),
+                "\n",
+            ]
+        return parts
+
+    def markdown(self) -> str:
+        """The summary as Markdown, as summary.md holds it.
+
+        Returns:
+            The summary table (the controls last, marked as floors), the passes per image and
+                the paired differences.
+        """
+        return "".join(part if isinstance(part, str) else "\n".join(part.markdown()) for part in self._sections())
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the summary's tables and notes as HTML."""
+        pieces = []
+        for part in self._sections():
+            if isinstance(part, _Table):
+                pieces.append(part.html())
+            elif part.strip():
+                pieces.append("<p>" + html.escape(part.strip()).replace("*floor*", "<em>floor</em>") + "</p>")
+        return '<div class="ucag-summary">' + "".join(pieces) + "</div>"
 
     def __repr__(self) -> str:
         return f"EvaluationSummary({self.images} images, {len(self.cells)} cells, out={str(self.out)!r})"
@@ -153,14 +192,35 @@ def _floors_last(cells: list[Cell], floors: set[tuple[str, str]]) -> list[Cell]:
     return sorted(cells, key=lambda c: (c.method, c.variant) in floors)  # stable: keeps the order
 
 
-def _markdown_table(
+@dataclass
+class _Table:
+    """A summary table: its header, its rows of text cells, and which rows are floors."""
+
+    header: list[str]
+    rows: list[list[str]]
+    floor_rows: list[bool]
+
+    def markdown(self) -> list[str]:
+        """The table as Markdown lines; floor rows' names in italics."""
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        for row, floor in zip(self.rows, self.floor_rows, strict=True):
+            name = f"*{row[0]}*" if floor else row[0]
+            lines.append("| " + " | ".join([name, *row[1:]]) + " |")
+        return lines
+
+    def html(self) -> str:
+        """The table as HTML; floor rows in italics."""
+        return table_html(self.header, self.rows, self.floor_rows)
+
+
+def _summary_table(
     cells: list[Cell],
     columns: list[str],
     first: str,
     floors: set[tuple[str, str]] | None = None,
     decimals: int = 3,
     spread: bool = True,
-) -> list[str]:
+) -> _Table:
     """Rows per (method, variant), a column per ``columns`` entry present; rows in
     ``floors`` are marked *floor*. ``spread=False`` (the passes) shows means without
     arrows or intervals."""
@@ -173,7 +233,7 @@ def _markdown_table(
         header = [first] + [f"{c.title} {'↓' if c.lower_is_better else '↑'}" for c in titled]
     else:
         header = [first] + [PASS_TITLES.get(col, col) for col in present]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table = _Table(header, [], [])
     most = max((c.n for c in cells), default=0)
     for (method, variant), by_column in rows.items():
         entries = []
@@ -188,12 +248,10 @@ def _markdown_table(
             text = f"{cell.mean:.{decimals}f}" + (f" ± {cell.ci95:.{decimals}f}" if cell.ci95 is not None else "")
             entries.append(text + (f" (n={cell.n})" if cell.n != most and col != "pointing_game" else ""))
         name = display_name(method, variant)
-        lines.append(
-            "| "
-            + " | ".join([f"*{name} (floor)*" if floors and (method, variant) in floors else name] + entries)
-            + " |"
-        )
-    return lines
+        floor = bool(floors) and (method, variant) in (floors or set())
+        table.rows.append([f"{name} (floor)" if floor else name, *entries])
+        table.floor_rows.append(floor)
+    return table
 
 
 def _plain(value: float, decimals: int) -> str:
@@ -329,7 +387,7 @@ class _Run:
         """The target explained for the image ``x`` and the model's probability of it: for
         softmax classes the ``given`` class (the dataset's label) else the prediction, as an
         index; for the other kinds the predicted side or label (a dataset's labels are
-        classes, not sides), as a :mod:`ucag.targets` object."""
+        classes, not sides), as a `ucag.targets` object."""
         with torch.inference_mode():
             output = model_output(self.model(x), 1).float()
         if self.target_kind == "class":
@@ -349,7 +407,7 @@ class _Run:
         self, x: torch.Tensor, maps: torch.Tensor, target: int | Target, mask: np.ndarray | None
     ) -> tuple[dict[str, list[float | None]], dict[str, np.ndarray]]:
         """Every column's value per map (None where undefined) and the curves: each chosen
-        metric of :data:`ucag.eval.measures.MEASURES` in turn, the mask metrics only where the
+        metric of `ucag.eval.measures.MEASURES` in turn, the mask metrics only where the
         image has a mask with pixels in it after resizing."""
         n = len(maps)
         values: dict[str, list[float | None]] = {c: [None] * n for c in self.columns}
@@ -484,33 +542,59 @@ def evaluate(
 ) -> EvaluationSummary:
     """Explain and measure every sample of ``dataset`` with every method in every variant.
 
-    ``target_layer``: the layer of the CAM methods (and CAMERAS); None takes
-    :func:`ucag.suggest_target_layer`'s. ``dataset``: a reader from :mod:`ucag.eval.datasets` (or a spec for
-    :func:`ucag.eval.datasets.open_dataset`, e.g. ``"samples"``); each sample's photo is resized
-    to ``input_size`` and normalised with ``mean``/``std`` — by default the model's own
-    (timm's ``pretrained_cfg``, the sample model's, a Hugging Face folder's
-    ``preprocessor_config.json``; an error when the model does not say) — its mask resized
-    alike.
-    ``methods`` are names from :data:`ucag.eval.registry.METHODS`, each run in every ``variant``
-    ("base", "ucag"...), plus ``baselines`` ("upscale", "sess", "sess-matched",
-    "refinecam" around each method; "cameras" and the controls "random" and "sobel" once;
-    see :func:`ucag.eval.registry.comparison_pairs` and docs/algorithm.md §6.9). ``metrics`` are names from :data:`ucag.eval.measures.MEASURES` (None: those registered as defaults); the mask
-    metrics only where a sample has a mask. ``ucag_options`` go to :class:`ucag.UCAG`
-    (units, patch_size, scale, weighting, batch_size), ``baseline_options`` to the
-    baselines (see :func:`ucag.eval.registry.explain_with`); ``step`` and ``metric_batch_size``
-    to deletion/insertion. ``limit`` evaluates the first ``limit`` samples only.
-    ``target_kind`` says how the model's outputs are read (docs/algorithm.md §3.1):
-    ``"class"`` (softmax logits, the paper's), ``"binary"`` (one logit) or ``"multilabel"``
-    (independent sigmoids). The latter two explain the predicted side or label (the
-    datasets' labels are classes); the probability column and the metrics' curves then hold
-    its sigmoid, and only pytorch-grad-cam methods
-    (variants base, ucag, upscale, sess, sess-matched) and the Sobel control take part.
-
     Rows are appended to ``out`` as each sample is done; calling again with the same
-    ``out`` and settings resumes (a different setting raises ValueError). Under an
-    initialised ``torch.distributed`` process group every process must call this with
-    the same arguments; samples are shared out and rank 0 writes the files. Returns the
-    :class:`EvaluationSummary` (on every rank).
+    ``out`` and settings resumes. Under an initialised ``torch.distributed`` process group
+    every process must call this with the same arguments; samples are shared out and rank 0
+    writes the files.
+
+    Args:
+        model: The classifier to explain.
+        target_layer: The layer of the CAM methods (and CAMERAS); None takes
+            [suggest_target_layer][ucag.models.suggest_target_layer]'s.
+        dataset: A reader from [ucag.eval.datasets][ucag.eval.datasets], or a spec for
+            [open_dataset][ucag.eval.datasets.open_dataset] (e.g. ``"samples"``). Each
+            sample's photo is resized to ``input_size`` and normalised with ``mean``/``std``,
+            its mask resized alike.
+        out: The output folder (created; an existing one with the same settings resumes).
+        methods: Names from `ucag.eval.registry.METHODS`, each run in every variant.
+        variants: The variants each method runs in (``"base"``, ``"ucag"``...).
+        baselines: Added to the comparison: ``"upscale"``, ``"sess"``, ``"sess-matched"``,
+            ``"refinecam"`` around each method; ``"cameras"`` and the controls ``"random"``
+            and ``"sobel"`` once (see [comparison_pairs][ucag.eval.registry.comparison_pairs]
+            and docs/algorithm.md §6.9).
+        metrics: Names from `ucag.eval.measures.MEASURES` (None: those registered as
+            defaults); the mask metrics only where a sample has a mask.
+        mean: The inputs' normalisation, per channel; by default (with ``std``) the model's
+            own (timm's ``pretrained_cfg``, the sample model's, a Hugging Face folder's
+            ``preprocessor_config.json``; an error when the model does not say).
+        std: The normalisation's standard deviations, given with ``mean``.
+        input_size: The side in pixels the photos are resized to.
+        ucag_options: Go to [UCAG][ucag.explainer.UCAG] (units, patch_size, scale, weighting,
+            batch_size).
+        baseline_options: Go to the baselines (see [explain_with][ucag.eval.registry.explain_with]).
+        blur: The maps' post-processing blur (kernel size, sigma), or None.
+        step: Deletion/insertion's pixels per step (None: 8 * ``input_size``).
+        metric_batch_size: The metrics' perturbed inputs per forward.
+        limit: Evaluate the first ``limit`` samples only (None: all).
+        progress: Show a progress bar (rank 0).
+        plot: Write curves.png with the summary.
+        target_kind: How the model's outputs are read (docs/algorithm.md §3.1): ``"class"``
+            (softmax logits, the paper's), ``"binary"`` (one logit) or ``"multilabel"``
+            (independent sigmoids). The latter two explain the predicted side or label (the
+            datasets' labels are classes); the probability column and the metrics' curves
+            then hold its sigmoid, and only pytorch-grad-cam methods (variants base, ucag,
+            upscale, sess, sess-matched) and the Sobel control take part.
+
+    Returns:
+        The [EvaluationSummary][ucag.eval.runner.EvaluationSummary] (on every rank).
+
+    Raises:
+        TypeError: ``ucag_options`` is not a dict, a baseline's options are not a dict, or an
+            option has the wrong type.
+        ValueError: A name, an option or the normalisation is not one ``evaluate`` takes (or
+            the model does not say how it normalises its inputs), or ``out`` holds a run with
+            other settings.
+        RuntimeError: A sample failed (the message names it).
     """
     from .datasets import open_dataset
 
@@ -576,7 +660,7 @@ def evaluate(
 def _normalization(
     model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None
 ) -> tuple[Sequence[float], Sequence[float]]:
-    """The ``mean``/``std`` given, else the model's own (:func:`ucag.models.model_normalization`),
+    """The ``mean``/``std`` given, else the model's own (`ucag.models.model_normalization`),
     else an error: numbers under another normalisation than the model's are silently wrong."""
     if mean is not None and std is not None:
         return mean, std
@@ -602,7 +686,7 @@ def _check_options(
     mean: Sequence[float],
     std: Sequence[float],
 ) -> None:
-    """Every option of :func:`evaluate`, checked before anything is written to ``out`` (a
+    """Every option of `evaluate`, checked before anything is written to ``out`` (a
     bad option must not leave a config.json that refuses the corrected rerun)."""
     if ucag_options is not None and not isinstance(ucag_options, dict):
         raise TypeError(f"ucag_options: expected a dict of UCAG settings, got {type(ucag_options).__name__}")
@@ -683,8 +767,21 @@ def _cell(method: str, variant: str, column: str, values: Sequence[float]) -> Ce
 
 
 def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
-    """Read ``results.csv`` and ``curves.csv`` of an evaluation folder and write
-    ``summary.json``, ``summary.md`` and (with ``plot``) ``curves.png``."""
+    """Summarise an evaluation folder.
+
+    Reads its ``results.csv`` and ``curves.csv`` and writes ``summary.json``, ``summary.md``
+    and (with ``plot``) ``curves.png``.
+
+    Args:
+        out: The folder [evaluate][ucag.eval.runner.evaluate] wrote.
+        plot: Also draw the mean deletion and insertion curves.
+
+    Returns:
+        The [EvaluationSummary][ucag.eval.runner.EvaluationSummary].
+
+    Raises:
+        ValueError: The folder holds no results.csv.
+    """
     out = Path(out)
     header, rows = _read_records(out / RESULTS)
     if not header:

@@ -1,22 +1,27 @@
-"""The model-parameter randomisation sanity check (Adebayo et al., NeurIPS 2018;
-docs/algorithm.md §6.8): :func:`randomization_check` explains the same inputs with a trained
+"""The model-parameter randomisation sanity check (Adebayo et al., NeurIPS 2018; docs/algorithm.md §6.8).
+
+[randomization_check][ucag.eval.sanity.randomization_check] explains the same inputs with a trained
 model and with copies whose parameters are re-initialised stage by stage, and measures how
 similar the maps stay. A map that survives the randomisation of the model it claims to
 explain is not explaining the model (an edge detector passes through unchanged).
 
-- :func:`randomization_stages` — the model's parameterised blocks, output first;
-- :func:`randomize` — a re-initialised copy of a model (some stages or all of them);
-- :func:`registry_explainer` — an ``explain`` callable from :mod:`ucag.eval.registry`;
-- :func:`map_similarities` — the four similarity measures between two batches of maps;
-- :class:`RandomizationResult` — the scores and maps per stage, with a Markdown summary.
+- [randomization_stages][ucag.eval.sanity.randomization_stages] — the model's parameterised blocks, output first;
+- [randomize][ucag.eval.sanity.randomize] — a re-initialised copy of a model (some stages or all of them);
+- [registry_explainer][ucag.eval.sanity.registry_explainer] — an ``explain`` callable from
+  [ucag.eval.registry][ucag.eval.registry];
+- [map_similarities][ucag.eval.sanity.map_similarities] — the four similarity measures between two batches of maps;
+- [RandomizationResult][ucag.eval.sanity.RandomizationResult] — the scores and maps per stage, with a Markdown
+  summary.
 
 The user's model is never modified: every randomisation works on a ``copy.deepcopy``.
-Figures of a result are in :mod:`ucag.eval.plots` (:func:`~ucag.eval.plots.plot_randomization`).
+Figures of a result are in [ucag.eval.plots][ucag.eval.plots]
+([plot_randomization][ucag.eval.plots.plot_randomization]).
 """
 
 from __future__ import annotations
 
 import copy
+import html
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,6 +35,7 @@ from torch import nn
 from .._inputs import resolve_targets
 from .._model_state import eval_mode, model_device
 from ..checks import is_int
+from ..display import table_html
 from ..figures import map_array
 from ..layers import Tap
 from ..models import layer_by_name, layer_suggestion, trace_size
@@ -40,7 +46,7 @@ Explain: TypeAlias = Callable[[nn.Module, torch.Tensor, list[int]], torch.Tensor
 Stages: TypeAlias = Literal["blocks", "modules"] | int | Sequence[str | Sequence[str]]
 Mode: TypeAlias = Literal["cascading", "independent"]
 
-#: The similarity measures, in the order of :attr:`RandomizationResult.scores`.
+#: The similarity measures, in the order of ``RandomizationResult.scores``.
 MEASURES = ("spearman_abs", "spearman_signed", "ssim", "hog")
 MEASURE_TITLES = {
     "spearman_abs": "Spearman (abs)",
@@ -80,9 +86,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Stage:
-    """One randomisation step: ``name`` (for tables and figures) and ``modules``, the
-    qualified names of the modules whose own parameters it re-initialises ("" is the
-    model itself, for parameters it holds directly, such as a ViT's class token)."""
+    """One randomisation step: a name and the modules whose own parameters it re-initialises.
+
+    Attributes:
+        name: the stage's name, for tables and figures.
+        modules: the qualified names of the modules whose own parameters it re-initialises
+            (``""`` is the model itself, for parameters it holds directly, such as a ViT's
+            class token).
+    """
 
     name: str
     modules: tuple[str, ...]
@@ -101,7 +112,7 @@ def _own_parameters(module: nn.Module) -> bool:
 
 def _call_order(model: nn.Module, sample: torch.Tensor | None) -> dict[str, int]:
     """Qualified name -> the position of its first call in one forward pass of a zero
-    input (``sample``'s shape, or 1 x 3 x :func:`ucag.models.trace_size`), for every module
+    input (``sample``'s shape, or 1 x 3 x ``ucag.models.trace_size``), for every module
     with parameters of its own that the forward pass calls."""
     order: dict[str, int] = {}
     handles = []
@@ -152,7 +163,7 @@ def randomization_stages(
     """The stages of the randomisation, top (output) first (docs/algorithm.md §6.8).
 
     The order comes from one traced forward pass (forward pre-hooks on a zero input of
-    ``sample``'s shape, or 1 x 3 x :func:`ucag.models.trace_size`), not from names: a
+    ``sample``'s shape, or 1 x 3 x [trace_size][ucag.models.trace_size]), not from names: a
     module's position is when the pass first calls it. Only modules the pass calls count;
     parameters the model holds itself form the stage nearest the input.
 
@@ -169,7 +180,27 @@ def randomization_stages(
         sample: an input whose shape (and dtype) the trace uses.
 
     Returns:
-        The stages, output first. ValueError for a bad ``stages``.
+        The stages, output first.
+
+    Raises:
+        TypeError: ``stages`` is of none of these forms (a bool, an empty list, an entry
+            that is not a name or a list of names).
+        ValueError: an unknown string, a number of stages outside 1 .. the number of blocks,
+            a name that is not a module of ``model``, a stage without parameters, stages that
+            overlap; or the traced forward pass fails.
+
+    Examples:
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        ...     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+        ... )
+        >>> [stage.name for stage in randomization_stages(model)]  # the BatchNorm joins its conv
+        ['5', '0+1']
+        >>> [stage.name for stage in randomization_stages(model, "modules")]
+        ['5', '1', '0']
+        >>> randomization_stages(model, 1)
+        [Stage(name='5 … 0+1', modules=('5', '0', '1'))]
     """
     order = _call_order(model, sample)
     modules = dict(model.named_modules())
@@ -260,7 +291,7 @@ def _explicit_stages(
 
 def _fallback_init(parameter: torch.Tensor, generator: torch.Generator) -> None:
     """Truncated normal N(0, σ²) cut at ±2σ: σ = 1/√fan_in for a parameter of 2 or more
-    dimensions (fan_in = the product of all but the first), else :data:`SMALL_PARAMETER_STD`."""
+    dimensions (fan_in = the product of all but the first), else ``SMALL_PARAMETER_STD``."""
     fan_in = math.prod(parameter.shape[1:]) if parameter.dim() >= 2 else 0
     std = 1.0 / math.sqrt(fan_in) if fan_in > 0 else SMALL_PARAMETER_STD
     values = torch.empty(parameter.shape, dtype=torch.float32)
@@ -274,7 +305,7 @@ def _reinitialize(model: nn.Module, stage: Stage, seed: int) -> None:
     A module with ``reset_parameters`` (every torch.nn layer) gets its own initialisation,
     the state before training (a norm layer's running statistics are reset too); the
     parameters of its sub-modules are restored afterwards, so that a stage never touches
-    another stage's modules. Any other parameter: :func:`_fallback_init`."""
+    another stage's modules. Any other parameter: ``_fallback_init``."""
     modules = dict(model.named_modules())
     devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -316,9 +347,40 @@ def randomize(
     upto: int | None = None,
     sample: torch.Tensor | None = None,
 ) -> nn.Module:
-    """A copy of ``model`` (in eval mode) with the top ``upto`` stages re-initialised (all
-    by default: the end of the cascade), each with the seed :func:`randomization_check`
-    gives it. ``model`` itself is not modified."""
+    """A copy of ``model`` (in eval mode) with its top stages re-initialised.
+
+    Each stage gets the seed [randomization_check][ucag.eval.sanity.randomization_check]
+    gives it, so the copy is the model of the cascade's step ``upto``. ``model`` itself is
+    not modified.
+
+    Args:
+        model: the classifier.
+        stages: the stages, as [randomization_stages][ucag.eval.sanity.randomization_stages]
+            takes them.
+        seed: the seed of the re-initialisation, a non-negative int.
+        upto: how many stages to re-initialise, from the top; default all of them (the end
+            of the cascade).
+        sample: an input whose shape (and dtype) the trace of the stages uses.
+
+    Returns:
+        The re-initialised copy, in eval mode.
+
+    Raises:
+        TypeError: ``model`` cannot be copied with ``copy.deepcopy``, or ``stages`` is of
+            none of the forms [randomization_stages][ucag.eval.sanity.randomization_stages] takes.
+        ValueError: a negative or non-int ``seed``, ``upto`` outside 0 .. the number of stages,
+            or a bad ``stages``.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+        ... )
+        >>> top = randomize(model, upto=1)  # only the top stage, the Linear layer
+        >>> torch.equal(top[4].weight, model[4].weight), torch.equal(top[0].weight, model[0].weight)
+        (False, True)
+    """
     _check_seed(seed)
     found = randomization_stages(model, stages, sample)
     if upto is None:
@@ -397,8 +459,9 @@ def _maps(value: Any, argument: str, shape: tuple[int, ...] | None = None) -> np
 
 
 def map_similarities(reference: torch.Tensor | np.ndarray, other: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
-    """The four similarity measures of docs/algorithm.md §6.8 between two batches of maps
-    (B, H, W), one value per image, keyed by :data:`MEASURES`:
+    """The four similarity measures of docs/algorithm.md §6.8 between two batches of maps.
+
+    One value per image, keyed by the names of ``MEASURES``:
 
     - ``spearman_abs``: Spearman rank correlation of |reference| and |other| (ties get
       their average rank);
@@ -409,7 +472,27 @@ def map_similarities(reference: torch.Tensor | np.ndarray, other: torch.Tensor |
       3 x 3 cell blocks) of those normalised maps.
 
     A measure whose input map is constant (an all-zero map after randomisation, say) has
-    no defined value; it is 0 (no similarity), never NaN. Maps must be at least 24 x 24.
+    no defined value; it is 0 (no similarity), never NaN.
+
+    Args:
+        reference: the maps (B, H, W) to compare with, numpy or torch; at least 24 x 24.
+        other: maps of the same shape.
+
+    Returns:
+        Measure name -> (B,) float array of similarities.
+
+    Raises:
+        TypeError: a map that is not a numpy array or torch tensor of real numbers.
+        ValueError: maps that are not (B, H, W), are smaller than 24 x 24, differ in shape,
+            or hold NaN or Inf.
+
+    Examples:
+        >>> import numpy as np
+        >>> maps = np.random.default_rng(0).random((2, 32, 32))
+        >>> {name: values.tolist() for name, values in map_similarities(maps, 2 * maps).items()}
+        {'spearman_abs': [1.0, 1.0], 'spearman_signed': [1.0, 1.0], 'ssim': [1.0, 1.0], 'hog': [1.0, 1.0]}
+        >>> map_similarities(maps, np.zeros_like(maps))["ssim"]  # a constant map: no similarity
+        array([0., 0.])
     """
     a = _maps(reference, "reference")
     b = _maps(other, "other", a.shape)
@@ -429,14 +512,21 @@ def map_similarities(reference: torch.Tensor | np.ndarray, other: torch.Tensor |
 
 @dataclass
 class RandomizationResult:
-    """What :func:`randomization_check` measured.
+    """What [randomization_check][ucag.eval.sanity.randomization_check] measured.
 
-    ``stages``: the stages, top first (entry k of every per-stage array is stage k; in
-    cascading mode, stage k's model has stages 0 … k re-initialised). ``scores``: measure
-    (:data:`MEASURES`) -> (S, B) similarities between the trained model's map and the
-    randomised model's. ``maps``: (S, B, H, W) maps of the randomised models;
-    ``trained_maps``: (B, H, W); ``targets``: the classes explained at every stage (the
-    trained model's)."""
+    Entry k of every per-stage array is stage k; in cascading mode, stage k's model has
+    stages 0 … k re-initialised.
+
+    Attributes:
+        mode: ``"cascading"`` or ``"independent"``.
+        seed: the seed of the re-initialisation.
+        stages: the stages, top first.
+        targets: the classes explained at every stage (the trained model's).
+        trained_maps: (B, H, W) maps of the trained model.
+        maps: (S, B, H, W) maps of the randomised models.
+        scores: measure (the names of ``MEASURES``) -> (S, B) similarities between the trained
+            model's map and the randomised model's.
+    """
 
     mode: str
     seed: int
@@ -448,10 +538,21 @@ class RandomizationResult:
 
     @property
     def stage_names(self) -> list[str]:
+        """The stages' names, top first."""
         return [s.name for s in self.stages]
 
     def mean(self, measure: str = "spearman_abs") -> np.ndarray:
-        """(S,) the mean over images of ``measure`` per stage."""
+        """The mean over images of one measure, per stage.
+
+        Args:
+            measure: one of the names of ``MEASURES``.
+
+        Returns:
+            (S,) the means, top stage first.
+
+        Raises:
+            ValueError: ``measure`` is not one of the measures.
+        """
         if measure not in self.scores:
             raise ValueError(f"measure: expected one of {', '.join(MEASURES)}, got {measure!r}")
         return np.asarray(self.scores[measure].mean(axis=1))
@@ -464,8 +565,12 @@ class RandomizationResult:
         return np.asarray(flat.max(axis=-1) == flat.min(axis=-1))
 
     def table(self) -> list[dict[str, Any]]:
-        """One dict per stage: ``stage``, the mean over images of every measure and
-        ``constant_maps``, how many of the stage's maps are constant."""
+        """The summary per stage.
+
+        Returns:
+            One dict per stage, top first: ``stage`` (its name), the mean over images of every
+                measure and ``constant_maps``, how many of the stage's maps are constant.
+        """
         constant = self.constant_maps.sum(axis=1)
         return [
             {
@@ -477,25 +582,37 @@ class RandomizationResult:
         ]
 
     def markdown(self, digits: int = 3) -> str:
-        """:meth:`table` as a Markdown table."""
-        lines = [
-            "| stage | " + " | ".join(MEASURE_TITLES[m] for m in MEASURES) + " | constant maps |",
-            "|" + "---|" * (len(MEASURES) + 2),
-        ]
-        lines += [
-            "| "
-            + " | ".join(
-                [str(row["stage"])]
-                + [f"{row[m]:.{digits}f}" for m in MEASURES]
-                + [f"{row['constant_maps']}/{len(self.targets)}"]
-            )
-            + " |"
+        """[table][ucag.eval.sanity.RandomizationResult.table] as a Markdown table.
+
+        Args:
+            digits: the decimals of the means.
+
+        Returns:
+            The table, a line on the mode, seed and number of images under it.
+        """
+        header, rows = self._rows(digits)
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines) + f"\n\n{self._caption()}\n"
+
+    def _rows(self, digits: int) -> tuple[list[str], list[list[str]]]:
+        """The table's header and rows of text cells, for markdown() and the notebook view."""
+        header = ["stage", *(MEASURE_TITLES[m] for m in MEASURES), "constant maps"]
+        rows = [
+            [str(row["stage"])]
+            + [f"{row[m]:.{digits}f}" for m in MEASURES]
+            + [f"{row['constant_maps']}/{len(self.targets)}"]
             for row in self.table()
         ]
-        return (
-            "\n".join(lines)
-            + f"\n\n{self.mode} randomisation (seed {self.seed}), mean over {len(self.targets)} images.\n"
-        )
+        return header, rows
+
+    def _caption(self) -> str:
+        return f"{self.mode} randomisation (seed {self.seed}), mean over {len(self.targets)} images."
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the per-stage table and its caption as HTML."""
+        header, rows = self._rows(3)
+        return f'<div class="ucag-randomization">{table_html(header, rows)}<p>{html.escape(self._caption())}</p></div>'
 
     def __repr__(self) -> str:
         return f"RandomizationResult({self.mode}, {len(self.stages)} stages, {len(self.targets)} images)"
@@ -515,27 +632,54 @@ def randomization_check(
     """The model-parameter randomisation test of Adebayo et al. (2018), docs/algorithm.md §6.8.
 
     ``explain`` runs on a trained copy of ``model`` and on copies whose stages
-    (:func:`randomization_stages`) are re-initialised (:func:`randomize`): in
-    ``"cascading"`` mode the top stage, then the top two, … down to all of them; in
-    ``"independent"`` mode one stage at a time, the others trained. Every map is compared
-    with the trained model's by :func:`map_similarities`. Stage k's parameters are drawn
+    ([randomization_stages][ucag.eval.sanity.randomization_stages]) are re-initialised
+    ([randomize][ucag.eval.sanity.randomize]): in ``"cascading"`` mode the top stage, then
+    the top two, … down to all of them; in ``"independent"`` mode one stage at a time, the
+    others trained. Every map is compared with the trained model's by
+    [map_similarities][ucag.eval.sanity.map_similarities]. Stage k's parameters are drawn
     with a seed derived from (``seed``, k), so both modes draw the same random values.
 
     Args:
         model: the classifier; never modified (the check works on copies, in eval mode).
         explain: ``explain(model, inputs, targets) -> maps (B, H, W)``, any attribution
-            method (e.g. :func:`registry_explainer`); it must find its layers in the model
-            it is given, not in ``model``.
+            method (e.g. [registry_explainer][ucag.eval.sanity.registry_explainer]); it must
+            find its layers in the model it is given, not in ``model``. Maps must be at
+            least 24 x 24.
         inputs: the normalised images (B, C, H, W).
         targets: one class per image; default the trained model's predictions. The same
             classes are explained at every stage.
         mode: ``"cascading"`` or ``"independent"``.
-        stages: see :func:`randomization_stages`.
-        seed: the seed of the re-initialisation.
+        stages: see [randomization_stages][ucag.eval.sanity.randomization_stages].
+        seed: the seed of the re-initialisation, a non-negative int.
         progress: show a progress bar over the stages.
 
     Returns:
-        A :class:`RandomizationResult`.
+        The scores and maps per stage.
+
+    Raises:
+        TypeError: ``model`` is not a ``torch.nn.Module`` (or cannot be copied), or
+            ``explain`` is not callable.
+        ValueError: ``inputs`` is not a (B, C, H, W) tensor, an unknown ``mode``, a negative
+            or non-int ``seed``, a bad ``stages``, or maps from ``explain`` that are not one
+            (H, W) map per image of the trained model's shape.
+
+    Examples:
+        A gradient x input explanation of a tiny CNN, cascading down its two stages:
+
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(
+        ...     nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+        ... )
+        >>> def explain(model, inputs, targets):
+        ...     x = inputs.clone().requires_grad_(True)
+        ...     model(x)[range(len(targets)), targets].sum().backward()
+        ...     return (x.grad * x).sum(1)
+        >>> result = randomization_check(model, explain, torch.randn(2, 3, 32, 32), [0, 1], progress=False)
+        >>> result
+        RandomizationResult(cascading, 2 stages, 2 images)
+        >>> result.stage_names, result.maps.shape, result.scores["ssim"].shape
+        (['4', '0'], (2, 2, 32, 32), (2, 2))
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -599,8 +743,29 @@ def _explain(
 
 
 def corresponding_module(model: nn.Module, copied: nn.Module, module: nn.Module) -> nn.Module:
-    """The module of ``copied`` (a copy of ``model``) at ``module``'s place in ``model`` (for
-    a :class:`~ucag.layers.Tap`, the same call site in ``copied``)."""
+    """The module of ``copied`` (a copy of ``model``) at ``module``'s place in ``model``.
+
+    Args:
+        model: the original model.
+        copied: a copy of ``model`` (``copy.deepcopy``, or a randomised copy).
+        module: a module of ``model``, or a [Tap][ucag.layers.Tap] (then the same call site
+            in ``copied``).
+
+    Returns:
+        The corresponding module of ``copied``.
+
+    Raises:
+        ValueError: ``module`` is not a module of ``model`` (or the Tap's call site is not
+            in ``copied``).
+
+    Examples:
+        >>> import copy
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        >>> copied = copy.deepcopy(model)
+        >>> corresponding_module(model, copied, model[0]) is copied[0]
+        True
+    """
     if isinstance(module, Tap):
         return layer_by_name(copied, module.name)
     for name, candidate in model.named_modules():
@@ -617,17 +782,31 @@ def registry_explainer(
     blur: tuple[int, float] | None = None,
     **explain_with_options: Any,
 ) -> Explain:
-    """An ``explain`` for :func:`randomization_check` from a registered method.
+    """An ``explain`` for [randomization_check][ucag.eval.sanity.randomization_check] from a registered method.
 
-    ``name``/``variant`` as in :func:`ucag.eval.registry.explain_with`, which computes the
-    maps; its other options (``ucag_options``, ``baseline_options``) pass through. The
-    target layer is looked up by its qualified name ``layer_name`` in the model each call
-    gets (the randomised copy); default the name :func:`ucag.models.layer_suggestion` finds.
+    [explain_with][ucag.eval.registry.explain_with] computes the maps. The maps get its
+    "cam" post-processing (ReLU, min-max) but by default no blur (``blur=None``): a blur
+    adds structure that both maps share. These maps are non-negative, so for them the
+    absolute and the signed Spearman correlations coincide; pass an ``explain`` of your own
+    for raw signed maps.
 
-    The maps get ``explain_with``'s "cam" post-processing (ReLU, min-max) but by default
-    no blur (``blur=None``): a blur adds structure that both maps share. These maps are
-    non-negative, so for them the absolute and the signed Spearman correlations coincide;
-    pass an ``explain`` of your own for raw signed maps.
+    Args:
+        name: the registered method, as in [explain_with][ucag.eval.registry.explain_with].
+        variant: the variant, as in [explain_with][ucag.eval.registry.explain_with].
+        layer_name: the qualified name of the target layer, looked up in the model each call
+            gets (the randomised copy); default the name
+            [layer_suggestion][ucag.models.layer_suggestion] finds for the first model (the
+            trained copy).
+        blur: ``explain_with``'s blur, ``(kernel size, sigma)``; default none.
+        **explain_with_options: ``explain_with``'s other options (``ucag_options``,
+            ``baseline_options``, ``mean``/``std``), passed through.
+
+    Returns:
+        ``explain(model, inputs, targets) -> maps (B, H, W)``.
+
+    Raises:
+        ValueError: an unknown ``name`` or ``variant``.
+        TypeError: ``layer_name`` is neither a str nor None.
     """
     from .registry import VARIANTS, explain_with, method
 

@@ -1,6 +1,6 @@
-"""Choosing UCAG's settings for a model on the user's own images: :func:`tune`.
+"""Choosing UCAG's settings for a model on the user's own images: [tune][ucag.eval.tuning.tune].
 
-The best grid differs between models (the paper's own ablation shows it). :func:`tune`
+The best grid differs between models (the paper's own ablation shows it). [tune][ucag.eval.tuning.tune]
 explains the user's images with every setting of a small search space, measures each with
 deletion and insertion (docs/algorithm.md §6.1, the procedure in §9.5), marks the Pareto front of (deletion down,
 insertion up) and recommends the setting with the best score, as a ready-to-paste call.
@@ -24,6 +24,7 @@ from torch import nn
 from .._core import Grid
 from .._inputs import Targets, check_input, resolve_targets
 from .._model_state import eval_mode, model_device
+from ..display import shown_once
 from ..explainer import UCAG
 from ..grid import GridSpec
 from ..options import DEFAULT_SCALE, DEFAULT_UNITS, GlobalView, Weighting
@@ -43,33 +44,78 @@ DEFAULT_SPACE: dict[str, tuple[Any, ...]] = {
 
 @dataclass(frozen=True)
 class Setting:
-    """One UCAG configuration. ``patch_fraction`` is the patch side over the image side
-    (the paper's default 124/224)."""
+    """One UCAG configuration.
+
+    Attributes:
+        units: the grid's patches per side.
+        patch_fraction: the patch side over the image side (the paper's default 124/224).
+        scale: the factor the patches are upsampled by.
+        weighting: how the patches' maps are weighted by their confidence (``"exp"``,
+            ``"prob"``, ``"uniform"``).
+        global_view: how the full-image map is fused with UCAG's (``"product"``, ``"mean"``);
+            None: not at all, the paper's method.
+        scaled_size: the one input size of a fixed-resolution model, which replaces
+            ``scale`` (set by [tune][ucag.eval.tuning.tune]).
+
+    Examples:
+        >>> setting = Setting(units=6)
+        >>> setting.label()
+        'n=6 p=0.55 s=2.6 exp'
+        >>> setting.call((224, 224))
+        "ucag.UCAG(cam, units=6, patch_size=(124, 124), scale=2.6, weighting='exp')"
+    """
 
     units: int = DEFAULT_UNITS
     patch_fraction: float = 124 / 224
     scale: float = DEFAULT_SCALE
     weighting: Weighting = "exp"
     global_view: GlobalView | None = None
-    #: the one input size of a fixed-resolution model, which replaces ``scale`` (set by :func:`tune`)
+    #: the one input size of a fixed-resolution model, which replaces ``scale`` (set by ``tune``)
     scaled_size: tuple[int, int] | None = None
 
     @property
     def grid_spec(self) -> GridSpec:
+        """The setting's grid, for any image size."""
         return GridSpec(self.units, self.patch_fraction, self.scale, self.scaled_size)
 
     def size_kwargs(self) -> dict[str, Any]:
-        """How :class:`ucag.UCAG` is told the patches' size: ``scale``, or nothing for a
-        fixed-resolution model (UCAG then resizes the patches to the model's size)."""
+        """How [UCAG][ucag.explainer.UCAG] is told the patches' size.
+
+        Returns:
+            ``{"scale": scale}``, or nothing for a fixed-resolution model (UCAG then resizes
+                the patches to the model's size).
+        """
         return {} if self.scaled_size else {"scale": self.scale}
 
     def grid(self, size: tuple[int, int]) -> Grid:
-        """The grid this setting cuts images of ``size`` (H, W) into."""
+        """The grid this setting cuts images of one size into.
+
+        Args:
+            size: the images' (H, W).
+
+        Returns:
+            The grid.
+
+        Examples:
+            >>> Setting(units=6).grid((224, 224))
+            Grid(image_size=(224, 224), units=6, patch_size=(124, 124), scaled_size=(322, 322), num_patches=36)
+        """
         return self.grid_spec.grid(size)
 
     def ucag_kwargs(self, size: tuple[int, int]) -> dict[str, Any]:
-        """Keyword arguments of :class:`ucag.UCAG` for images of ``size`` (H, W), the patch
-        in pixels."""
+        """The setting as keyword arguments of [UCAG][ucag.explainer.UCAG].
+
+        Args:
+            size: the images' (H, W), which turns ``patch_fraction`` into pixels.
+
+        Returns:
+            ``units``, ``patch_size`` (pixels), ``scale`` (unless fixed-resolution),
+                ``weighting`` and ``global_view`` (when set).
+
+        Examples:
+            >>> Setting(units=6, global_view="product").ucag_kwargs((224, 224))
+            {'units': 6, 'patch_size': (124, 124), 'scale': 2.6, 'weighting': 'exp', 'global_view': 'product'}
+        """
         patch = self.grid(size).patch_size
         kwargs: dict[str, Any] = {
             "units": self.units,
@@ -82,11 +128,24 @@ class Setting:
         return kwargs
 
     def call(self, size: tuple[int, int], base: str = "cam") -> str:
-        """The setting as Python code, e.g. ``ucag.UCAG(cam, units=6, ...)``."""
+        """The setting as Python code, e.g. ``ucag.UCAG(cam, units=6, ...)``.
+
+        Args:
+            size: the images' (H, W), which turns ``patch_fraction`` into pixels.
+            base: the base method's name in the code.
+
+        Returns:
+            The call.
+        """
         args = ", ".join(f"{k}={v!r}" for k, v in self.ucag_kwargs(size).items())
         return f"ucag.UCAG({base}, {args})"
 
     def label(self) -> str:
+        """A short label for tables and figures, e.g. ``n=6 p=0.55 s=2.6 exp +product``.
+
+        Returns:
+            The label.
+        """
         size = f"{self.scaled_size[0]}x{self.scaled_size[1]}px" if self.scaled_size else f"s={self.scale:g}"
         text = f"n={self.units} p={self.patch_fraction:.2f} {size} {self.weighting}"
         return text + (f" +{self.global_view}" if self.global_view else "")
@@ -94,7 +153,15 @@ class Setting:
 
 @dataclass
 class TuneRow:
-    """One setting's scores: per image (``deletion``, ``insertion`` arrays) and means."""
+    """One setting's scores: per image and their means.
+
+    Attributes:
+        setting: the setting.
+        deletion: (B,) deletion AUCs, one per image.
+        insertion: (B,) insertion AUCs, one per image.
+        score: the objective's score (higher is better).
+        pareto: whether the setting is on the Pareto front of (deletion down, insertion up).
+    """
 
     setting: Setting
     deletion: np.ndarray
@@ -104,17 +171,26 @@ class TuneRow:
 
     @property
     def mean_deletion(self) -> float:
+        """The mean deletion AUC over the images."""
         return float(self.deletion.mean())
 
     @property
     def mean_insertion(self) -> float:
+        """The mean insertion AUC over the images."""
         return float(self.insertion.mean())
 
 
 @dataclass
 class TuneResult:
-    """Every setting's scores (``rows``, in search order), the recommended ``best`` setting
-    (highest ``objective`` score) and the image size it was tuned on."""
+    """What [tune][ucag.eval.tuning.tune] found.
+
+    Attributes:
+        rows: every setting's scores, in search order.
+        best: the recommended setting (highest ``objective`` score).
+        objective: the objective the settings were scored by.
+        size: the image size (H, W) it was tuned on.
+        images: how many images it was tuned on.
+    """
 
     rows: list[TuneRow]
     best: Setting
@@ -128,10 +204,23 @@ class TuneResult:
         return self.best.call(self.size)
 
     def row(self, setting: Setting) -> TuneRow:
+        """The scores of one setting.
+
+        Args:
+            setting: one of the settings of ``rows``.
+
+        Returns:
+            Its row.
+        """
         return next(r for r in self.rows if r.setting == setting)
 
     def markdown(self) -> str:
-        """The table, best score first; * marks the Pareto front."""
+        """The result as a Markdown table.
+
+        Returns:
+            The table, best score first (* marks the Pareto front), then the number of
+                images and the recommended call.
+        """
         lines = [
             f"| setting | deletion ↓ | insertion ↑ | {self.objective} score ↑ | Pareto |",
             "|---|---|---|---|---|",
@@ -143,8 +232,14 @@ class TuneResult:
         return "\n".join(lines) + f"\n\n{self.images} images. Recommended: `{self.call}`\n"
 
     def plot(self, ax: Any = None) -> Any:
-        """Deletion (x) against insertion (y) per setting, the Pareto front joined and the
-        recommended setting circled. Returns the Figure."""
+        """Deletion (x) against insertion (y) per setting, the Pareto front joined and the recommended setting circled.
+
+        Args:
+            ax: a matplotlib Axes to draw into; default a new figure.
+
+        Returns:
+            The matplotlib Figure.
+        """
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6.4, 4.8)) if ax is None else (ax.figure, ax)
@@ -171,7 +266,7 @@ class TuneResult:
         ax.set_ylabel("insertion AUC (higher is better)")
         ax.set_title(f"UCAG settings on {self.images} images")
         ax.legend(loc="best", fontsize=8)
-        return fig
+        return shown_once(fig)
 
 
 def _settings(space: Mapping[str, Sequence[Any]] | Sequence[Setting] | None) -> list[Setting]:
@@ -219,17 +314,40 @@ def tune(
     blur: tuple[int, float] | None = (5, 3.0),
     progress: bool = True,
 ) -> TuneResult:
-    """Find good UCAG settings for ``model`` and ``base`` on ``images`` (B, C, H, W),
-    normalised as the model expects, explaining ``targets`` (None: the predictions).
+    """Find good UCAG settings for a model and a base method on the user's images.
 
-    ``space``: a dict of value lists over ``units``, ``patch_fraction``, ``scale``,
-    ``weighting`` and ``global_view`` (missing keys keep the paper's default; see
-    :data:`DEFAULT_SPACE`), or a list of :class:`Setting`. For a fixed-resolution model
-    (ViT, Swin, ...) the patches are resized to its input size, so ``scale`` cannot vary. Every setting is scored by
-    ``objective``: "insertion-deletion" (mean insertion minus mean deletion AUC),
-    "insertion", or "deletion" (its negative, so higher is always better); ties keep the
-    first setting. ``step`` and ``metric_batch_size`` go to the metrics, ``batch_size``
-    and ``blur`` to :class:`ucag.UCAG`.
+    Every setting of ``space`` explains the images and is scored with deletion and
+    insertion (docs/algorithm.md §6.1); settings that share a grid share one pass of the
+    base method over the patches. For a fixed-resolution model (ViT, Swin, ...) the patches
+    are resized to its input size, so ``scale`` cannot vary.
+
+    Args:
+        model: the classifier; None: the one ``base`` holds (as [UCAG][ucag.explainer.UCAG]
+            finds it).
+        base: the base method, anything [UCAG][ucag.explainer.UCAG] takes.
+        images: the images (B, C, H, W), normalised as the model expects.
+        targets: what to explain; None: the predictions.
+        space: a dict of value lists over ``units``, ``patch_fraction``, ``scale``,
+            ``weighting`` and ``global_view`` (missing keys keep the paper's default; see
+            ``DEFAULT_SPACE``), or a list of [Setting][ucag.eval.tuning.Setting]; default
+            ``DEFAULT_SPACE``.
+        objective: the score of a setting: "insertion-deletion" (mean insertion minus mean
+            deletion AUC), "insertion", or "deletion" (its negative, so higher is always
+            better); ties keep the first setting.
+        step: the metrics' step (see [deletion][ucag.eval.metrics.deletion]).
+        metric_batch_size: the metrics' batch size.
+        batch_size: [UCAG][ucag.explainer.UCAG]'s batch size.
+        blur: [UCAG][ucag.explainer.UCAG]'s blur, ``(kernel size, sigma)`` or None.
+        progress: show a progress bar over the settings.
+
+    Returns:
+        Every setting's scores and the recommended one.
+
+    Raises:
+        TypeError: ``images`` is not a floating-point tensor.
+        ValueError: an unknown ``objective``; a ``space`` with unknown keys or an empty value
+            list, or a list that is empty or holds other things than Settings; several scales
+            for a fixed-resolution model; ``images`` that are not a non-empty (B, C, H, W) batch.
     """
     if objective not in ("insertion-deletion", "insertion", "deletion"):
         raise ValueError(f"objective: expected 'insertion-deletion', 'insertion' or 'deletion', got {objective!r}")
