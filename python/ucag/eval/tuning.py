@@ -283,7 +283,7 @@ def _settings(space: Mapping[str, Sequence[Any]] | Sequence[Setting] | None) -> 
     else:
         settings = list(space)
         if not settings or not all(isinstance(s, Setting) for s in settings):
-            raise ValueError("space: expected a dict of value lists or a non-empty list of ucag.tuning.Setting")
+            raise ValueError("space: expected a dict of value lists or a non-empty list of ucag.eval.tuning.Setting")
     return list(dict.fromkeys(settings))
 
 
