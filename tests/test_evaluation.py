@@ -263,7 +263,7 @@ RUNNER = textwrap.dedent(
     sm = load_sample_model()
     evaluate(sm.model, sm.target_layer, Dying(["chelsea", "coffee", "voc"]), sys.argv[1], methods=["gradcam"],
              metrics=["deletion", "insertion", "energy_pointing_game"], mean=sm.mean, std=sm.std,
-             ucag_options={"units": 2}, step=224 * 56, progress=False)
+             ucag_options={"units": 2}, step=224 * 56, progress=False, workers=0)  # killed in this process
     """
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,18 +31,23 @@ from .grid import GridSpec, PatchSize
 from .models import LayerSuggestion, layer_suggestion, model_input_size, model_size_multiple
 from .options import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CHANNELS_LAST,
     DEFAULT_GLOBAL_WEIGHT,
+    DEFAULT_PRECISION,
     DEFAULT_SCALE,
     DEFAULT_UNITS,
+    ChannelsLast,
     Confidence,
     FoldWindow,
     GlobalView,
     Postprocess,
+    Precision,
     Weighting,
     check_choice,
 )
 from .postprocess import cam_postprocess, check_blur
 from .postprocess import postprocess as apply_postprocess
+from .precision import ComputePlan, check_channels_last, check_precision, compute_plan
 from .targets import Target, confidence_weights, describe, is_class_only, patch_boxes, resolve, row_confidence
 
 #: The arguments of `UCAG` that are not settings: what it explains, with what.
@@ -74,6 +80,9 @@ class Explanation:
         fused: The fused map (B, H, W) that post-processing received instead of ``raw``.
         chunk_size: Patches per forward/backward at the end of the call (below
             ``batch_size`` after an out-of-memory back-off).
+        precision: The arithmetic the base method's forwards and backwards ran in
+            (``"fp32"``, ``"bf16"``, ``"fp16"``; docs/algorithm.md §10).
+        channels_last: Whether the patches were handed to the model channels-last.
     """
 
     saliency: torch.Tensor
@@ -92,6 +101,8 @@ class Explanation:
     global_map: torch.Tensor | None = None
     fused: torch.Tensor | None = None
     chunk_size: int | None = None
+    precision: Precision = "fp32"
+    channels_last: bool = False
 
     def __repr__(self) -> str:
         B = self.raw.shape[0]
@@ -126,6 +137,8 @@ class Explanation:
             parts.append(f"global view {self.global_view!r}")
         if self.truncated_backward:
             parts.append("backward stopped at the target layer")
+        if self.precision != "fp32" or self.channels_last:
+            parts.append(self.precision + (" channels-last" if self.channels_last else ""))
         return " · ".join(parts)
 
     def _repr_html_(self) -> str | None:
@@ -205,6 +218,17 @@ class UCAG(GradCamCallable):
             (``"product"`` or ``"mean"``; [fuse_global_view][ucag.explainer.fuse_global_view]),
             or None: not at all, the paper's method.
         global_weight: The global map's weight in ``"mean"`` fusion, in [0, 1].
+        precision: The arithmetic of the base method's forwards and backwards
+            (docs/algorithm.md §10): ``"fp32"`` (the default), ``"bf16"`` or ``"fp16"``
+            (``torch.autocast`` on the model's device; fp16 is refused on the CPU, where it
+            is slower than fp32). Partial maps, confidences, the fold and post-processing
+            stay float32, and the forward that picks the predicted class runs in float32.
+            Only gradient-based pytorch-grad-cam CAMs (Grad-CAM, Grad-CAM++, LayerCAM,
+            XGrad-CAM, HiResCAM...) lower it, as measured faithful; other bases run in
+            float32, with a warning.
+        channels_last: Hand the patches to the model channels-last: True, False or
+            ``"auto"`` (channels-last where the precision is lowered and the model has 2-D
+            convolutions). The model itself is never converted.
         attribute_kwargs: Options for a Captum method's ``attribute`` (a dict, e.g.
             ``{"n_steps": 16}``), checked against its signature on construction.
 
@@ -250,6 +274,8 @@ class UCAG(GradCamCallable):
         truncate_backward: bool = True,
         global_view: GlobalView | None = None,
         global_weight: float = DEFAULT_GLOBAL_WEIGHT,
+        precision: Precision = DEFAULT_PRECISION,
+        channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST,
         attribute_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         grid_spec = self.check_settings(
@@ -267,6 +293,8 @@ class UCAG(GradCamCallable):
             truncate_backward=truncate_backward,
             global_view=global_view,
             global_weight=global_weight,
+            precision=precision,
+            channels_last=channels_last,
         )
         self.global_view: GlobalView | None = global_view
         self.global_weight = float(global_weight)
@@ -316,6 +344,34 @@ class UCAG(GradCamCallable):
         self.postprocess: Literal["cam", "none"] = postprocess
         self.blur = blur
         self.progress = progress
+        #: The arithmetic asked for (docs/algorithm.md §10); see compute_plan for what runs.
+        self.precision: Precision = precision
+        #: The inputs' layout asked for: True, False or "auto".
+        self.channels_last: ChannelsLast = channels_last
+        self.compute_plan()  # fp16 on the CPU, or a device without autocast, fails here
+        if precision != "fp32" and not getattr(self.adapter, "mixed_precision", False):
+            warnings.warn(
+                f"precision: {self.adapter.name} runs in float32; {precision} is lowered only for gradient-based "
+                "pytorch-grad-cam CAMs, where it is measured faithful (docs/algorithm.md §10)",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def compute_plan(self) -> ComputePlan:
+        """How the base method's forwards and backwards run now, on the model's current device.
+
+        Returns:
+            The [ComputePlan][ucag.precision.ComputePlan] of ``precision`` and
+                ``channels_last``; float32 for a base that does not lower its precision.
+
+        Raises:
+            ValueError: ``precision`` does not run on the model's device (fp16 on the CPU,
+                bf16 on a CUDA device without it).
+        """
+        plan = compute_plan(self.model, self.precision, self.channels_last)
+        if plan.lowered and not getattr(self.adapter, "mixed_precision", False):
+            return compute_plan(self.model, "fp32", self.channels_last)
+        return plan
 
     @staticmethod
     def settings() -> tuple[str, ...]:
@@ -384,6 +440,8 @@ class UCAG(GradCamCallable):
         if given["global_view"] is not None:
             check_choice("global_view", given["global_view"], GlobalView, " (or None)")
         probability("global_weight", given["global_weight"])
+        check_precision(given["precision"])
+        check_channels_last(given["channels_last"])
         return grid_spec
 
     @property
@@ -416,6 +474,8 @@ class UCAG(GradCamCallable):
             + (f"confidence={self.confidence!r}, " if self.confidence != "softmax" else "")
             + f"fold={self.fold!r}, batch_size={self.batch_size}, postprocess={self.postprocess!r}"
             + (f", global_view={self.global_view!r}, global_weight={self.global_weight}" if self.global_view else "")
+            + (f", precision={self.precision!r}" if self.precision != "fp32" else "")
+            + (f", channels_last={self.channels_last!r}" if self.channels_last != "auto" else "")
             + ")"
         )
 
@@ -665,19 +725,23 @@ class UCAG(GradCamCallable):
             )
         parts: list[PatchAttribution] = []
         start = 0
+        plan = self.compute_plan()
+        # a CAM reads its target layers' activations and gradients as numpy: float32 there
+        layers = getattr(self.adapter, "precision_layers", ())
         for chunk in chunks:
             offset = start
             start += len(chunk)
 
             def attribute(rows: slice, chunk: torch.Tensor = chunk, offset: int = offset) -> PatchAttribution:
                 picked = slice(offset + rows.start, offset + rows.stop)
-                part = self.adapter(
-                    chunk[rows],
-                    row_targets[picked],
-                    target_objects=objects[picked] if objects else None,
-                    aug_smooth=aug_smooth,
-                    eigen_smooth=eigen_smooth,
-                )
+                with plan.model_calls(layers):
+                    part = self.adapter(
+                        plan.layout(chunk[rows]),
+                        row_targets[picked],
+                        target_objects=objects[picked] if objects else None,
+                        aug_smooth=aug_smooth,
+                        eigen_smooth=eigen_smooth,
+                    )
                 if confidence_of is None:
                     return part
                 probabilities = row_confidence(confidence_of[picked], part.logits.detach())
@@ -752,6 +816,7 @@ class UCAG(GradCamCallable):
                 raise ValueError(f"global_view: {view!r} needs the global map (attribute_global)")
             fused = fuse_global_view(raw, global_map.to(raw.device), view, global_weight)
         saliency = apply_postprocess(raw if fused is None else fused, self.postprocess, self.blur)
+        plan = self.compute_plan()
         return Explanation(
             saliency=saliency,
             raw=raw,
@@ -768,6 +833,8 @@ class UCAG(GradCamCallable):
             global_map=global_map if view is not None else None,
             fused=fused,
             chunk_size=self.chunk_size,
+            precision=plan.precision,
+            channels_last=plan.channels_last,
         )
 
 

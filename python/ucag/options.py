@@ -27,6 +27,12 @@ FoldWindow: TypeAlias = Literal["box", "linear", "cosine"]
 GlobalView: TypeAlias = Literal["product", "mean"]
 #: Post-processing of the raw map: pytorch-grad-cam's (ReLU, min-max per map) or none.
 Postprocess: TypeAlias = Literal["cam", "none"]
+#: The arithmetic of the model's forwards and backwards (§10): float32, or autocast to
+#: bfloat16 / float16 on the model's device.
+Precision: TypeAlias = Literal["fp32", "bf16", "fp16"]
+#: The memory layout of the model's inputs (§10): channels-last, contiguous, or ``"auto"``
+#: (channels-last where the precision is lowered and the model has 2-D convolutions).
+ChannelsLast: TypeAlias = bool | Literal["auto"]
 
 #: Patches per side (the paper's 6 x 6 grid).
 DEFAULT_UNITS = 6
@@ -36,6 +42,10 @@ DEFAULT_SCALE = 2.6
 DEFAULT_BATCH_SIZE = 16
 #: The weight of the global view in the fusion.
 DEFAULT_GLOBAL_WEIGHT = 0.5
+#: The model's arithmetic: float32, the reference arithmetic (§10 has what bf16 changes).
+DEFAULT_PRECISION: Precision = "fp32"
+#: The inputs' layout: channels-last only where the precision is lowered (§10).
+DEFAULT_CHANNELS_LAST: ChannelsLast = "auto"
 
 
 def choices(literal: Any) -> tuple[str, ...]:

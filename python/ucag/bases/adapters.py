@@ -237,6 +237,11 @@ class BaseAdapter:
     map_kind: MapKind = "cam"
     truncatable: bool = False
     truncate: bool = False
+    #: Whether UCAG may run the method below float32 (docs/algorithm.md §10): only where
+    #: that is measured faithful.
+    mixed_precision: bool = False
+    #: The layers whose outputs stay float32 under a lowered precision.
+    precision_layers: tuple[nn.Module, ...] = ()
 
     @property
     def name(self) -> str:
@@ -320,6 +325,10 @@ class GradCamAdapter(BaseAdapter):
         #: Gradient-based CAMs need nothing below their target layers (see ucag.bases.truncation).
         self.truncatable = can_truncate(cam)
         self.truncate = self.truncatable
+        #: The gradient-based CAMs run below float32 where asked (docs/algorithm.md §10):
+        #: their target layers' activations and gradients, which they read, stay float32.
+        self.mixed_precision = self.truncatable and self.captures_raw
+        self.precision_layers = tuple(cam.target_layers) if self.mixed_precision else ()
         #: The token layout of a transformer's target layers, applied during calls when the
         #: CAM was built without a ``reshape_transform`` (ucag.models.reshape_transform_for).
         self.reshape_transform = (

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..options import DEFAULT_CHANNELS_LAST, DEFAULT_PRECISION, ChannelsLast, Precision
 from . import metrics as M
 
 
@@ -64,6 +65,8 @@ class MetricInput:
         cache: Kept for the whole run.
         learnt_batch_size: Set by a metric that backed off its batch size after running out of memory.
         curves: The probability curves a metric drew, by name (deletion, insertion), (n, T + 1).
+        precision: The arithmetic of the metrics' forwards (docs/algorithm.md §10).
+        channels_last: The layout of the metrics' inputs: True, False or ``"auto"``.
     """
 
     model: nn.Module
@@ -78,6 +81,16 @@ class MetricInput:
     cache: dict[str, Any] = field(default_factory=dict)
     learnt_batch_size: int | None = None
     curves: dict[str, np.ndarray] = field(default_factory=dict)
+    precision: Precision = DEFAULT_PRECISION
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST
+
+    def compute_options(self) -> dict[str, Any]:
+        """The metric functions' keyword arguments for the run's precision and layout.
+
+        Returns:
+            ``precision`` and ``channels_last``.
+        """
+        return {"precision": self.precision, "channels_last": self.channels_last}
 
 
 #: A metric's values: column name -> one value per map (None where undefined).
@@ -208,7 +221,13 @@ def column(name: str) -> Column:
 def _curve(metric: Callable[..., Any], name: str) -> Callable[[MetricInput], Values]:
     def compute(given: MetricInput) -> Values:
         result = metric(
-            given.model, given.images, given.maps, given.targets, step=given.step, batch_size=given.batch_size
+            given.model,
+            given.images,
+            given.maps,
+            given.targets,
+            step=given.step,
+            batch_size=given.batch_size,
+            **given.compute_options(),
         )
         given.learnt_batch_size = result.batch_size or given.batch_size
         assert result.curves is not None
@@ -219,8 +238,11 @@ def _curve(metric: Callable[..., Any], name: str) -> Callable[[MetricInput], Val
 
 
 def _road(given: MetricInput) -> Values:
-    most = M.road(given.model, given.images, given.maps, given.targets, batch_size=given.batch_size)
-    least = M.road(given.model, given.images, given.maps, given.targets, order="least", batch_size=given.batch_size)
+    options = given.compute_options()
+    most = M.road(given.model, given.images, given.maps, given.targets, batch_size=given.batch_size, **options)
+    least = M.road(
+        given.model, given.images, given.maps, given.targets, order="least", batch_size=given.batch_size, **options
+    )
     given.learnt_batch_size = least.batch_size or given.batch_size
     return {
         "road_morf": list(most.values),
@@ -241,6 +263,7 @@ def _density(given: MetricInput) -> Values:
             given.maps[varying],
             [given.targets[i] for i in varying],
             batch_size=given.batch_size,
+            **given.compute_options(),
         )
         given.learnt_batch_size = pos.batch_size or given.batch_size
         for j, i in enumerate(varying):

@@ -14,6 +14,9 @@ in eval mode; its modes come back afterwards.
 ``batch_size`` (default 8, the fastest EfficientNet-Lite0 batch on 2 CPU cores) counts
 perturbed inputs per forward: raise it on a GPU. A chunk that runs out of device memory is
 halved and retried; ``MetricResult.batch_size`` is the size that ran last.
+``precision`` and ``channels_last`` (deletion, insertion, ROAD, map density) run the model's
+forwards under autocast and channels-last (docs/algorithm.md §10); the probabilities are
+computed in float32 from the outputs.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from .._core import Grid
 from .._inputs import logits_of
 from .._model_state import eval_mode, model_device
 from ..checks import is_int, positive_int
+from ..options import DEFAULT_CHANNELS_LAST, DEFAULT_PRECISION, ChannelsLast, Precision
 from ..postprocess import gaussian_blur
+from ..precision import ComputePlan, compute_plan
 from ..targets import Target, is_class_only, model_output, resolve, row_confidence
 
 #: Saliency maps (B, H, W) or ground-truth masks (B, H, W), numpy or torch.
@@ -147,7 +152,7 @@ def _confidence(output: Any, targets: RowTargets) -> torch.Tensor:
     the target's own confidence (`ucag.targets`)."""
     if isinstance(targets, torch.Tensor):
         return torch.softmax(logits_of(output).float(), dim=1).gather(1, targets[:, None])[:, 0]
-    return row_confidence(targets, model_output(output, len(targets)))
+    return row_confidence(targets, model_output(output, len(targets)).float())
 
 
 def _repeated(targets: RowTargets, times: int) -> RowTargets:
@@ -156,14 +161,20 @@ def _repeated(targets: RowTargets, times: int) -> RowTargets:
     return [t for t in targets for _ in range(times)]
 
 
+def _forward(model: nn.Module, batch: torch.Tensor, plan: ComputePlan) -> Any:
+    """The model's output on ``batch`` at the plan's precision and layout."""
+    with plan.autocast():
+        return model(plan.layout(batch))
+
+
 def _probabilities(
-    model: nn.Module, inputs: torch.Tensor, targets: RowTargets, batch_size: int
+    model: nn.Module, inputs: torch.Tensor, targets: RowTargets, batch_size: int, plan: ComputePlan
 ) -> tuple[torch.Tensor, int]:
     """Probability of each row's target (`_confidence`), in chunks, under
     inference_mode; and the chunk size that ran last."""
 
     def probabilities(rows: slice) -> torch.Tensor:
-        return _confidence(model(inputs[rows]), _pick(targets, rows))
+        return _confidence(_forward(model, inputs[rows], plan), _pick(targets, rows))
 
     with torch.inference_mode():
         out, size = run_in_chunks(len(inputs), batch_size, probabilities, "inputs")
@@ -198,6 +209,7 @@ def _perturbation_curves(
     end: torch.Tensor,
     step: int | None,
     batch_size: int,
+    plan: ComputePlan,
 ) -> MetricResult:
     B, C, H, W = inputs.shape
     step = 8 * W if step is None else int(step)
@@ -220,7 +232,7 @@ def _perturbation_curves(
         k_idx = torch.tensor([k for _, k in chunk], device=inputs.device)
         changed = rank[b_idx] < (k_idx * step).view(-1, 1, 1, 1)
         batch = torch.where(changed, end[b_idx], start[b_idx])
-        scores[b_idx, k_idx] = _confidence(model(batch), _pick(targets, b_idx))
+        scores[b_idx, k_idx] = _confidence(_forward(model, batch, plan), _pick(targets, b_idx))
 
     with torch.inference_mode():
         _, size = run_in_chunks(len(pairs), batch_size, score, "inputs")
@@ -235,6 +247,8 @@ def deletion(
     *,
     step: int | None = None,
     batch_size: int = 8,
+    precision: Precision = DEFAULT_PRECISION,
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST,
 ) -> MetricResult:
     """Deletion (RISE): the AUC of the target probability as the most salient pixels are removed.
 
@@ -249,6 +263,9 @@ def deletion(
             [ucag.targets][ucag.targets] reads (see the module docstring).
         step: Pixels removed per step (default 8 * W); the curve has ceil(H * W / step) + 1 points.
         batch_size: Perturbed inputs per forward (halved on out-of-memory).
+        precision: The forwards' arithmetic: ``"fp32"``, ``"bf16"`` or ``"fp16"``
+            ([compute_plan][ucag.precision.compute_plan]).
+        channels_last: The forwards' input layout: True, False or ``"auto"``.
 
     Returns:
         The AUC per image as ``values`` and the (B, T+1) probability ``curves``.
@@ -276,9 +293,9 @@ def deletion(
         >>> round(on.mean, 3), round(off.mean, 3)  # lower is better
         (0.531, 0.966)
     """
-    x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
+    x, s, t, plan = _prepare(model, inputs, saliency, targets, batch_size, precision, channels_last)
     with eval_mode(model):
-        result = _perturbation_curves(model, x, s, t, x, torch.zeros_like(x), step, batch_size)
+        result = _perturbation_curves(model, x, s, t, x, torch.zeros_like(x), step, batch_size, plan)
     result.name = "deletion"
     return result
 
@@ -291,6 +308,8 @@ def insertion(
     *,
     step: int | None = None,
     batch_size: int = 8,
+    precision: Precision = DEFAULT_PRECISION,
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST,
 ) -> MetricResult:
     """Insertion (RISE): the AUC of the target probability as the most salient pixels are restored.
 
@@ -306,6 +325,9 @@ def insertion(
             [ucag.targets][ucag.targets] reads (see the module docstring).
         step: Pixels restored per step (default 8 * W); the curve has ceil(H * W / step) + 1 points.
         batch_size: Perturbed inputs per forward (halved on out-of-memory).
+        precision: The forwards' arithmetic: ``"fp32"``, ``"bf16"`` or ``"fp16"``
+            ([compute_plan][ucag.precision.compute_plan]).
+        channels_last: The forwards' input layout: True, False or ``"auto"``.
 
     Returns:
         The AUC per image as ``values`` and the (B, T+1) probability ``curves``.
@@ -333,20 +355,27 @@ def insertion(
         >>> round(on.mean, 3), round(off.mean, 3)  # higher is better
         (0.99, 0.884)
     """
-    x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
+    x, s, t, plan = _prepare(model, inputs, saliency, targets, batch_size, precision, channels_last)
     B, C, H, W = x.shape
     blurred = gaussian_blur(x.reshape(B * C, H, W), 51, 50.0).view(B, C, H, W)
     with eval_mode(model):
-        result = _perturbation_curves(model, x, s, t, blurred, x, step, batch_size)
+        result = _perturbation_curves(model, x, s, t, blurred, x, step, batch_size, plan)
     result.name = "insertion"
     return result
 
 
 def _prepare(
-    model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor, RowTargets]:
-    """The inputs on the model's device, the checked maps and targets: the targets fit the
-    model's output (one forward of the first image, in eval mode, tells it)."""
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: Maps,
+    targets: MetricTargets,
+    batch_size: int,
+    precision: Precision,
+    channels_last: ChannelsLast,
+) -> tuple[torch.Tensor, torch.Tensor, RowTargets, ComputePlan]:
+    """The inputs on the model's device, the checked maps and targets (the targets fit the
+    model's output: one forward of the first image, in eval mode, tells it) and the plan of
+    the forwards."""
     if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4 or not inputs.is_floating_point():
         raise ValueError(f"inputs: expected a float tensor (B, C, H, W), got {getattr(inputs, 'shape', type(inputs))}")
     positive_int("batch_size", batch_size)
@@ -355,7 +384,8 @@ def _prepare(
     device = model_device(model)
     x = inputs.detach().to(device)
     s = _saliency(saliency, x.shape[0], x.shape[-2:], device)
-    return x, s, _targets(model, x, targets)
+    plan = compute_plan(model, precision, channels_last)
+    return x, s, _targets(model, x, targets), plan
 
 
 #: ROAD's percentiles (Rong et al., 2022; pytorch-grad-cam's defaults).
@@ -371,6 +401,8 @@ def road(
     order: str = "most",
     percentiles: Sequence[int] = ROAD_PERCENTILES,
     batch_size: int = 8,
+    precision: Precision = DEFAULT_PRECISION,
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST,
 ) -> MetricResult:
     """ROAD (remove and debias, Rong et al. 2022) through pytorch-grad-cam's noisy linear imputation.
 
@@ -395,6 +427,9 @@ def road(
         order: ``"most"`` (MoRF) or ``"least"`` (LeRF).
         percentiles: The percentiles p, integers in (0, 100).
         batch_size: Imputed images per forward (halved on out-of-memory).
+        precision: The forwards' arithmetic: ``"fp32"``, ``"bf16"`` or ``"fp16"``
+            ([compute_plan][ucag.precision.compute_plan]).
+        channels_last: The forwards' input layout: True, False or ``"auto"``.
 
     Returns:
         The mean over the percentiles per image as ``values`` and the (B, P) ``curves``.
@@ -412,7 +447,7 @@ def road(
     if not valid or not all(is_int(p) and 0 < p < 100 for p in percentiles):
         raise ValueError(f"percentiles: expected a non-empty list of integers in (0, 100), got {percentiles!r}")
     levels = [int(p) for p in percentiles]
-    x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
+    x, s, t, plan = _prepare(model, inputs, saliency, targets, batch_size, precision, channels_last)
     remove = RemoveMostRelevantFirst if order == "most" else RemoveLeastRelevantFirst
     images, maps = x.cpu(), s.cpu()
     imputed = torch.empty((len(x) * len(levels), *x.shape[1:]), dtype=x.dtype)
@@ -429,7 +464,7 @@ def road(
         torch.random.set_rng_state(state)
     rows = _repeated(t, len(levels))
     with eval_mode(model):
-        probabilities, size = _probabilities(model, imputed.to(x.device), rows, batch_size)
+        probabilities, size = _probabilities(model, imputed.to(x.device), rows, batch_size, plan)
     curves = probabilities.view(len(x), len(levels)).cpu().numpy()
     return MetricResult(f"ROAD ({'MoRF' if order == 'most' else 'LeRF'})", curves.mean(axis=1), curves, size)
 
@@ -521,7 +556,14 @@ def energy_pointing_game(saliency: Maps, masks: Maps) -> MetricResult:
 
 
 def map_density(
-    model: nn.Module, inputs: torch.Tensor, saliency: Maps, targets: MetricTargets, *, batch_size: int = 8
+    model: nn.Module,
+    inputs: torch.Tensor,
+    saliency: Maps,
+    targets: MetricTargets,
+    *,
+    batch_size: int = 8,
+    precision: Precision = DEFAULT_PRECISION,
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST,
 ) -> tuple[MetricResult, MetricResult]:
     """Positive and negative map density (CAMERAS) on maps min-max scaled to [0, 1].
 
@@ -535,6 +577,9 @@ def map_density(
         targets: One target per image: class indices, or any kind of target
             [ucag.targets][ucag.targets] reads.
         batch_size: Masked inputs per forward (halved on out-of-memory).
+        precision: The forwards' arithmetic: ``"fp32"``, ``"bf16"`` or ``"fp16"``
+            ([compute_plan][ucag.precision.compute_plan]).
+        channels_last: The forwards' input layout: True, False or ``"auto"``.
 
     Returns:
         The positive and the negative density, one value per image each.
@@ -544,7 +589,7 @@ def map_density(
         ValueError: A map is constant (it has no density), or ``inputs``, ``saliency``,
             ``targets`` or ``batch_size`` do not fit.
     """
-    x, s, t = _prepare(model, inputs, saliency, targets, batch_size)
+    x, s, t, plan = _prepare(model, inputs, saliency, targets, batch_size, precision, channels_last)
     flat = s.flatten(1)
     lo, hi = flat.min(1).values, flat.max(1).values
     constant = (hi - lo <= 0).nonzero().flatten().tolist()
@@ -553,8 +598,8 @@ def map_density(
     scaled = (s - lo.view(-1, 1, 1)) / (hi - lo).view(-1, 1, 1)
     S = scaled[:, None]
     with eval_mode(model):
-        p_pos, batch_size = _probabilities(model, x * S, t, batch_size)
-        p_neg, batch_size = _probabilities(model, x * (1 - S), t, batch_size)
+        p_pos, batch_size = _probabilities(model, x * S, t, batch_size, plan)
+        p_neg, batch_size = _probabilities(model, x * (1 - S), t, batch_size, plan)
     positive = p_pos / scaled.flatten(1).mean(1)
     negative = p_neg / (1 - scaled).flatten(1).mean(1)
     return (

@@ -54,6 +54,7 @@ from ..bases.propagation import LRP, ContrastiveLRP, FullGrad, SoftmaxGradientLR
 from ..explainer import UCAG
 from ..layers import attached
 from ..models import reshape_transform_for
+from ..options import DEFAULT_CHANNELS_LAST, DEFAULT_PRECISION, ChannelsLast, Precision
 from ..postprocess import cam_postprocess
 from ..targets import Target
 from .compute import uncounted
@@ -83,6 +84,11 @@ class Request:
         blur: The "cam" post-processing's blur (kernel size, sigma), or None.
         mean: The inputs' normalisation (the Sobel control needs it), or None.
         std: Its standard deviations, or None.
+        precision: The arithmetic of UCAG's patch passes (docs/algorithm.md §10); the other
+            variants' maps are computed in float32.
+        channels_last: The layout of UCAG's patches: True, False or ``"auto"``.
+        learnt: What a run learns and keeps between its calls: UCAG's patches per
+            forward/backward after an out-of-memory back-off, per method.
     """
 
     model: nn.Module
@@ -94,6 +100,9 @@ class Request:
     blur: tuple[int, float] | None = (5, 3.0)
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
+    precision: Precision = DEFAULT_PRECISION
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST
+    learnt: dict[str, int] = field(default_factory=dict)
 
     def options(self, key: str) -> dict[str, Any]:
         """A copy of the keyword arguments given for baseline ``key``.
@@ -559,12 +568,25 @@ def _base(spec: MethodSpec, request: Request) -> torch.Tensor:
 
 @register_variant("ucag", "UCAG", follows_targets=True)
 def _ucag(spec: MethodSpec, request: Request) -> torch.Tensor:
+    learnt_key = f"ucag_batch_size[{spec.name}]"
+    options = dict(request.ucag_options)
+    if learnt_key in request.learnt:  # an earlier sample's out-of-memory back-off holds for the run
+        options["batch_size"] = request.learnt[learnt_key]
     with _built(spec, request) as base:
         with uncounted():
             explainer = UCAG(
-                spec.patch_base(base), model=request.model, postprocess="cam", blur=request.blur, **request.ucag_options
+                spec.patch_base(base),
+                model=request.model,
+                postprocess="cam",
+                blur=request.blur,
+                precision=request.precision,
+                channels_last=request.channels_last,
+                **options,
             )
-        return explainer.explain(request.inputs, request.targets).saliency
+        explanation = explainer.explain(request.inputs, request.targets)
+    if explanation.chunk_size is not None:
+        request.learnt[learnt_key] = explanation.chunk_size
+    return explanation.saliency
 
 
 @register_variant("upscale", "Upscale", follows_targets=True, baseline=True)
@@ -794,6 +816,9 @@ def explain_with(
     blur: tuple[int, float] | None = (5, 3.0),
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    precision: Precision = DEFAULT_PRECISION,
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST,
+    learnt: dict[str, int] | None = None,
 ) -> torch.Tensor:
     """The maps of method ``name`` in ``variant`` for ``inputs`` and ``targets``.
 
@@ -823,6 +848,11 @@ def explain_with(
         mean: The inputs' normalisation, needed by the Sobel control, which works on the
             image itself (docs/algorithm.md §6.9).
         std: Its standard deviations, with ``mean``.
+        precision: The arithmetic of UCAG's patch passes, ``"fp32"``, ``"bf16"`` or
+            ``"fp16"`` (docs/algorithm.md §10); the other variants run in float32.
+        channels_last: The layout of UCAG's patches: True, False or ``"auto"``.
+        learnt: A dict kept across calls where UCAG's batch size after an out-of-memory
+            back-off is remembered (None: not kept).
 
     Returns:
         The maps (B, H, W) in [0, 1].
@@ -841,7 +871,18 @@ def explain_with(
         check_target_support([(name, variant)], next(t for t in targets if isinstance(t, Target)).kind)
     check_baseline_options(baseline_options)
     request = Request(
-        model, target_layer, inputs, targets, dict(ucag_options or {}), dict(baseline_options or {}), blur, mean, std
+        model,
+        target_layer,
+        inputs,
+        targets,
+        dict(ucag_options or {}),
+        dict(baseline_options or {}),
+        blur,
+        mean,
+        std,
+        precision,
+        channels_last,
+        {} if learnt is None else learnt,
     )
     with attached([target_layer]):  # a Tap target layer (ucag.layers) reads its call site for every method
         return plan.run(spec, request)

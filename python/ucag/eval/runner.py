@@ -6,9 +6,10 @@ every method is explained in every variant (base, UCAG, baselines;
 ([ucag.eval.metrics][ucag.eval.metrics], docs/algorithm.md §6), and appended to the output
 folder as soon as the sample is done:
 
-- ``results.csv``: one row per (image, method, variant) with every metric's value and
+- ``results.csv``: one row per (image, method, variant) with every metric's value,
   what computing the map cost: the model's forward and backward passes (in samples) and
-  the megapixels it forwarded ([ucag.eval.compute][ucag.eval.compute]),
+  the megapixels it forwarded ([ucag.eval.compute][ucag.eval.compute]), and the
+  arithmetic it ran in (``precision``, ``channels_last``; docs/algorithm.md §10),
 - ``curves.csv``: the deletion and insertion probability curves of those rows,
 - ``config.json``: what the run computes (a rerun must match it).
 
@@ -17,6 +18,11 @@ confidence interval per method and metric, the controls marked as floors, the me
 per image, and the paired UCAG - base differences) and ``curves.png`` (mean deletion and
 insertion curves). A rerun on the same folder resumes
 after the last complete sample; nothing computed is lost or computed twice.
+
+The photos are read, decoded and preprocessed in a ``torch.utils.data.DataLoader`` with
+``workers`` processes, ahead of the sample being explained (pinned memory and non-blocking
+copies on CUDA); UCAG's batch size after an out-of-memory back-off holds for the rest of the
+run, as the metrics' does.
 
 Under ``torch.distributed`` (``torchrun``; gloo on CPU, NCCL on GPU) the samples are dealt
 round-robin to the processes, and rank 0 writes every row in dataset order, so the files
@@ -30,7 +36,8 @@ import html
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,7 +53,9 @@ from ..data import preprocess_image, resize_mask
 from ..display import table_html
 from ..explainer import UCAG
 from ..models import model_normalization, suggest_target_layer
+from ..options import DEFAULT_CHANNELS_LAST, DEFAULT_PRECISION, ChannelsLast, Precision
 from ..postprocess import check_blur
+from ..precision import compute_plan
 from ..targets import BinaryTarget, MultiLabelTarget, Target, model_output
 from .compute import count_passes
 from .measures import MEASURES, MetricInput, columns_of, default_metrics, metric_names
@@ -69,6 +78,9 @@ TARGET_KINDS: tuple[TargetKind, ...] = ("class", "binary", "multilabel")
 #: forward and backward passes in samples, and the input megapixels forwarded.
 PASS_COLUMNS = ("forward_passes", "backward_passes", "forward_mpx")
 PASS_TITLES = {"forward_passes": "forward passes", "backward_passes": "backward passes", "forward_mpx": "Mpx forwarded"}
+#: The arithmetic the row's map and metrics ran in (docs/algorithm.md §10): the precision,
+#: and whether the model's inputs were channels-last.
+COMPUTE_COLUMNS = ("precision", "channels_last")
 
 RESULTS, CURVES, CONFIG = "results.csv", "curves.csv", "config.json"
 SUMMARY_JSON, SUMMARY_MD, CURVES_PNG = "summary.json", "summary.md", "curves.png"
@@ -307,6 +319,9 @@ class _Run:
     #: how the model's outputs are read: "class" (softmax logits), "binary" (one logit),
     #: "multilabel" (independent sigmoids); docs/algorithm.md §3.1
     target_kind: TargetKind = "class"
+    #: the arithmetic of UCAG's patch passes and the metrics' forwards (docs/algorithm.md §10)
+    precision: Precision = DEFAULT_PRECISION
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST
     #: what the run learnt while it ran: the metrics' batch size after an out-of-memory back-off
     learnt: dict[str, int] = field(default_factory=dict)
     #: what metrics keep for the whole run (the "randomization" metric's randomised model)
@@ -324,7 +339,13 @@ class _Run:
 
     @property
     def header(self) -> list[str]:
-        return list(KEY_COLUMNS) + self.columns + list(PASS_COLUMNS)
+        return list(KEY_COLUMNS) + self.columns + list(PASS_COLUMNS) + list(COMPUTE_COLUMNS)
+
+    @property
+    def compute_values(self) -> list[str]:
+        """The COMPUTE_COLUMNS of every row: the precision and the layout that ran."""
+        plan = compute_plan(self.model, self.precision, self.channels_last)
+        return [plan.precision, str(plan.channels_last).lower()]
 
     @property
     def curve_metrics(self) -> list[str]:
@@ -356,16 +377,19 @@ class _Run:
             config["randomization_seed"] = RANDOMIZATION_SEED
         if self.target_kind != "class":  # absent for classes: folders of earlier runs still resume
             config["target_kind"] = self.target_kind
+        config["precision"] = self.precision
+        config["channels_last"] = self.channels_last
         return json.loads(json.dumps(config, default=repr))  # type: ignore[no-any-return]  # as it reads back (tuples -> lists)
 
-    def measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
-        """results.csv and curves.csv rows of one sample (the model in eval mode)."""
+    def measure(self, sample: Any, image: torch.Tensor) -> tuple[list[list[str]], list[list[str]]]:
+        """results.csv and curves.csv rows of one sample and its preprocessed ``image``
+        (1, C, H, W) (the model in eval mode)."""
         with eval_mode(self.model):
-            return self._measure(sample)
+            return self._measure(sample, image)
 
-    def _measure(self, sample: Any) -> tuple[list[list[str]], list[list[str]]]:
+    def _measure(self, sample: Any, image: torch.Tensor) -> tuple[list[list[str]], list[list[str]]]:
         device = model_device(self.model)
-        x = preprocess_image(sample.rgb, self.mean, self.std, self.input_size).to(device)
+        x = image.to(device, non_blocking=True)
         target, probability = self._target(x, sample.target)
         computed, costs = [], []
         for m, v in self.pairs:
@@ -378,7 +402,13 @@ class _Run:
         key = [sample.id, sample.class_name, str(index), _cell_value(probability)]
         result_rows, curve_rows = [], []
         for i, (method, variant) in enumerate(self.pairs):
-            result_rows.append(key + [method, variant] + [_cell_value(values[c][i]) for c in self.columns] + costs[i])
+            result_rows.append(
+                key
+                + [method, variant]
+                + [_cell_value(values[c][i]) for c in self.columns]
+                + costs[i]
+                + self.compute_values
+            )
             for name, curve in curves.items():
                 curve_rows.append([sample.id, method, variant, name] + [_cell_value(v) for v in curve[i]])
         return result_rows, curve_rows
@@ -426,6 +456,8 @@ class _Run:
                 [self._explain(m, v, model, layer, x, target).cpu() for m, v in self.pairs]
             ),
             cache=self.cache,
+            precision=self.precision,
+            channels_last=self.channels_last,
         )
         for name in self.metrics:
             spec = MEASURES[name]
@@ -460,6 +492,9 @@ class _Run:
             blur=self.blur,
             mean=self.mean,
             std=self.std,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            learnt=self.learnt,
         )
         return maps.detach().float()
 
@@ -539,6 +574,9 @@ def evaluate(
     progress: bool = True,
     plot: bool = True,
     target_kind: TargetKind = "class",
+    precision: Precision = DEFAULT_PRECISION,
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST,
+    workers: int | None = None,
 ) -> EvaluationSummary:
     """Explain and measure every sample of ``dataset`` with every method in every variant.
 
@@ -584,6 +622,15 @@ def evaluate(
             datasets' labels are classes); the probability column and the metrics' curves
             then hold its sigmoid, and only pytorch-grad-cam methods (variants base, ucag,
             upscale, sess, sess-matched) and the Sobel control take part.
+        precision: The arithmetic of UCAG's patch passes and of the metrics' forwards
+            (docs/algorithm.md §10): ``"fp32"``, ``"bf16"`` or ``"fp16"`` (not on the CPU).
+            The other variants' maps (base, baselines) are computed in float32. Recorded
+            in config.json and in every row of results.csv.
+        channels_last: The layout of those passes' inputs: True, False or ``"auto"``
+            (channels-last where the precision is lowered and the model has convolutions).
+        workers: Processes that read and decode the photos ahead of the explanation (a
+            ``DataLoader``'s ``num_workers``); None: one per CPU core beyond the first, at
+            most 4; 0 reads them in the main process.
 
     Returns:
         The [EvaluationSummary][ucag.eval.runner.EvaluationSummary] (on every rank).
@@ -592,8 +639,8 @@ def evaluate(
         TypeError: ``ucag_options`` is not a dict, a baseline's options are not a dict, or an
             option has the wrong type.
         ValueError: A name, an option or the normalisation is not one ``evaluate`` takes (or
-            the model does not say how it normalises its inputs), or ``out`` holds a run with
-            other settings.
+            the model does not say how it normalises its inputs), ``precision`` does not run
+            on the model's device, or ``out`` holds a run with other settings.
         RuntimeError: A sample failed (the message names it).
     """
     from .datasets import open_dataset
@@ -613,6 +660,10 @@ def evaluate(
         raise ValueError(f"limit: expected a positive int or None, got {limit!r}")
     mean, std = _normalization(model, mean, std)
     _check_options(ucag_options, baseline_options, blur, metric_batch_size, input_size, mean, std)
+    compute_plan(model, precision, channels_last)
+    workers = default_workers() if workers is None else workers
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise ValueError(f"workers: expected a number of processes >= 0 or None, got {workers!r}")
     pairs = comparison_pairs(methods, variants, baselines)
     check_target_support(pairs, target_kind)
     metrics = [m for m in MEASURES if m in metrics]
@@ -632,6 +683,8 @@ def evaluate(
         step=step,
         metric_batch_size=metric_batch_size,
         target_kind=target_kind,
+        precision=precision,
+        channels_last=channels_last,
     )
     total = len(dataset) if limit is None else min(limit, len(dataset))
     out = Path(out)
@@ -650,7 +703,7 @@ def evaluate(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=start, unit="image", desc=f"evaluate ({len(pairs)} maps per image)")
-    _measure_samples(run, dataset, list(range(start, total)), out, rank, world, bar)
+    _measure_samples(run, dataset, list(range(start, total)), out, rank, world, bar, workers)
     if bar is not None:
         bar.close()
     summary = summarize(out, plot=plot) if rank == 0 else None
@@ -694,6 +747,11 @@ def _check_options(
         UCAG.check_settings(**(ucag_options or {}))
     except (TypeError, ValueError) as err:
         raise type(err)(f"ucag_options: {err}") from err
+    given = sorted(set(ucag_options or {}) & {"precision", "channels_last"})
+    if given:
+        raise ValueError(
+            f"ucag_options: {given[0]} is evaluate's own option (it also runs the metrics); pass {given[0]}= to evaluate"
+        )
     check_baseline_options(baseline_options)
     check_blur(blur)
     positive_int("metric_batch_size", metric_batch_size)
@@ -709,15 +767,67 @@ def _check_options(
         raise ValueError(f"std: must not contain 0, got {list(std)}")
 
 
-def _measure_samples(run: _Run, dataset: Any, pending: list[int], out: Path, rank: int, world: int, bar: Any) -> None:
-    """Measure the ``pending`` samples, dealt round-robin to the ``world`` processes; rank 0
-    appends every sample's rows in dataset order as they arrive."""
+def default_workers() -> int:
+    """How many processes read the photos by default.
+
+    Returns:
+        One per CPU core this process may use beyond the first, at most 4 (decoding a photo
+            takes far less than explaining it).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cores - 1))
+
+
+class _Preprocessed(torch.utils.data.Dataset[tuple[Any, torch.Tensor]]):
+    """Samples of a dataset with their photo preprocessed, as a DataLoader's workers read them."""
+
+    def __init__(
+        self, dataset: Any, indices: list[int], mean: tuple[float, ...], std: tuple[float, ...], size: int
+    ) -> None:
+        self.dataset, self.indices, self.mean, self.std, self.size = dataset, indices, mean, std, size
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> tuple[Any, torch.Tensor]:
+        sample = self.dataset[self.indices[position]]
+        return sample, preprocess_image(sample.rgb, self.mean, self.std, self.size)
+
+
+def _as_read(item: Any) -> Any:
+    """The DataLoader's collate function: one sample at a time, as it was read."""
+    return item
+
+
+def _reader(run: _Run, dataset: Any, indices: list[int], workers: int) -> Iterator[tuple[Any, torch.Tensor]]:
+    """The samples ``indices`` and their preprocessed photos, read ``workers`` processes ahead."""
+    if not indices:
+        return iter(())
+    loader = torch.utils.data.DataLoader(
+        _Preprocessed(dataset, indices, run.mean, run.std, run.input_size),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_read,
+        pin_memory=model_device(run.model).type == "cuda",
+        prefetch_factor=2 if workers else None,
+    )
+    return iter(loader)
+
+
+def _measure_samples(
+    run: _Run, dataset: Any, pending: list[int], out: Path, rank: int, world: int, bar: Any, workers: int = 0
+) -> None:
+    """Measure the ``pending`` samples, dealt round-robin to the ``world`` processes and read
+    ahead by ``workers`` processes each; rank 0 appends every sample's rows in dataset order
+    as they arrive."""
+    read = _reader(run, dataset, pending[rank::world], workers)
     for first in range(0, len(pending), world):
         mine = first + rank
         outcome: Any = None
         if mine < len(pending):
             try:
-                outcome = run.measure(dataset[pending[mine]])
+                sample, image = next(read)
+                outcome = run.measure(sample, image)
             except Exception as err:  # every rank must learn of it, or the others wait forever
                 outcome = f"sample {pending[mine]}: {type(err).__name__}: {err}"
         gathered = _all_gather(outcome, world)
@@ -786,7 +896,7 @@ def summarize(out: str | Path, plot: bool = True) -> EvaluationSummary:
     header, rows = _read_records(out / RESULTS)
     if not header:
         raise ValueError(f"out: no {RESULTS} in {out}")
-    columns = [c for c in header[len(KEY_COLUMNS) :] if c not in PASS_COLUMNS]
+    columns = [c for c in header[len(KEY_COLUMNS) :] if c not in PASS_COLUMNS and c not in COMPUTE_COLUMNS]
     pass_columns = [c for c in PASS_COLUMNS if c in header]  # a folder from before the passes were counted has none
     pairs = list(dict.fromkeys((r["method"], r["variant"]) for r in rows))
     per_class = {c.name for spec in MEASURES.values() if spec.per_class for c in spec.columns}

@@ -27,7 +27,16 @@ from .._model_state import eval_mode, model_device
 from ..display import shown_once
 from ..explainer import UCAG
 from ..grid import GridSpec
-from ..options import DEFAULT_SCALE, DEFAULT_UNITS, GlobalView, Weighting
+from ..options import (
+    DEFAULT_CHANNELS_LAST,
+    DEFAULT_PRECISION,
+    DEFAULT_SCALE,
+    DEFAULT_UNITS,
+    ChannelsLast,
+    GlobalView,
+    Precision,
+    Weighting,
+)
 from . import metrics as M
 
 Objective: TypeAlias = Literal["insertion-deletion", "insertion", "deletion"]
@@ -313,6 +322,8 @@ def tune(
     batch_size: int = 16,
     blur: tuple[int, float] | None = (5, 3.0),
     progress: bool = True,
+    precision: Precision = DEFAULT_PRECISION,
+    channels_last: ChannelsLast = DEFAULT_CHANNELS_LAST,
 ) -> TuneResult:
     """Find good UCAG settings for a model and a base method on the user's images.
 
@@ -339,6 +350,9 @@ def tune(
         batch_size: [UCAG][ucag.explainer.UCAG]'s batch size.
         blur: [UCAG][ucag.explainer.UCAG]'s blur, ``(kernel size, sigma)`` or None.
         progress: show a progress bar over the settings.
+        precision: the arithmetic of UCAG's patch passes and of the metrics' forwards
+            (docs/algorithm.md §10): ``"fp32"``, ``"bf16"`` or ``"fp16"`` (not on the CPU).
+        channels_last: the layout of those passes' inputs: True, False or ``"auto"``.
 
     Returns:
         Every setting's scores and the recommended one.
@@ -353,7 +367,7 @@ def tune(
         raise ValueError(f"objective: expected 'insertion-deletion', 'insertion' or 'deletion', got {objective!r}")
     check_input(images)
     settings = _settings(space)
-    probe = UCAG(base, model=model, batch_size=batch_size, blur=blur)
+    probe = UCAG(base, model=model, batch_size=batch_size, blur=blur, precision=precision, channels_last=channels_last)
     model = probe.model
     fixed = probe.model_input_size
     if fixed is not None:
@@ -386,14 +400,27 @@ def tune(
                 **group[0].size_kwargs(),
                 batch_size=batch_size,
                 blur=blur,
+                precision=precision,
+                channels_last=channels_last,
             )
             patches = explainer.attribute_patches(x, grid, target_ids, targets)
             for s in group:
                 saliency = explainer.conquer(
                     patches, grid, target_ids, global_map, weighting=s.weighting, global_view=s.global_view
                 ).saliency
-                deletion = M.deletion(model, x, saliency, target_ids, step=step, batch_size=metric_batch_size).values
-                insertion = M.insertion(model, x, saliency, target_ids, step=step, batch_size=metric_batch_size).values
+                deletion, insertion = (
+                    metric(
+                        model,
+                        x,
+                        saliency,
+                        target_ids,
+                        step=step,
+                        batch_size=metric_batch_size,
+                        precision=precision,
+                        channels_last=channels_last,
+                    ).values
+                    for metric in (M.deletion, M.insertion)
+                )
                 scores[s] = (deletion, insertion)
                 if bar is not None:
                     bar.update()
