@@ -22,3 +22,8 @@ python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernel_pa
 UCAG_KERNELS=portable python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_kernel_paths.py tests/test_kernels.py 2>&1 | tee "$out/pytest_portable.log"
 python3 benchmarks/kernels.py --device cuda 2>&1 | tee "$out/bench_cuda.log"
 python3 benchmarks/metrics.py --device cuda --batch-size 128 2>&1 | tee "$out/bench_metrics_cuda.log"
+# mixed precision on the GPU (issue 29): images/s of UCAG(Grad-CAM) and of the whole evaluate at
+# fp32, bf16 and fp16-capable batch sizes, with and without channels-last, and the projected
+# time for 50,000 ImageNet images; bounded to 8 minutes, its JSON beside the logs
+timeout 480 python3 benchmarks/throughput.py --device cuda --images 8 --repeats 2 --batch-sizes 64,144 \
+    --json "$out/throughput_cuda.json" 2>&1 | tee "$out/throughput_cuda.log"

@@ -25,6 +25,31 @@ def case():
     return grid, images, maps, logits, targets
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cuda_ranks_the_pixels_as_fp32(precision):
+    """UCAG(GradCAM) under autocast on the GPU (docs/algorithm.md §10): float32 maps on the
+    GPU, the model's parameters untouched, the map's ranking as in float32."""
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    data = pytest.importorskip("ucag.data")
+    from scipy.stats import spearmanr
+
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    sm = data.load_sample_model("cuda")
+    x = sm.preprocess(data.sample_image("chelsea").rgb)
+    cam = pgc.GradCAM(model=sm.model, target_layers=[sm.target_layer])
+    weights = {name: p.detach().clone() for name, p in sm.model.named_parameters()}
+    fp32 = ucag.UCAG(cam).explain(x, [285])
+    lowered = ucag.UCAG(cam, precision=precision).explain(x, [285])
+    assert (lowered.precision, lowered.channels_last) == (precision, True)
+    assert lowered.saliency.is_cuda and lowered.saliency.dtype == lowered.partials.dtype == torch.float32
+    assert torch.isfinite(lowered.raw).all()
+    rho = spearmanr(fp32.saliency.flatten().cpu().numpy(), lowered.saliency.flatten().cpu().numpy()).statistic
+    assert rho >= 0.99, rho
+    for name, p in sm.model.named_parameters():
+        assert p.dtype == torch.float32 and p.is_contiguous() and torch.equal(p, weights[name]), name
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_unfold_on_cuda(case, dtype):
     grid, images, *_ = case

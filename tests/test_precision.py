@@ -231,9 +231,7 @@ def test_evaluate_records_the_precision_in_every_row_and_in_the_config(tmp_path)
     for a, b in zip(lowered, plain, strict=True):
         assert abs(float(a["deletion"]) - float(b["deletion"])) < 0.02
     # a rerun at another precision is another run: refused, the folder untouched
-    with pytest.raises(
-        ValueError, match=r"^out: .* holds a run with other settings \(precision differ\)"
-    ):
+    with pytest.raises(ValueError, match=r"^out: .* holds a run with other settings \(precision differ\)"):
         evaluate(model, model[3], dataset, tmp_path / "bf16", **EVALUATE)
 
 

@@ -134,7 +134,10 @@ class Adapter(Protocol):
     chunk of patches, each for its own target; ``target_objects`` are the user's
     pytorch-grad-cam target objects (one per row) where given.
     [release][ucag.bases.adapters.Adapter.release] removes the hooks the method holds on the
-    model.
+    model. An adapter may also say that UCAG can run it below float32
+    (``mixed_precision``, and ``precision_layers`` whose outputs stay float32; see
+    [BaseAdapter][ucag.bases.adapters.BaseAdapter] and docs/algorithm.md §10); without them
+    it runs in float32.
 
     Attributes:
         model: The classifier the method explains.
