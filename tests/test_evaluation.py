@@ -338,14 +338,16 @@ def test_evaluate_measures_road(sample_model, tmp_path):
         plot=False,
     )
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
-    assert header[-6:] == [
+    assert header[-8:] == [
         "road_morf",
         "road_lerf",
         "road_combined",
         "forward_passes",
         "backward_passes",
         "forward_mpx",
-    ]  # the metrics, then the cost
+        "precision",
+        "channels_last",
+    ]  # the metrics, then the cost, then the arithmetic it ran in
     for variant in ("base", "ucag"):
         morf, lerf, combined = (
             summary.cell("gradcam", variant, c) for c in ("road_morf", "road_lerf", "road_combined")

@@ -771,11 +771,10 @@ def default_workers() -> int:
     """How many processes read the photos by default.
 
     Returns:
-        One per CPU core this process may use beyond the first, at most 4 (decoding a photo
-            takes far less than explaining it).
+        One per CPU core beyond the first, at most 4 (decoding a photo takes far less than
+            explaining it).
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(4, cores - 1))
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 class _Preprocessed(torch.utils.data.Dataset[tuple[Any, torch.Tensor]]):
