@@ -186,8 +186,9 @@ def compute_plan(model: nn.Module, precision: Precision = "fp32", channels_last:
     """The [ComputePlan][ucag.precision.ComputePlan] of these options for the model on its device.
 
     ``channels_last="auto"`` means channels-last where the precision is lowered and the
-    model has 2-D convolutions (docs/algorithm.md §10): it is then worth 1.5-1.7x on the CPU
-    (benchmarks/throughput.py), and the float32 default keeps its arithmetic.
+    model has 2-D convolutions (docs/algorithm.md §10): it is then worth 1.3-1.4x over
+    bf16 alone on the CPU (benchmarks/throughput.py), and the float32 default keeps its
+    arithmetic.
 
     Args:
         model: The model (its parameters' device decides autocast's).
