@@ -348,8 +348,8 @@ class UCAG(GradCamCallable):
         self.precision: Precision = precision
         #: The inputs' layout asked for: True, False or "auto".
         self.channels_last: ChannelsLast = channels_last
-        self.compute_plan()  # fp16 on the CPU, or a device without autocast, fails here
-        if precision != "fp32" and not getattr(self.adapter, "mixed_precision", False):
+        plan = self.compute_plan()  # fp16 on the CPU, or a device without autocast, fails here
+        if precision != "fp32" and not plan.lowered:
             warnings.warn(
                 f"precision: {self.adapter.name} runs in float32; {precision} is lowered only for gradient-based "
                 "pytorch-grad-cam CAMs, where it is measured faithful (docs/algorithm.md §10)",

@@ -401,13 +401,10 @@ class _Run:
         index = target if isinstance(target, int) else int(target.category or 0)
         key = [sample.id, sample.class_name, str(index), _cell_value(probability)]
         result_rows, curve_rows = [], []
+        compute = self.compute_values
         for i, (method, variant) in enumerate(self.pairs):
             result_rows.append(
-                key
-                + [method, variant]
-                + [_cell_value(values[c][i]) for c in self.columns]
-                + costs[i]
-                + self.compute_values
+                key + [method, variant] + [_cell_value(values[c][i]) for c in self.columns] + costs[i] + compute
             )
             for name, curve in curves.items():
                 curve_rows.append([sample.id, method, variant, name] + [_cell_value(v) for v in curve[i]])
